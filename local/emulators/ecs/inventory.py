@@ -1,0 +1,100 @@
+"""The local fleet: which instances exist, what they run, and how they execute commands.
+
+The inventory is a JSON file in the state directory (``instances.json``), created with a
+default fleet on first start and read again on every start, so you can edit it by hand:
+
+```json
+{"instances": [
+  {"InstanceId": "i-local00000000000001", "InstanceName": "web-1", "OSType": "linux",
+   "Status": "Running", "AgentInstalled": true, "AgentVersion": "2.2.3.398",
+   "Mode": "process"},
+  {"InstanceId": "i-sim...", "Mode": "simulated",
+   "Simulated": {"Output": "ok\\n", "ExitCode": 0, "Duration": 0.5}}
+]}
+```
+
+``Mode`` ``process`` runs the script for real (``/bin/sh``, as the current user, in the
+instance's sandbox directory); ``simulated`` runs nothing and reports ``Simulated`` after
+``Duration`` seconds — for fleets of thousands.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_AGENT_VERSION = "2.2.3.398"
+
+
+@dataclass
+class SimulatedRun:
+    Output: str = "simulated\n"
+    ExitCode: int = 0
+    Duration: float = 0.2
+
+
+@dataclass
+class Instance:
+    InstanceId: str
+    InstanceName: str = ""
+    OSType: str = "linux"  # "linux" | "windows", as DescribeInstances spells it
+    Status: str = "Running"  # Running | Stopped | Starting | Stopping | Pending
+    AgentInstalled: bool = True
+    AgentVersion: str = DEFAULT_AGENT_VERSION
+    Mode: str = "process"  # process | simulated
+    Simulated: SimulatedRun = field(default_factory=SimulatedRun)
+    RegionId: str = ""
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Instance:
+        data = dict(data)
+        sim = data.pop("Simulated", None)
+        known = set(cls.__dataclass_fields__)
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"instance {data.get('InstanceId')!r}: unknown fields {sorted(unknown)}")
+        inst = cls(**data)
+        if sim is not None:
+            inst.Simulated = SimulatedRun(**sim)
+        if not inst.InstanceId.startswith("i-"):
+            raise ValueError(f"instance id {inst.InstanceId!r} must start with 'i-'")
+        if inst.OSType not in ("linux", "windows") or inst.Mode not in ("process", "simulated"):
+            raise ValueError(f"instance {inst.InstanceId}: OSType linux|windows, Mode process|simulated")
+        return inst
+
+    @property
+    def ready(self) -> bool:
+        """Running with a live agent: what DescribeCloudAssistantStatus reports as "true"."""
+        return self.Status == "Running" and self.AgentInstalled
+
+
+def default_fleet() -> list[Instance]:
+    """Three working Linux instances plus one of each failure path Cloud Assistant has."""
+    return [
+        Instance("i-local00000000000001", "local-linux-1"),
+        Instance("i-local00000000000002", "local-linux-2"),
+        Instance("i-local00000000000003", "local-linux-3"),
+        Instance("i-local0000000000000s", "local-stopped", Status="Stopped"),
+        Instance("i-local0000000000000n", "local-no-agent", AgentInstalled=False, AgentVersion=""),
+        Instance("i-local0000000000000w", "local-windows", OSType="windows", Mode="simulated"),
+    ]
+
+
+def load_inventory(path: Path) -> list[Instance]:
+    """Instances from ``path``, writing the default fleet there first if it does not exist."""
+    if not path.exists():
+        save_inventory(path, default_fleet())
+    data = json.loads(path.read_text())
+    instances = [Instance.from_json(item) for item in data.get("instances", [])]
+    ids = [i.InstanceId for i in instances]
+    if len(ids) != len(set(ids)):
+        raise ValueError(f"{path}: duplicate instance ids")
+    return instances
+
+
+def save_inventory(path: Path, instances: list[Instance]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"instances": [asdict(i) for i in instances]}, indent=2) + "\n")
+    tmp.replace(path)
