@@ -1,0 +1,38 @@
+"""Follow-up queue trigger: collect the results of one invocation per message.
+
+Thin adapter: each message of the MNS-queue (EventBridge) event is a follow-up; the work is
+``shared.collect.collect``. An exception fails the invocation, so the host / EventBridge keeps
+the message and delivers it again; nothing is acknowledged before it is stored.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from shared.clients import Clients
+from shared.collect import collect
+from shared.config import Settings
+from shared.events import queue_messages
+from shared.followup import FollowUp
+
+log = logging.getLogger("assistflow.collect")
+_clients: Clients | None = None
+
+
+def _get_clients() -> Clients:
+    global _clients
+    if _clients is None:
+        _clients = Clients(Settings.from_env())
+    return _clients
+
+
+def handler(event: bytes, context: Any) -> dict[str, Any]:
+    clients = _get_clients()
+    done = []
+    for message in queue_messages(event):
+        followup = FollowUp.from_json(message.body)
+        outcome = collect(followup, clients)
+        done.append({"InvokeId": followup.invoke_id, "Stored": len(outcome.stored),
+                     "Pending": len(outcome.pending), "Finished": outcome.finished})
+    return {"collected": done}

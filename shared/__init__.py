@@ -1,0 +1,1 @@
+"""assistflow core: deployed with every function. Knows nothing of the local cloud."""

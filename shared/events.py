@@ -1,0 +1,122 @@
+"""Read-only views of the Function Compute 3.0 events assistflow's functions receive.
+
+FC passes ``event`` as bytes. Shapes (research function-compute.md §1.4, §2.1, §2.3):
+
+* HTTP trigger: ``{"version", "rawPath", "headers", "queryParameters", "body",
+  "isBase64Encoded", "requestContext": {"http": {"method", …}, "requestId", …}}``; the handler
+  returns ``{"statusCode", "headers", "body", "isBase64Encoded"}``.
+* MNS queue trigger (EventBridge): a CloudEvent (or a list of them when batching) whose
+  ``data`` is ``{"requestId", "messageId", "messageBody"}``; ``messageBody`` is Base64 unless
+  the trigger sets ``IsBase64Decode``.
+* Timer trigger: ``{"triggerTime", "triggerName", "payload"}`` with ``payload`` a string.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from shared.errors import AssistflowError
+
+
+class EventInvalidError(AssistflowError):
+    code = "InvalidEvent"
+    status = 400
+
+
+def _load(event: bytes | str | dict[str, Any] | list[Any]) -> Any:
+    if isinstance(event, (dict, list)):
+        return event
+    try:
+        return json.loads(event)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise EventInvalidError(f"the event is not JSON: {exc}") from None
+
+
+@dataclass(frozen=True)
+class HttpEvent:
+    method: str
+    path: str
+    headers: dict[str, str]
+    query: dict[str, str]
+    body: bytes
+    request_id: str
+    source_ip: str
+
+    @classmethod
+    def parse(cls, event: bytes | str | dict[str, Any]) -> HttpEvent:
+        data = _load(event)
+        if not isinstance(data, dict) or "requestContext" not in data:
+            raise EventInvalidError("not an FC 3.0 HTTP trigger event")
+        raw = data.get("body") or ""
+        if data.get("isBase64Encoded"):
+            try:
+                body = base64.b64decode(raw)
+            except (binascii.Error, ValueError):
+                raise EventInvalidError("isBase64Encoded is set but the body is not Base64") \
+                    from None
+        else:
+            body = raw.encode("utf-8") if isinstance(raw, str) else bytes(raw)
+        ctx = data["requestContext"]
+        http = ctx.get("http", {})
+        return cls(
+            method=str(http.get("method", "")).upper(),
+            path=str(http.get("path") or data.get("rawPath") or "/"),
+            headers={str(k): str(v) for k, v in (data.get("headers") or {}).items()},
+            query={str(k): str(v) for k, v in (data.get("queryParameters") or {}).items()},
+            body=body,
+            request_id=str(ctx.get("requestId", "")),
+            source_ip=str(http.get("sourceIp", "")),
+        )
+
+    def header(self, name: str) -> str:
+        wanted = name.lower()
+        return next((v for k, v in self.headers.items() if k.lower() == wanted), "")
+
+
+def http_response(status: int, body: dict[str, Any],
+                  headers: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": "application/json", **(headers or {})},
+        "isBase64Encoded": False,
+        "body": json.dumps(body, ensure_ascii=False),
+    }
+
+
+@dataclass(frozen=True)
+class QueueMessage:
+    message_id: str
+    body: str  # the message body as text (Base64 already undone when it was encoded)
+    request_id: str
+
+
+def queue_messages(event: bytes | str | dict[str, Any] | list[Any]) -> list[QueueMessage]:
+    """The MNS messages in an EventBridge MNS-queue event (one CloudEvent or a batch)."""
+    data = _load(event)
+    items = data if isinstance(data, list) else [data]
+    messages = []
+    for item in items:
+        payload = item.get("data") if isinstance(item, dict) else None
+        if not isinstance(payload, dict) or "messageBody" not in payload:
+            raise EventInvalidError("not an MNS queue (EventBridge) event: data.messageBody missing")
+        messages.append(QueueMessage(
+            message_id=str(payload.get("messageId", item.get("id", ""))),
+            body=_text_body(str(payload["messageBody"])),
+            request_id=str(payload.get("requestId", "")),
+        ))
+    return messages
+
+
+def _text_body(body: str) -> str:
+    """The body as sent: JSON text stays, Base64 (IsBase64Decode false) is undone."""
+    stripped = body.lstrip()
+    if stripped.startswith(("{", "[")):
+        return body
+    try:
+        return base64.b64decode(body, validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return body

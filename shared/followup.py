@@ -1,0 +1,81 @@
+"""The follow-up message: what the collector needs to finish one invocation.
+
+Small JSON in the follow-up queue, safe to deliver twice (the collector's writes are
+idempotent). Each time instances are still running, the collector sends a new follow-up with
+only those instances, ``attempt`` + 1, and a longer delay.
+
+```json
+{"version": 1, "invoke_id": "t-…", "command_id": "c-…", "region": "cn-hangzhou",
+ "pending": ["i-…"], "attempt": 1, "deadline": 1764130000.0, "bucket": "…",
+ "prefix": "results", "request_id": "…", "adhoc": true, "source": "http",
+ "submitted_at": 1764129900.0}
+```
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from shared.errors import AssistflowError
+
+VERSION = 1
+FIRST_DELAY = 1  # seconds before the first look; most commands finish in well under that
+MAX_DELAY = 30
+DEADLINE_MARGIN = 120  # seconds past the command's Timeout before the collector gives up
+
+
+class FollowUpInvalidError(AssistflowError):
+    code = "InvalidFollowUp"
+    status = 400
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    invoke_id: str
+    command_id: str
+    region: str
+    pending: tuple[str, ...]
+    attempt: int
+    deadline: float
+    bucket: str
+    prefix: str
+    request_id: str
+    adhoc: bool
+    source: str
+    submitted_at: float
+    version: int = VERSION
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["pending"] = list(self.pending)
+        return json.dumps(data, separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> FollowUp:
+        try:
+            data: Any = json.loads(text)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise FollowUpInvalidError(f"follow-up is not JSON: {exc}") from None
+        if not isinstance(data, dict) or data.get("version") != VERSION:
+            raise FollowUpInvalidError(f"follow-up version must be {VERSION}")
+        try:
+            data["pending"] = tuple(data["pending"])
+            return cls(**data)
+        except (KeyError, TypeError) as exc:
+            raise FollowUpInvalidError(f"follow-up is missing or has unknown fields: {exc}") from None
+
+    def next(self, pending: tuple[str, ...]) -> FollowUp:
+        return replace(self, pending=pending, attempt=self.attempt + 1)
+
+
+def delay_for(attempt: int, rng: random.Random | None = None) -> int:
+    """Seconds to wait before look number ``attempt + 1``: 1, 2, 4 … capped, ±20 % jitter.
+
+    Jitter keeps thousands of follow-ups of one fan-out from arriving in the same second.
+    """
+    base = min(MAX_DELAY, 2 ** max(0, attempt - 1))
+    jitter = (rng or random).uniform(0.8, 1.2)
+    return max(1, min(MAX_DELAY, round(base * jitter)))

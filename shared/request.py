@@ -1,0 +1,156 @@
+"""The command request: its schema, its validation and its typed form.
+
+``schemas/command-request.v1.json`` is the only definition of a valid request; it is compiled
+once, at import. ``parse_request`` returns a ``CommandRequest`` or raises
+``RequestInvalidError`` carrying *every* violation, each with its JSON path and a message that
+says what to do.
+
+>>> req = parse_request(b'{"Type": "RunShellScript", "CommandContent": "echo 123",'
+...                     b' "InstanceIds": ["i-local00000000000001"]}')
+>>> req.content_b64
+'ZWNobyAxMjM='
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+from shared.errors import RequestInvalidError, Violation
+
+SCHEMA_VERSION = 1
+SCHEMA: dict[str, Any] = json.loads(
+    resources.files("shared").joinpath("schemas/command-request.v1.json").read_text("utf-8"))
+Draft202012Validator.check_schema(SCHEMA)
+_VALIDATOR = Draft202012Validator(SCHEMA)
+
+MAX_CONTENT_B64 = 24 * 1024  # Cloud Assistant's limit on the Base64-encoded script
+DEFAULT_TIMEOUT = 60
+
+
+@dataclass(frozen=True)
+class CommandRequest:
+    """A validated command request."""
+
+    type: str
+    content_b64: str
+    instance_ids: tuple[str, ...]
+    name: str
+    description: str = ""
+    working_dir: str = ""
+    timeout: int = DEFAULT_TIMEOUT
+    client_token: str = ""
+
+    @property
+    def content(self) -> str:
+        return base64.b64decode(self.content_b64).decode("utf-8", errors="replace")
+
+
+def parse_request(body: bytes | str | dict[str, Any]) -> CommandRequest:
+    """Validate ``body`` (JSON text or an already parsed object) into a ``CommandRequest``."""
+    document = _load(body)
+    violations = [v for error in _VALIDATOR.iter_errors(document) for v in _violation(error)]
+    if not violations:
+        violations = _semantic_checks(document)
+    if violations:
+        raise RequestInvalidError(sorted(violations, key=lambda v: (v.path, v.rule)))
+    content = document["CommandContent"]
+    if document.get("ContentEncoding", "PlainText") == "PlainText":
+        content = base64.b64encode(content.encode("utf-8")).decode("ascii")
+    return CommandRequest(
+        type=document["Type"],
+        content_b64=content,
+        instance_ids=tuple(document["InstanceIds"]),
+        name=document.get("Name") or "assistflow",
+        description=document.get("Description", ""),
+        working_dir=document.get("WorkingDir", ""),
+        timeout=document.get("Timeout", DEFAULT_TIMEOUT),
+        client_token=document.get("ClientToken", ""),
+    )
+
+
+def _load(body: bytes | str | dict[str, Any]) -> Any:
+    if isinstance(body, dict):
+        return body
+    try:
+        return json.loads(body)
+    except UnicodeDecodeError:
+        raise RequestInvalidError([Violation("$", "json", "the body must be UTF-8 JSON")]) from None
+    except json.JSONDecodeError as exc:
+        raise RequestInvalidError([Violation(
+            "$", "json", f"the body is not valid JSON ({exc.msg} at line {exc.lineno} column "
+            f"{exc.colno}); send a JSON object")]) from None
+
+
+def _path(parts: Any) -> str:
+    out = "$"
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out
+
+
+def _violation(error: ValidationError) -> list[Violation]:
+    path = _path(error.absolute_path)
+    rule = str(error.validator)
+    value = error.instance
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    if rule == "required":
+        missing = str(error.message).split("'")[1]
+        return [Violation(f"{path}.{missing}" if path != "$" else f"$.{missing}", rule,
+                          f"{missing} is required")]
+    if rule == "additionalProperties":
+        known = set(schema.get("properties", {}))
+        return [Violation(_path([*error.absolute_path, name]), rule,
+                          f"unknown field {name!r}: remove it or fix its spelling (field names "
+                          f"are case-sensitive; known fields: {', '.join(sorted(known))})", None)
+                for name in sorted(set(value) - known)]
+    if rule == "enum":
+        message = f"must be one of {', '.join(map(str, error.validator_value))}; got {value!r}"
+    elif rule == "type":
+        message = f"must be of type {error.validator_value}; got {type(value).__name__}"
+    elif rule == "pattern" and path.startswith("$.InstanceIds"):
+        message = f"{value!r} is not an ECS instance id (they look like i-bp1a2b3c4d5e6f7g8h9i)"
+    elif rule in ("maxLength", "minLength"):
+        message = f"must be {'at most' if rule == 'maxLength' else 'at least'} " \
+                  f"{error.validator_value} characters long; got {len(value)}"
+    elif rule in ("maximum", "minimum"):
+        message = f"must be {'at most' if rule == 'maximum' else 'at least'} " \
+                  f"{error.validator_value}; got {value}"
+    elif rule in ("maxItems", "minItems"):
+        message = f"must have {'at most' if rule == 'maxItems' else 'at least'} " \
+                  f"{error.validator_value} items; got {len(value)}"
+    elif rule == "uniqueItems":
+        message = "must not list the same item twice"
+    else:
+        message = error.message
+    field = path.rsplit(".", 1)[-1] if path != "$" else "the request"
+    value_out = value if isinstance(value, (str, int, float, bool)) or value is None else None
+    return [Violation(path, rule, f"{field} {message}", value_out)]
+
+
+def _semantic_checks(document: dict[str, Any]) -> list[Violation]:
+    """Rules the schema cannot express: the encoded size and Base64 validity of the script."""
+    content = document["CommandContent"]
+    if document.get("ContentEncoding") == "Base64":
+        try:
+            base64.b64decode(content, validate=True)
+        except (binascii.Error, ValueError):
+            return [Violation("$.CommandContent", "base64",
+                              "CommandContent is not valid Base64; send plain text, or fix the "
+                              "encoding (ContentEncoding is Base64)")]
+        encoded_len = len(content)
+    else:
+        encoded_len = len(base64.b64encode(content.encode("utf-8")))
+    if encoded_len > MAX_CONTENT_B64:
+        return [Violation("$.CommandContent", "maxEncodedLength",
+                          f"CommandContent is {encoded_len} bytes once Base64-encoded; Cloud "
+                          f"Assistant accepts at most {MAX_CONTENT_B64}. Ship a shorter script "
+                          "(e.g. one that downloads the rest)")]
+    return []

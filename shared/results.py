@@ -1,0 +1,129 @@
+"""The results layout in OSS — a contract with users and other tools.
+
+```
+{prefix}/{InvokeId}/summary.json                 overall status, counts, per-instance index
+{prefix}/{InvokeId}/{InstanceId}/output.txt      decoded output (UTF-8, undecodable bytes replaced)
+{prefix}/{InvokeId}/{InstanceId}/result.json     status, exit code, error, times, Dropped
+```
+
+Documents are built only from what Cloud Assistant returned and the follow-up, so writing them
+again for a redelivered follow-up produces the same bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections import Counter
+from typing import Any
+
+from shared.followup import FollowUp
+
+TERMINAL = frozenset({"Success", "Failed", "Timeout", "Error", "Invalid", "Aborted",
+                      "Cancelled", "Terminated"})
+FAILED = frozenset({"Failed", "Timeout", "Error", "Invalid", "Aborted"})
+STOPPED = frozenset({"Cancelled", "Terminated"})
+COLLECTOR_TIMEOUT = "CollectorTimeout"  # our own status: still running past the deadline
+
+
+def invoke_prefix(prefix: str, invoke_id: str) -> str:
+    return f"{prefix}/{invoke_id}/"
+
+
+def output_key(prefix: str, invoke_id: str, instance_id: str) -> str:
+    return f"{prefix}/{invoke_id}/{instance_id}/output.txt"
+
+
+def result_key(prefix: str, invoke_id: str, instance_id: str) -> str:
+    return f"{prefix}/{invoke_id}/{instance_id}/result.json"
+
+
+def summary_key(prefix: str, invoke_id: str) -> str:
+    return f"{prefix}/{invoke_id}/summary.json"
+
+
+def decode_output(encoded: str) -> tuple[str, int]:
+    """Cloud Assistant's Base64 ``Output`` as text, and the number of raw bytes."""
+    try:
+        raw = base64.b64decode(encoded or "")
+    except (binascii.Error, ValueError):
+        raw = (encoded or "").encode()
+    return raw.decode("utf-8", errors="replace"), len(raw)
+
+
+def dumps(document: dict[str, Any]) -> bytes:
+    return (json.dumps(document, ensure_ascii=False, indent=2, sort_keys=True) + "\n").encode()
+
+
+def result_document(record: dict[str, Any], followup: FollowUp, output_bytes: int) -> dict[str, Any]:
+    """``result.json`` for one terminal per-instance record of DescribeInvocationResults."""
+    dropped = int(record.get("Dropped") or 0)
+    return {
+        "InvokeId": followup.invoke_id,
+        "CommandId": followup.command_id,
+        "InstanceId": record["InstanceId"],
+        "Status": record["InvocationStatus"],
+        "ExitCode": record.get("ExitCode"),
+        "ErrorCode": record.get("ErrorCode") or "",
+        "ErrorInfo": record.get("ErrorInfo") or "",
+        "StartTime": record.get("StartTime") or "",
+        "FinishedTime": record.get("FinishedTime") or "",
+        "OutputBytes": output_bytes,
+        "Dropped": dropped,
+        "Truncated": dropped > 0,
+        "RequestId": followup.request_id,
+        "Source": followup.source,
+    }
+
+
+def collector_timeout_document(instance_id: str, followup: FollowUp) -> dict[str, Any]:
+    """``result.json`` for an instance still not finished when the collector's deadline passed."""
+    return {
+        "InvokeId": followup.invoke_id, "CommandId": followup.command_id,
+        "InstanceId": instance_id, "Status": COLLECTOR_TIMEOUT, "ExitCode": None,
+        "ErrorCode": COLLECTOR_TIMEOUT,
+        "ErrorInfo": "the collector stopped waiting: the instance had not finished by the "
+                     "command's Timeout plus a margin; check it with DescribeInvocationResults",
+        "StartTime": "", "FinishedTime": "", "OutputBytes": 0, "Dropped": 0, "Truncated": False,
+        "RequestId": followup.request_id, "Source": followup.source,
+    }
+
+
+def overall_status(statuses: list[str]) -> str:
+    """Aggregate per-instance statuses as Cloud Assistant does (PartialFailed, Stopped, …)."""
+    if statuses and all(s in STOPPED for s in statuses):
+        return "Stopped"
+    ok = "Success" in statuses
+    failed = any(s in FAILED or s == COLLECTOR_TIMEOUT for s in statuses)
+    if ok and failed:
+        return "PartialFailed"
+    return "Failed" if failed or not ok else "Success"
+
+
+def summary_document(followup: FollowUp, results: dict[str, dict[str, Any]],
+                     finished_at: float) -> dict[str, Any]:
+    """``summary.json``: overall status, counts per status and an index of every instance."""
+    statuses = [doc["Status"] for doc in results.values()]
+    return {
+        "InvokeId": followup.invoke_id,
+        "CommandId": followup.command_id,
+        "RegionId": followup.region,
+        "Status": overall_status(statuses),
+        "Counts": dict(sorted(Counter(statuses).items())),
+        "InstanceCount": len(results),
+        "SubmittedAt": followup.submitted_at,
+        "CollectedAt": round(finished_at, 3),
+        "Attempts": followup.attempt,
+        "RequestId": followup.request_id,
+        "Source": followup.source,
+        "Instances": {
+            instance_id: {
+                "Status": doc["Status"], "ExitCode": doc["ExitCode"],
+                "Truncated": doc["Truncated"],
+                "Output": output_key(followup.prefix, followup.invoke_id, instance_id),
+                "Result": result_key(followup.prefix, followup.invoke_id, instance_id),
+            }
+            for instance_id, doc in sorted(results.items())
+        },
+    }

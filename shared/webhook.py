@@ -1,0 +1,65 @@
+"""Webhook authentication: HMAC-SHA256 over timestamp and raw body, with a replay window.
+
+A sender computes::
+
+    X-Assistflow-Timestamp: <unix seconds>
+    X-Assistflow-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>.<raw body>")>
+
+and the receiver accepts it only if the signature matches and the timestamp is within
+``WINDOW_SECONDS`` of its clock. The signature doubles as the delivery's idempotency key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections.abc import Mapping
+
+from shared.errors import UnauthorizedError
+
+TIMESTAMP_HEADER = "X-Assistflow-Timestamp"
+SIGNATURE_HEADER = "X-Assistflow-Signature"
+WINDOW_SECONDS = 300
+
+
+def sign(secret: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
+    """The two headers that authenticate ``body`` (for senders, tests and the CLI)."""
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    digest = hmac.new(secret.encode(), ts.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return {TIMESTAMP_HEADER: ts, SIGNATURE_HEADER: f"sha256={digest}"}
+
+
+def _header(headers: Mapping[str, str], name: str) -> str:
+    wanted = name.lower()
+    for key, value in headers.items():
+        if key.lower() == wanted:
+            return value
+    return ""
+
+
+def verify(secret: str, headers: Mapping[str, str], body: bytes, now: float | None = None) -> str:
+    """Check the delivery's signature; return its hex digest (the delivery's identity).
+
+    Raises ``UnauthorizedError`` with a message saying what is wrong. Header names are matched
+    case-insensitively, as HTTP requires.
+    """
+    if not secret:
+        raise UnauthorizedError("the webhook secret is not configured; refusing every delivery")
+    timestamp = _header(headers, TIMESTAMP_HEADER)
+    signature = _header(headers, SIGNATURE_HEADER)
+    if not timestamp or not signature:
+        raise UnauthorizedError(f"missing {TIMESTAMP_HEADER} or {SIGNATURE_HEADER} header; "
+                                "sign the request as the README describes")
+    if not timestamp.isdigit():
+        raise UnauthorizedError(f"{TIMESTAMP_HEADER} must be Unix seconds")
+    now = time.time() if now is None else now
+    if abs(now - int(timestamp)) > WINDOW_SECONDS:
+        raise UnauthorizedError(f"{TIMESTAMP_HEADER} is more than {WINDOW_SECONDS} s away from "
+                                "the receiver's clock; sign the request when you send it")
+    scheme, _, given = signature.partition("=")
+    expected = sign(secret, body, int(timestamp))[SIGNATURE_HEADER].partition("=")[2]
+    if scheme != "sha256" or not hmac.compare_digest(given.lower(), expected):
+        raise UnauthorizedError("the signature does not match the body; sign the exact bytes "
+                                "you send with the shared webhook secret")
+    return expected

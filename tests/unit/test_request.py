@@ -1,0 +1,90 @@
+"""The command request schema: what is accepted, and every violation of what is not."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from shared.errors import RequestInvalidError
+from shared.request import MAX_CONTENT_B64, parse_request
+
+GOOD = {"Type": "RunShellScript", "CommandContent": "echo 123",
+        "InstanceIds": ["i-local00000000000001"]}
+
+
+def violations(body: object) -> list[tuple[str, str]]:
+    with pytest.raises(RequestInvalidError) as info:
+        parse_request(body)  # type: ignore[arg-type]
+    return [(v.path, v.rule) for v in info.value.violations]
+
+
+def test_plain_text_content_is_base64_encoded_for_cloud_assistant() -> None:
+    req = parse_request(GOOD)
+    assert req.content_b64 == base64.b64encode(b"echo 123").decode()
+    assert req.instance_ids == ("i-local00000000000001",)
+    assert req.timeout == 60 and req.name == "assistflow"
+
+
+def test_the_seeds_base64_form_is_accepted_as_is() -> None:
+    req = parse_request({**GOOD, "CommandContent": "ZWNobyAxMjM=", "ContentEncoding": "Base64"})
+    assert req.content_b64 == "ZWNobyAxMjM=" and req.content == "echo 123"
+
+
+def test_bytes_and_text_bodies_parse_the_same() -> None:
+    import json
+
+    assert parse_request(json.dumps(GOOD).encode()) == parse_request(json.dumps(GOOD))
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    ({"Type": "RunPython"}, [("$.Type", "enum")]),
+    ({"InstanceIds": []}, [("$.InstanceIds", "minItems")]),
+    ({"InstanceIds": ["web-1"]}, [("$.InstanceIds[0]", "pattern")]),
+    ({"InstanceIds": ["i-local00000000000001"] * 2}, [("$.InstanceIds", "uniqueItems")]),
+    ({"Timeout": 5}, [("$.Timeout", "minimum")]),
+    ({"Timeout": "60"}, [("$.Timeout", "type")]),
+    ({"Name": "x" * 129}, [("$.Name", "maxLength")]),
+    ({"Description": "x" * 513}, [("$.Description", "maxLength")]),
+    ({"WorkingDir": "/" * 201}, [("$.WorkingDir", "maxLength")]),
+    ({"instanceIds": ["i-local00000000000001"]}, [("$.instanceIds", "additionalProperties")]),
+    ({"ContentEncoding": "Base64"}, [("$.CommandContent", "base64")]),
+])
+def test_each_violation_names_its_path_and_rule(change: dict[str, object],
+                                                expected: list[tuple[str, str]]) -> None:
+    assert violations({**GOOD, **change}) == expected
+
+
+def test_missing_fields_are_reported_each_with_its_own_path() -> None:
+    assert violations({}) == [("$.CommandContent", "required"), ("$.InstanceIds", "required"),
+                              ("$.Type", "required")]
+
+
+def test_all_violations_come_together() -> None:
+    found = violations({"Type": "RunPython", "CommandContent": "", "InstanceIds": ["x"],
+                        "Extra": 1})
+    assert found == [("$.CommandContent", "minLength"), ("$.Extra", "additionalProperties"),
+                     ("$.InstanceIds[0]", "pattern"), ("$.Type", "enum")]
+
+
+def test_content_over_24kb_once_encoded_is_refused_with_the_limit() -> None:
+    fits = "x" * (MAX_CONTENT_B64 // 4 * 3)
+    assert parse_request({**GOOD, "CommandContent": fits})
+    with pytest.raises(RequestInvalidError) as info:
+        parse_request({**GOOD, "CommandContent": fits + "xxx"})
+    assert info.value.violations[0].rule == "maxEncodedLength"
+    assert str(MAX_CONTENT_B64) in info.value.violations[0].message
+
+
+@pytest.mark.parametrize("body", [b"{not json", b"\xff\xfe", b"[]", b"null", b'"text"'])
+def test_non_object_bodies_get_one_clear_violation(body: bytes) -> None:
+    found = violations(body)
+    assert len(found) == 1 and found[0][0] == "$"
+
+
+def test_messages_say_what_to_do() -> None:
+    with pytest.raises(RequestInvalidError) as info:
+        parse_request({**GOOD, "Type": "RunPython"})
+    message = info.value.violations[0].message
+    assert "RunShellScript" in message and "RunPython" in message
+    assert info.value.to_dict()["Errors"][0]["value"] == "RunPython"
