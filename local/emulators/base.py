@@ -241,10 +241,36 @@ class EmulatorApp:
         return json_response({"error": f"no control endpoint {name!r}"}, status=404)
 
 
+RAW_HEADERS = "emulator.raw_headers"
+
+
+def raw_headers(environ: WSGIEnvironment) -> dict[str, str]:
+    """Request headers by lower-case name, exactly as sent.
+
+    The WSGI environ cannot carry a header whose name contains ``_`` (werkzeug drops them),
+    but ``x-oss-meta-my_key`` is legal and signed, so the handler keeps the raw list.
+    """
+    pairs = environ.get(RAW_HEADERS)
+    if pairs is None:
+        pairs = [(k[5:].replace("_", "-"), v) for k, v in environ.items() if k.startswith("HTTP_")]
+        pairs += [(k.replace("_", "-"), environ[k]) for k in ("CONTENT_TYPE", "CONTENT_LENGTH")
+                  if k in environ]
+    out: dict[str, str] = {}
+    for name, value in pairs:
+        key = name.lower()
+        out[key] = f"{out[key]},{value}" if key in out else value
+    return out
+
+
 class _Handler(WSGIRequestHandler):
     # HTTP/1.1 without TCP_NODELAY stalls each response ~40 ms on delayed ACKs
     # (research/local-emulation.md §8).
     disable_nagle_algorithm = True
+
+    def make_environ(self) -> WSGIEnvironment:
+        environ = super().make_environ()
+        environ[RAW_HEADERS] = list(self.headers.items())
+        return environ
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         log.debug("%s %s -> %s", self.command, self.path, code)
@@ -267,7 +293,7 @@ class EmulatorServer:
 
     def start(self) -> EmulatorServer:
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
             name=f"{self.app.service}-server", daemon=True,
         )
         self._thread.start()

@@ -1,0 +1,254 @@
+"""OSS on the wire: parse a path-style request and render answers (headers, XML, errors).
+
+Keys arrive percent-encoded with ``/`` as ``%2F`` (oss2 quotes with ``safe=''``), so the bucket
+and key are split on the raw request URI and only then unquoted; werkzeug's decoded ``path``
+would merge ``a%2Fb`` and ``a/b``. Rendering follows what oss2's parsers read
+(``oss2/xml_utils.py``, ``oss2/models.py``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from collections.abc import Callable, Iterator
+from email.utils import formatdate, parsedate_to_datetime
+from typing import BinaryIO
+from urllib.parse import parse_qsl, quote, unquote_to_bytes
+from xml.etree import ElementTree
+from xml.sax.saxutils import escape
+
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Request, Response
+
+from local.emulators.base import raw_headers
+
+from .errors import OssError
+from .model import NewObject, ObjectMeta, valid_bucket_name
+from .signing import RequestParts
+
+OWNER_ID = "1000000000000001"  # the emulator's single account
+XML_TYPE = "application/xml"
+OUT_CHUNK = 256 * 1024
+STORED_HEADERS = ("cache-control", "content-disposition", "content-encoding", "content-language",
+                  "expires")
+RESPONSE_OVERRIDES = {f"response-{h}": h for h in (
+    "content-type", "content-language", "expires", "cache-control", "content-disposition",
+    "content-encoding")}
+
+
+# --- parsing ---------------------------------------------------------------------------------
+def unquote_key(raw: str, what: str) -> str:
+    try:  # WSGI strings are latin-1 stand-ins for the raw bytes
+        return unquote_to_bytes(raw.encode("latin-1")).decode("utf-8")
+    except (UnicodeError, ValueError):
+        raise OssError("InvalidObjectName" if what == "key" else "InvalidBucketName",
+                       f"The {what} must be valid UTF-8 once percent-decoded.") from None
+
+
+def parse_request(request: Request) -> RequestParts:
+    """Bucket and key from the raw URI, the decoded query, and headers by lower-case name."""
+    environ = request.environ
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if not raw:
+        query = environ.get("QUERY_STRING", "")
+        raw = quote(environ.get("PATH_INFO", "/")) + (f"?{query}" if query else "")
+    raw_path, _, raw_query = raw.partition("?")
+    if raw_path.startswith(("http://", "https://")):  # absolute-form target (via a proxy)
+        raw_path = "/" + raw_path.split("/", 3)[3] if raw_path.count("/") >= 3 else "/"
+    raw_bucket, _, raw_key = raw_path.lstrip("/").partition("/")
+    bucket = unquote_key(raw_bucket, "bucket")
+    if bucket and not valid_bucket_name(bucket):
+        raise OssError("InvalidBucketName", BucketName=bucket)
+    headers = raw_headers(environ)
+    params = dict(parse_qsl(raw_query, keep_blank_values=True))
+    return RequestParts(request.method, bucket, unquote_key(raw_key, "key"), params, headers)
+
+
+# --- rendering helpers -----------------------------------------------------------------------
+def http_date(ts: float) -> str:
+    return formatdate(int(ts), usegmt=True)  # two-digit day, as oss2's parser requires
+
+
+def iso8601(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(int(ts)))
+
+
+def el(tag: str, text: object) -> str:
+    return f"<{tag}>{escape(str(text))}</{tag}>"
+
+
+def xml_response(root: str, body: str, status: int = 200) -> Response:
+    doc = f'<?xml version="1.0" encoding="UTF-8"?>\n<{root}>{body}</{root}>'
+    return Response(doc.encode("utf-8"), status=status, content_type=XML_TYPE)
+
+
+def error_xml(error: OssError, request_id: str, host: str) -> bytes:
+    extra = "".join(el(k, v) for k, v in error.extra.items())
+    return (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error>{el("Code", error.code)}'
+            f'{el("Message", error.message)}{el("RequestId", request_id)}'
+            f'{el("HostId", host)}{extra}</Error>').encode()
+
+
+def owner_xml() -> str:
+    return f"<Owner>{el('ID', OWNER_ID)}{el('DisplayName', OWNER_ID)}</Owner>"
+
+
+def endpoints_xml(region: str) -> str:
+    return (el("ExtranetEndpoint", f"oss-{region}.aliyuncs.com")
+            + el("IntranetEndpoint", f"oss-{region}-internal.aliyuncs.com")
+            + el("Location", f"oss-{region}"))
+
+
+def object_headers(obj: ObjectMeta) -> dict[str, str]:
+    headers = {
+        "Content-Type": obj.content_type, "ETag": obj.quoted_etag,
+        "Last-Modified": http_date(obj.last_modified), "x-oss-object-type": "Normal",
+        "x-oss-hash-crc64ecma": str(obj.crc64), "x-oss-storage-class": obj.storage_class,
+        "Accept-Ranges": "bytes",
+    }
+    headers.update({name.title(): value for name, value in obj.headers.items()})
+    headers.update({f"x-oss-meta-{k}": v for k, v in obj.meta.items()})
+    return headers
+
+
+class FileBody:
+    """Streams ``length`` bytes from ``start`` and closes the file even if never iterated."""
+
+    def __init__(self, stream: BinaryIO, start: int, length: int) -> None:
+        self._stream, self._start, self._length = stream, start, length
+
+    def __iter__(self) -> Iterator[bytes]:
+        self._stream.seek(self._start)
+        remaining = self._length
+        while remaining > 0:
+            chunk = self._stream.read(min(OUT_CHUNK, remaining))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+            yield chunk
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+# --- request helpers -------------------------------------------------------------------------
+def content_md5(headers: dict[str, str]) -> bytes | None:
+    value = headers.get("content-md5")
+    if value is None:
+        return None
+    try:
+        digest = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        digest = b""
+    if len(digest) != 16:
+        raise OssError("InvalidDigest")
+    return digest
+
+
+def body_chunks(request: Request, length: int | None) -> Iterator[bytes]:
+    stream = request.stream
+    received = 0
+    try:
+        while chunk := stream.read(1 << 20):
+            received += len(chunk)
+            yield chunk
+    except (HTTPException, OSError):  # short of Content-Length, or a broken chunk header
+        raise OssError("IncompleteBody") from None
+    if length is not None and received != length:
+        raise OssError("IncompleteBody")
+
+
+def object_spec(headers: dict[str, str], md5: bytes | None) -> NewObject:
+    return NewObject(
+        content_type=headers.get("content-type") or "application/octet-stream",
+        meta={k[len("x-oss-meta-"):]: v for k, v in headers.items()
+              if k.startswith("x-oss-meta-")},
+        headers={k: headers[k] for k in STORED_HEADERS if k in headers},
+        storage_class=headers.get("x-oss-storage-class"), content_md5=md5,
+        forbid_overwrite=headers.get("x-oss-forbid-overwrite", "").lower() == "true",
+    )
+
+
+def max_keys(params: dict[str, str]) -> int:
+    raw = params.get("max-keys", "") or "100"
+    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+        raise OssError("InvalidArgument", "max-keys must be an integer between 1 and 1000.",
+                       ArgumentName="max-keys", ArgumentValue=raw)
+    return int(raw)
+
+
+def encoder(params: dict[str, str]) -> Callable[[str], str]:
+    kind = params.get("encoding-type", "")
+    if kind not in ("", "url"):
+        raise OssError("InvalidArgument", "The encoding-type must be url.",
+                       ArgumentName="encoding-type", ArgumentValue=kind)
+    return (lambda s: quote(s, safe="")) if kind == "url" else (lambda s: s)
+
+
+def parse_xml(data: bytes, root: str) -> ElementTree.Element:
+    try:
+        node = ElementTree.fromstring(data)
+    except ElementTree.ParseError:
+        raise OssError("MalformedXML") from None
+    if node.tag != root:
+        raise OssError("MalformedXML")
+    return node
+
+
+def parse_range(header: str, size: int, standard: bool) -> tuple[int, int] | None:
+    """(first, last) byte to send, or None for the whole object with 200.
+
+    OSS ignores an invalid or out-of-range Range and answers 200 with the whole object; only
+    with ``x-oss-range-behavior: standard`` does it trim the end and answer 416 when the start
+    lies beyond the object. Only the first of several ranges is honoured.
+    """
+    if not header.startswith("bytes="):
+        return None
+    first, dash, last = header[6:].split(",")[0].strip().partition("-")
+    if not dash or not (first or last) or not all(p.isdigit() for p in (first, last) if p):
+        return None
+    if not first:  # suffix: the last N bytes
+        count = int(last)
+        if count == 0 or size == 0:
+            return _unsatisfiable(standard)
+        if count > size:
+            return (0, size - 1) if standard else None
+        return size - count, size - 1
+    start = int(first)
+    end = int(last) if last else size - 1
+    if start > end:
+        return None
+    if start >= size:
+        return _unsatisfiable(standard)
+    if end >= size:
+        return (start, size - 1) if standard or not last else None
+    return start, end
+
+
+def _unsatisfiable(standard: bool) -> tuple[int, int] | None:
+    if standard:
+        raise OssError("InvalidRange")
+    return None
+
+
+def check_preconditions(headers: dict[str, str], obj: ObjectMeta) -> None:
+    def stamp(name: str) -> float | None:
+        try:
+            return parsedate_to_datetime(headers[name]).timestamp() if name in headers else None
+        except (TypeError, ValueError):
+            return None  # an unparsable date is ignored, as HTTP says
+
+    modified = int(obj.last_modified)
+    match = headers.get("if-match")
+    if match is not None and match.strip('"').upper() not in ("*", obj.etag):
+        raise OssError("PreconditionFailed", Condition="If-Match")
+    since = stamp("if-unmodified-since")
+    if since is not None and modified > since:
+        raise OssError("PreconditionFailed", Condition="If-Unmodified-Since")
+    none_match = headers.get("if-none-match")
+    if none_match is not None and none_match.strip('"').upper() in ("*", obj.etag):
+        raise OssError("NotModified")
+    since = stamp("if-modified-since")
+    if since is not None and modified <= since:
+        raise OssError("NotModified")
