@@ -1,0 +1,197 @@
+"""The local cloud: emulators for ECS (Cloud Assistant), MNS and OSS, plus the function host.
+
+``LocalCloud(...).start()`` brings everything up on 127.0.0.1, provisions what ``template.yml``
+declares (queues, buckets), starts the functions and their triggers, and writes
+``endpoints.json`` into the state directory — the contract other tools read:
+
+``ecs``, ``mns``, ``oss`` (base URLs), ``webhook_url``, ``region``, ``access_key_id``,
+``access_key_secret``, ``webhook_secret``, ``results_bucket``, ``instances`` (ids of the local
+Running Linux instances with an agent), plus ``followup_queue``, ``results_prefix``,
+``state_dir`` and ``functions``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from local.emulators.base import EmulatorServer
+from local.emulators.ecs import EcsApp
+from local.emulators.mns import MnsApp
+from local.emulators.oss import OssApp
+from local.host.host import FunctionHost
+from local.host.queue_trigger import MnsAccess
+from local.host.template import Template
+from local.state import LocalKeys, load_or_create_keys, write_private_json
+
+log = logging.getLogger("assistflow.cloud")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_TEMPLATE = REPO_ROOT / "template.yml"
+ACCOUNT_ID = "1234567890123456"  # the local account; real ids are 16 digits too
+
+
+@dataclass
+class Ports:
+    """Fixed ports, or 0 for a free one (the default)."""
+
+    ecs: int = 0
+    mns: int = 0
+    oss: int = 0
+    http: dict[str, int] = field(default_factory=dict)  # HTTP trigger name -> port
+
+    @classmethod
+    def from_env(cls) -> Ports:
+        def port(name: str) -> int:
+            return int(os.environ.get(f"ASSISTFLOW_{name}_PORT", "0") or 0)
+
+        webhook = port("WEBHOOK")
+        return cls(port("ECS"), port("MNS"), port("OSS"), {"webhook": webhook} if webhook else {})
+
+
+class LocalCloud:
+    def __init__(self, state_dir: Path, template: Path = DEFAULT_TEMPLATE,
+                 ports: Ports | None = None, region: str = "cn-hangzhou",
+                 parameters: dict[str, Any] | None = None, max_instances: int = 4) -> None:
+        self.state_dir = state_dir
+        self.template_path = template
+        self.ports = ports or Ports()
+        self.region = region
+        self.parameters = dict(parameters or {})
+        self.max_instances = max_instances
+        self.keys: LocalKeys | None = None
+        self.servers: dict[str, EmulatorServer] = {}
+        self.host: FunctionHost | None = None
+        self.template: Template | None = None
+        self.endpoints: dict[str, Any] = {}
+
+    @property
+    def endpoints_path(self) -> Path:
+        return self.state_dir / "endpoints.json"
+
+    def start(self) -> dict[str, Any]:
+        self.endpoints_path.unlink(missing_ok=True)  # it exists only while we are ready
+        keys = self.keys = load_or_create_keys(self.state_dir)
+        keyring = keys.keyring()
+        try:
+            self.servers["ecs"] = EmulatorServer(
+                EcsApp(keyring, self.state_dir, region=self.region), self.ports.ecs).start()
+            self.servers["mns"] = EmulatorServer(MnsApp(keyring, self.state_dir),
+                                                 self.ports.mns).start()
+            self.servers["oss"] = EmulatorServer(OssApp(keyring, self.state_dir),
+                                                 self.ports.oss).start()
+            template = self.template = self._load_template()
+            self._provision(template)
+            system_env = {
+                "FC_REGION": self.region, "FC_ACCOUNT_ID": ACCOUNT_ID,
+                "ALIBABA_CLOUD_ACCESS_KEY_ID": keys.sts_access_key_id,
+                "ALIBABA_CLOUD_ACCESS_KEY_SECRET": keys.sts_access_key_secret,
+                "ALIBABA_CLOUD_SECURITY_TOKEN": keys.security_token,
+            }
+            host_dir = self.state_dir / "host"
+            host_dir.mkdir(exist_ok=True)
+            self.host = FunctionHost(
+                template, system_env,
+                MnsAccess(self.servers["mns"].url, keys.access_key_id, keys.access_key_secret),
+                record_dir=host_dir, max_instances=self.max_instances, http_ports=self.ports.http)
+            self.host.start()
+        except BaseException:
+            self.stop()
+            raise
+        self.endpoints = self._describe(template, keys)
+        write_private_json(self.endpoints_path, self.endpoints)
+        return self.endpoints
+
+    def _load_template(self) -> Template:
+        overrides: dict[str, Any] = {
+            "WebhookSecret": self.keys.webhook_secret if self.keys else "",
+            "EcsEndpoint": self.servers["ecs"].url,
+            "MnsEndpoint": self.servers["mns"].url,
+            "OssEndpoint": self.servers["oss"].url,
+        }
+        overrides.update(self.parameters)
+        import yaml
+
+        declared = (yaml.safe_load(self.template_path.read_text()).get("Parameters") or {})
+        overrides = {k: v for k, v in overrides.items()
+                     if k in declared or k in self.parameters}
+        return Template.load(self.template_path, overrides, self.region, ACCOUNT_ID)
+
+    def _provision(self, template: Template) -> None:
+        """Create the queues and buckets the template declares, through the real SDKs."""
+        import oss2
+        from mns.account import Account
+        from mns.queue import QueueMeta
+
+        assert self.keys is not None
+        account = Account(self.servers["mns"].url, self.keys.access_key_id,
+                          self.keys.access_key_secret)
+        for decl in template.queues():
+            meta = QueueMeta()
+            props = decl.properties
+            if "VisibilityTimeout" in props:
+                meta.set_visibilitytimeout(int(props["VisibilityTimeout"]))
+            if "MessageRetentionPeriod" in props:
+                meta.set_message_retention_period(int(props["MessageRetentionPeriod"]))
+            if "DelaySeconds" in props:
+                meta.set_delay_seconds(int(props["DelaySeconds"]))
+            if "MaximumMessageSize" in props:
+                meta.set_maximum_message_size(int(props["MaximumMessageSize"]))
+            if "PollingWaitSeconds" in props:
+                meta.set_polling_wait_seconds(int(props["PollingWaitSeconds"]))
+            queue = account.get_queue(decl.name)
+            try:
+                queue.create(meta)
+            except Exception as exc:  # an existing queue keeps its messages and attributes
+                if getattr(exc, "type", "") != "QueueAlreadyExist":
+                    raise
+        auth = oss2.Auth(self.keys.access_key_id, self.keys.access_key_secret)
+        for name in template.buckets():
+            bucket = oss2.Bucket(auth, self.servers["oss"].url, name)
+            try:
+                bucket.get_bucket_info()
+            except oss2.exceptions.NoSuchBucket:
+                bucket.create_bucket(oss2.BUCKET_ACL_PRIVATE)
+
+    def _describe(self, template: Template, keys: LocalKeys) -> dict[str, Any]:
+        outputs = template.resolved_outputs()
+        assert self.host is not None
+        webhook = outputs.get("WebhookUrl") or next(
+            (t.url for t in self.host.http_triggers.values()), "")
+        ecs_app = self.servers["ecs"].app
+        assert isinstance(ecs_app, EcsApp)
+        instances = sorted(i.InstanceId for i in ecs_app.model.instances.values()
+                           if i.ready and i.OSType == "linux")
+        queues = template.queues()
+        return {
+            "ecs": self.servers["ecs"].url,
+            "mns": self.servers["mns"].url,
+            "oss": self.servers["oss"].url,
+            "webhook_url": webhook,
+            "region": self.region,
+            "account_id": ACCOUNT_ID,
+            "access_key_id": keys.access_key_id,
+            "access_key_secret": keys.access_key_secret,
+            "webhook_secret": keys.webhook_secret,
+            "results_bucket": outputs.get("ResultsBucket") or template.parameters.get(
+                "ResultsBucketName", ""),
+            "results_prefix": template.parameters.get("ResultsPrefix", "results"),
+            "followup_queue": queues[0].name if queues else "",
+            "instances": instances,
+            "functions": sorted(self.host.runtimes),
+            "state_dir": str(self.state_dir),
+            "pid": os.getpid(),
+        }
+
+    def stop(self) -> None:
+        self.endpoints_path.unlink(missing_ok=True)
+        if self.host is not None:
+            self.host.stop()
+            self.host = None
+        for name in ("oss", "mns", "ecs"):
+            server = self.servers.pop(name, None)
+            if server is not None:
+                server.stop()

@@ -1,0 +1,209 @@
+"""Read ``template.yml`` (ROS) into what the local host runs: functions, triggers, queues, buckets.
+
+Resolves ``Parameters`` (defaults, overridable locally), the pseudo parameters
+(``ALIYUN::Region``, ``ALIYUN::AccountId``, …), ``Ref``, ``Fn::GetAtt``, ``Fn::Sub`` and
+``Fn::Join`` for the resource types the host emulates. Attributes that only exist once the host
+runs (an HTTP trigger's URL) are resolved from the ``attributes`` the host supplies.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SUPPORTED = {
+    "ALIYUN::FC3::Function", "ALIYUN::FC3::Trigger", "ALIYUN::MNS::Queue",
+    "ALIYUN::MNS::Topic", "ALIYUN::OSS::Bucket", "ALIYUN::RAM::Role",
+    "ALIYUN::RAM::ManagedPolicy",
+}
+
+
+class TemplateError(ValueError):
+    """The template cannot be run locally; the message names the resource and the problem."""
+
+
+@dataclass(frozen=True)
+class QueueDecl:
+    logical_id: str
+    name: str
+    properties: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class FunctionDecl:
+    logical_id: str
+    name: str
+    handler: str
+    runtime: str
+    code_dir: Path
+    timeout: int
+    memory: int
+    environment: dict[str, str]
+
+
+@dataclass(frozen=True)
+class TriggerDecl:
+    logical_id: str
+    name: str
+    function: str
+    type: str
+    config: dict[str, Any]
+
+
+@dataclass
+class Template:
+    path: Path
+    region: str
+    account_id: str
+    parameters: dict[str, Any]
+    resources: dict[str, dict[str, Any]]
+    outputs: dict[str, Any]
+    attributes: dict[tuple[str, str], Any] = field(default_factory=dict)
+
+    # --- loading --------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: Path, overrides: Mapping[str, Any] | None = None,
+             region: str = "cn-hangzhou", account_id: str = "1234567890123456") -> Template:
+        doc = yaml.safe_load(path.read_text())
+        if not isinstance(doc, dict) or doc.get("ROSTemplateFormatVersion") != "2015-09-01":
+            raise TemplateError(f"{path}: not a ROS template (ROSTemplateFormatVersion "
+                                "'2015-09-01' missing)")
+        declared = doc.get("Parameters") or {}
+        overrides = dict(overrides or {})
+        unknown = set(overrides) - set(declared)
+        if unknown:
+            raise TemplateError(f"unknown parameter override(s) {sorted(unknown)}; the template "
+                                f"declares {sorted(declared)}")
+        params: dict[str, Any] = {}
+        for name, spec in declared.items():
+            if name in overrides:
+                params[name] = overrides[name]
+            elif "Default" in spec:
+                params[name] = spec["Default"]
+            else:
+                raise TemplateError(f"parameter {name} has no Default; pass a value for it")
+        resources = doc.get("Resources") or {}
+        for logical_id, res in resources.items():
+            if res.get("Type") not in SUPPORTED:
+                raise TemplateError(f"resource {logical_id}: type {res.get('Type')!r} is not "
+                                    f"run locally (supported: {', '.join(sorted(SUPPORTED))})")
+        tpl = cls(path, region, account_id, params, resources, doc.get("Outputs") or {})
+        tpl._name_resources()
+        return tpl
+
+    def _name_resources(self) -> None:
+        """Physical names, so ``Ref`` / ``Fn::GetAtt`` of names resolve before anything runs."""
+        name_props = {"ALIYUN::FC3::Function": "FunctionName", "ALIYUN::MNS::Queue": "QueueName",
+                      "ALIYUN::MNS::Topic": "TopicName", "ALIYUN::OSS::Bucket": "BucketName",
+                      "ALIYUN::RAM::Role": "RoleName", "ALIYUN::FC3::Trigger": "TriggerName"}
+        for logical_id, res in self.resources.items():
+            prop = name_props.get(res["Type"])
+            if prop is None:
+                continue
+            name = str(self.resolve((res.get("Properties") or {}).get(prop, logical_id)))
+            self.attributes[(logical_id, "Ref")] = name
+            self.attributes[(logical_id, prop)] = name
+            if res["Type"] == "ALIYUN::MNS::Queue":
+                self.attributes[(logical_id, "ARN")] = (
+                    f"acs:mns:{self.region}:{self.account_id}:/queues/{name}")
+            elif res["Type"] == "ALIYUN::FC3::Function":
+                self.attributes[(logical_id, "ARN")] = (
+                    f"acs:fc:{self.region}:{self.account_id}:functions/{name}")
+            elif res["Type"] == "ALIYUN::RAM::Role":
+                self.attributes[(logical_id, "Arn")] = f"acs:ram::{self.account_id}:role/{name}"
+            elif res["Type"] == "ALIYUN::OSS::Bucket":
+                self.attributes[(logical_id, "Name")] = name
+
+    # --- intrinsic functions ----------------------------------------------------------------
+    def _pseudo(self, name: str) -> Any:
+        pseudo = {"ALIYUN::Region": self.region, "ALIYUN::AccountId": self.account_id,
+                  "ALIYUN::StackName": "assistflow-local", "ALIYUN::StackId": "local"}
+        if name in pseudo:
+            return pseudo[name]
+        if name in self.parameters:
+            return self.parameters[name]
+        if (name, "Ref") in self.attributes:
+            return self.attributes[(name, "Ref")]
+        raise TemplateError(f"Ref to unknown name {name!r}")
+
+    def resolve(self, value: Any) -> Any:
+        if isinstance(value, list):
+            return [self.resolve(v) for v in value]
+        if not isinstance(value, dict):
+            return value
+        if len(value) == 1:
+            (key, arg), = value.items()
+            if key == "Ref":
+                return self._pseudo(str(arg))
+            if key == "Fn::GetAtt":
+                logical_id, attr = arg if isinstance(arg, list) else str(arg).split(".", 1)
+                if (logical_id, attr) not in self.attributes:
+                    raise TemplateError(f"Fn::GetAtt {logical_id}.{attr} is not known locally")
+                return self.attributes[(logical_id, attr)]
+            if key == "Fn::Sub":
+                return self._sub(arg)
+            if key == "Fn::Join":
+                sep, items = arg
+                return str(sep).join(str(self.resolve(i)) for i in items)
+        return {k: self.resolve(v) for k, v in value.items()}
+
+    def _sub(self, arg: Any) -> str:
+        text, extra = (arg, {}) if isinstance(arg, str) else (arg[0], arg[1])
+
+        def repl(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name in extra:
+                return str(self.resolve(extra[name]))
+            if "." in name and not name.startswith("ALIYUN::"):
+                logical_id, attr = name.split(".", 1)
+                return str(self.resolve({"Fn::GetAtt": [logical_id, attr]}))
+            return str(self._pseudo(name))
+
+        return re.sub(r"\$\{([^}]+)\}", repl, str(text))
+
+    # --- views ------------------------------------------------------------------------------
+    def _of_type(self, type_: str) -> list[tuple[str, dict[str, Any]]]:
+        return [(lid, res.get("Properties") or {}) for lid, res in self.resources.items()
+                if res["Type"] == type_]
+
+    def queues(self) -> list[QueueDecl]:
+        return [QueueDecl(lid, self.attributes[(lid, "Ref")], self.resolve(props))
+                for lid, props in self._of_type("ALIYUN::MNS::Queue")]
+
+    def buckets(self) -> list[str]:
+        return [self.attributes[(lid, "Ref")] for lid, _ in self._of_type("ALIYUN::OSS::Bucket")]
+
+    def functions(self) -> list[FunctionDecl]:
+        out = []
+        for lid, props in self._of_type("ALIYUN::FC3::Function"):
+            meta = (self.resources[lid].get("Metadata") or {}).get("assistflow") or {}
+            if "CodeDir" not in meta:
+                raise TemplateError(f"function {lid}: Metadata.assistflow.CodeDir (the folder "
+                                    "with its code, relative to the template) is required")
+            code_dir = (self.path.parent / meta["CodeDir"]).resolve()
+            if not code_dir.is_dir():
+                raise TemplateError(f"function {lid}: CodeDir {code_dir} does not exist")
+            env = self.resolve(props.get("EnvironmentVariables") or {})
+            out.append(FunctionDecl(
+                logical_id=lid, name=self.attributes[(lid, "Ref")],
+                handler=str(props["Handler"]), runtime=str(props.get("Runtime", "python3.10")),
+                code_dir=code_dir, timeout=int(self.resolve(props.get("Timeout", 3))),
+                memory=int(self.resolve(props.get("MemorySize", 128))),
+                environment={str(k): "" if v is None else str(v) for k, v in env.items()},
+            ))
+        return out
+
+    def triggers(self) -> list[TriggerDecl]:
+        return [TriggerDecl(
+            logical_id=lid, name=str(self.resolve(props["TriggerName"])),
+            function=str(self.resolve(props["FunctionName"])), type=str(props["TriggerType"]),
+            config=self.resolve(props.get("TriggerConfig") or {}),
+        ) for lid, props in self._of_type("ALIYUN::FC3::Trigger")]
+
+    def resolved_outputs(self) -> dict[str, Any]:
+        return {name: self.resolve(out.get("Value")) for name, out in self.outputs.items()}

@@ -1,0 +1,41 @@
+"""Fixtures: a whole local cloud (emulators + function host running template.yml)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from local.cloud import LocalCloud
+from tests.localcloud import Endpoints
+
+# aliyunsdkcore ignores NO_PROXY (research local-emulation.md §3.5): loopback calls must not
+# see a proxy from the CI environment.
+for _var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY",
+             "ALIYUN_ACCESS_KEY_ID", "ALIYUN_ACCESS_KEY_SECRET"):
+    os.environ.pop(_var, None)
+
+
+@pytest.fixture(scope="session")
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
+    """One local cloud for the session, in a fresh state directory."""
+    state = tmp_path_factory.mktemp("state")
+    local = LocalCloud(state)
+    local.start()
+    yield local
+    local.stop()
+
+
+@pytest.fixture(scope="session")
+def endpoints(cloud: LocalCloud) -> Endpoints:
+    return Endpoints(cloud.endpoints)
+
+
+@pytest.fixture
+def fresh_cloud_dir(tmp_path: Path) -> Path:
+    """A state directory for a test that starts and stops its own local cloud."""
+    state = tmp_path / "state"
+    state.mkdir()
+    return state
