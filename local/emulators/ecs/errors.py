@@ -1,7 +1,8 @@
 """ECS RPC API errors: code, HTTP status and message, as the real service answers them.
 
 Codes and statuses follow ../shared/research/cloud-assistant-api.md §6. The wire layer renders
-them as ``{"RequestId", "HostId", "Code", "Message"}``.
+them as ``{"RequestId", "HostId", "Code", "Message"}``; aliyunsdkcore raises them as
+``ServerException(code, message, http_status, request_id)``.
 """
 
 from __future__ import annotations
@@ -33,3 +34,14 @@ def not_found(code: str, what: str) -> EcsApiError:
 
 def forbidden(code: str, message: str) -> EcsApiError:
     return EcsApiError(code, message, 403)
+
+
+def bad_frequency(detail: str) -> EcsApiError:
+    return EcsApiError("InvalidParam.Frequency", f"The specified Frequency is not valid: {detail}",
+                       400)
+
+
+def throttled() -> EcsApiError:
+    # Generic ECS wording and status (research §6, G-NET); aliyunsdkcore retries exactly this
+    # code on its retryable (Describe*) APIs.
+    return EcsApiError("Throttling", "Request was denied due to request throttling.", 400)

@@ -15,11 +15,20 @@ default fleet on first start and read again on every start, so you can edit it b
 
 ``Mode`` ``process`` runs the script for real (``/bin/sh``, as the current user, in the
 instance's sandbox directory); ``simulated`` runs nothing and reports ``Simulated`` after
-``Duration`` seconds — for fleets of thousands.
+``Duration`` seconds of the emulator's clock — for fleets of thousands.
+
+An entry with ``"Count": N`` declares N alike instances at once: its ``InstanceId`` is a
+prefix, completed by a zero-padded number (``"i-sim"`` with ``Count`` 10000 gives
+``i-sim00001`` … ``i-sim10000``), and ``InstanceName`` likewise gets ``-<n>``:
+
+```json
+{"InstanceId": "i-sim", "InstanceName": "sim", "Count": 10000, "Mode": "simulated"}
+```
 """
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -46,6 +55,9 @@ class Instance:
     Mode: str = "process"  # process | simulated
     Simulated: SimulatedRun = field(default_factory=SimulatedRun)
     RegionId: str = ""
+    ZoneId: str = ""
+    OSName: str = ""
+    InstanceType: str = "ecs.g7.large"
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Instance:
@@ -82,12 +94,33 @@ def default_fleet() -> list[Instance]:
     ]
 
 
+def expand(entry: dict[str, Any]) -> list[Instance]:
+    """One inventory entry as instances: itself, or ``Count`` numbered copies of it."""
+    if "Count" not in entry:
+        return [Instance.from_json(entry)]
+    entry = dict(entry)
+    count = int(entry.pop("Count"))
+    if count < 1:
+        raise ValueError(f"entry {entry.get('InstanceId')!r}: Count must be at least 1")
+    prefix = entry.get("InstanceId", "i-sim")
+    name = entry.get("InstanceName", "")
+    width = max(5, len(str(count)))
+    template = Instance.from_json({**entry, "InstanceId": prefix})
+    out = []
+    for n in range(1, count + 1):
+        inst = copy.copy(template)  # SimulatedRun is shared: it is never mutated
+        inst.InstanceId = f"{prefix}{n:0{width}d}"
+        inst.InstanceName = f"{name}-{n}" if name else inst.InstanceId
+        out.append(inst)
+    return out
+
+
 def load_inventory(path: Path) -> list[Instance]:
     """Instances from ``path``, writing the default fleet there first if it does not exist."""
     if not path.exists():
         save_inventory(path, default_fleet())
     data = json.loads(path.read_text())
-    instances = [Instance.from_json(item) for item in data.get("instances", [])]
+    instances = [inst for item in data.get("instances", []) for inst in expand(item)]
     ids = [i.InstanceId for i in instances]
     if len(ids) != len(set(ids)):
         raise ValueError(f"{path}: duplicate instance ids")

@@ -1,46 +1,55 @@
 """ECS RPC wire layer: signed query in, JSON out.
 
 aliyunsdkcore sends every parameter in the query string of a POST (research
-cloud-assistant-api.md §2.3); a form body is accepted too. The signature is verified over all
-parameters except ``Signature`` exactly as the SDK computes it, blank values included.
+cloud-assistant-api.md §2.3); a form body is accepted too. The action comes from ``Action``
+(RPC v1.0) or the ``x-acs-action`` header (ACS3, the newer Tea SDKs); ``signing.py`` verifies
+either scheme. Errors are ``{"RequestId", "HostId", "Code", "Message"}`` with the HTTP status
+the real service uses.
+
+Control paths beside the base ones (``/_emulator/...``):
+
+* ``GET|DELETE calls`` — how many requests each action received (faulted and rejected ones
+  included), e.g. to count the SDK's retries; DELETE zeroes the counters.
+* ``POST advance`` ``{"seconds": s}`` — move the clock and return once every run, period and
+  simulated result that became due has been processed (no sleeping in tests).
+* ``POST reboot`` ``{"InstanceIds": [...]}`` — the instances restart: NextRebootOnly and
+  EveryReboot invocations run on them.
+* ``POST inventory`` — re-read ``instances.json`` after editing it.
 """
 
 from __future__ import annotations
 
-import base64
-import hmac
-import logging
+import threading
 import time
-from hashlib import sha1
+from collections import Counter
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, quote
+from urllib.parse import parse_qsl
 
 from werkzeug.wrappers import Request, Response
 
-from local.emulators.base import Clock, EmulatorApp, KeyRing, json_response, new_request_id
+from local.emulators.base import (
+    Clock,
+    EmulatorApp,
+    KeyRing,
+    json_response,
+    new_request_id,
+    raw_headers,
+)
 from local.emulators.ecs import handlers
-from local.emulators.ecs.errors import EcsApiError
+from local.emulators.ecs.errors import EcsApiError, throttled
 from local.emulators.ecs.model import CloudAssistant
+from local.emulators.ecs.params import Params
+from local.emulators.ecs.signing import (  # re-exported: older callers import them from here
+    Authenticator,
+    SignedRequest,
+    rpc_signature,
+    rpc_string_to_sign,
+)
 
-log = logging.getLogger(__name__)
+__all__ = ["EcsApp", "rpc_signature", "rpc_string_to_sign"]
 
 HOST_ID = "ecs.aliyuncs.com"
-
-
-def _pct(value: str) -> str:
-    return quote(value, safe="~")
-
-
-def rpc_string_to_sign(method: str, params: dict[str, str]) -> str:
-    canonical = "&".join(f"{_pct(k)}={_pct(v)}" for k, v in sorted(params.items())
-                         if k != "Signature")
-    return f"{method}&%2F&{_pct(canonical)}"
-
-
-def rpc_signature(secret: str, string_to_sign: str) -> str:
-    digest = hmac.new((secret + "&").encode(), string_to_sign.encode(), sha1).digest()
-    return base64.b64encode(digest).decode()
 
 
 class EcsApp(EmulatorApp):
@@ -49,74 +58,96 @@ class EcsApp(EmulatorApp):
     service = "ecs"
 
     def __init__(self, keyring: KeyRing, state_dir: Path, clock: Clock | None = None,
-                 region: str = "cn-hangzhou") -> None:
+                 region: str = "cn-hangzhou", agent_workers: int = 32) -> None:
         super().__init__(keyring, clock)
-        self.model = CloudAssistant(state_dir, self.clock, region)
+        # agent_workers: process-mode runs at once; the rest wait as Pending
+        self.model = CloudAssistant(state_dir, self.clock, region, agent_workers)
+        self.auth = Authenticator(keyring)
+        self.calls: Counter[str] = Counter()
+        self._calls_lock = threading.Lock()
 
     def dispatch(self, request: Request) -> Response:
         request_id = new_request_id()
-        params = dict(parse_qsl(request.environ.get("QUERY_STRING", ""), keep_blank_values=True))
+        body = request.get_data(cache=True)
+        query = parse_qsl(request.environ.get("QUERY_STRING", ""), keep_blank_values=True)
+        params = dict(query)
         if request.method == "POST" and request.mimetype == "application/x-www-form-urlencoded":
-            params.update(parse_qsl(request.get_data(as_text=True), keep_blank_values=True))
-        action = params.get("Action", "")
+            params.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+        headers = raw_headers(request.environ)
+        action = params.get("Action") or headers.get("x-acs-action", "")
+        with self._calls_lock:
+            self.calls[action] += 1
         try:
-            self._authenticate(request.method, params)
+            self.auth.verify(SignedRequest(request.method, request.path, query, params, headers,
+                                           body))
             rule = self.faults.take(action)
             if rule is not None:
                 if rule.delay:
-                    time.sleep(rule.delay)
+                    time.sleep(rule.delay)  # a slow network, in real time: the SDK's timeouts
                 if rule.code:
-                    raise EcsApiError(rule.code, rule.message or f"injected fault {rule.code}",
-                                      rule.status)
+                    default = throttled().message if rule.code.startswith("Throttling") else ""
+                    raise EcsApiError(rule.code, rule.message or default
+                                      or f"injected fault {rule.code}", rule.status)
             handler = handlers.ACTIONS.get(action)
             if handler is None:
                 raise EcsApiError("InvalidAction.NotFound",
                                   f"Specified api \"{action}\" is not found, please check your url"
                                   " and method.", 404)
-            body = handler(self.model, handlers.Params(params))
+            answer = handler(self.model, Params(params))
         except EcsApiError as err:
             return json_response({"RequestId": request_id, "HostId": HOST_ID,
                                   "Code": err.code, "Message": err.message}, err.status)
-        body["RequestId"] = request_id
-        return json_response(body)
+        answer["RequestId"] = request_id
+        return json_response(answer)
 
-    def _authenticate(self, method: str, params: dict[str, str]) -> None:
-        access_key_id = params.get("AccessKeyId", "")
-        if not access_key_id or "Signature" not in params:
-            raise EcsApiError("MissingParameter", "AccessKeyId and Signature are required.", 400)
-        secret = self.keyring.secret_for(access_key_id)
-        if secret is None:
-            raise EcsApiError("InvalidAccessKeyId.NotFound",
-                              "Specified access key is not found.", 404)
-        if not self.keyring.token_ok(access_key_id, params.get("SecurityToken")):
-            raise EcsApiError("InvalidSecurityToken.Mismatch",
-                              "Specified SecurityToken does not match the access key.", 400)
-        if params.get("SignatureMethod", "HMAC-SHA1") != "HMAC-SHA1":
-            raise EcsApiError("InvalidParameter.SignatureMethod",
-                              "Only HMAC-SHA1 is supported by this RPC endpoint.", 400)
-        sts = rpc_string_to_sign(method, params)
-        if not hmac.compare_digest(rpc_signature(secret, sts), params["Signature"]):
-            # The SDK splits this message on ':' and compares the tail with its own string.
-            raise EcsApiError("SignatureDoesNotMatch",
-                              "Specified signature is not matched with our calculation. "
-                              f"server string to sign is:{sts}", 400)
+    def control_extra(self, name: str, request: Request, body: Any) -> Response:
+        if name == "calls":
+            with self._calls_lock:
+                if request.method == "DELETE":
+                    self.calls.clear()
+                return json_response({"calls": dict(self.calls)})
+        if name == "advance" and request.method == "POST":
+            return json_response({"now": self.advance(float(body.get("seconds", 0)))})
+        if name == "reboot" and request.method == "POST":
+            ids = [str(i) for i in body.get("InstanceIds", [])]
+            for instance_id in ids:
+                self.model.instance(instance_id)
+            self.model.reboot(ids)
+            self.model.agent.scheduler.wait_idle()
+            return json_response({"rebooted": ids})
+        if name == "inventory" and request.method == "POST":
+            self.model.reload_inventory()
+            return json_response({"instances": len(self.model.instances)})
+        return super().control_extra(name, request, body)
+
+    def advance(self, seconds: float) -> float:
+        """Move the emulator's clock and wait until all work that fell due is done."""
+        self.clock.advance(seconds)
+        if not self.model.agent.scheduler.wait_idle():
+            raise ValueError("scheduled work did not settle within 10 s")
+        return self.clock.now()
 
     def dump_state(self) -> dict[str, Any]:
         invocations = []
         for inv in self.model.list_invocations():
-            results = self.model.results(invoke_id=inv["invoke_id"])
+            records = self.model.records(invoke_id=inv["invoke_id"])
             invocations.append({
                 "InvokeId": inv["invoke_id"], "CommandId": inv["command_id"],
-                "Results": {r["instance_id"]: r["status"] for r in results},
+                "RepeatMode": inv["repeat_mode"],
+                "Results": {r["instance_id"]: r["status"] for r in records},
             })
         return {
             "instances": sorted(self.model.instances),
             "commands": [r["command_id"] for r in self.model.list_commands()],
             "invocations": invocations,
+            "scheduled": self.model.agent.scheduler.pending(),
+            "calls": dict(self.calls),
         }
 
     def reset_state(self) -> None:
         self.model.reset()
+        with self._calls_lock:
+            self.calls.clear()
 
     def close(self) -> None:
         self.model.close()

@@ -1,0 +1,171 @@
+"""Cloud Assistant's pure rules: limits, status aggregation and ``{{parameter}}`` handling.
+
+No state and no I/O: the model applies these, tests can call them directly. Sources are
+research cloud-assistant-api.md §3 (limits), §5.3 (statuses) and §6 (error codes).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import TYPE_CHECKING
+
+from local.emulators.ecs.errors import EcsApiError, forbidden
+
+if TYPE_CHECKING:
+    from local.emulators.ecs.inventory import Instance
+
+COMMAND_TYPES = ("RunShellScript", "RunPowerShellScript", "RunBatScript")
+REPEAT_MODES = ("Once", "Period", "NextRebootOnly", "EveryReboot", "DryRun")
+TERMINATION_MODES = ("Process", "ProcessTree")
+MAX_CONTENT_B64 = 24 * 1024  # TEA 7.11.8; the D-INV page says 18 KB (§9.3): we follow TEA
+MAX_INSTANCES_PER_INVOKE = 100
+MAX_INSTANCES_PER_STOP = 50
+MAX_INSTANCES_PER_STATUS = 50
+MAX_NAME = 128
+MAX_DESCRIPTION = 512
+MAX_WORKING_DIR = 200
+MAX_USERNAME = 255
+MAX_LAUNCHER = 1024
+MAX_CLIENT_TOKEN = 64
+MAX_PARAMETERS = 10  # pairs passed in Parameters (§9.7: taken as a hard cap)
+MAX_DEFINED_PARAMETERS = 20  # {{names}} a command may define
+MAX_PARAMETER_NAME = 64
+MIN_INVOKE_TIMEOUT = 10
+DEFAULT_TIMEOUT = 60
+COMMAND_QUOTA = 500  # retained commands per region (D-CC: 500 … 50,000 by account level)
+
+TERMINAL = ("Success", "Failed", "Timeout", "Error", "Invalid", "Aborted", "Cancelled", "Terminated")
+FAILED_CLASS = ("Failed", "Timeout", "Error", "Invalid", "Aborted")
+STOPPED_CLASS = ("Cancelled", "Terminated")
+BUILT_INS = ("ACS::RegionId", "ACS::AccountId", "ACS::InstanceId", "ACS::InstanceName",
+             "ACS::InvokeId", "ACS::CommandId")
+_PARAM = re.compile(r"\{\{\s*(.*?)\s*\}\}", re.S)
+_PARAM_NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def overall_status(statuses: list[str]) -> str:
+    """Aggregate per-instance statuses the way DescribeInvocations reports ``InvocationStatus``."""
+    for transient in ("Running", "Stopping", "Pending", "Scheduled"):
+        if transient in statuses:
+            return transient
+    if all(s in STOPPED_CLASS for s in statuses):
+        return "Stopped"
+    ok = any(s == "Success" for s in statuses)
+    failed = any(s in FAILED_CLASS for s in statuses)
+    stopped = any(s in STOPPED_CLASS for s in statuses)
+    if ok and (failed or stopped):
+        # §5.3: "some Success, others Failed/Stopped" is PartialFailed
+        return "PartialFailed"
+    return "Failed" if failed else "Success"
+
+
+def legacy_status(status: str) -> str:
+    """The deprecated ``InstanceInvokeStatus`` / ``InvokeRecordStatus`` wording."""
+    if status in ("Success", "Failed"):
+        return "Finished"  # even for a non-zero exit, as the G-EN sample shows
+    if status in STOPPED_CLASS:
+        return "Stopped"
+    if status in FAILED_CLASS:
+        return "Failed"
+    if status in ("Stopping", "Pending", "Scheduled"):
+        return status
+    return "Running"
+
+
+def legacy_overall(statuses: list[str]) -> str:
+    legacy = {legacy_status(s) for s in statuses}
+    for transient in ("Running", "Stopping", "Pending", "Scheduled"):
+        if transient in legacy:
+            return "Running"
+    return legacy.pop() if len(legacy) == 1 else "PartialFailed"
+
+
+def defined_parameters(script: str) -> list[str]:
+    """The custom ``{{name}}`` parameters a command defines, built-ins excluded, in order."""
+    names: dict[str, str] = {}
+    for raw in _PARAM.findall(script):
+        if raw.upper().startswith("ACS::"):
+            continue
+        names.setdefault(raw.lower(), raw)
+    return list(names.values())
+
+
+def check_definitions(script: str) -> None:
+    """CreateCommand's checks of the ``{{name}}`` parameters in an EnableParameter command."""
+    for raw in _PARAM.findall(script):
+        if not raw:
+            raise forbidden("CmdParam.EmptyKey", "A {{}} parameter in the content has no name.")
+        if raw.upper().startswith("ACS::"):
+            if raw.upper() not in (b.upper() for b in BUILT_INS):
+                raise forbidden("CmdParam.InvalidParamName",
+                                f"{raw} is not a built-in parameter; the acs:: prefix is "
+                                "reserved for built-ins.")
+            continue
+        if not _PARAM_NAME.fullmatch(raw):
+            raise forbidden("CmdParam.InvalidParamName",
+                            f"Parameter name {raw!r} may contain only letters, digits, - and _.")
+        if len(raw.encode()) > MAX_PARAMETER_NAME:
+            raise forbidden("CmdParamName.ExceedLimit",
+                            f"Parameter name {raw[:20]}… exceeds {MAX_PARAMETER_NAME} bytes.")
+    if len(defined_parameters(script)) > MAX_DEFINED_PARAMETERS:
+        raise forbidden("ParameterCount.ExceedLimit",
+                        f"A command may define at most {MAX_DEFINED_PARAMETERS} parameters.")
+
+
+def check_parameters(script: str, enabled: bool, values: dict[str, str]) -> dict[str, str]:
+    """Validate a run's ``Parameters`` against the command; the full name → value map."""
+    if not values:
+        return {}
+    if not enabled:
+        raise EcsApiError("Parameter.Disabled",
+                          "Parameters were given but the command has EnableParameter=false.", 400)
+    if len(values) > MAX_PARAMETERS:
+        raise forbidden("ParameterCount.ExceedLimit",
+                        f"At most {MAX_PARAMETERS} Parameters may be passed.")
+    defined = {n.lower() for n in defined_parameters(script)}
+    for key in values:
+        if not key or len(key) > MAX_PARAMETER_NAME:
+            raise forbidden("ParameterKey.ExceedLimit",
+                            f"Parameter keys must be 1 to {MAX_PARAMETER_NAME} characters.")
+        if key.lower() not in defined:
+            raise forbidden("Parameter.NotMatched",
+                            f"Parameter {key!r} is not defined in the command content.")
+    return values
+
+
+def substitute(script: str, values: dict[str, str], built_ins: dict[str, str]) -> str:
+    """The script with ``{{name}}`` replaced; names the run did not pass become empty strings."""
+    lowered = {k.lower(): v for k, v in values.items()}
+    upper_builtins = {k.upper(): v for k, v in built_ins.items()}
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name.upper().startswith("ACS::"):
+            return upper_builtins.get(name.upper(), match.group(0))
+        return lowered.get(name.lower(), "")
+
+    return _PARAM.sub(value, script)
+
+
+def refusal(inst: Instance, command_type: str) -> tuple[str, str, str] | None:
+    """Why the agent cannot take a run on ``inst``: (status, ErrorCode, ErrorInfo), or None."""
+    # Fidelity choice (§9.4): an unfit instance does not fail the call; its record ends
+    # at once (the real service gives up after about a minute) — Aborted when the task
+    # cannot be delivered, Invalid when the command does not fit the OS.
+    if inst.Status != "Running":
+        return ("Aborted", "InstanceNotRunning",
+                f"the instance is {inst.Status}, commands need a Running instance")
+    if not inst.AgentInstalled:
+        return ("Aborted", "ClientNotRunning",
+                "the Cloud Assistant agent is not installed or not running")
+    if (command_type == "RunShellScript") != (inst.OSType == "linux"):
+        return ("Invalid", "CommandNotApplicable",
+                f"{command_type} cannot run on a {inst.OSType} instance")
+    if inst.OSType == "windows" and inst.Mode == "process":
+        return ("Error", "ExecutionException", "local process mode runs Linux shell only")
+    return None
