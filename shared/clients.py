@@ -80,8 +80,9 @@ class CloudAssistant:
         result: dict[str, Any] = json.loads(body)
         return result
 
-    def create_command(self, *, name: str, type_: str, content_b64: str, description: str,
-                       working_dir: str, timeout: int, client_token: str = "") -> str:
+    def create_command(self, *, name: str, type_: str, content_b64: str, description: str = "",
+                       working_dir: str = "", timeout: int = 60, enable_parameter: bool = False,
+                       client_token: str = "") -> str:
         from aliyunsdkecs.request.v20140526.CreateCommandRequest import CreateCommandRequest
 
         req = CreateCommandRequest()
@@ -94,23 +95,86 @@ class CloudAssistant:
             req.set_Description(description)
         if working_dir:
             req.set_WorkingDir(working_dir)
+        if enable_parameter:
+            req.set_EnableParameter(True)
         if client_token:
             req.set_ClientToken(client_token)
         return str(self.call(req)["CommandId"])
 
-    def invoke_command(self, *, command_id: str, instance_ids: list[str],
-                       client_token: str = "") -> str:
+    def invoke_command(self, *, command_id: str, instance_ids: list[str], client_token: str = "",
+                       parameters: dict[str, str] | None = None, timeout: int | None = None,
+                       working_dir: str = "", username: str = "", repeat_mode: str = "",
+                       frequency: str = "") -> str:
         from aliyunsdkecs.request.v20140526.InvokeCommandRequest import InvokeCommandRequest
 
         req = InvokeCommandRequest()
         req.set_CommandId(command_id)
         req.set_InstanceIds(instance_ids)
+        if parameters:
+            req.set_Parameters(json.dumps(parameters))  # a dict would be sent as its repr
+        if timeout is not None:
+            req.set_Timeout(timeout)
+        if working_dir:
+            req.set_WorkingDir(working_dir)
+        if username:
+            req.set_Username(username)
+        if repeat_mode and repeat_mode != "Once":
+            req.set_RepeatMode(repeat_mode)
+        if frequency:
+            req.set_Frequency(frequency)
         if client_token:
             req.set_ClientToken(client_token)
         return str(self.call(req)["InvokeId"])
 
-    def invocation_results(self, invoke_id: str) -> list[dict[str, Any]]:
-        """Every per-instance result of ``invoke_id`` (all pages), Output still Base64."""
+    def describe_command(self, command_id: str) -> dict[str, Any]:
+        """The saved command ``command_id`` (Type, Timeout, …); ``InvalidCmdId.NotFound`` if none."""
+        from aliyunsdkecs.request.v20140526.DescribeCommandsRequest import DescribeCommandsRequest
+
+        req = DescribeCommandsRequest()
+        req.set_CommandId(command_id)
+        commands = self.call(req)["Commands"]["Command"]
+        if not commands:
+            raise CloudCallError("DescribeCommands", "InvalidCmdId.NotFound",
+                                 f"command {command_id} does not exist in this region")
+        return dict(commands[0])
+
+    def describe_instances(self, instance_ids: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+        """Status and OS of each existing instance among ``instance_ids`` (100 per call)."""
+        from aliyunsdkecs.request.v20140526.DescribeInstancesRequest import (
+            DescribeInstancesRequest,
+        )
+
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(instance_ids), 100):
+            chunk = instance_ids[start:start + 100]
+            req = DescribeInstancesRequest()
+            req.set_InstanceIds(json.dumps(list(chunk)))
+            req.set_MaxResults(100)
+            for item in self.call(req)["Instances"]["Instance"]:
+                found[item["InstanceId"]] = item
+        return found
+
+    def cloud_assistant_status(self, instance_ids: tuple[str, ...]) -> dict[str, str]:
+        """``"true"`` for each instance whose agent sent a heartbeat recently (50 per call)."""
+        from aliyunsdkecs.request.v20140526.DescribeCloudAssistantStatusRequest import (
+            DescribeCloudAssistantStatusRequest,
+        )
+
+        status: dict[str, str] = {}
+        for start in range(0, len(instance_ids), 50):
+            req = DescribeCloudAssistantStatusRequest()
+            req.set_InstanceIds(list(instance_ids[start:start + 50]))
+            body = self.call(req)["InstanceCloudAssistantStatusSet"]
+            for item in body["InstanceCloudAssistantStatus"]:
+                status[item["InstanceId"]] = str(item.get("CloudAssistantStatus", "false")).lower()
+        return status
+
+    def invocation_results(self, invoke_id: str, include_history: bool = False
+                           ) -> list[dict[str, Any]]:
+        """Every per-instance result of ``invoke_id`` (all pages), Output still Base64.
+
+        ``include_history`` returns every run of a periodic invocation, not just the latest.
+        """
         from aliyunsdkecs.request.v20140526.DescribeInvocationResultsRequest import (
             DescribeInvocationResultsRequest,
         )
@@ -122,6 +186,8 @@ class CloudAssistant:
             req.set_InvokeId(invoke_id)
             req.set_ContentEncoding("Base64")
             req.set_MaxResults(PAGE_SIZE)
+            if include_history:
+                req.set_IncludeHistory(True)
             if token:
                 req.set_NextToken(token)
             page = self.call(req)["Invocation"]
@@ -129,6 +195,20 @@ class CloudAssistant:
             token = page.get("NextToken") or ""
             if not token:
                 return results
+
+    def invocation_status(self, invoke_id: str) -> str:
+        """The overall ``InvocationStatus`` of ``invoke_id`` (Running, Success, Stopped, …)."""
+        from aliyunsdkecs.request.v20140526.DescribeInvocationsRequest import (
+            DescribeInvocationsRequest,
+        )
+
+        req = DescribeInvocationsRequest()
+        req.set_InvokeId(invoke_id)
+        found = self.call(req)["Invocations"]["Invocation"]
+        if not found:
+            raise CloudCallError("DescribeInvocations", "InvalidInvokeId.NotFound",
+                                 f"invocation {invoke_id} does not exist")
+        return str(found[0].get("InvocationStatus", ""))
 
     def invocations_of(self, command_id: str) -> list[dict[str, Any]]:
         from aliyunsdkecs.request.v20140526.DescribeInvocationsRequest import (
@@ -158,45 +238,72 @@ class CloudAssistant:
 
 
 class Queues:
-    """MNS queues by name. One ``Account`` per instance: the SDK's connection is not
-    thread-safe, and an FC instance handles one request at a time."""
+    """MNS queues and topics by name. One ``Account`` per function instance: the SDK's
+    connection is not thread-safe, and an FC instance handles one request at a time."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
+        self._account: Any = None
         self._queues: dict[str, Queue] = {}
 
-    def get(self, name: str) -> Queue:
-        if name not in self._queues:
+    @property
+    def account(self) -> Any:
+        if self._account is None:
             from mns.account import Account
 
             creds = self._settings.credentials
-            account = Account(self._settings.mns_url, creds.access_key_id,
-                              creds.access_key_secret, creds.security_token)
-            queue = account.get_queue(name)
+            self._account = Account(self._settings.mns_url, creds.access_key_id,
+                                    creds.access_key_secret, creds.security_token)
+        return self._account
+
+    def get(self, name: str) -> Queue:
+        if name not in self._queues:
+            queue = self.account.get_queue(name)
             queue.set_encoding(False)  # our messages are JSON text; no client-side Base64
             self._queues[name] = queue
         return self._queues[name]
 
     def send(self, name: str, body: str, delay_seconds: int = 0) -> str:
-        from mns.mns_exception import MNSExceptionBase
         from mns.queue import Message
 
+        sent = self._call("SendMessage",
+                          lambda: self.get(name).send_message(Message(body, delay_seconds)))
+        return str(sent.message_id)
+
+    def publish(self, topic: str, body: str) -> str:
+        from mns.topic import TopicMessage
+
+        sent = self._call("PublishMessage",
+                          lambda: self.account.get_topic(topic).publish_message(TopicMessage(body)))
+        return str(sent.message_id)
+
+    @staticmethod
+    def _call(api: str, operation: Any) -> Any:
+        from mns.mns_exception import MNSExceptionBase
+
         try:
-            sent = self.get(name).send_message(Message(body, delay_seconds=delay_seconds))
+            return operation()
         except MNSExceptionBase as exc:
             code = getattr(exc, "type", "MNSError")
             transient = code in TRANSIENT_CODES or code.startswith(("NetWork", "Internal"))
-            raise CloudCallError("SendMessage", code, str(getattr(exc, "message", exc)),
-                                 transient) from exc
-        return str(sent.message_id)
+            raise CloudCallError(api, code, str(getattr(exc, "message", exc)), transient) from exc
 
 
 class Results:
-    """The results bucket."""
+    """A results bucket (the deployment's, unless a request's ``Output`` names another)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, bucket_name: str = "") -> None:
         self._settings = settings
+        self.name = bucket_name or settings.results_bucket
         self._bucket: Bucket | None = None
+        self._others: dict[str, Results] = {}
+
+    def named(self, bucket_name: str) -> Results:
+        if not bucket_name or bucket_name == self.name:
+            return self
+        if bucket_name not in self._others:
+            self._others[bucket_name] = Results(self._settings, bucket_name)
+        return self._others[bucket_name]
 
     @property
     def bucket(self) -> Bucket:
@@ -210,19 +317,29 @@ class Results:
                 if creds.security_token
                 else oss2.AuthV4(creds.access_key_id, creds.access_key_secret)
             )
-            self._bucket = oss2.Bucket(auth, self._settings.oss_url,
-                                       self._settings.results_bucket, region=self._settings.region)
+            self._bucket = oss2.Bucket(auth, self._settings.oss_url, self.name,
+                                       region=self._settings.region)
         return self._bucket
 
-    def put(self, key: str, data: bytes, content_type: str) -> None:
+    def put(self, key: str, data: bytes, content_type: str, forbid_overwrite: bool = False) -> None:
+        headers = {"Content-Type": content_type}
+        if forbid_overwrite:
+            headers["x-oss-forbid-overwrite"] = "true"
+        self._call("PutObject", lambda: self.bucket.put_object(key, data, headers=headers))
+
+    def delete(self, key: str) -> None:
+        self._call("DeleteObject", lambda: self.bucket.delete_object(key))
+
+    @staticmethod
+    def _call(api: str, operation: Any) -> None:
         import oss2
 
         try:
-            self.bucket.put_object(key, data, headers={"Content-Type": content_type})
+            operation()
         except oss2.exceptions.OssError as exc:
             code = exc.code or str(exc.status)
             transient = exc.status >= 500 or exc.status < 0 or code in TRANSIENT_CODES
-            raise CloudCallError("PutObject", code, exc.message or str(exc), transient) from exc
+            raise CloudCallError(api, code, exc.message or str(exc), transient) from exc
 
 
 class Clients:
@@ -233,3 +350,23 @@ class Clients:
         self.ecs = CloudAssistant(settings)
         self.queues = Queues(settings)
         self.results = Results(settings)
+        self._regions: dict[str, CloudAssistant] = {settings.region: self.ecs}
+
+    def ecs_in(self, region: str) -> CloudAssistant:
+        """Cloud Assistant of ``region`` (a request's ``RegionId``); the default otherwise."""
+        region = region or self.settings.region
+        if region not in self._regions:
+            self._regions[region] = CloudAssistant(self.settings.for_region(region))
+        return self._regions[region]
+
+
+_cached: Clients | None = None
+
+
+def default_clients() -> Clients:
+    """Clients for this function instance's environment, built once and reused while warm."""
+    global _cached
+    settings = Settings.from_env()
+    if _cached is None or _cached.settings != settings:
+        _cached = Clients(settings)
+    return _cached

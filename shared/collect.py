@@ -2,8 +2,12 @@
 
 One call handles one follow-up and never waits for instances: whatever is still running goes
 back to the queue as a new follow-up with a longer delay, so the function is billed only for
-its API calls. When nothing is pending, ``summary.json`` is written and the ad-hoc command is
-deleted once every invocation made from it is finished.
+its API calls. When nothing is pending, ``summary.json`` is written, the requester is notified
+(once) and the ad-hoc command is deleted once every invocation made from it is finished.
+
+Periodic invocations (RepeatMode other than Once) never run out of instances: each run is
+stored under ``{InstanceId}/runs/{n}/`` as it finishes (and the latest run at the usual keys),
+``summary.json`` is kept current, and the follow-ups end when the invocation is stopped.
 """
 
 from __future__ import annotations
@@ -12,25 +16,31 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from shared.clients import Clients
+from shared.clients import Clients, CloudAssistant, Results
 from shared.errors import CloudCallError
 from shared.followup import FollowUp, delay_for
+from shared.notify import notify_once
 from shared.results import (
     TERMINAL,
     collector_timeout_document,
     decode_output,
     dumps,
-    output_key,
+    instance_prefix,
+    notified_key,
     result_document,
     result_key,
+    run_prefix,
+    skipped_document,
     summary_document,
     summary_key,
 )
 
 log = logging.getLogger("assistflow.collect")
+
+FINISHED_INVOCATION = ("Success", "Failed", "PartialFailed", "Stopped")
 
 
 @dataclass(frozen=True)
@@ -45,39 +55,49 @@ class Collected:
 
 def collect(followup: FollowUp, clients: Clients, now: Callable[[], float] = time.time,
             rng: random.Random | None = None) -> Collected:
-    records = {r["InstanceId"]: r for r in clients.ecs.invocation_results(followup.invoke_id)}
+    ecs = clients.ecs_in(followup.region)
+    results = clients.results.named(followup.bucket)
+    if followup.periodic:
+        return _collect_periodic(followup, clients, ecs, results, now, rng)
+    records = {r["InstanceId"]: r for r in ecs.invocation_results(followup.invoke_id)}
     stored = []
     for instance_id in followup.pending:
         record = records.get(instance_id)
         if record is not None and record.get("InvocationStatus") in TERMINAL:
-            _store(clients, followup, record)
+            _store(results, followup, record)
             stored.append(instance_id)
     pending = tuple(i for i in followup.pending if i not in stored)
     if pending and now() < followup.deadline:
-        delay = delay_for(followup.attempt, rng)
-        clients.queues.send(clients.settings.followup_queue,
-                            followup.next(pending).to_json(), delay)
-        log.info("%s: stored %d, %d still running, next look in %d s",
-                 followup.invoke_id, len(stored), len(pending), delay)
-        return Collected(tuple(stored), pending, delay, finished=False)
-    _finish(clients, followup, records, now())
+        return _again(clients, followup.next(pending), tuple(stored), rng)
+    _finish(clients, ecs, results, followup, records, now())
     return Collected(tuple(stored), pending, None, finished=True)
 
 
-def _store(clients: Clients, followup: FollowUp, record: dict[str, Any]) -> dict[str, Any]:
+def _again(clients: Clients, followup: FollowUp, stored: tuple[str, ...],
+           rng: random.Random | None) -> Collected:
+    delay = delay_for(followup.attempt - 1, rng)
+    clients.queues.send(clients.settings.followup_queue, followup.to_json(), delay)
+    log.info("%s: stored %d, %d still running, next look in %d s", followup.invoke_id,
+             len(stored), len(followup.pending), delay)
+    return Collected(stored, followup.pending, delay, finished=False)
+
+
+def _store(results: Results, followup: FollowUp, record: dict[str, Any],
+           base: str = "") -> None:
+    """Write ``output.txt`` and ``result.json`` of one finished record (idempotent).
+
+    ``base`` is the key prefix to write under; by default the instance's own folder.
+    """
     text, raw_len = decode_output(record.get("Output", ""))
-    instance_id = record["InstanceId"]
-    document = result_document(record, followup, raw_len)
-    clients.results.put(output_key(followup.prefix, followup.invoke_id, instance_id),
-                        text.encode("utf-8"), "text/plain; charset=utf-8")
-    clients.results.put(result_key(followup.prefix, followup.invoke_id, instance_id),
-                        dumps(document), "application/json")
-    return document
+    base = base or instance_prefix(followup.prefix, followup.invoke_id, record["InstanceId"])
+    results.put(base + "output.txt", text.encode("utf-8"), "text/plain; charset=utf-8")
+    results.put(base + "result.json", dumps(result_document(record, followup, raw_len)),
+                "application/json")
 
 
-def _finish(clients: Clients, followup: FollowUp, records: dict[str, dict[str, Any]],
-            finished_at: float) -> None:
-    """Every instance is stored (or given up on): write the summary, clean up the command."""
+def _finish(clients: Clients, ecs: CloudAssistant, results: Results, followup: FollowUp,
+            records: dict[str, dict[str, Any]], finished_at: float) -> None:
+    """Every instance is stored (or given up on): summary, notification, command clean-up."""
     documents: dict[str, dict[str, Any]] = {}
     for instance_id, record in records.items():
         if record.get("InvocationStatus") in TERMINAL:
@@ -85,30 +105,72 @@ def _finish(clients: Clients, followup: FollowUp, records: dict[str, dict[str, A
             documents[instance_id] = result_document(record, followup, raw_len)
         else:  # past the deadline and still not finished
             documents[instance_id] = collector_timeout_document(instance_id, followup)
-            clients.results.put(result_key(followup.prefix, followup.invoke_id, instance_id),
-                                dumps(documents[instance_id]), "application/json")
+            results.put(result_key(followup.prefix, followup.invoke_id, instance_id),
+                        dumps(documents[instance_id]), "application/json")
+    for instance_id, reason in followup.skipped:
+        documents[instance_id] = skipped_document(instance_id, reason, "", followup)
     summary = summary_document(followup, documents, finished_at)
-    clients.results.put(summary_key(followup.prefix, followup.invoke_id), dumps(summary),
-                        "application/json")
+    results.put(summary_key(followup.prefix, followup.invoke_id), dumps(summary),
+                "application/json")
     log.info("%s: finished, %s (%s)", followup.invoke_id, summary["Status"], summary["Counts"])
+    if followup.notify:
+        notify_once(clients, results, notified_key(followup.prefix, followup.invoke_id),
+                    followup.notify, summary)
     if followup.adhoc:
-        _delete_command_when_idle(clients, followup.command_id)
+        _delete_command_when_idle(ecs, followup.command_id)
 
 
-def _delete_command_when_idle(clients: Clients, command_id: str) -> None:
+def _collect_periodic(followup: FollowUp, clients: Clients, ecs: CloudAssistant,
+                      results: Results, now: Callable[[], float],
+                      rng: random.Random | None) -> Collected:
+    """Store every newly finished run; end when the invocation is stopped or over."""
+    runs = dict(followup.runs)
+    stored = []
+    latest: dict[str, dict[str, Any]] = {}
+    for record in ecs.invocation_results(followup.invoke_id, include_history=True):
+        instance_id = record["InstanceId"]
+        run = int(record.get("Repeats") or 0)
+        if record.get("InvocationStatus") not in TERMINAL or run < 1:
+            continue
+        if run > runs.get(instance_id, 0):
+            _store(results, followup, record, run_prefix(followup.prefix, followup.invoke_id,
+                                                         instance_id, run))
+            stored.append(instance_id)
+        if run >= int(latest.get(instance_id, {}).get("Repeats") or 0):
+            latest[instance_id] = record
+    for instance_id, record in latest.items():
+        if int(record.get("Repeats") or 0) > runs.get(instance_id, 0):
+            _store(results, followup, record)  # the latest run at the usual keys
+            runs[instance_id] = int(record["Repeats"])
+    status = ecs.invocation_status(followup.invoke_id)
+    current = replace(followup, runs=tuple(sorted(runs.items())))
+    if stored or status in FINISHED_INVOCATION:
+        documents = {}
+        for instance_id, record in latest.items():
+            _, raw_len = decode_output(record.get("Output", ""))
+            documents[instance_id] = result_document(record, current, raw_len)
+        results.put(summary_key(followup.prefix, followup.invoke_id),
+                    dumps({**summary_document(current, documents, now()),
+                           "InvocationStatus": status, "Runs": dict(runs)}), "application/json")
+    if status in FINISHED_INVOCATION:
+        log.info("%s: periodic invocation %s after %s", followup.invoke_id, status, runs)
+        if followup.adhoc:
+            _delete_command_when_idle(ecs, followup.command_id)
+        return Collected(tuple(stored), (), None, finished=True)
+    return _again(clients, current.next(followup.pending), tuple(stored), rng)
+
+
+def _delete_command_when_idle(ecs: CloudAssistant, command_id: str) -> None:
     """Delete the ad-hoc command once no invocation made from it is still running.
 
     Several collectors (one per batch of 100) may race here; a second delete that finds the
     command gone is fine.
     """
     try:
-        invocations = clients.ecs.invocations_of(command_id)
-        busy = [i["InvokeId"] for i in invocations
-                if i.get("InvocationStatus") not in ("Success", "Failed", "PartialFailed",
-                                                     "Stopped")]
-        if busy:
-            return
-        clients.ecs.delete_command(command_id)
+        busy = [i["InvokeId"] for i in ecs.invocations_of(command_id)
+                if i.get("InvocationStatus") not in FINISHED_INVOCATION]
+        if not busy:
+            ecs.delete_command(command_id)
     except CloudCallError as exc:
         if exc.error_code != "InvalidCmdId.NotFound":
             log.warning("could not delete ad-hoc command %s: %s", command_id, exc)

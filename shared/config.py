@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from shared.errors import ConfigError
 
@@ -36,6 +36,11 @@ class Settings:
     ecs_endpoint: str = ""
     mns_endpoint: str = ""
     oss_endpoint: str = ""
+    # Allow-lists: empty allows everything. Instance entries ending in "*" are prefixes.
+    allowed_instances: tuple[str, ...] = ()
+    allowed_types: tuple[str, ...] = ()
+    preflight: bool = True
+    deliveries_prefix: str = "webhook-deliveries"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -63,7 +68,16 @@ class Settings:
             ecs_endpoint=env.get("ASSISTFLOW_ECS_ENDPOINT", ""),
             mns_endpoint=env.get("ASSISTFLOW_MNS_ENDPOINT", ""),
             oss_endpoint=env.get("ASSISTFLOW_OSS_ENDPOINT", ""),
+            allowed_instances=_split(env.get("ASSISTFLOW_ALLOWED_INSTANCES", "")),
+            allowed_types=_split(env.get("ASSISTFLOW_ALLOWED_TYPES", "")),
+            preflight=env.get("ASSISTFLOW_PREFLIGHT", "on").lower() not in ("off", "false", "0"),
+            deliveries_prefix=env.get("ASSISTFLOW_DELIVERIES_PREFIX", "webhook-deliveries").strip("/")
+            or "webhook-deliveries",
         )
+
+    def for_region(self, region: str) -> Settings:
+        """The same deployment talking to another region's ECS (a request's ``RegionId``)."""
+        return self if not region or region == self.region else replace(self, region=region)
 
     @property
     def mns_url(self) -> str:
@@ -77,3 +91,7 @@ class Settings:
     @property
     def oss_url(self) -> str:
         return self.oss_endpoint or f"https://oss-{self.region}-internal.aliyuncs.com"
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(item for item in value.replace(",", " ").split() if item)

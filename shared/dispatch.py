@@ -1,9 +1,9 @@
-"""Turn a validated command request into Cloud Assistant work, exactly once.
+"""Turn an accepted command request into Cloud Assistant work, exactly once.
 
-CreateCommand, then InvokeCommand in batches of at most 100 instances, then one follow-up per
-invocation for the collector. Every call carries a ``ClientToken`` derived from the request's
-idempotency key, so a redelivered trigger gets the same command and the same invocations back
-instead of running the script twice.
+CreateCommand (or the request's saved ``CommandId``), then InvokeCommand in batches of at most
+100 instances, each followed by a follow-up message for the collector. Every call carries a
+``ClientToken`` derived from the request's idempotency key, so a redelivered trigger gets the
+same command and the same invocations back instead of running the script twice.
 """
 
 from __future__ import annotations
@@ -14,15 +14,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from shared.clients import Clients
+from shared.clients import Clients, CloudAssistant
 from shared.errors import CloudCallError
 from shared.followup import DEADLINE_MARGIN, FIRST_DELAY, FollowUp
-from shared.request import CommandRequest
-from shared.results import invoke_prefix
+from shared.preflight import Ineligible
+from shared.request import DEFAULT_TIMEOUT, CommandRequest
+from shared.results import invoke_prefix, skipped_document
 
 log = logging.getLogger("assistflow.dispatch")
 
 BATCH_SIZE = 100  # InvokeCommand's limit on InstanceId.N
+MAX_FOLLOWUP_BYTES = 60 * 1024  # MNS takes 64 KB per message
 
 
 @dataclass(frozen=True)
@@ -33,16 +35,21 @@ class Accepted:
     invoke_ids: tuple[str, ...]
     locations: tuple[str, ...]
     request_id: str
+    skipped: tuple[Ineligible, ...] = ()
     batches: tuple[tuple[str, ...], ...] = field(default=(), repr=False)
 
     def to_dict(self) -> dict[str, object]:
-        return {
+        body: dict[str, object] = {
             "InvokeId": self.invoke_ids[0],
             "InvokeIds": list(self.invoke_ids),
             "CommandId": self.command_id,
             "Results": list(self.locations),
             "RequestId": self.request_id,
         }
+        if self.skipped:
+            body["Skipped"] = [{"InstanceId": i.instance_id, "Reason": i.reason,
+                                "Message": i.message} for i in self.skipped]
+        return body
 
 
 def client_token(idempotency_key: str, purpose: str) -> str:
@@ -55,57 +62,106 @@ def batches(instance_ids: tuple[str, ...], size: int = BATCH_SIZE) -> list[tuple
 
 
 def submit(request: CommandRequest, clients: Clients, *, source: str, idempotency_key: str,
-           request_id: str, now: Callable[[], float] = time.time) -> Accepted:
-    """Create and invoke the command, and queue a follow-up per invocation.
+           request_id: str, targets: tuple[str, ...] | None = None,
+           skipped: tuple[Ineligible, ...] = (), command_timeout: int | None = None,
+           now: Callable[[], float] = time.time) -> Accepted:
+    """Create (or reuse) the command, invoke it on ``targets``, queue a follow-up per batch.
 
     ``idempotency_key`` identifies the logical request (the caller's ``ClientToken`` if given,
-    else the webhook signature, queue message id or timer fire time). Raises
-    ``CloudCallError`` if Cloud Assistant refuses; if nothing was invoked, the command created
-    for this request is deleted again so a refusal leaves nothing behind.
+    else the webhook signature, queue message id or timer fire time). ``targets`` defaults to
+    all the request's instances; ``skipped`` are the ones pre-flight left out, recorded with the
+    first batch. Raises ``CloudCallError`` if Cloud Assistant refuses; if nothing was invoked,
+    an ad-hoc command created for this request is deleted again, so a refusal leaves nothing.
     """
     settings = clients.settings
+    ecs = clients.ecs_in(request.region)
     key = request.client_token or idempotency_key
-    command_id = clients.ecs.create_command(
+    bucket = request.output.bucket or settings.results_bucket
+    prefix = request.output.prefix or settings.results_prefix
+    timeout = request.timeout if request.timeout is not None else (
+        command_timeout or DEFAULT_TIMEOUT)
+    command_id = request.command_id or ecs.create_command(
         name=request.name, type_=request.type, content_b64=request.content_b64,
-        description=request.description, working_dir=request.working_dir,
-        timeout=request.timeout, client_token=client_token(key, "create"),
+        description=request.description, working_dir=request.working_dir, timeout=timeout,
+        enable_parameter=bool(request.parameters) or "{{" in request.content,
+        client_token=client_token(key, "create"),
     )
     invoke_ids: list[str] = []
-    groups = batches(request.instance_ids)
+    groups = batches(request.instance_ids if targets is None else targets)
     submitted_at = now()
     try:
         for index, group in enumerate(groups):
-            invoke_id = clients.ecs.invoke_command(
+            invoke_id = ecs.invoke_command(
                 command_id=command_id, instance_ids=list(group),
                 client_token=client_token(key, f"invoke-{index}"),
+                parameters=dict(request.parameters) or None,
+                timeout=request.timeout if request.command_id else None,
+                working_dir=request.working_dir if request.command_id else "",
+                username=request.username, repeat_mode=request.repeat_mode,
+                frequency=request.frequency,
             )
             invoke_ids.append(invoke_id)
             followup = FollowUp(
-                invoke_id=invoke_id, command_id=command_id, region=settings.region,
-                pending=group, attempt=1,
-                deadline=submitted_at + request.timeout + DEADLINE_MARGIN,
-                bucket=settings.results_bucket, prefix=settings.results_prefix,
-                request_id=request_id, adhoc=True, source=source, submitted_at=submitted_at,
+                invoke_id=invoke_id, command_id=command_id,
+                region=request.region or settings.region, pending=group, attempt=1,
+                deadline=submitted_at + timeout + DEADLINE_MARGIN, bucket=bucket, prefix=prefix,
+                request_id=request_id, adhoc=request.adhoc,
+                source=source, submitted_at=submitted_at, periodic=request.periodic,
+                notify=_notify(request),
             )
+            if index == 0 and skipped:
+                followup = _with_skipped(followup, skipped)
+                _record_skipped(clients, followup, skipped)
             clients.queues.send(settings.followup_queue, followup.to_json(), FIRST_DELAY)
             log.info("invoked %s on %d instance(s) as %s", command_id, len(group), invoke_id)
     except CloudCallError:
-        if not invoke_ids:
-            _discard(clients, command_id)
+        if not invoke_ids and request.adhoc:
+            _discard(ecs, command_id)
         raise
     return Accepted(
         command_id=command_id,
         invoke_ids=tuple(invoke_ids),
-        locations=tuple(f"oss://{settings.results_bucket}/"
-                        f"{invoke_prefix(settings.results_prefix, i)}" for i in invoke_ids),
+        locations=tuple(f"oss://{bucket}/{invoke_prefix(prefix, i)}" for i in invoke_ids),
         request_id=request_id,
+        skipped=skipped,
         batches=tuple(groups),
     )
 
 
-def _discard(clients: Clients, command_id: str) -> None:
+def _notify(request: CommandRequest) -> dict[str, str] | None:
+    target = request.notify
+    if target is None:
+        return None
+    return {k: v for k, v in (("Url", target.url), ("Queue", target.queue),
+                              ("Topic", target.topic)) if v}
+
+
+def _with_skipped(followup: FollowUp, skipped: tuple[Ineligible, ...]) -> FollowUp:
+    """Carry the skipped instances with the first batch, as many as fit in one message."""
+    from dataclasses import replace
+
+    pairs = tuple((i.instance_id, i.reason) for i in skipped)
+    candidate = replace(followup, skipped=pairs, skipped_count=len(pairs))
+    while len(candidate.to_json()) > MAX_FOLLOWUP_BYTES and candidate.skipped:
+        candidate = replace(candidate, skipped=candidate.skipped[: len(candidate.skipped) // 2])
+    return candidate
+
+
+def _record_skipped(clients: Clients, followup: FollowUp,
+                    skipped: tuple[Ineligible, ...]) -> None:
+    """A ``result.json`` per skipped instance, so every target has a result in OSS."""
+    from shared.results import dumps, result_key
+
+    results = clients.results.named(followup.bucket)
+    for item in skipped:
+        results.put(result_key(followup.prefix, followup.invoke_id, item.instance_id),
+                    dumps(skipped_document(item.instance_id, item.reason, item.message,
+                                           followup)), "application/json")
+
+
+def _discard(ecs: CloudAssistant, command_id: str) -> None:
     try:
-        clients.ecs.delete_command(command_id)
+        ecs.delete_command(command_id)
     except CloudCallError as exc:  # the refusal matters more than the clean-up
         log.warning("could not delete command %s after a refused invocation: %s",
                     command_id, exc)

@@ -49,7 +49,18 @@ class Violation:
                 "value": self.value}
 
 
-class RequestInvalidError(AssistflowError):
+class ViolationsError(AssistflowError):
+    """A refusal with a list of per-item reasons in the ``Errors`` shape."""
+
+    def __init__(self, message: str, violations: list[Violation]) -> None:
+        super().__init__(message)
+        self.violations = violations
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "Errors": [v.to_dict() for v in self.violations]}
+
+
+class RequestInvalidError(ViolationsError):
     """The request does not match the command request schema; carries every violation."""
 
     code = "InvalidRequest"
@@ -59,11 +70,21 @@ class RequestInvalidError(AssistflowError):
         count = len(violations)
         first = violations[0].message if violations else ""
         super().__init__(f"the command request has {count} problem{'s' * (count != 1)}: {first}"
-                         + (" (see Errors for all)" if count > 1 else ""))
-        self.violations = violations
+                         + (" (see Errors for all)" if count > 1 else ""), violations)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {**super().to_dict(), "Errors": [v.to_dict() for v in self.violations]}
+
+class NotAllowedError(ViolationsError):
+    """The request touches instances or command types this deployment's allow-list excludes."""
+
+    code = "NotAllowed"
+    status = 403
+
+
+class IneligibleInstancesError(ViolationsError):
+    """Pre-flight found instances that cannot run the command, and the request said Refuse."""
+
+    code = "IneligibleInstances"
+    status = 422
 
 
 class UnauthorizedError(AssistflowError):

@@ -120,3 +120,21 @@ def _text_body(body: str) -> str:
         return base64.b64decode(body, validate=True).decode("utf-8")
     except (binascii.Error, ValueError):
         return body
+
+
+@dataclass(frozen=True)
+class TimerEvent:
+    trigger_time: str
+    trigger_name: str
+    payload: str
+
+
+def timer_event(event: bytes | str | dict[str, Any]) -> TimerEvent:
+    """The FC timer event; ``payload`` is the trigger's configured string."""
+    data = _load(event)
+    if not isinstance(data, dict) or "triggerTime" not in data or "triggerName" not in data:
+        raise EventInvalidError("not an FC timer event: triggerTime and triggerName are required")
+    payload = data.get("payload", "")
+    if not isinstance(payload, str):  # tolerate a payload given as an object
+        payload = json.dumps(payload)
+    return TimerEvent(str(data["triggerTime"]), str(data["triggerName"]), payload)

@@ -47,10 +47,17 @@ class FollowUp:
     source: str
     submitted_at: float
     version: int = VERSION
+    periodic: bool = False  # RepeatMode other than Once: runs keep coming until stopped
+    notify: dict[str, str] | None = None  # {"Url"|"Queue"|"Topic": target} on completion
+    skipped: tuple[tuple[str, str], ...] = ()  # (instance id, reason) left out by pre-flight
+    skipped_count: int = 0  # all skipped, even if the list was cut to fit a message
+    runs: tuple[tuple[str, int], ...] = ()  # periodic: last run stored per instance
 
     def to_json(self) -> str:
         data = asdict(self)
         data["pending"] = list(self.pending)
+        data["skipped"] = [list(pair) for pair in self.skipped]
+        data["runs"] = [list(pair) for pair in self.runs]
         return json.dumps(data, separators=(",", ":"), sort_keys=True)
 
     @classmethod
@@ -63,8 +70,10 @@ class FollowUp:
             raise FollowUpInvalidError(f"follow-up version must be {VERSION}")
         try:
             data["pending"] = tuple(data["pending"])
+            data["skipped"] = tuple((str(i), str(r)) for i, r in data.get("skipped", ()))
+            data["runs"] = tuple((str(i), int(n)) for i, n in data.get("runs", ()))
             return cls(**data)
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:
             raise FollowUpInvalidError(f"follow-up is missing or has unknown fields: {exc}") from None
 
     def next(self, pending: tuple[str, ...]) -> FollowUp:

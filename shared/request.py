@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
@@ -36,43 +36,90 @@ DEFAULT_TIMEOUT = 60
 
 
 @dataclass(frozen=True)
-class CommandRequest:
-    """A validated command request."""
+class OutputLocation:
+    bucket: str = ""  # empty: the deployment's results bucket
+    prefix: str = ""  # empty: the deployment's results prefix
 
-    type: str
-    content_b64: str
+
+@dataclass(frozen=True)
+class NotifyTarget:
+    url: str = ""
+    queue: str = ""
+    topic: str = ""
+
+
+@dataclass(frozen=True)
+class CommandRequest:
+    """A validated command request (field meanings: the schema's descriptions)."""
+
     instance_ids: tuple[str, ...]
-    name: str
+    type: str = ""  # empty only with command_id (the saved command knows its type)
+    content_b64: str = ""  # empty when command_id names a saved command
+    command_id: str = ""
+    name: str = "assistflow"
     description: str = ""
     working_dir: str = ""
-    timeout: int = DEFAULT_TIMEOUT
+    timeout: int | None = None  # None: the saved command's, or DEFAULT_TIMEOUT
+    username: str = ""
+    parameters: tuple[tuple[str, str], ...] = ()
+    repeat_mode: str = "Once"
+    frequency: str = ""
+    region: str = ""
     client_token: str = ""
+    skip_ineligible: bool = False
+    output: OutputLocation = field(default_factory=OutputLocation)
+    notify: NotifyTarget | None = None
 
     @property
     def content(self) -> str:
         return base64.b64decode(self.content_b64).decode("utf-8", errors="replace")
 
+    @property
+    def adhoc(self) -> bool:
+        """Content sent with the request: the command exists only for this run."""
+        return not self.command_id
+
+    @property
+    def periodic(self) -> bool:
+        return self.repeat_mode != "Once"
+
 
 def parse_request(body: bytes | str | dict[str, Any]) -> CommandRequest:
     """Validate ``body`` (JSON text or an already parsed object) into a ``CommandRequest``."""
     document = _load(body)
+    if not isinstance(document, dict):
+        raise RequestInvalidError([Violation("$", "type", "the request must be a JSON object "
+                                             f"(got {type(document).__name__})")])
     violations = [v for error in _VALIDATOR.iter_errors(document) for v in _violation(error)]
     if not violations:
         violations = _semantic_checks(document)
     if violations:
-        raise RequestInvalidError(sorted(violations, key=lambda v: (v.path, v.rule)))
-    content = document["CommandContent"]
-    if document.get("ContentEncoding", "PlainText") == "PlainText":
+        unique = {(v.path, v.rule, v.message): v for v in violations}
+        raise RequestInvalidError(sorted(unique.values(), key=lambda v: (v.path, v.rule)))
+    content = document.get("CommandContent", "")
+    if content and document.get("ContentEncoding", "PlainText") == "PlainText":
         content = base64.b64encode(content.encode("utf-8")).decode("ascii")
+    output = document.get("Output") or {}
+    notify = document.get("Notify")
     return CommandRequest(
-        type=document["Type"],
-        content_b64=content,
         instance_ids=tuple(document["InstanceIds"]),
+        type=document.get("Type", ""),
+        content_b64=content,
+        command_id=document.get("CommandId", ""),
         name=document.get("Name") or "assistflow",
         description=document.get("Description", ""),
         working_dir=document.get("WorkingDir", ""),
-        timeout=document.get("Timeout", DEFAULT_TIMEOUT),
+        timeout=document.get("Timeout"),
+        username=document.get("Username", ""),
+        parameters=tuple(sorted((document.get("Parameters") or {}).items())),
+        repeat_mode=document.get("RepeatMode", "Once"),
+        frequency=document.get("Frequency", ""),
+        region=document.get("RegionId", ""),
         client_token=document.get("ClientToken", ""),
+        skip_ineligible=document.get("OnIneligible", "Refuse") == "Skip",
+        output=OutputLocation(output.get("Bucket", ""), output.get("Prefix", "")),
+        notify=NotifyTarget(notify.get("Url", ""), notify.get("Queue", ""),
+                            notify.get("Topic", "")) if notify else None,
     )
 
 
@@ -96,27 +143,54 @@ def _path(parts: Any) -> str:
     return out
 
 
+CROSS_FIELD = {
+    "Frequency": "a Period invocation needs a Frequency, e.g. rate(5m) or a cron expression",
+    "RepeatMode": "a Frequency is only used with RepeatMode Period; add RepeatMode: Period",
+}
+
+
 def _violation(error: ValidationError) -> list[Violation]:
+    """Turn one schema error into violations whose messages say what to do."""
     path = _path(error.absolute_path)
     rule = str(error.validator)
     value = error.instance
     schema = error.schema if isinstance(error.schema, dict) else {}
     if rule == "required":
         missing = str(error.message).split("'")[1]
-        return [Violation(f"{path}.{missing}" if path != "$" else f"$.{missing}", rule,
-                          f"{missing} is required")]
+        field_path = f"{path}.{missing}"
+        hint = CROSS_FIELD.get(missing) if "allOf" in error.schema_path else None
+        return [Violation(field_path, rule, f"{missing} is required" + (f": {hint}" if hint else ""))]
+    if rule == "dependentRequired":
+        missing, _, given = str(error.message).partition(" is a dependency of ")
+        missing, given = missing.strip("'"), given.strip("'")
+        extra = f" ({', '.join(SCHEMA['properties'][missing]['enum'])})" \
+            if "enum" in SCHEMA["properties"].get(missing, {}) else ""
+        return [Violation(f"{path}.{missing}", "required",
+                          f"{missing} is required when {given} is given{extra}")]
+    if rule == "oneOf":
+        both = not error.context
+        return [Violation(path, rule, "give either CommandContent (with Type) to run a script, or "
+                          "CommandId to run a saved command" + (", not both" if both else ""))]
     if rule == "additionalProperties":
         known = set(schema.get("properties", {}))
         return [Violation(_path([*error.absolute_path, name]), rule,
                           f"unknown field {name!r}: remove it or fix its spelling (field names "
                           f"are case-sensitive; known fields: {', '.join(sorted(known))})", None)
                 for name in sorted(set(value) - known)]
+    field_name = path.rsplit(".", 1)[-1] if path != "$" else "the request"
     if rule == "enum":
         message = f"must be one of {', '.join(map(str, error.validator_value))}; got {value!r}"
+    elif rule == "const":
+        message = (f"must be {error.validator_value} here; got {value!r}"
+                   + (f" ({CROSS_FIELD[field_name]})" if field_name in CROSS_FIELD else ""))
     elif rule == "type":
         message = f"must be of type {error.validator_value}; got {type(value).__name__}"
     elif rule == "pattern" and path.startswith("$.InstanceIds"):
         message = f"{value!r} is not an ECS instance id (they look like i-bp1a2b3c4d5e6f7g8h9i)"
+    elif rule == "pattern" and path == "$.Parameters":
+        message = (f"has a parameter name {value!r} that is not 1-64 letters, digits, '_' or '-'")
+    elif rule == "pattern":
+        message = f"{value!r} does not have the expected form ({error.validator_value})"
     elif rule in ("maxLength", "minLength"):
         message = f"must be {'at most' if rule == 'maxLength' else 'at least'} " \
                   f"{error.validator_value} characters long; got {len(value)}"
@@ -126,18 +200,24 @@ def _violation(error: ValidationError) -> list[Violation]:
     elif rule in ("maxItems", "minItems"):
         message = f"must have {'at most' if rule == 'maxItems' else 'at least'} " \
                   f"{error.validator_value} items; got {len(value)}"
+    elif rule in ("maxProperties", "minProperties") and path == "$.Notify":
+        message = "takes exactly one of Url, Queue or Topic"
+    elif rule in ("maxProperties", "minProperties"):
+        message = f"must have {'at most' if rule == 'maxProperties' else 'at least'} " \
+                  f"{error.validator_value} entries; got {len(value)}"
     elif rule == "uniqueItems":
         message = "must not list the same item twice"
     else:
         message = error.message
-    field = path.rsplit(".", 1)[-1] if path != "$" else "the request"
     value_out = value if isinstance(value, (str, int, float, bool)) or value is None else None
-    return [Violation(path, rule, f"{field} {message}", value_out)]
+    return [Violation(path, rule, f"{field_name} {message}", value_out)]
 
 
 def _semantic_checks(document: dict[str, Any]) -> list[Violation]:
     """Rules the schema cannot express: the encoded size and Base64 validity of the script."""
-    content = document["CommandContent"]
+    content = document.get("CommandContent")
+    if content is None:
+        return []
     if document.get("ContentEncoding") == "Base64":
         try:
             base64.b64decode(content, validate=True)

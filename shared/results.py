@@ -4,6 +4,7 @@
 {prefix}/{InvokeId}/summary.json                 overall status, counts, per-instance index
 {prefix}/{InvokeId}/{InstanceId}/output.txt      decoded output (UTF-8, undecodable bytes replaced)
 {prefix}/{InvokeId}/{InstanceId}/result.json     status, exit code, error, times, Dropped
+{prefix}/{InvokeId}/{InstanceId}/runs/{n}/…      each run of a periodic invocation
 ```
 
 Documents are built only from what Cloud Assistant returned and the follow-up, so writing them
@@ -25,22 +26,37 @@ TERMINAL = frozenset({"Success", "Failed", "Timeout", "Error", "Invalid", "Abort
 FAILED = frozenset({"Failed", "Timeout", "Error", "Invalid", "Aborted"})
 STOPPED = frozenset({"Cancelled", "Terminated"})
 COLLECTOR_TIMEOUT = "CollectorTimeout"  # our own status: still running past the deadline
+SKIPPED = "Skipped"  # our own status: left out by pre-flight (OnIneligible: Skip)
 
 
 def invoke_prefix(prefix: str, invoke_id: str) -> str:
     return f"{prefix}/{invoke_id}/"
 
 
+def instance_prefix(prefix: str, invoke_id: str, instance_id: str) -> str:
+    return f"{prefix}/{invoke_id}/{instance_id}/"
+
+
+def run_prefix(prefix: str, invoke_id: str, instance_id: str, run: int) -> str:
+    """Where run ``run`` of a periodic invocation is kept (the latest is also at the usual keys)."""
+    return f"{prefix}/{invoke_id}/{instance_id}/runs/{run}/"
+
+
 def output_key(prefix: str, invoke_id: str, instance_id: str) -> str:
-    return f"{prefix}/{invoke_id}/{instance_id}/output.txt"
+    return instance_prefix(prefix, invoke_id, instance_id) + "output.txt"
 
 
 def result_key(prefix: str, invoke_id: str, instance_id: str) -> str:
-    return f"{prefix}/{invoke_id}/{instance_id}/result.json"
+    return instance_prefix(prefix, invoke_id, instance_id) + "result.json"
 
 
 def summary_key(prefix: str, invoke_id: str) -> str:
     return f"{prefix}/{invoke_id}/summary.json"
+
+
+def notified_key(prefix: str, invoke_id: str) -> str:
+    """Marker that the completion notification of ``invoke_id`` was sent."""
+    return f"{prefix}/{invoke_id}/.notified"
 
 
 def decode_output(encoded: str) -> tuple[str, int]:
@@ -90,6 +106,18 @@ def collector_timeout_document(instance_id: str, followup: FollowUp) -> dict[str
     }
 
 
+def skipped_document(instance_id: str, reason: str, message: str,
+                     followup: FollowUp) -> dict[str, Any]:
+    """``result.json`` for an instance pre-flight left out (it never ran)."""
+    return {
+        "InvokeId": followup.invoke_id, "CommandId": followup.command_id,
+        "InstanceId": instance_id, "Status": SKIPPED, "ExitCode": None, "ErrorCode": reason,
+        "ErrorInfo": message, "StartTime": "", "FinishedTime": "", "OutputBytes": 0,
+        "Dropped": 0, "Truncated": False, "RequestId": followup.request_id,
+        "Source": followup.source,
+    }
+
+
 def overall_status(statuses: list[str]) -> str:
     """Aggregate per-instance statuses as Cloud Assistant does (PartialFailed, Stopped, …)."""
     if statuses and all(s in STOPPED for s in statuses):
@@ -104,14 +132,17 @@ def overall_status(statuses: list[str]) -> str:
 def summary_document(followup: FollowUp, results: dict[str, dict[str, Any]],
                      finished_at: float) -> dict[str, Any]:
     """``summary.json``: overall status, counts per status and an index of every instance."""
-    statuses = [doc["Status"] for doc in results.values()]
+    statuses = [doc["Status"] for doc in results.values() if doc["Status"] != SKIPPED]
+    counts = Counter(doc["Status"] for doc in results.values())
+    if followup.skipped_count > len(followup.skipped):  # the list was cut to fit a message
+        counts[SKIPPED] += followup.skipped_count - len(followup.skipped)
     return {
         "InvokeId": followup.invoke_id,
         "CommandId": followup.command_id,
         "RegionId": followup.region,
         "Status": overall_status(statuses),
-        "Counts": dict(sorted(Counter(statuses).items())),
-        "InstanceCount": len(results),
+        "Counts": dict(sorted(counts.items())),
+        "InstanceCount": sum(counts.values()),
         "SubmittedAt": followup.submitted_at,
         "CollectedAt": round(finished_at, 3),
         "Attempts": followup.attempt,
@@ -126,4 +157,5 @@ def summary_document(followup: FollowUp, results: dict[str, dict[str, Any]],
             }
             for instance_id, doc in sorted(results.items())
         },
+        "Truncated": sorted(i for i, doc in results.items() if doc["Truncated"]),
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,10 +19,32 @@ for _var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROX
     os.environ.pop(_var, None)
 
 
+SIMULATED = [f"i-sim{n:015d}" for n in range(1, 301)]
+
+
+def write_fleet(state: Path, simulated: list[str], duration: float = 0.2) -> None:
+    """The default local fleet plus ``simulated`` instances (no process; fixed output)."""
+    from dataclasses import asdict
+
+    from local.emulators.ecs.inventory import Instance, SimulatedRun, default_fleet
+
+    fleet = default_fleet() + [
+        Instance(i, f"sim-{n}", Mode="simulated",
+                 Simulated=SimulatedRun(Output=f"simulated on {i}\n", ExitCode=0,
+                                        Duration=duration))
+        for n, i in enumerate(simulated)]
+    (state / "instances.json").write_text(json.dumps({"instances": [asdict(i) for i in fleet]}))
+
+
 @pytest.fixture(scope="session")
 def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
-    """One local cloud for the session, in a fresh state directory."""
+    """One local cloud for the session, in a fresh state directory.
+
+    Its fleet is the default one (three process instances, a stopped one, one without agent,
+    a Windows one) plus 300 simulated Linux instances for fan-out tests.
+    """
     state = tmp_path_factory.mktemp("state")
+    write_fleet(state, SIMULATED)
     local = LocalCloud(state)
     local.start()
     yield local

@@ -10,25 +10,16 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from shared.clients import Clients
+from shared.clients import default_clients
 from shared.collect import collect
-from shared.config import Settings
 from shared.events import queue_messages
 from shared.followup import FollowUp
 
 log = logging.getLogger("assistflow.collect")
-_clients: Clients | None = None
-
-
-def _get_clients() -> Clients:
-    global _clients
-    if _clients is None:
-        _clients = Clients(Settings.from_env())
-    return _clients
 
 
 def handler(event: bytes, context: Any) -> dict[str, Any]:
-    clients = _get_clients()
+    clients = default_clients()
     done = []
     for message in queue_messages(event):
         followup = FollowUp.from_json(message.body)

@@ -110,7 +110,7 @@ def test_every_violation_is_reported_at_once(endpoints: Endpoints) -> None:
     status, body = endpoints.post({"Type": "RunPython", "InstanceIds": ["web-1"], "Timout": 5})
     assert status == 400
     paths = sorted(e["path"] for e in body["Errors"])
-    assert paths == ["$.CommandContent", "$.InstanceIds[0]", "$.Timout", "$.Type"]
+    assert paths == ["$", "$.InstanceIds[0]", "$.Timout", "$.Type"]
 
 
 def test_not_json_is_400_and_wrong_media_type_is_415(endpoints: Endpoints) -> None:

@@ -23,7 +23,7 @@ def test_plain_text_content_is_base64_encoded_for_cloud_assistant() -> None:
     req = parse_request(GOOD)
     assert req.content_b64 == base64.b64encode(b"echo 123").decode()
     assert req.instance_ids == ("i-local00000000000001",)
-    assert req.timeout == 60 and req.name == "assistflow"
+    assert req.timeout is None and req.name == "assistflow"  # None: the API's default (60 s)
 
 
 def test_the_seeds_base64_form_is_accepted_as_is() -> None:
@@ -56,8 +56,9 @@ def test_each_violation_names_its_path_and_rule(change: dict[str, object],
 
 
 def test_missing_fields_are_reported_each_with_its_own_path() -> None:
-    assert violations({}) == [("$.CommandContent", "required"), ("$.InstanceIds", "required"),
-                              ("$.Type", "required")]
+    assert violations({}) == [("$", "oneOf"), ("$.InstanceIds", "required")]
+    assert violations({"CommandContent": "x"}) == [("$.InstanceIds", "required"),
+                                                   ("$.Type", "required")]
 
 
 def test_all_violations_come_together() -> None:
