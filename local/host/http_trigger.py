@@ -9,26 +9,25 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
+from local.host.async_invoke import AsyncInvoker
 from local.host.runtime import FunctionRuntime, Invocation
+from local.host.server import LoopbackServer
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
-log = logging.getLogger("assistflow.host.http")
-
 
 def build_event(request: Request, request_id: str, trigger_id: str, region: str,
                 account_id: str) -> dict[str, Any]:
+    """The FC 3.0 HTTP trigger event for ``request`` (research function-compute.md §1.4)."""
     body = request.get_data()
     try:
         text, is_b64 = body.decode("utf-8"), False
@@ -96,66 +95,70 @@ def map_response(inv: Invocation) -> Response:
     return Response(json.dumps(result), headers=headers, content_type="application/json")
 
 
-class _Handler(WSGIRequestHandler):
-    disable_nagle_algorithm = True
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        log.debug("%s %s -> %s", self.command, self.path, code)
-
-
 class HttpTrigger:
-    """Serves one HTTP trigger of one function."""
+    """Serves one HTTP trigger of one function.
+
+    ``methods`` are the only methods answered (others get 405, as FC does); ``authType``
+    ``anonymous`` lets anyone in, ``function`` requires an ``Authorization`` header — the local
+    host does not check its signature (the FC 3.0 trigger signature is not emulated).
+    ``X-Fc-Invocation-Type: Async`` answers 202 and runs the function in the background.
+    """
 
     def __init__(self, name: str, function: str, config: dict[str, Any], region: str,
-                 account_id: str, port: int = 0) -> None:
+                 account_id: str, port: int = 0, invoker: AsyncInvoker | None = None,
+                 label: str = "") -> None:
         self.name = name
         self.runtime: FunctionRuntime | None = None  # set by the host once functions exist
-        self.methods = {m.upper() for m in config.get("methods") or ["GET", "POST"]}
+        self.methods = {str(m).upper() for m in config.get("methods") or ["GET", "POST"]}
         self.auth_type = str(config.get("authType", "function")).lower()
+        if self.auth_type not in ("anonymous", "function"):
+            raise ValueError(f"trigger {name}: authType {self.auth_type!r} is not anonymous or "
+                             "function")
         self.region = region
         self.account_id = account_id
+        self.invoker = invoker
         self.trigger_id = f"local-{function}-{name}"
-        self._server: BaseWSGIServer = make_server("127.0.0.1", port, self, threaded=True,
-                                                   request_handler=_Handler)
-        self._server.daemon_threads = True  # type: ignore[attr-defined]
-        self.url = f"http://127.0.0.1:{self._server.server_port}/"
-        self._thread: Any = None
+        self._server = LoopbackServer(self, port, f"{label}http-trigger-{name}")
+        self.url = self._server.url + "/"
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         request = Request(environ)
         request_id = f"1-{uuid.uuid4()}"
-        if self.runtime is None:
-            response = Response("function not ready", status=503)
-        elif request.method not in self.methods:
-            response = Response(json.dumps({"ErrorCode": "MethodNotAllowed", "ErrorMessage":
-                                            f"method {request.method} is not allowed by "
-                                            f"trigger {self.name}; allowed: "
-                                            f"{', '.join(sorted(self.methods))}"}),
-                                status=405, content_type="application/json",
-                                headers={"Allow": ", ".join(sorted(self.methods)),
-                                         "x-fc-request-id": request_id})
-        elif self.auth_type != "anonymous" and not request.headers.get("Authorization"):
-            # authType "function" needs an FC signature; the local host accepts any
-            # Authorization header but, like FC, refuses a request without one.
-            response = Response(json.dumps({"ErrorCode": "MissingRequiredHeader",
-                                            "ErrorMessage": "authType is function: the "
-                                            "Authorization header is required"}),
-                                status=401, content_type="application/json")
-        else:
-            event = build_event(request, request_id, self.trigger_id, self.region,
-                                self.account_id)
-            inv = self.runtime.invoke(json.dumps(event).encode(), request_id)
-            response = map_response(inv)
+        response = self._handle(request, request_id)
         return response(environ, start_response)
 
-    def start(self) -> None:
-        import threading
+    def _handle(self, request: Request, request_id: str) -> Response:
+        if self.runtime is None:
+            return Response("function not ready", status=503)
+        if request.method not in self.methods:
+            return Response(json.dumps({"ErrorCode": "MethodNotAllowed", "ErrorMessage":
+                                        f"method {request.method} is not allowed by "
+                                        f"trigger {self.name}; allowed: "
+                                        f"{', '.join(sorted(self.methods))}"}),
+                            status=405, content_type="application/json",
+                            headers={"Allow": ", ".join(sorted(self.methods)),
+                                     "x-fc-request-id": request_id})
+        if self.auth_type != "anonymous" and not request.headers.get("Authorization"):
+            # authType "function" needs an FC signature; the local host accepts any
+            # Authorization header but, like FC, refuses a request without one.
+            return Response(json.dumps({"ErrorCode": "MissingRequiredHeader",
+                                        "ErrorMessage": "authType is function: the "
+                                        "Authorization header is required"}),
+                            status=401, content_type="application/json",
+                            headers={"x-fc-request-id": request_id})
+        event = json.dumps(build_event(request, request_id, self.trigger_id, self.region,
+                                       self.account_id)).encode()
+        mode = request.headers.get("X-Fc-Invocation-Type", "Sync").strip().lower()
+        if mode == "async" and self.invoker is not None:
+            try:
+                self.invoker.submit(self.runtime, event, request_id)
+            except RuntimeError as exc:  # the host is stopping
+                return Response(str(exc), status=503)
+            return Response(b"", status=202, headers={"x-fc-request-id": request_id})
+        return map_response(self.runtime.invoke(event, request_id))
 
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True,
-                                        name=f"http-trigger-{self.name}")
-        self._thread.start()
+    def start(self) -> None:
+        self._server.start()
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()

@@ -68,7 +68,7 @@ class _Instance:
 
     _ids = itertools.count(1)
 
-    def __init__(self, spec: FunctionSpec, env: dict[str, str]) -> None:
+    def __init__(self, spec: FunctionSpec, env: dict[str, str], label: str = "") -> None:
         self.spec = spec
         self.number = next(self._ids)
         to_worker_r, to_worker_w = os.pipe()
@@ -85,11 +85,19 @@ class _Instance:
         os.close(from_worker_w)
         self._to: IO[bytes] = os.fdopen(to_worker_w, "wb")
         self._replies: queue.Queue[dict[str, Any] | None] = queue.Queue()
-        threading.Thread(target=self._read_replies, args=(os.fdopen(from_worker_r, "rb"),),
-                         daemon=True, name=f"{spec.name}-{self.number}-replies").start()
-        threading.Thread(target=self._pump_logs, daemon=True,
-                         name=f"{spec.name}-{self.number}-logs").start()
-        ready = self._next_reply(START_TIMEOUT)
+        self._threads = [
+            threading.Thread(target=self._read_replies, args=(os.fdopen(from_worker_r, "rb"),),
+                             daemon=True, name=f"{label}fn-{spec.name}-{self.number}-replies"),
+            threading.Thread(target=self._pump_logs, daemon=True,
+                             name=f"{label}fn-{spec.name}-{self.number}-logs"),
+        ]
+        for thread in self._threads:
+            thread.start()
+        try:
+            ready = self._next_reply(START_TIMEOUT)
+        except (TimeoutError, WorkerDiedError):
+            self.kill()  # an instance that never became ready must not outlive the attempt
+            raise
         self.import_ms = float(ready.get("import_ms", 0.0))
 
     def _read_replies(self, stream: IO[bytes]) -> None:
@@ -131,14 +139,20 @@ class _Instance:
             self.proc.wait(timeout=5)
         with contextlib.suppress(OSError):
             self._to.close()
+        # The pipes reach EOF once the process is gone, which ends both threads; the timeout
+        # only matters if a grandchild the function started still holds its stdout.
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout=1)
 
 
 class FunctionRuntime:
     """All instances of one function."""
 
     def __init__(self, spec: FunctionSpec, system_env: dict[str, str], max_instances: int = 4,
-                 record: Path | None = None) -> None:
+                 record: Path | None = None, label: str = "") -> None:
         self.spec = spec
+        self.label = label  # prefix of this runtime's thread names (tells hosts apart)
         self._env = self._environment(spec, system_env)
         self._slots = threading.BoundedSemaphore(max_instances)
         self._idle: list[_Instance] = []
@@ -146,6 +160,7 @@ class FunctionRuntime:
         self._lock = threading.Lock()
         self._record = record
         self._record_lock = threading.Lock()
+        self._closed = False
         self.invocations = 0
         self.billed_ms = 0.0
 
@@ -154,6 +169,9 @@ class FunctionRuntime:
         env = {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
         env["PYTHONPATH"] = str(REPO_ROOT)  # on FC, shared/ is packaged beside index.py
         env["PYTHONDONTWRITEBYTECODE"] = "1"
+        # stdout is a pipe here, so Python would block-buffer the function's prints and they
+        # would show up long after the invocation that made them.
+        env["PYTHONUNBUFFERED"] = "1"
         env.update(spec.environment)
         env.update(system_env)
         env.update({
@@ -164,21 +182,33 @@ class FunctionRuntime:
             "FC_RUNTIME": spec.runtime,
             "FC_FUNC_CODE_PATH": str(spec.code_dir),
         })
+        # The version variable changed name with the runtime's Debian release (research
+        # function-compute.md §1.8); the local host only runs the unpublished version.
+        version_var = "FC_FUNCTION_VERSION" if spec.runtime == "python3.12" else "FC_VER_ID"
+        env[version_var] = "LATEST"
         return env
 
     def invoke(self, event: bytes, request_id: str | None = None) -> Invocation:
+        """Run one invocation and wait for its outcome (a failure is an outcome, not a raise)."""
         request_id = request_id or f"1-{uuid.uuid4()}"
         with self._slots:
             cold = False
             with self._lock:
+                if self._closed:
+                    return self._stopped(request_id)
                 instance = self._idle.pop() if self._idle else None
             started = time.perf_counter()
             try:
                 if instance is None:
                     cold = True
-                    instance = _Instance(self.spec, self._env)
+                    instance = _Instance(self.spec, self._env, self.label)
                     with self._lock:
-                        self._all.append(instance)
+                        closed = self._closed
+                        if not closed:
+                            self._all.append(instance)
+                    if closed:  # close() ran while this instance was starting
+                        instance.kill()
+                        return self._stopped(request_id)
                 reply = instance.call({"id": request_id, "request_id": request_id,
                                        "event": base64.b64encode(event).decode()},
                                       timeout=self.spec.timeout)
@@ -197,12 +227,26 @@ class FunctionRuntime:
                     request_id, self.spec.name, False, elapsed, cold=cold,
                     error={"errorType": "InstanceCrashed", "errorMessage": str(exc)}))
             with self._lock:
-                self._idle.append(instance)
+                closed = self._closed
+                if not closed:
+                    self._idle.append(instance)
+            if closed:  # close() emptied the lists while this call ran; do not leak it
+                instance.kill()
         result = reply.get("result")
         return self._done(Invocation(
             request_id, self.spec.name, bool(reply["ok"]), float(reply["duration_ms"]),
             result=_decode_result(result) if result else None, error=reply.get("error"),
             cold=cold))
+
+    def _stopped(self, request_id: str) -> Invocation:
+        # Not recorded: nothing ran, so nothing would be billed.
+        return Invocation(request_id, self.spec.name, False, 0.0,
+                          error={"errorType": "HostStopped",
+                                 "errorMessage": "the function host is stopping"})
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def _discard(self, instance: _Instance | None) -> None:
         if instance is None:
@@ -235,7 +279,9 @@ class FunctionRuntime:
             return [i.proc.pid for i in self._all if i.alive]
 
     def close(self) -> None:
+        """Kill every instance; invocations in flight fail, later ones are refused."""
         with self._lock:
+            self._closed = True
             instances, self._all, self._idle = list(self._all), [], []
         for instance in instances:
             instance.kill()

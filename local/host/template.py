@@ -23,8 +23,42 @@ SUPPORTED = {
 }
 
 
+def truthy(value: Any, default: bool = True) -> bool:
+    """A ROS Boolean: YAML booleans, or the strings a parameter override may carry."""
+    if value is None:
+        return default
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in ("true", "1", "yes"):
+            return True
+        if lowered in ("false", "0", "no", ""):
+            return False
+        raise ValueError(f"{value!r} is not a boolean")
+    return bool(value)
+
+
 class TemplateError(ValueError):
     """The template cannot be run locally; the message names the resource and the problem."""
+
+
+_ENV_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+ENV_LIMIT_BYTES = 4096
+
+
+def _check_environment(logical_id: str, env: dict[str, Any]) -> None:
+    """FC's rules for EnvironmentVariables (research function-compute.md §1.8), so a template
+    that FC would refuse fails here too instead of only on deployment."""
+    for key in env:
+        if not _ENV_NAME.match(str(key)):
+            raise TemplateError(f"function {logical_id}: environment variable {key!r} must "
+                                "start with a letter and use only letters, digits and _")
+        if str(key).upper().startswith("FC_"):
+            raise TemplateError(f"function {logical_id}: environment variable {key!r}: the "
+                                "FC_ prefix is reserved for Function Compute's own variables")
+    size = sum(len(str(k)) + len("" if v is None else str(v)) for k, v in env.items())
+    if size > ENV_LIMIT_BYTES:
+        raise TemplateError(f"function {logical_id}: environment variables total {size} "
+                            f"bytes; FC allows {ENV_LIMIT_BYTES}")
 
 
 @dataclass(frozen=True)
@@ -109,7 +143,10 @@ class Template:
             self.attributes[(logical_id, "Ref")] = name
             self.attributes[(logical_id, prop)] = name
             if res["Type"] == "ALIYUN::MNS::Queue":
+                # ROS: ARN is acs:mns:region:account:queues/name; ARN.WithSlash has "/queues".
                 self.attributes[(logical_id, "ARN")] = (
+                    f"acs:mns:{self.region}:{self.account_id}:queues/{name}")
+                self.attributes[(logical_id, "ARN.WithSlash")] = (
                     f"acs:mns:{self.region}:{self.account_id}:/queues/{name}")
             elif res["Type"] == "ALIYUN::FC3::Function":
                 self.attributes[(logical_id, "ARN")] = (
@@ -189,6 +226,7 @@ class Template:
             if not code_dir.is_dir():
                 raise TemplateError(f"function {lid}: CodeDir {code_dir} does not exist")
             env = self.resolve(props.get("EnvironmentVariables") or {})
+            _check_environment(lid, env)
             out.append(FunctionDecl(
                 logical_id=lid, name=self.attributes[(lid, "Ref")],
                 handler=str(props["Handler"]), runtime=str(props.get("Runtime", "python3.10")),

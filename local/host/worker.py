@@ -103,6 +103,9 @@ def main() -> None:
     for line in inbox:
         request = json.loads(line)
         token = _request_id.set(request["request_id"])
+        # FC frames every invocation's log lines with these two, so print() output (which
+        # carries no request id) can still be attributed to its request.
+        print(f"FC Invoke Start RequestId: {request['request_id']}", file=sys.stderr, flush=True)
         begin = time.perf_counter()
         reply: dict[str, Any] = {"id": request["id"]}
         try:
@@ -121,6 +124,7 @@ def main() -> None:
         finally:
             _request_id.reset(token)
         reply["duration_ms"] = (time.perf_counter() - begin) * 1000
+        print(f"FC Invoke End RequestId: {request['request_id']}", file=sys.stderr, flush=True)
         try:
             data = json.dumps(reply).encode()
         except (TypeError, ValueError) as exc:
