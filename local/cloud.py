@@ -6,8 +6,10 @@ declares (queues, buckets), starts the functions and their triggers, and writes
 
 ``ecs``, ``mns``, ``oss`` (base URLs), ``webhook_url``, ``region``, ``access_key_id``,
 ``access_key_secret``, ``webhook_secret``, ``results_bucket``, ``instances`` (ids of the local
-Running Linux instances with an agent), plus ``followup_queue``, ``results_prefix``,
-``state_dir`` and ``functions``.
+Running Linux instances with an agent), plus ``fc`` (the FC invoke API), ``followup_queue``,
+``request_queue``, ``results_prefix``,
+``state_dir`` and ``functions``, and ``fc`` (the base URL of Function Compute's invoke API,
+for ``fc2.Client(endpoint=...)`` and ``assistflow invoke``).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class Ports:
     mns: int = 0
     oss: int = 0
     http: dict[str, int] = field(default_factory=dict)  # HTTP trigger name -> port
+    fc: int = 0  # the FC invoke API
 
     @classmethod
     def from_env(cls) -> Ports:
@@ -49,7 +52,8 @@ class Ports:
             return int(os.environ.get(f"ASSISTFLOW_{name}_PORT", "0") or 0)
 
         webhook = port("WEBHOOK")
-        return cls(port("ECS"), port("MNS"), port("OSS"), {"webhook": webhook} if webhook else {})
+        return cls(port("ECS"), port("MNS"), port("OSS"), {"webhook": webhook} if webhook else {},
+                   port("FC"))
 
 
 class LocalCloud:
@@ -96,7 +100,8 @@ class LocalCloud:
             self.host = FunctionHost(
                 template, system_env,
                 MnsAccess(self.servers["mns"].url, keys.access_key_id, keys.access_key_secret),
-                record_dir=host_dir, max_instances=self.max_instances, http_ports=self.ports.http)
+                record_dir=host_dir, max_instances=self.max_instances, http_ports=self.ports.http,
+                keyring=keyring, api_port=self.ports.fc)
             self.host.start()
         except BaseException:
             self.stop()
@@ -170,6 +175,7 @@ class LocalCloud:
             "ecs": self.servers["ecs"].url,
             "mns": self.servers["mns"].url,
             "oss": self.servers["oss"].url,
+            "fc": self.host.api_url,
             "webhook_url": webhook,
             "region": self.region,
             "account_id": ACCOUNT_ID,
@@ -179,7 +185,8 @@ class LocalCloud:
             "results_bucket": outputs.get("ResultsBucket") or template.parameters.get(
                 "ResultsBucketName", ""),
             "results_prefix": template.parameters.get("ResultsPrefix", "results"),
-            "followup_queue": queues[0].name if queues else "",
+            "followup_queue": outputs.get("FollowUpQueue") or (queues[0].name if queues else ""),
+            "request_queue": outputs.get("RequestQueue", ""),
             "instances": instances,
             "functions": sorted(self.host.runtimes),
             "state_dir": str(self.state_dir),

@@ -53,6 +53,27 @@ class Collected:
     finished: bool
 
 
+def handle(followup: FollowUp, clients: Clients, now: Callable[[], float] = time.time,
+           rng: random.Random | None = None) -> Collected:
+    """``collect``, with transient cloud errors turned into a delayed retry.
+
+    Throttling, 5xx or a network error mid-way re-queues the same follow-up with a short,
+    growing delay instead of sleeping (billed) or waiting for the message's visibility timeout;
+    what was stored already is simply stored again. Permanent errors propagate: the message
+    stays in the queue and, after the trigger's retries, lands in its dead-letter queue.
+    """
+    try:
+        return collect(followup, clients, now, rng)
+    except CloudCallError as exc:
+        if not exc.transient:
+            raise
+        again = followup.retry()
+        delay = delay_for(again.retries, rng)
+        clients.queues.send(clients.settings.followup_queue, again.to_json(), delay)
+        log.warning("%s: %s; looking again in %d s", followup.invoke_id, exc, delay)
+        return Collected((), followup.pending, delay, finished=False)
+
+
 def collect(followup: FollowUp, clients: Clients, now: Callable[[], float] = time.time,
             rng: random.Random | None = None) -> Collected:
     ecs = clients.ecs_in(followup.region)

@@ -52,6 +52,7 @@ class FollowUp:
     skipped: tuple[tuple[str, str], ...] = ()  # (instance id, reason) left out by pre-flight
     skipped_count: int = 0  # all skipped, even if the list was cut to fit a message
     runs: tuple[tuple[str, int], ...] = ()  # periodic: last run stored per instance
+    retries: int = 0  # consecutive looks that failed on a transient cloud error
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -77,7 +78,11 @@ class FollowUp:
             raise FollowUpInvalidError(f"follow-up is missing or has unknown fields: {exc}") from None
 
     def next(self, pending: tuple[str, ...]) -> FollowUp:
-        return replace(self, pending=pending, attempt=self.attempt + 1)
+        return replace(self, pending=pending, attempt=self.attempt + 1, retries=0)
+
+    def retry(self) -> FollowUp:
+        """The same look again, after a transient error."""
+        return replace(self, retries=self.retries + 1)
 
 
 def delay_for(attempt: int, rng: random.Random | None = None) -> int:

@@ -45,7 +45,8 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
     """
     state = tmp_path_factory.mktemp("state")
     write_fleet(state, SIMULATED)
-    local = LocalCloud(state)
+    # The maintenance timer would add invocations every minute; tests that need it start it.
+    local = LocalCloud(state, parameters={"MaintenanceEnabled": False})
     local.start()
     yield local
     local.stop()
