@@ -126,6 +126,29 @@ def _read_event(source: str | None) -> bytes:
         raise _CliError(f"cannot read the event file: {exc}") from None
 
 
+def _signed_http_event(payload: bytes, secret: str) -> bytes:
+    """An FC HTTP event whose body is signed now with the local webhook secret.
+
+    The canonical ``events/http-submit.json`` carries a placeholder signature; ``--sign`` makes
+    it a delivery the submit function accepts, as if a real sender had just signed it.
+    """
+    import base64
+
+    from shared import webhook
+
+    try:
+        event = json.loads(payload)
+        raw = event["body"] or ""
+        body = base64.b64decode(raw) if event.get("isBase64Encoded") else raw.encode()
+        headers = {k: v for k, v in (event.get("headers") or {}).items()
+                   if k.lower() not in ("x-assistflow-timestamp", "x-assistflow-signature")}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise _CliError("--sign needs an FC HTTP trigger event (JSON with headers and body)") \
+            from None
+    event["headers"] = {**headers, **webhook.sign(secret, body)}
+    return json.dumps(event).encode()
+
+
 def _quiet_fc2() -> None:
     """fc2 logs every failed call on the root logger at ERROR, request headers (the signature)
     included; this command prints its own one-line message instead."""
@@ -146,6 +169,8 @@ def cmd_invoke(args: argparse.Namespace) -> int:
         endpoints = _endpoints(args.state_dir)
         function = _function_name(args.function, list(endpoints.get("functions") or []))
         payload = _read_event(args.event)
+        if args.sign:
+            payload = _signed_http_event(payload, endpoints["webhook_secret"])
     except _CliError as exc:
         print(f"assistflow invoke: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -213,6 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="event file, '-' for stdin (default: an empty payload)")
     invoke.add_argument("--async", dest="async_", action="store_true",
                         help="invoke asynchronously: print the request id and return")
+    invoke.add_argument("--sign", action="store_true",
+                        help="sign an HTTP event's body with the local webhook secret first")
     invoke.add_argument("--state-dir", help="state directory of the running local cloud")
     invoke.add_argument("--service", default="assistflow",
                         help="FC 2.0 service name in the API path; the local host accepts any")

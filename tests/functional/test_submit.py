@@ -305,3 +305,60 @@ def _keys(bucket: Any, prefix: str) -> list[str]:
     import oss2
 
     return [obj.key for obj in oss2.ObjectIteratorV2(bucket, prefix=prefix)]
+
+
+# --- every trigger, driven by its canonical event through `assistflow invoke` --------------
+
+def _cli(state: str, *args: str) -> Any:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    return subprocess.run([sys.executable, "-m", "local", *args], cwd=repo, capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "ASSISTFLOW_STATE_DIR": state})
+
+
+@pytest.mark.parametrize(("function", "event", "extra", "expected"), [
+    ("submit-http", "http-submit.json", ["--sign"], b"123\n"),
+    ("submit-timer", "timer.json", [], b"123\n"),
+    ("submit-queue", "mns-request.json", [], b"from the queue\n"),
+])
+def test_each_canonical_event_runs_its_command_through_assistflow_invoke(
+        cloud: LocalCloud, endpoints: Endpoints, function: str, event: str, extra: list[str],
+        expected: bytes) -> None:
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "events" / event
+    done = _cli(endpoints["state_dir"], "invoke", function, "--event", str(path), *extra)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    if function == "submit-http":
+        assert result["statusCode"] == 202, result
+        result = json.loads(result["body"])
+    elif function == "submit-queue":
+        result = result["accepted"][0]
+    assert output_of(endpoints, result["InvokeId"], LINUX) == expected
+
+
+def test_the_maintenance_timer_fires_on_its_own_and_its_output_lands(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    cloud = LocalCloud(tmp_path_factory.mktemp("timer"),
+                       parameters={"MaintenanceSchedule": "@every 1s"})
+    endpoints = Endpoints(cloud.start())
+    try:
+        runtime = cloud.host.runtimes["assistflow-submit-timer"]  # type: ignore[union-attr]
+        wait_for(lambda: runtime.invocations or None, timeout=10)
+        import oss2
+
+        def first_output() -> bytes | None:
+            for obj in oss2.ObjectIteratorV2(endpoints.bucket(), prefix="results/"):
+                if obj.key.endswith(f"{LINUX}/output.txt"):
+                    return get_object(endpoints.bucket(), obj.key)
+            return None
+
+        output = wait_for(first_output, timeout=15)
+        assert b"load average" in output  # the template's default payload runs uptime
+    finally:
+        cloud.stop()
