@@ -103,6 +103,8 @@ class LocalCloud:
                 record_dir=host_dir, max_instances=self.max_instances, http_ports=self.ports.http,
                 keyring=keyring, api_port=self.ports.fc)
             self.host.start()
+            # Cloud Assistant publishes TaskCompleted to the default bus, as on Alibaba Cloud.
+            self._ecs_app().model.events.sink = self.host.bus.publish
         except BaseException:
             self.stop()
             raise
@@ -166,9 +168,7 @@ class LocalCloud:
         assert self.host is not None
         webhook = outputs.get("WebhookUrl") or next(
             (t.url for t in self.host.http_triggers.values()), "")
-        ecs_app = self.servers["ecs"].app
-        assert isinstance(ecs_app, EcsApp)
-        instances = sorted(i.InstanceId for i in ecs_app.model.instances.values()
+        instances = sorted(i.InstanceId for i in self._ecs_app().model.instances.values()
                            if i.ready and i.OSType == "linux")
         queues = template.queues()
         return {
@@ -193,8 +193,15 @@ class LocalCloud:
             "pid": os.getpid(),
         }
 
+    def _ecs_app(self) -> EcsApp:
+        app = self.servers["ecs"].app
+        assert isinstance(app, EcsApp)
+        return app
+
     def stop(self) -> None:
         self.endpoints_path.unlink(missing_ok=True)
+        if "ecs" in self.servers:
+            self._ecs_app().model.events.sink = None
         if self.host is not None:
             self.host.stop()
             self.host = None

@@ -13,6 +13,7 @@ later may help (throttling, 5xx, network) or not (bad instance id, bad parameter
 from __future__ import annotations
 
 import json
+import logging
 from typing import TYPE_CHECKING, Any
 
 from shared.config import Settings
@@ -55,6 +56,9 @@ class CloudAssistant:
             proxy = {"http": None, "https": None} if self._settings.ecs_endpoint else None
             self._client = AcsClient(region_id=self._settings.region, credential=credential,
                                      proxy=proxy)
+            # aliyunsdkcore logs every refused call at ERROR (expected ones too, like deleting
+            # a command another collector already deleted); CloudCallError reports them here.
+            logging.getLogger("aliyunsdkcore.client").setLevel(logging.CRITICAL)
         return self._client
 
     def call(self, request: RpcRequest) -> dict[str, Any]:
@@ -169,8 +173,8 @@ class CloudAssistant:
                 status[item["InstanceId"]] = str(item.get("CloudAssistantStatus", "false")).lower()
         return status
 
-    def invocation_results(self, invoke_id: str, include_history: bool = False
-                           ) -> list[dict[str, Any]]:
+    def invocation_results(self, invoke_id: str, include_history: bool = False,
+                           instance_id: str = "") -> list[dict[str, Any]]:
         """Every per-instance result of ``invoke_id`` (all pages), Output still Base64.
 
         ``include_history`` returns every run of a periodic invocation, not just the latest.
@@ -188,6 +192,8 @@ class CloudAssistant:
             req.set_MaxResults(PAGE_SIZE)
             if include_history:
                 req.set_IncludeHistory(True)
+            if instance_id:
+                req.set_InstanceId(instance_id)
             if token:
                 req.set_NextToken(token)
             page = self.call(req)["Invocation"]
@@ -330,12 +336,30 @@ class Results:
     def delete(self, key: str) -> None:
         self._call("DeleteObject", lambda: self.bucket.delete_object(key))
 
-    @staticmethod
-    def _call(api: str, operation: Any) -> None:
+    def get(self, key: str) -> bytes | None:
+        """The object's bytes, or None if there is no such object."""
+        try:
+            return bytes(self._call("GetObject", lambda: self.bucket.get_object(key).read()))
+        except CloudCallError as exc:
+            if exc.error_code == "NoSuchKey":
+                return None
+            raise
+
+    def exists(self, key: str) -> bool:
         import oss2
 
         try:
-            operation()
+            return bool(self.bucket.object_exists(key))
+        except oss2.exceptions.OssError as exc:
+            raise CloudCallError("HeadObject", exc.code or str(exc.status), str(exc),
+                                 exc.status >= 500 or exc.status < 0) from exc
+
+    @staticmethod
+    def _call(api: str, operation: Any) -> Any:
+        import oss2
+
+        try:
+            return operation()
         except oss2.exceptions.OssError as exc:
             code = exc.code or str(exc.status)
             transient = exc.status >= 500 or exc.status < 0 or code in TRANSIENT_CODES

@@ -12,6 +12,7 @@ stored under ``{InstanceId}/runs/{n}/`` as it finishes (and the latest run at th
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
@@ -28,6 +29,8 @@ from shared.results import (
     collector_timeout_document,
     decode_output,
     dumps,
+    finishing_key,
+    index_key,
     instance_prefix,
     notified_key,
     result_document,
@@ -39,6 +42,8 @@ from shared.results import (
 )
 
 log = logging.getLogger("assistflow.collect")
+
+LATE_EVENT = "late_event"  # a follow-up-queue message carrying a TaskCompleted event's data
 
 FINISHED_INVOCATION = ("Success", "Failed", "PartialFailed", "Stopped")
 
@@ -68,7 +73,7 @@ def handle(followup: FollowUp, clients: Clients, now: Callable[[], float] = time
         if not exc.transient:
             raise
         again = followup.retry()
-        delay = delay_for(again.retries, rng)
+        delay = delay_for(again.retries, rng)  # a retry is prompt even for a watchdog
         clients.queues.send(clients.settings.followup_queue, again.to_json(), delay)
         log.warning("%s: %s; looking again in %d s", followup.invoke_id, exc, delay)
         return Collected((), followup.pending, delay, finished=False)
@@ -80,6 +85,8 @@ def collect(followup: FollowUp, clients: Clients, now: Callable[[], float] = tim
     results = clients.results.named(followup.bucket)
     if followup.periodic:
         return _collect_periodic(followup, clients, ecs, results, now, rng)
+    if followup.watchdog and results.exists(summary_key(followup.prefix, followup.invoke_id)):
+        return Collected((), (), None, finished=True)  # events did all the work already
     records = {r["InstanceId"]: r for r in ecs.invocation_results(followup.invoke_id)}
     stored = []
     for instance_id in followup.pending:
@@ -90,13 +97,68 @@ def collect(followup: FollowUp, clients: Clients, now: Callable[[], float] = tim
     pending = tuple(i for i in followup.pending if i not in stored)
     if pending and now() < followup.deadline:
         return _again(clients, followup.next(pending), tuple(stored), rng)
-    _finish(clients, ecs, results, followup, records, now())
+    _finish(clients, ecs, results, followup, records)
     return Collected(tuple(stored), pending, None, finished=True)
+
+
+LATE_EVENT_TRIES = 3  # an event can beat the index of its own invocation; look again 3 times
+
+
+def on_task_completed(data: dict[str, Any], clients: Clients, tries: int = 0) -> Collected | None:
+    """Store one instance's result the moment Cloud Assistant says its run ended.
+
+    ``data`` is the ``data`` of an ``ecs:CloudAssistant:TaskCompleted`` event. Invocations
+    assistflow did not make (no record under ``invocations/``) are ignored — but a fast command
+    can finish before its submitter wrote that record, so an unknown invocation is looked at
+    again a few times (2, 4, 8 s later, through the follow-up queue) before it is let go.
+    When this was the invocation's last instance, the summary is written and the requester
+    notified right away; the follow-ups, now a watchdog, find the work done.
+    """
+    invoke_id, instance_id = str(data.get("invokeId", "")), str(data.get("instanceId", ""))
+    record_json = clients.results.get(index_key(invoke_id)) if invoke_id else None
+    if record_json is None:
+        if invoke_id and tries < LATE_EVENT_TRIES:
+            clients.queues.send(clients.settings.followup_queue,
+                                json.dumps({LATE_EVENT: data, "tries": tries + 1}), 2 ** (tries + 1))
+        else:
+            log.debug("TaskCompleted for %s is not ours; ignored", invoke_id or "?")
+        return None
+    followup = FollowUp.from_json(record_json)
+    ecs = clients.ecs_in(followup.region)
+    results = clients.results.named(followup.bucket)
+    if followup.periodic:  # keep the run; the follow-ups keep latest and summary current
+        run = int(data.get("repeats") or 0)
+        for record in ecs.invocation_results(invoke_id, include_history=True,
+                                             instance_id=instance_id):
+            if int(record.get("Repeats") or 0) == run and \
+                    record.get("InvocationStatus") in TERMINAL:
+                _store(results, followup, record,
+                       run_prefix(followup.prefix, invoke_id, instance_id, run))
+        return Collected((instance_id,), (), None, finished=False)
+    found = [r for r in ecs.invocation_results(invoke_id, instance_id=instance_id)
+             if r.get("InvocationStatus") in TERMINAL]
+    if not found:  # not visible yet (eventually consistent): the watchdog will store it
+        return Collected((), (instance_id,), None, finished=False)
+    _store(results, followup, found[0])
+    if ecs.invocation_status(invoke_id) not in FINISHED_INVOCATION:
+        return Collected((instance_id,), (), None, finished=False)
+    # The last instances' events arrive together; one of them finishes the invocation. If it
+    # dies half-way, the watchdog follow-up (which ignores this claim) finishes instead.
+    try:
+        clients.results.put(finishing_key(invoke_id), b"", "application/octet-stream",
+                            forbid_overwrite=True)
+    except CloudCallError as exc:
+        if exc.error_code == "FileAlreadyExists":
+            return Collected((instance_id,), (), None, finished=False)
+        raise
+    records = {r["InstanceId"]: r for r in ecs.invocation_results(invoke_id)}
+    _finish(clients, ecs, results, followup, records, frozenset(records) - {instance_id})
+    return Collected((instance_id,), (), None, finished=True)
 
 
 def _again(clients: Clients, followup: FollowUp, stored: tuple[str, ...],
            rng: random.Random | None) -> Collected:
-    delay = delay_for(followup.attempt - 1, rng)
+    delay = delay_for(followup.attempt - 1, rng, followup.watchdog)
     clients.queues.send(clients.settings.followup_queue, followup.to_json(), delay)
     log.info("%s: stored %d, %d still running, next look in %d s", followup.invoke_id,
              len(stored), len(followup.pending), delay)
@@ -117,10 +179,16 @@ def _store(results: Results, followup: FollowUp, record: dict[str, Any],
 
 
 def _finish(clients: Clients, ecs: CloudAssistant, results: Results, followup: FollowUp,
-            records: dict[str, dict[str, Any]], finished_at: float) -> None:
-    """Every instance is stored (or given up on): summary, notification, command clean-up."""
+            records: dict[str, dict[str, Any]], store: frozenset[str] = frozenset()) -> None:
+    """Every instance is stored (or given up on): summary, notification, command clean-up.
+
+    ``store`` names finished instances whose objects this call must still write (the event
+    path finishes an invocation while other instances' events may still be on their way).
+    """
     documents: dict[str, dict[str, Any]] = {}
     for instance_id, record in records.items():
+        if instance_id in store and record.get("InvocationStatus") in TERMINAL:
+            _store(results, followup, record)
         if record.get("InvocationStatus") in TERMINAL:
             _, raw_len = decode_output(record.get("Output", ""))
             documents[instance_id] = result_document(record, followup, raw_len)
@@ -130,12 +198,12 @@ def _finish(clients: Clients, ecs: CloudAssistant, results: Results, followup: F
                         dumps(documents[instance_id]), "application/json")
     for instance_id, reason in followup.skipped:
         documents[instance_id] = skipped_document(instance_id, reason, "", followup)
-    summary = summary_document(followup, documents, finished_at)
+    summary = summary_document(followup, documents)
     results.put(summary_key(followup.prefix, followup.invoke_id), dumps(summary),
                 "application/json")
     log.info("%s: finished, %s (%s)", followup.invoke_id, summary["Status"], summary["Counts"])
     if followup.notify:
-        notify_once(clients, results, notified_key(followup.prefix, followup.invoke_id),
+        notify_once(clients, clients.results, notified_key(followup.invoke_id),
                     followup.notify, summary)
     if followup.adhoc:
         _delete_command_when_idle(ecs, followup.command_id)
@@ -171,7 +239,7 @@ def _collect_periodic(followup: FollowUp, clients: Clients, ecs: CloudAssistant,
             _, raw_len = decode_output(record.get("Output", ""))
             documents[instance_id] = result_document(record, current, raw_len)
         results.put(summary_key(followup.prefix, followup.invoke_id),
-                    dumps({**summary_document(current, documents, now()),
+                    dumps({**summary_document(current, documents),
                            "InvocationStatus": status, "Runs": dict(runs)}), "application/json")
     if status in FINISHED_INVOCATION:
         log.info("%s: periodic invocation %s after %s", followup.invoke_id, status, runs)

@@ -41,6 +41,7 @@ class Settings:
     allowed_types: tuple[str, ...] = ()
     preflight: bool = True
     deliveries_prefix: str = "webhook-deliveries"
+    completion_events: bool = False  # TaskCompleted events are subscribed: follow-ups watch
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -73,6 +74,8 @@ class Settings:
             preflight=env.get("ASSISTFLOW_PREFLIGHT", "on").lower() not in ("off", "false", "0"),
             deliveries_prefix=env.get("ASSISTFLOW_DELIVERIES_PREFIX", "webhook-deliveries").strip("/")
             or "webhook-deliveries",
+            completion_events=env.get("ASSISTFLOW_COMPLETION_EVENTS", "off").lower()
+            in ("on", "true", "1"),
         )
 
     def for_region(self, region: str) -> Settings:

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 
 from shared.clients import Clients, CloudAssistant
 from shared.errors import CloudCallError
-from shared.followup import DEADLINE_MARGIN, FIRST_DELAY, FollowUp
+from shared.followup import DEADLINE_MARGIN, FollowUp, first_delay
 from shared.preflight import Ineligible
 from shared.request import DEFAULT_TIMEOUT, CommandRequest
-from shared.results import invoke_prefix, skipped_document
+from shared.results import dumps, index_key, invoke_prefix, result_key, skipped_document
 
 log = logging.getLogger("assistflow.dispatch")
 
@@ -107,12 +107,15 @@ def submit(request: CommandRequest, clients: Clients, *, source: str, idempotenc
                 deadline=submitted_at + timeout + DEADLINE_MARGIN, bucket=bucket, prefix=prefix,
                 request_id=request_id, adhoc=request.adhoc,
                 source=source, submitted_at=submitted_at, periodic=request.periodic,
-                notify=_notify(request),
+                notify=_notify(request), watchdog=settings.completion_events,
             )
             if index == 0 and skipped:
                 followup = _with_skipped(followup, skipped)
                 _record_skipped(clients, followup, skipped)
-            clients.queues.send(settings.followup_queue, followup.to_json(), FIRST_DELAY)
+            clients.results.put(index_key(invoke_id), followup.to_json().encode(),
+                                "application/json")
+            clients.queues.send(settings.followup_queue, followup.to_json(),
+                                first_delay(followup.watchdog))
             log.info("invoked %s on %d instance(s) as %s", command_id, len(group), invoke_id)
     except CloudCallError:
         if not invoke_ids and request.adhoc:
@@ -150,8 +153,6 @@ def _with_skipped(followup: FollowUp, skipped: tuple[Ineligible, ...]) -> Follow
 def _record_skipped(clients: Clients, followup: FollowUp,
                     skipped: tuple[Ineligible, ...]) -> None:
     """A ``result.json`` per skipped instance, so every target has a result in OSS."""
-    from shared.results import dumps, result_key
-
     results = clients.results.named(followup.bucket)
     for item in skipped:
         results.put(result_key(followup.prefix, followup.invoke_id, item.instance_id),

@@ -24,6 +24,10 @@ from shared.errors import AssistflowError
 VERSION = 1
 FIRST_DELAY = 1  # seconds before the first look; most commands finish in well under that
 MAX_DELAY = 30
+# With Cloud Assistant's TaskCompleted events subscribed, results arrive by event and the
+# follow-ups only watch for lost events: a slower schedule.
+WATCHDOG_FIRST_DELAY = 60
+WATCHDOG_MAX_DELAY = 600
 DEADLINE_MARGIN = 120  # seconds past the command's Timeout before the collector gives up
 
 
@@ -53,6 +57,7 @@ class FollowUp:
     skipped_count: int = 0  # all skipped, even if the list was cut to fit a message
     runs: tuple[tuple[str, int], ...] = ()  # periodic: last run stored per instance
     retries: int = 0  # consecutive looks that failed on a transient cloud error
+    watchdog: bool = False  # completion events do the storing; looks are a safety net
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -85,11 +90,18 @@ class FollowUp:
         return replace(self, retries=self.retries + 1)
 
 
-def delay_for(attempt: int, rng: random.Random | None = None) -> int:
-    """Seconds to wait before look number ``attempt + 1``: 1, 2, 4 … capped, ±20 % jitter.
+def first_delay(watchdog: bool) -> int:
+    return WATCHDOG_FIRST_DELAY if watchdog else FIRST_DELAY
+
+
+def delay_for(attempt: int, rng: random.Random | None = None, watchdog: bool = False) -> int:
+    """Seconds to wait before look number ``attempt + 1``: 1, 2, 4 … capped, ±20 % jitter
+    (as a watchdog: 60, 120, 240 … capped at 600).
 
     Jitter keeps thousands of follow-ups of one fan-out from arriving in the same second.
     """
-    base = min(MAX_DELAY, 2 ** max(0, attempt - 1))
+    first, cap = ((WATCHDOG_FIRST_DELAY, WATCHDOG_MAX_DELAY) if watchdog
+                  else (FIRST_DELAY, MAX_DELAY))
+    base = min(cap, first * 2 ** max(0, attempt - 1))
     jitter = (rng or random).uniform(0.8, 1.2)
-    return max(1, min(MAX_DELAY, round(base * jitter)))
+    return max(1, min(cap, round(base * jitter)))

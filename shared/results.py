@@ -54,11 +54,6 @@ def summary_key(prefix: str, invoke_id: str) -> str:
     return f"{prefix}/{invoke_id}/summary.json"
 
 
-def notified_key(prefix: str, invoke_id: str) -> str:
-    """Marker that the completion notification of ``invoke_id`` was sent."""
-    return f"{prefix}/{invoke_id}/.notified"
-
-
 def decode_output(encoded: str) -> tuple[str, int]:
     """Cloud Assistant's Base64 ``Output`` as text, and the number of raw bytes."""
     try:
@@ -129,8 +124,27 @@ def overall_status(statuses: list[str]) -> str:
     return "Failed" if failed or not ok else "Success"
 
 
-def summary_document(followup: FollowUp, results: dict[str, dict[str, Any]],
-                     finished_at: float) -> dict[str, Any]:
+def index_key(invoke_id: str) -> str:
+    """Where the deployment records each invocation it made (bucket of the deployment).
+
+    The record — the first follow-up: request id, source, output location, notify target —
+    lets a TaskCompleted event (which carries only Cloud Assistant's ids) be stored in the
+    right place, and tells assistflow's invocations apart from anyone else's in the account.
+    """
+    return f"invocations/{invoke_id}.json"
+
+
+def finishing_key(invoke_id: str) -> str:
+    """Marker (beside the record) that a TaskCompleted handler took on finishing ``invoke_id``."""
+    return f"invocations/{invoke_id}.finishing"
+
+
+def notified_key(invoke_id: str) -> str:
+    """Marker (beside the record) that the completion notification of ``invoke_id`` was sent."""
+    return f"invocations/{invoke_id}.notified"
+
+
+def summary_document(followup: FollowUp, results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """``summary.json``: overall status, counts per status and an index of every instance."""
     statuses = [doc["Status"] for doc in results.values() if doc["Status"] != SKIPPED]
     counts = Counter(doc["Status"] for doc in results.values())
@@ -144,8 +158,10 @@ def summary_document(followup: FollowUp, results: dict[str, dict[str, Any]],
         "Counts": dict(sorted(counts.items())),
         "InstanceCount": sum(counts.values()),
         "SubmittedAt": followup.submitted_at,
-        "CollectedAt": round(finished_at, 3),
-        "Attempts": followup.attempt,
+        # The latest finish among instances, not the collector's clock: a summary written
+        # again (redelivery, event and watchdog both finishing) has the same bytes.
+        "FinishedAt": max((doc.get("FinishedTime") or "" for doc in results.values()),
+                          default=""),
         "RequestId": followup.request_id,
         "Source": followup.source,
         "Instances": {

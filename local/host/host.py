@@ -3,7 +3,8 @@
 * every ``ALIYUN::FC3::Function`` becomes a ``FunctionRuntime`` (worker processes, Timeout,
   its EnvironmentVariables plus FC's system variables);
 * ``http`` triggers are served on their own ports, ``timer`` triggers fire on their cron,
-  ``eventbridge`` triggers with an MNS source deliver queue messages;
+  ``eventbridge`` triggers with an MNS source deliver queue messages, and those on the default
+  bus receive the cloud events published to ``bus`` (the ECS emulator's TaskCompleted);
 * with a ``KeyRing``, FC's invoke API is served too (``FcApi``, the ``fc`` endpoint).
 
 ``stop()`` ends every thread the host started: first nothing new is accepted (timers, pollers,
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from local.emulators.base import KeyRing
 from local.host.async_invoke import DEFAULT_RETRIES, AsyncInvoker
+from local.host.event_bus import BusTrigger, EventBus
 from local.host.fc_api import FcApi
 from local.host.http_trigger import HttpTrigger
 from local.host.queue_trigger import MnsAccess, QueueTrigger
@@ -58,6 +60,7 @@ class FunctionHost:
         # (tests) can be told apart and ``threads()`` can prove stop() ended them all.
         self.label = f"host{next(_host_ids)}:"
         self.invoker = AsyncInvoker(async_retries, async_retry_delay, label=self.label)
+        self.bus = EventBus(self.invoker)  # the default event bus cloud services publish to
         self.runtimes: dict[str, FunctionRuntime] = {}
         self.http_triggers: dict[str, HttpTrigger] = {}
         self.queue_triggers: dict[str, QueueTrigger] = {}
@@ -110,7 +113,13 @@ class FunctionHost:
         for decl, trigger in pending_http:
             trigger.runtime = self._runtime(decl.function, decl.logical_id)
         for decl in decls:
-            if decl.type == "eventbridge":
+            source = ((decl.config.get("eventSourceConfig") or {}).get("eventSourceType")
+                      or "Default")
+            if decl.type == "eventbridge" and source == "Default":
+                self.bus.subscribe(BusTrigger(decl.name, self._runtime(decl.function,
+                                                                       decl.logical_id),
+                                              decl.config))
+            elif decl.type == "eventbridge" and source == "MNS":
                 self.queue_triggers[decl.name] = QueueTrigger(
                     decl.name, self._runtime(decl.function, decl.logical_id), decl.config,
                     self.mns, tpl.region, tpl.account_id, label=self.label)

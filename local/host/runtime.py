@@ -63,6 +63,10 @@ class WorkerDiedError(Exception):
     pass
 
 
+class InstanceGoneError(WorkerDiedError):
+    """The instance was dead before the request reached it: safe to run it elsewhere."""
+
+
 class _Instance:
     """One worker process and the pipes to it."""
 
@@ -125,7 +129,7 @@ class _Instance:
             self._to.write(json.dumps(request).encode() + b"\n")
             self._to.flush()
         except (BrokenPipeError, ValueError):
-            raise WorkerDiedError("instance is gone") from None
+            raise InstanceGoneError("instance is gone") from None
         return self._next_reply(timeout)
 
     @property
@@ -197,21 +201,27 @@ class FunctionRuntime:
                 if self._closed:
                     return self._stopped(request_id)
                 instance = self._idle.pop() if self._idle else None
+                while instance is not None and not instance.alive:
+                    # an idle instance that died (killed, OOM) is replaced, as FC does
+                    if instance in self._all:
+                        self._all.remove(instance)
+                    instance = self._idle.pop() if self._idle else None
             started = time.perf_counter()
             try:
                 if instance is None:
-                    cold = True
-                    instance = _Instance(self.spec, self._env, self.label)
-                    with self._lock:
-                        closed = self._closed
-                        if not closed:
-                            self._all.append(instance)
-                    if closed:  # close() ran while this instance was starting
-                        instance.kill()
+                    cold, instance = True, self._new_instance()
+                    if instance is None:
                         return self._stopped(request_id)
-                reply = instance.call({"id": request_id, "request_id": request_id,
-                                       "event": base64.b64encode(event).decode()},
-                                      timeout=self.spec.timeout)
+                request = {"id": request_id, "request_id": request_id,
+                           "event": base64.b64encode(event).decode()}
+                try:
+                    reply = instance.call(request, timeout=self.spec.timeout)
+                except InstanceGoneError:  # died idle, before our request: use a new one
+                    self._discard(instance)
+                    cold, instance = True, self._new_instance()
+                    if instance is None:
+                        return self._stopped(request_id)
+                    reply = instance.call(request, timeout=self.spec.timeout)
             except TimeoutError:
                 self._discard(instance)
                 elapsed = (time.perf_counter() - started) * 1000
@@ -247,6 +257,18 @@ class FunctionRuntime:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    def _new_instance(self) -> _Instance | None:
+        """A freshly started instance (a cold start), or None if close() ran meanwhile."""
+        instance = _Instance(self.spec, self._env, self.label)
+        with self._lock:
+            closed = self._closed
+            if not closed:
+                self._all.append(instance)
+        if closed:
+            instance.kill()
+            return None
+        return instance
 
     def _discard(self, instance: _Instance | None) -> None:
         if instance is None:

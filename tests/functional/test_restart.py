@@ -13,7 +13,9 @@ from tests.localcloud import Endpoints, get_object, wait_for
 
 
 def test_restart_keeps_queued_followups_invocations_and_objects(fresh_cloud_dir: Path) -> None:
-    cloud = LocalCloud(fresh_cloud_dir)
+    # Without completion events the follow-up (1 s) is what collects: it must survive the stop.
+    params = {"CompletionEvents": False, "MaintenanceEnabled": False}
+    cloud = LocalCloud(fresh_cloud_dir, parameters=params)
     endpoints = Endpoints(cloud.start())
     instance = endpoints["instances"][0]
     try:
@@ -33,7 +35,7 @@ def test_restart_keeps_queued_followups_invocations_and_objects(fresh_cloud_dir:
         cloud.stop()
     invoke_id = body["InvokeId"]
 
-    again = LocalCloud(fresh_cloud_dir)
+    again = LocalCloud(fresh_cloud_dir, parameters=params)
     endpoints2 = Endpoints(again.start())
     try:
         assert endpoints2["access_key_id"] == endpoints["access_key_id"]  # same local keys

@@ -57,7 +57,7 @@ def test_summary_counts_skipped_apart_from_the_overall_status() -> None:
                                        "ExitCode": 0, "Dropped": 1}, FOLLOWUP, 3),
         "i-s0000000": {"Status": "Skipped", "ExitCode": None, "Truncated": False},
     }
-    summary = summary_document(FOLLOWUP, docs, 10.0)
+    summary = summary_document(FOLLOWUP, docs)
     assert summary["Status"] == "Success"
     assert summary["Counts"] == {"Skipped": 1, "Success": 1}
     assert summary["Truncated"] == ["i-a0000000"]

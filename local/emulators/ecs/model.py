@@ -24,6 +24,7 @@ from typing import Any
 from local.emulators.base import Clock
 from local.emulators.ecs import rules
 from local.emulators.ecs.errors import EcsApiError, forbidden, invalid, not_found
+from local.emulators.ecs.events import EventPublisher, task_completed
 from local.emulators.ecs.executor import Agent, Outcome, RunKey, Task
 from local.emulators.ecs.frequency import Never, Schedule, parse_frequency
 from local.emulators.ecs.inventory import Instance, load_inventory
@@ -86,6 +87,7 @@ class CloudAssistant(Queries):
         self.reload_inventory()
         self.store = Store(state_dir / "ecs.sqlite3")
         self._token_lock = threading.Lock()
+        self.events = EventPublisher()  # TaskCompleted events, once something subscribes
         self.agent = Agent(state_dir / "instances", clock, self._started, self._finished,
                            max_parallel=agent_workers)
         self._recover()
@@ -414,6 +416,7 @@ class CloudAssistant(Queries):
                            (invoke_id,))
         if kill:
             self.agent.stop(kill)
+        self._announce([(invoke_id, r["instance_id"], r["repeats"]) for r in rows])
 
     # --- agent callbacks -----------------------------------------------------------------
     def _started(self, tasks: list[Task], now: float) -> set[RunKey]:
@@ -434,6 +437,7 @@ class CloudAssistant(Queries):
     def _finished(self, reports: list[tuple[Task, Outcome]], now: float) -> None:
         stamp = iso(now)
         modes: dict[str, tuple[str, int]] = {}
+        settled: list[RunKey] = []
         with self.store.transaction() as db:
             for task, outcome in reports:
                 if task.invoke_id not in modes:
@@ -459,6 +463,24 @@ class CloudAssistant(Queries):
                 db.execute("UPDATE targets SET status = ?, update_time = ? WHERE invoke_id = ?"
                            " AND instance_id = ? AND repeats = ?",
                            ("Scheduled" if again else status, stamp, *task.key))
+                settled.append(task.key)
+        self._announce(settled)
+
+    def _announce(self, keys: list[RunKey]) -> None:
+        """Publish TaskCompleted for each of these runs that is now final."""
+        if self.events.sink is None or not keys:
+            return
+        events = []
+        for key in keys:
+            row = self.store.one(
+                "SELECT r.*, i.command_id, i.command_name, i.repeat_mode FROM results r"
+                " JOIN invocations i USING (invoke_id)"
+                " WHERE r.invoke_id = ? AND r.instance_id = ? AND r.run = ?", key)
+            if row is not None and row["status"] in rules.TERMINAL:
+                events.append(task_completed(region=self.region, account_id=self.account_id,
+                                             time=row["finished_time"] or iso(self.clock.now()),
+                                             row=row))
+        self.events.publish(events)
 
     def _recover(self) -> None:
         """After a restart: runs that were executing are lost, runs not yet started go on,
@@ -503,5 +525,6 @@ class CloudAssistant(Queries):
 
     def close(self) -> None:
         self.agent.close()
+        self.events.close()
         self.store.close()
 
