@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from shared.config import Settings
 from shared.errors import CloudCallError
+from shared.retry import ATTEMPTS, retrying
 
 if TYPE_CHECKING:
     from aliyunsdkcore.client import AcsClient
@@ -29,6 +30,8 @@ TRANSIENT_CODES = {"Throttling", "Throttling.User", "Throttling.Api", "InternalE
                    "InternalError.Dispatch", "UnknownError", "ServiceUnavailable",
                    "IdempotentProcessing", "SDK.HttpError"}
 PAGE_SIZE = 50  # the largest MaxResults the Describe* APIs accept
+SDK_RETRIED = {"DescribeInstances", "DescribeInvocations", "DescribeInvocationResults",
+               "DescribeCommands", "DescribeCloudAssistantStatus"}
 
 
 class CloudAssistant:
@@ -62,14 +65,20 @@ class CloudAssistant:
         return self._client
 
     def call(self, request: RpcRequest) -> dict[str, Any]:
-        from aliyunsdkcore.acs_exception.exceptions import ClientException, ServerException
-
         endpoint = self._settings.ecs_endpoint
         if endpoint:
             request.set_endpoint(endpoint.split("://", 1)[-1])
             request.set_protocol_type("http")
         else:
             request.set_protocol_type("https")
+        # aliyunsdkcore already retries its read APIs (3 times, with backoff); the others carry
+        # a ClientToken or are harmless to repeat, so a short retry here is safe.
+        sdk_retries = request.get_action_name() in SDK_RETRIED
+        return retrying(lambda: self._call_once(request), attempts=1 if sdk_retries else ATTEMPTS)
+
+    def _call_once(self, request: RpcRequest) -> dict[str, Any]:
+        from aliyunsdkcore.acs_exception.exceptions import ClientException, ServerException
+
         action = request.get_action_name()
         try:
             body = self.client.do_action_with_exception(request)
@@ -285,14 +294,20 @@ class Queues:
 
     @staticmethod
     def _call(api: str, operation: Any) -> Any:
+        """``operation`` with MNS errors as ``CloudCallError``, retried when transient (a
+        repeated send at worst duplicates a message, which every consumer here tolerates)."""
         from mns.mns_exception import MNSExceptionBase
 
-        try:
-            return operation()
-        except MNSExceptionBase as exc:
-            code = getattr(exc, "type", "MNSError")
-            transient = code in TRANSIENT_CODES or code.startswith(("NetWork", "Internal"))
-            raise CloudCallError(api, code, str(getattr(exc, "message", exc)), transient) from exc
+        def once() -> Any:
+            try:
+                return operation()
+            except MNSExceptionBase as exc:
+                code = getattr(exc, "type", "MNSError")
+                transient = code in TRANSIENT_CODES or code.startswith(("NetWork", "Internal"))
+                raise CloudCallError(api, code, str(getattr(exc, "message", exc)),
+                                     transient) from exc
+
+        return retrying(once)
 
 
 class Results:
@@ -328,10 +343,13 @@ class Results:
         return self._bucket
 
     def put(self, key: str, data: bytes, content_type: str, forbid_overwrite: bool = False) -> None:
+        """Write an object. With ``forbid_overwrite`` (a claim) a failure is not retried: had
+        the first attempt landed, the retry would see its own claim as someone else's."""
         headers = {"Content-Type": content_type}
         if forbid_overwrite:
             headers["x-oss-forbid-overwrite"] = "true"
-        self._call("PutObject", lambda: self.bucket.put_object(key, data, headers=headers))
+        self._call("PutObject", lambda: self.bucket.put_object(key, data, headers=headers),
+                   attempts=1 if forbid_overwrite else ATTEMPTS)
 
     def delete(self, key: str) -> None:
         self._call("DeleteObject", lambda: self.bucket.delete_object(key))
@@ -346,24 +364,22 @@ class Results:
             raise
 
     def exists(self, key: str) -> bool:
-        import oss2
-
-        try:
-            return bool(self.bucket.object_exists(key))
-        except oss2.exceptions.OssError as exc:
-            raise CloudCallError("HeadObject", exc.code or str(exc.status), str(exc),
-                                 exc.status >= 500 or exc.status < 0) from exc
+        return bool(self._call("HeadObject", lambda: self.bucket.object_exists(key)))
 
     @staticmethod
-    def _call(api: str, operation: Any) -> Any:
+    def _call(api: str, operation: Any, attempts: int = ATTEMPTS) -> Any:
+        """``operation`` with OSS errors as ``CloudCallError``, retried when transient."""
         import oss2
 
-        try:
-            return operation()
-        except oss2.exceptions.OssError as exc:
-            code = exc.code or str(exc.status)
-            transient = exc.status >= 500 or exc.status < 0 or code in TRANSIENT_CODES
-            raise CloudCallError(api, code, exc.message or str(exc), transient) from exc
+        def once() -> Any:
+            try:
+                return operation()
+            except oss2.exceptions.OssError as exc:
+                code = exc.code or str(exc.status)
+                transient = exc.status >= 500 or exc.status < 0 or code in TRANSIENT_CODES
+                raise CloudCallError(api, code, exc.message or str(exc), transient) from exc
+
+        return retrying(once, attempts)
 
 
 class Clients:

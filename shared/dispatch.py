@@ -117,8 +117,11 @@ def submit(request: CommandRequest, clients: Clients, *, source: str, idempotenc
             clients.queues.send(settings.followup_queue, followup.to_json(),
                                 first_delay(followup.watchdog))
             log.info("invoked %s on %d instance(s) as %s", command_id, len(group), invoke_id)
-    except CloudCallError:
-        if not invoke_ids and request.adhoc:
+    except CloudCallError as exc:
+        # A refusal leaves nothing behind. A transient failure keeps the command: the caller's
+        # retry (same idempotency key, so the same ClientToken) gets this CommandId back from
+        # CreateCommand and must find it still there.
+        if not invoke_ids and request.adhoc and not exc.transient:
             _discard(ecs, command_id)
         raise
     return Accepted(

@@ -103,6 +103,7 @@ class Faults:
     """Thread-safe fault table consulted by the wire layer once per API call."""
 
     rules: list[FaultRule] = field(default_factory=list)
+    fired: dict[str, int] = field(default_factory=dict)  # action -> faults injected so far
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _rng: Any = field(default=None, repr=False)
 
@@ -129,6 +130,7 @@ class Faults:
                     rule.count -= 1
                     if rule.count == 0:
                         self.rules.remove(rule)
+                self.fired[action] = self.fired.get(action, 0) + 1
                 return rule
         return None
 
@@ -228,7 +230,8 @@ class EmulatorApp:
                         self.faults.add(FaultRule.from_json(item))
                 elif request.method == "DELETE":
                     self.faults.clear()
-                return json_response({"faults": self.faults.listing()})
+                return json_response({"faults": self.faults.listing(),
+                                      "fired": dict(self.faults.fired)})
             if name == "clock" and request.method == "POST":
                 self.clock.advance(float(body.get("advance", 0)))
                 return json_response({"now": self.clock.now()})
@@ -273,7 +276,8 @@ class _Handler(WSGIRequestHandler):
         return environ
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        log.debug("%s %s -> %s", self.command, self.path, code)
+        # Never the query string: RPC requests carry SecurityToken and Signature there.
+        log.debug("%s %s -> %s", self.command, self.path.split("?", 1)[0], code)
 
 
 class EmulatorServer:

@@ -258,6 +258,11 @@ class FunctionRuntime:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def environment(self) -> dict[str, str]:
+        """The environment an instance of this function gets (template + FC system variables)."""
+        return dict(self._env)
+
     def _new_instance(self) -> _Instance | None:
         """A freshly started instance (a cold start), or None if close() ran meanwhile."""
         instance = _Instance(self.spec, self._env, self.label)

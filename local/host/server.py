@@ -23,7 +23,8 @@ class _Handler(WSGIRequestHandler):
     disable_nagle_algorithm = True
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        log.debug("%s %s -> %s", self.command, self.path, code)
+        # Never the query string: RPC requests carry SecurityToken and Signature there.
+        log.debug("%s %s -> %s", self.command, self.path.split("?", 1)[0], code)
 
 
 class LoopbackServer:
