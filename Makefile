@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck clean
+.PHONY: run test lint typecheck check-template package clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,9 +16,17 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/assistflow up
 
-## test: lint, type-check and run the whole test suite against the local cloud
-test: $(STAMP) lint typecheck
+## test: lint, type-check, check template.yml offline and run the whole test suite
+test: $(STAMP) lint typecheck check-template
 	$(BIN)/python -m pytest
+
+## check-template: template.yml through Alibaba's ROS CDK and the FC 3.0 SDK (needs node)
+check-template: $(STAMP)
+	$(BIN)/assistflow check-template template.yml
+
+## package: one zip per function in dist/, to upload to the CodeBucket
+package: $(STAMP)
+	$(BIN)/assistflow package --out dist
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

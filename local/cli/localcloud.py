@@ -1,13 +1,9 @@
-"""The ``assistflow`` command.
+"""``assistflow up``, ``invoke`` and ``events``: the local cloud and its functions.
 
-``assistflow up`` starts the local cloud in the foreground (what ``make run`` calls); Ctrl-C
-stops it. State lives in ``$ASSISTFLOW_STATE_DIR`` (default ``.assistflow/``) and survives a
-restart.
-
-``assistflow invoke FUNCTION --event FILE`` runs one function once with an event (e.g. one of
-``events/``) against the running local cloud, through Function Compute's invoke API with the
-official aliyun-fc2 client — like ``sam local invoke``. The result goes to stdout; a function
-error exits 1 with one line on stderr. ``--async`` only queues the invocation.
+``up`` starts the local cloud in the foreground (what ``make run`` calls); Ctrl-C stops it.
+``invoke FUNCTION --event FILE`` runs one function once through Function Compute's invoke API
+with the official aliyun-fc2 client — like ``sam local invoke``. ``events`` lists or prints the
+canonical events of ``events/`` — like ``sam local generate-event``.
 """
 
 from __future__ import annotations
@@ -16,33 +12,21 @@ import argparse
 import json
 import logging
 import os
+import re
 import signal
-import socket
 import sys
 import threading
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-from local.state import DEFAULT_STATE_DIR, STATE_DIR_ENV, state_dir
+from local.cli.common import EXIT_FAILED, EXIT_USAGE, CliError, emit_json, load_endpoints, table
+from local.state import state_dir
 
-EXIT_FUNCTION_ERROR = 1  # the function ran and failed
-EXIT_USAGE = 2  # nothing ran: no local cloud, unknown function, unreadable event, API refusal
-
-
-def _configure_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-        stream=sys.stderr,
-    )
-    if not verbose:  # the SDKs are chatty at INFO
-        for noisy in ("werkzeug", "oss2", "aliyunsdkcore", "urllib3"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
+REPO_ROOT = Path(__file__).resolve().parents[2]
+EVENTS_DIR = REPO_ROOT / "events"
 
 
-def _parameters(pairs: list[str]) -> dict[str, str]:
+def parameters(pairs: list[str]) -> dict[str, str]:
     out = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
@@ -58,7 +42,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     directory = state_dir(args.state_dir)
     cloud = LocalCloud(directory, template=Path(args.template).resolve(), ports=Ports.from_env(),
-                       region=args.region, parameters=_parameters(args.parameter))
+                       region=args.region, parameters=parameters(args.parameter))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
@@ -82,29 +66,6 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
-class _CliError(Exception):
-    """A one-line reason the command could not run the function."""
-
-
-def _endpoints(explicit: str | None) -> dict[str, Any]:
-    # Resolved without creating the directory: invoke must not leave an empty state dir behind.
-    directory = Path(explicit or os.environ.get(STATE_DIR_ENV) or DEFAULT_STATE_DIR)
-    path = directory.expanduser().resolve() / "endpoints.json"
-    if not path.exists():
-        raise _CliError(f"no local cloud is running (no {path}); start one with `assistflow up`")
-    endpoints: dict[str, Any] = json.loads(path.read_text())
-    if not endpoints.get("fc"):
-        raise _CliError(f"{path} has no 'fc' endpoint: the running local cloud predates the "
-                        "invoke API; restart it")
-    url = urlsplit(endpoints["fc"])
-    try:  # fc2 retries refused connections for ~30 s; a stale endpoints.json should fail fast
-        socket.create_connection((url.hostname or "127.0.0.1", url.port or 80), timeout=2).close()
-    except OSError:
-        raise _CliError(f"the local cloud at {endpoints['fc']} does not answer (stale {path}?); "
-                        "start it with `assistflow up`") from None
-    return endpoints
-
-
 def _function_name(name: str, functions: list[str]) -> str:
     """``name`` itself, or the one function whose name ends in ``-name`` (``collect``)."""
     if name in functions or not functions:
@@ -112,7 +73,7 @@ def _function_name(name: str, functions: list[str]) -> str:
     matches = [f for f in functions if f.endswith("-" + name)]
     if len(matches) == 1:
         return matches[0]
-    raise _CliError(f"no function {name!r}; the local cloud runs: {', '.join(functions)}")
+    raise CliError(f"no function {name!r}; the local cloud runs: {', '.join(functions)}")
 
 
 def _read_event(source: str | None) -> bytes:
@@ -123,7 +84,7 @@ def _read_event(source: str | None) -> bytes:
     try:
         return Path(source).read_bytes()
     except OSError as exc:
-        raise _CliError(f"cannot read the event file: {exc}") from None
+        raise CliError(f"cannot read the event file: {exc}") from None
 
 
 def _signed_http_event(payload: bytes, secret: str) -> bytes:
@@ -143,7 +104,7 @@ def _signed_http_event(payload: bytes, secret: str) -> bytes:
         headers = {k: v for k, v in (event.get("headers") or {}).items()
                    if k.lower() not in ("x-assistflow-timestamp", "x-assistflow-signature")}
     except (ValueError, KeyError, TypeError, AttributeError):
-        raise _CliError("--sign needs an FC HTTP trigger event (JSON with headers and body)") \
+        raise CliError("--sign needs an FC HTTP trigger event (JSON with headers and body)") \
             from None
     event["headers"] = {**headers, **webhook.sign(secret, body)}
     return json.dumps(event).encode()
@@ -166,13 +127,13 @@ def cmd_invoke(args: argparse.Namespace) -> int:
 
     _quiet_fc2()
     try:
-        endpoints = _endpoints(args.state_dir)
+        endpoints = load_endpoints(args.state_dir, probe="fc", remote_hint=False)
         function = _function_name(args.function, list(endpoints.get("functions") or []))
         payload = _read_event(args.event)
         if args.sign:
             payload = _signed_http_event(payload, endpoints["webhook_secret"])
-    except _CliError as exc:
-        print(f"assistflow invoke: {exc}", file=sys.stderr)
+    except CliError as exc:
+        print(f"assistflow invoke: {exc.message}", file=sys.stderr)
         return EXIT_USAGE
     client = fc2.Client(endpoint=endpoints["fc"], accessKeyID=endpoints["access_key_id"],
                         accessKeySecret=endpoints["access_key_secret"], Timeout=args.timeout)
@@ -210,50 +171,40 @@ def _report_error(function: str, exc: Any) -> int:
         message = " ".join(str(body.get("errorMessage", "")).split())
         print(f"assistflow invoke: {function} failed: {kind}: {message} "
               f"(request {exc.request_id})", file=sys.stderr)
-        return EXIT_FUNCTION_ERROR
+        return EXIT_FAILED
     print(f"assistflow invoke: {function}: HTTP {exc.status_code} "
           f"{body.get('ErrorCode', '')}: {body.get('ErrorMessage', exc.message)}", file=sys.stderr)
     return EXIT_USAGE
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="assistflow", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True)
-    up = sub.add_parser("up", help="start the local cloud and the functions (foreground)")
-    up.add_argument("--state-dir", help="state directory (default $ASSISTFLOW_STATE_DIR or "
-                                        ".assistflow)")
-    up.add_argument("--template", default=str(Path(__file__).resolve().parents[1] /
-                                              "template.yml"), help="template to run")
-    up.add_argument("--region", default="cn-hangzhou")
-    up.add_argument("--parameter", "-p", action="append", default=[], metavar="NAME=VALUE",
-                    help="override a template parameter (repeatable), e.g. "
-                         "-p MaintenanceSchedule='@every 30s'")
-    up.set_defaults(func=cmd_up)
-    invoke = sub.add_parser("invoke", help="run one function once with an event file, "
-                                           "against the running local cloud")
-    invoke.add_argument("function", metavar="FUNCTION",
-                        help="function name (assistflow-collect) or its suffix (collect)")
-    invoke.add_argument("--event", "-e", metavar="FILE",
-                        help="event file, '-' for stdin (default: an empty payload)")
-    invoke.add_argument("--async", dest="async_", action="store_true",
-                        help="invoke asynchronously: print the request id and return")
-    invoke.add_argument("--sign", action="store_true",
-                        help="sign an HTTP event's body with the local webhook secret first")
-    invoke.add_argument("--state-dir", help="state directory of the running local cloud")
-    invoke.add_argument("--service", default="assistflow",
-                        help="FC 2.0 service name in the API path; the local host accepts any")
-    invoke.add_argument("--timeout", type=float, default=120,
-                        help="seconds to wait for a synchronous result (default 120)")
-    invoke.set_defaults(func=cmd_invoke)
-    return parser
+def event_descriptions() -> dict[str, str]:
+    """``name -> one line`` for each canonical event, from the table in events/README.md."""
+    descriptions = {path.stem: "(not described in events/README.md)"
+                    for path in sorted(EVENTS_DIR.glob("*.json"))}
+    readme = EVENTS_DIR / "README.md"
+    if readme.exists():
+        for line in readme.read_text(encoding="utf-8").splitlines():
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            found = re.fullmatch(r"`([\w.-]+)\.json`", cells[0]) if len(cells) >= 2 else None
+            if found and found.group(1) in descriptions:
+                text = re.sub(r"[`*]", "", cells[1])
+                handler = re.sub(r"[`*]", "", cells[2]) if len(cells) > 2 else ""
+                descriptions[found.group(1)] = text + (f" → {handler}" if handler else "")
+    return descriptions
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    _configure_logging(args.verbose)
-    return int(args.func(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def cmd_events(args: argparse.Namespace) -> int:
+    descriptions = event_descriptions()
+    if not args.name:
+        if args.json:
+            emit_json([{"Name": n, "Description": d, "File": str(EVENTS_DIR / f"{n}.json")}
+                       for n, d in descriptions.items()])
+        else:
+            table([[n, d] for n, d in descriptions.items()], ["EVENT", "DESCRIPTION"])
+        return 0
+    name = args.name.removesuffix(".json")
+    if name not in descriptions:
+        raise CliError(f"no event {args.name!r}; there are: {', '.join(descriptions)}")
+    sys.stdout.write((EVENTS_DIR / f"{name}.json").read_text(encoding="utf-8"))
+    sys.stdout.flush()
+    return 0

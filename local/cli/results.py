@@ -1,0 +1,204 @@
+"""``assistflow results INVOKE_ID``: what the collector stored in OSS, and how to show it.
+
+The layout is ``shared.results``' contract: ``{prefix}/{InvokeId}/summary.json`` once every
+instance finished, ``{prefix}/{InvokeId}/{InstanceId}/result.json`` and ``output.txt`` for each
+instance as it finishes. ``submit --wait`` ends with the same per-instance table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import IO, Any
+
+from local.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_REFUSED,
+    CliError,
+    Target,
+    cloud_error,
+    emit_json,
+    say,
+    table,
+    target,
+)
+from shared import results as layout
+
+FAILED_OUTPUT_LINES = 20  # of each failed instance's output, the last ones
+FAILED_OUTPUT_INSTANCES = 10
+
+
+class Store:
+    """Reads of one results bucket and prefix."""
+
+    def __init__(self, where: Target, bucket: str = "", prefix: str = "") -> None:
+        if not bucket:
+            where.need_results_bucket()
+        self.bucket_name = bucket or where.settings.results_bucket
+        self.prefix = (prefix or where.settings.results_prefix).strip("/")
+        self._bucket = where.clients.results.named(self.bucket_name).bucket
+
+    def read(self, key: str) -> bytes | None:
+        import oss2
+
+        try:
+            return bytes(self._bucket.get_object(key).read())
+        except oss2.exceptions.NoSuchKey:
+            return None
+        except oss2.exceptions.OssError as exc:
+            from shared.errors import CloudCallError
+
+            transient = exc.status >= 500 or exc.status < 0
+            raise cloud_error(CloudCallError("GetObject", exc.code or str(exc.status),
+                                             exc.message or str(exc), transient)) from None
+
+    def json(self, key: str) -> dict[str, Any] | None:
+        raw = self.read(key)
+        return None if raw is None else dict(json.loads(raw))
+
+    def summary(self, invoke_id: str) -> dict[str, Any] | None:
+        return self.json(layout.summary_key(self.prefix, invoke_id))
+
+    def result(self, invoke_id: str, instance_id: str) -> dict[str, Any] | None:
+        return self.json(layout.result_key(self.prefix, invoke_id, instance_id))
+
+    def output(self, invoke_id: str, instance_id: str) -> str | None:
+        raw = self.read(layout.output_key(self.prefix, invoke_id, instance_id))
+        return None if raw is None else raw.decode("utf-8", errors="replace")
+
+    def collected(self, invoke_id: str) -> list[str]:
+        """Instances whose result.json is already stored (before the summary exists)."""
+        import oss2
+
+        from shared.errors import CloudCallError
+
+        base = layout.invoke_prefix(self.prefix, invoke_id)
+        try:
+            return sorted(obj.key[len(base):-len("/result.json")]
+                          for obj in oss2.ObjectIterator(self._bucket, prefix=base)
+                          if obj.key.endswith("/result.json") and "/runs/" not in obj.key)
+        except oss2.exceptions.OssError as exc:
+            raise cloud_error(CloudCallError("ListObjects", exc.code or str(exc.status),
+                                             exc.message or str(exc),
+                                             exc.status >= 500 or exc.status < 0)) from None
+
+    def location(self, invoke_id: str) -> str:
+        return f"oss://{self.bucket_name}/{layout.invoke_prefix(self.prefix, invoke_id)}"
+
+
+def duration(result: dict[str, Any] | None) -> float | None:
+    """Seconds from StartTime to FinishedTime (ISO 8601) of a result.json, if both are known."""
+    if not result or not result.get("StartTime") or not result.get("FinishedTime"):
+        return None
+    try:
+        start = datetime.fromisoformat(str(result["StartTime"]).replace("Z", "+00:00"))
+        end = datetime.fromisoformat(str(result["FinishedTime"]).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return max(0.0, (end - start).total_seconds())
+
+
+def instance_rows(store: Store, summaries: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per instance of every summary, with the duration from its result.json."""
+    wanted = [(invoke_id, instance_id, entry)
+              for invoke_id, summary in summaries.items()
+              for instance_id, entry in sorted((summary.get("Instances") or {}).items())]
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        documents = list(pool.map(lambda w: store.result(w[0], w[1]), wanted))
+    return [{"InstanceId": instance_id, "InvokeId": invoke_id, "Status": entry.get("Status"),
+             "ExitCode": entry.get("ExitCode"), "Duration": duration(document),
+             "Truncated": bool(entry.get("Truncated")),
+             "ErrorCode": (document or {}).get("ErrorCode", "")}
+            for (invoke_id, instance_id, entry), document in zip(wanted, documents, strict=True)]
+
+
+def failed(row: dict[str, Any]) -> bool:
+    return row["Status"] != "Success" and row["Status"] != layout.SKIPPED
+
+
+def show_outcome(store: Store, summaries: dict[str, dict[str, Any]], rows: list[dict[str, Any]],
+                 out: IO[str] | None = None) -> None:
+    """The per-instance table, then the output of (the first few) failed instances."""
+    out = out or sys.stdout
+    table([[r["InstanceId"], r["Status"], r["ExitCode"],
+            None if r["Duration"] is None else f"{r['Duration']:.1f}s", r["Truncated"]]
+           for r in rows], ["INSTANCE", "STATUS", "EXIT", "DURATION", "TRUNCATED"], out)
+    bad = [r for r in rows if failed(r)]
+    for row in bad[:FAILED_OUTPUT_INSTANCES]:
+        text = store.output(row["InvokeId"], row["InstanceId"]) or ""
+        lines = text.rstrip("\n").splitlines()[-FAILED_OUTPUT_LINES:]
+        say(f"--- {row['InstanceId']} {row['Status']} (exit {row['ExitCode']}"
+            + (f", {row['ErrorCode']}" if row["ErrorCode"] else "") + "), last "
+            f"{len(lines)} line(s) of {store.location(row['InvokeId'])}{row['InstanceId']}"
+            "/output.txt", out)
+        for line in lines:
+            say(f"    {line}", out)
+    if len(bad) > FAILED_OUTPUT_INSTANCES:
+        say(f"… and {len(bad) - FAILED_OUTPUT_INSTANCES} more failed instance(s); "
+            "see `assistflow results INVOKE_ID --instance ID`", out)
+    for invoke_id, summary in summaries.items():
+        counts = ", ".join(f"{k} {v}" for k, v in sorted((summary.get("Counts") or {}).items()))
+        say(f"{invoke_id}: {summary.get('Status')} ({counts}); {store.location(invoke_id)}", out)
+
+
+def outcome_code(summaries: dict[str, dict[str, Any]]) -> int:
+    return EXIT_OK if all(s.get("Status") == "Success" for s in summaries.values()) \
+        else EXIT_FAILED
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    store = Store(target(args), args.bucket or "", args.prefix or "")
+    if args.instance:
+        return _one_instance(store, args)
+    summary = store.summary(args.invoke_id)
+    if summary is None:
+        return _partial(store, args)
+    rows = instance_rows(store, {args.invoke_id: summary})
+    if args.json:
+        emit_json({"Summary": summary, "Instances": rows})
+    else:
+        say(f"{args.invoke_id}  command {summary.get('CommandId')}  source "
+            f"{summary.get('Source') or '-'}  request {summary.get('RequestId') or '-'}")
+        show_outcome(store, {args.invoke_id: summary}, rows)
+    return outcome_code({args.invoke_id: summary})
+
+
+def _partial(store: Store, args: argparse.Namespace) -> int:
+    collected = store.collected(args.invoke_id)
+    if not collected:
+        raise CliError(f"no results for {args.invoke_id} in {store.location(args.invoke_id)}: "
+                       "unknown InvokeId, or nothing finished yet (`assistflow invocations show "
+                       f"{args.invoke_id}`)", EXIT_REFUSED)
+    documents = {i: store.result(args.invoke_id, i) or {} for i in collected}
+    if args.json:
+        emit_json({"Summary": None, "Results": documents})
+        return EXIT_OK
+    say(f"{args.invoke_id}: still running; {len(collected)} instance(s) collected so far")
+    table([[i, d.get("Status"), d.get("ExitCode"), duration(d), d.get("Truncated")]
+           for i, d in documents.items()], ["INSTANCE", "STATUS", "EXIT", "DURATION",
+                                            "TRUNCATED"])
+    return EXIT_OK
+
+
+def _one_instance(store: Store, args: argparse.Namespace) -> int:
+    result = store.result(args.invoke_id, args.instance)
+    if result is None:
+        raise CliError(f"no result for {args.instance} in {store.location(args.invoke_id)}: "
+                       "wrong id, or the instance has not finished", EXIT_REFUSED)
+    output = store.output(args.invoke_id, args.instance) or ""
+    if args.json:
+        emit_json({"Result": result, "Output": output})
+    else:
+        table([[k, result.get(k)] for k in ("InstanceId", "Status", "ExitCode", "ErrorCode",
+                                             "ErrorInfo", "StartTime", "FinishedTime",
+                                             "OutputBytes", "Truncated", "Source")],
+              ["FIELD", "VALUE"])
+        say(f"--- output ({len(output.encode())} bytes)")
+        sys.stdout.write(output if output.endswith("\n") or not output else output + "\n")
+        sys.stdout.flush()
+    status = result.get("Status")
+    return EXIT_OK if status in ("Success", layout.SKIPPED) else EXIT_FAILED

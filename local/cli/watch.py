@@ -1,0 +1,168 @@
+"""``submit --wait``: a live view of the instances until every summary.json is in OSS.
+
+Per-instance progress comes from ``DescribeInvocations`` (one call per unfinished invocation
+and poll); completion is the collector's ``summary.json`` — the same document a user reads
+later, so "done" means the results are stored, not only that the scripts ended. On a terminal
+the view is a rich progress bar; anywhere else (a pipe, CI, a file) it is plain lines, printed
+only when the counts change.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import IO, TYPE_CHECKING, Any, Protocol
+
+from local.cli import ecs
+from local.cli.common import EXIT_CLOUD, CliError, Target
+from shared import results as layout
+
+if TYPE_CHECKING:
+    from local.cli.results import Store
+
+
+@dataclass(frozen=True)
+class Tally:
+    total: int = 0
+    done: int = 0  # finished with Success
+    failed: int = 0  # finished otherwise (Failed, Timeout, Terminated, …)
+    stored: int = 0  # invocations whose summary.json exists
+    invocations: int = 0
+
+    @property
+    def running(self) -> int:
+        return self.total - self.done - self.failed
+
+    def line(self) -> str:
+        return (f"{self.done + self.failed}/{self.total} instance(s) finished: {self.done} ok, "
+                f"{self.failed} failed, {self.running} running; results stored for "
+                f"{self.stored}/{self.invocations} invocation(s)")
+
+
+class View(Protocol):
+    def update(self, tally: Tally) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class PlainView:
+    """One line per change of the counts: for pipes, files and CI logs."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self.last: Tally | None = None
+
+    def update(self, tally: Tally) -> None:
+        if tally != self.last:
+            self.last = tally
+            stamp = datetime.now().strftime("%H:%M:%S")
+            self.stream.write(f"[{stamp}] {tally.line()}\n")
+            self.stream.flush()
+
+    def close(self) -> None:
+        pass
+
+
+class RichView:
+    """A progress bar with running / failed counts, redrawn in place on a terminal."""
+
+    def __init__(self, stream: IO[str], console: Any = None) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self.progress = Progress(
+            SpinnerColumn(), TextColumn("instances"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("[green]{task.fields[ok]} ok[/] [yellow]{task.fields[running]} "
+                       "running[/] [red]{task.fields[failed]} failed[/]  {task.fields[stored]}"),
+            TimeElapsedColumn(), console=console or Console(file=stream), transient=False)
+        self.task = self.progress.add_task("instances", total=None, ok=0, running=0, failed=0,
+                                           stored="")
+        self.progress.start()
+
+    def update(self, tally: Tally) -> None:
+        self.progress.update(self.task, total=tally.total or None,
+                             completed=tally.done + tally.failed, ok=tally.done,
+                             running=tally.running, failed=tally.failed,
+                             stored=f"results {tally.stored}/{tally.invocations}")
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
+def view_for(stream: IO[str]) -> View:
+    isatty = getattr(stream, "isatty", None)
+    return RichView(stream) if isatty is not None and isatty() else PlainView(stream)
+
+
+def _counts(statuses: list[str]) -> tuple[int, int]:
+    done = sum(1 for s in statuses if s == "Success")
+    failed = sum(1 for s in statuses if (s in layout.TERMINAL and s != "Success")
+                 or s == layout.COLLECTOR_TIMEOUT)
+    return done, failed
+
+
+def tally(where: Target, invoke_ids: list[str], summaries: dict[str, dict[str, Any]],
+          region: str = "") -> Tally:
+    from shared.errors import CloudCallError
+
+    total = done = failed = 0
+    client = where.clients.ecs_in(region)
+    for invoke_id in invoke_ids:
+        if invoke_id in summaries:
+            statuses = [str(e.get("Status")) for e in summaries[invoke_id]["Instances"].values()
+                        if e.get("Status") != layout.SKIPPED]
+        else:
+            try:
+                record = ecs.invocation(client, invoke_id)
+            except CloudCallError as exc:
+                if exc.transient:
+                    continue  # the next poll will tell
+                raise
+            statuses = [str(i.get("InvocationStatus")) for i in ecs.instances_of(record)]
+        ok, bad = _counts(statuses)
+        total, done, failed = total + len(statuses), done + ok, failed + bad
+    return Tally(total, done, failed, len(summaries), len(invoke_ids))
+
+
+def wait(where: Target, store: Store, invoke_ids: list[str], timeout: float,
+         stream: IO[str] | None = None, region: str = "",
+         poll: float | None = None) -> dict[str, dict[str, Any]]:
+    """Every invocation's summary.json, showing progress on ``stream`` while waiting."""
+    from local.cli.common import cloud_error
+    from shared.errors import AssistflowError
+
+    out = stream or sys.stdout
+    interval = poll if poll is not None else (0.3 if where.local else 2.0)
+    view = view_for(out)
+    summaries: dict[str, dict[str, Any]] = {}
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            for invoke_id in invoke_ids:
+                if invoke_id not in summaries:
+                    found = store.summary(invoke_id)
+                    if found is not None:
+                        summaries[invoke_id] = found
+            try:
+                view.update(tally(where, invoke_ids, summaries, region))
+            except AssistflowError as exc:
+                raise cloud_error(exc) from None
+            if len(summaries) == len(invoke_ids):
+                return {i: summaries[i] for i in invoke_ids}
+            if time.monotonic() > deadline:
+                missing = [i for i in invoke_ids if i not in summaries]
+                raise CliError(f"gave up after {timeout:.0f} s: no summary.json yet for "
+                               f"{', '.join(missing)}; the collector may be behind — check "
+                               f"later with `assistflow results {missing[0]}`", EXIT_CLOUD)
+            time.sleep(interval)
+    finally:
+        view.close()
