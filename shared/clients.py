@@ -340,6 +340,8 @@ class Results:
             )
             self._bucket = oss2.Bucket(auth, self._settings.oss_url, self.name,
                                        region=self._settings.region)
+            # oss2 logs every refused call at INFO (a 409 on a claim is an answer, not news).
+            logging.getLogger("oss2").setLevel(logging.WARNING)
         return self._bucket
 
     def put(self, key: str, data: bytes, content_type: str, forbid_overwrite: bool = False) -> None:

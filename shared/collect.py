@@ -201,7 +201,8 @@ def _finish(clients: Clients, ecs: CloudAssistant, results: Results, followup: F
     summary = summary_document(followup, documents)
     results.put(summary_key(followup.prefix, followup.invoke_id), dumps(summary),
                 "application/json")
-    log.info("%s: finished, %s (%s)", followup.invoke_id, summary["Status"], summary["Counts"])
+    log.info("%s: finished, %s %s -> oss://%s/%s", followup.invoke_id, summary["Status"],
+             summary["Counts"], results.name, summary_key(followup.prefix, followup.invoke_id))
     if followup.notify:
         notify_once(clients, clients.results, notified_key(followup.invoke_id),
                     followup.notify, summary)
