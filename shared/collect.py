@@ -16,6 +16,7 @@ import json
 import logging
 import random
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -108,22 +109,24 @@ def on_task_completed(data: dict[str, Any], clients: Clients, tries: int = 0) ->
     """Store one instance's result the moment Cloud Assistant says its run ended.
 
     ``data`` is the ``data`` of an ``ecs:CloudAssistant:TaskCompleted`` event. Invocations
-    assistflow did not make (no record under ``invocations/``) are ignored — but a fast command
-    can finish before its submitter wrote that record, so an unknown invocation is looked at
-    again a few times (2, 4, 8 s later, through the follow-up queue) before it is let go.
-    When this was the invocation's last instance, the summary is written and the requester
-    notified right away; the follow-ups, now a watchdog, find the work done.
+    assistflow did not make (no record under ``invocations/``), and large batches its
+    follow-ups collect, are ignored. A fast command can finish before its submitter wrote the
+    record, so an unknown invocation is looked at again a few times (2, 4, 8 s later, through the
+    follow-up queue) before it is let go. When this was the invocation's last instance, the
+    summary is written and the requester notified right away; the follow-ups, then a watchdog,
+    find the work done.
     """
     invoke_id, instance_id = str(data.get("invokeId", "")), str(data.get("instanceId", ""))
-    record_json = clients.results.get(index_key(invoke_id)) if invoke_id else None
-    if record_json is None:
+    followup = _record(clients, invoke_id)
+    if followup is None:
         if invoke_id and tries < LATE_EVENT_TRIES:
             clients.queues.send(clients.settings.followup_queue,
                                 json.dumps({LATE_EVENT: data, "tries": tries + 1}), 2 ** (tries + 1))
         else:
             log.debug("TaskCompleted for %s is not ours; ignored", invoke_id or "?")
         return None
-    followup = FollowUp.from_json(record_json)
+    if not followup.watchdog:  # a batch the follow-ups collect (see events_max_instances)
+        return None
     ecs = clients.ecs_in(followup.region)
     results = clients.results.named(followup.bucket)
     if followup.periodic:  # keep the run; the follow-ups keep latest and summary current
@@ -140,6 +143,9 @@ def on_task_completed(data: dict[str, Any], clients: Clients, tries: int = 0) ->
     if not found:  # not visible yet (eventually consistent): the watchdog will store it
         return Collected((), (instance_id,), None, finished=False)
     _store(results, followup, found[0])
+    if len(followup.pending) == 1:  # the invocation's only instance: it is finished now
+        _finish(clients, ecs, results, followup, {instance_id: found[0]})
+        return Collected((instance_id,), (), None, finished=True)
     if ecs.invocation_status(invoke_id) not in FINISHED_INVOCATION:
         return Collected((instance_id,), (), None, finished=False)
     # The last instances' events arrive together; one of them finishes the invocation. If it
@@ -154,6 +160,23 @@ def on_task_completed(data: dict[str, Any], clients: Clients, tries: int = 0) ->
     records = {r["InstanceId"]: r for r in ecs.invocation_results(invoke_id)}
     _finish(clients, ecs, results, followup, records, frozenset(records) - {instance_id})
     return Collected((instance_id,), (), None, finished=True)
+
+
+_records: OrderedDict[str, FollowUp] = OrderedDict()  # invocation records: immutable, so cached
+
+
+def _record(clients: Clients, invoke_id: str) -> FollowUp | None:
+    """The deployment's record of ``invoke_id`` (cached per function instance), or None."""
+    if invoke_id in _records:
+        _records.move_to_end(invoke_id)
+        return _records[invoke_id]
+    raw = clients.results.get(index_key(invoke_id)) if invoke_id else None
+    if raw is None:
+        return None
+    _records[invoke_id] = followup = FollowUp.from_json(raw)
+    while len(_records) > 1024:
+        _records.popitem(last=False)
+    return followup
 
 
 def _again(clients: Clients, followup: FollowUp, stored: tuple[str, ...],
@@ -207,7 +230,7 @@ def _finish(clients: Clients, ecs: CloudAssistant, results: Results, followup: F
         notify_once(clients, clients.results, notified_key(followup.invoke_id),
                     followup.notify, summary)
     if followup.adhoc:
-        _delete_command_when_idle(ecs, followup.command_id)
+        _delete_command_when_idle(ecs, followup.command_id, followup.batches)
 
 
 def _collect_periodic(followup: FollowUp, clients: Clients, ecs: CloudAssistant,
@@ -245,20 +268,21 @@ def _collect_periodic(followup: FollowUp, clients: Clients, ecs: CloudAssistant,
     if status in FINISHED_INVOCATION:
         log.info("%s: periodic invocation %s after %s", followup.invoke_id, status, runs)
         if followup.adhoc:
-            _delete_command_when_idle(ecs, followup.command_id)
+            _delete_command_when_idle(ecs, followup.command_id, followup.batches)
         return Collected(tuple(stored), (), None, finished=True)
     return _again(clients, current.next(followup.pending), tuple(stored), rng)
 
 
-def _delete_command_when_idle(ecs: CloudAssistant, command_id: str) -> None:
+def _delete_command_when_idle(ecs: CloudAssistant, command_id: str, batches: int) -> None:
     """Delete the ad-hoc command once no invocation made from it is still running.
 
-    Several collectors (one per batch of 100) may race here; a second delete that finds the
-    command gone is fine.
+    With one batch, this finished invocation is the command's only one. Several collectors
+    (one per batch of 100) may race here; a second delete that finds the command gone is fine.
     """
     try:
-        busy = [i["InvokeId"] for i in ecs.invocations_of(command_id)
-                if i.get("InvocationStatus") not in FINISHED_INVOCATION]
+        busy = [] if batches == 1 else [
+            i["InvokeId"] for i in ecs.invocations_of(command_id)
+            if i.get("InvocationStatus") not in FINISHED_INVOCATION]
         if not busy:
             ecs.delete_command(command_id)
     except CloudCallError as exc:

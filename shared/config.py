@@ -42,6 +42,9 @@ class Settings:
     preflight: bool = True
     deliveries_prefix: str = "webhook-deliveries"
     completion_events: bool = False  # TaskCompleted events are subscribed: follow-ups watch
+    # Batches larger than this are collected by follow-ups even with events: one look over
+    # 100 instances is far cheaper than 100 event invocations, and a fan-out needs no 1 s latency.
+    events_max_instances: int = 20
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -76,6 +79,7 @@ class Settings:
             or "webhook-deliveries",
             completion_events=env.get("ASSISTFLOW_COMPLETION_EVENTS", "off").lower()
             in ("on", "true", "1"),
+            events_max_instances=int(env.get("ASSISTFLOW_EVENTS_MAX_INSTANCES", "20") or 20),
         )
 
     def for_region(self, region: str) -> Settings:

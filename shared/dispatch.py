@@ -57,6 +57,11 @@ def client_token(idempotency_key: str, purpose: str) -> str:
     return hashlib.sha256(f"{idempotency_key}|{purpose}".encode()).hexdigest()
 
 
+def request_key(idempotency_key: str) -> str:
+    """The stable id of a logical request (``RequestId`` in answers and results)."""
+    return "r-" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:24]
+
+
 def batches(instance_ids: tuple[str, ...], size: int = BATCH_SIZE) -> list[tuple[str, ...]]:
     return [instance_ids[i:i + size] for i in range(0, len(instance_ids), size)]
 
@@ -76,6 +81,10 @@ def submit(request: CommandRequest, clients: Clients, *, source: str, idempotenc
     settings = clients.settings
     ecs = clients.ecs_in(request.region)
     key = request.client_token or idempotency_key
+    # One id per logical request, whichever delivery of it this is: the results (result.json,
+    # summary.json) a duplicate delivery writes must be byte-identical to the first one's.
+    log.info("request %s is %s", request_id, request_key(key))
+    request_id = request_key(key)
     bucket = request.output.bucket or settings.results_bucket
     prefix = request.output.prefix or settings.results_prefix
     timeout = request.timeout if request.timeout is not None else (
@@ -107,7 +116,8 @@ def submit(request: CommandRequest, clients: Clients, *, source: str, idempotenc
                 deadline=submitted_at + timeout + DEADLINE_MARGIN, bucket=bucket, prefix=prefix,
                 request_id=request_id, adhoc=request.adhoc,
                 source=source, submitted_at=submitted_at, periodic=request.periodic,
-                notify=_notify(request), watchdog=settings.completion_events,
+                notify=_notify(request), batches=len(groups),
+                watchdog=settings.completion_events and len(group) <= settings.events_max_instances,
             )
             if index == 0 and skipped:
                 followup = _with_skipped(followup, skipped)

@@ -58,6 +58,7 @@ class FollowUp:
     runs: tuple[tuple[str, int], ...] = ()  # periodic: last run stored per instance
     retries: int = 0  # consecutive looks that failed on a transient cloud error
     watchdog: bool = False  # completion events do the storing; looks are a safety net
+    batches: int = 1  # InvokeCommand calls made for the request (one follow-up stream each)
 
     def to_json(self) -> str:
         data = asdict(self)

@@ -157,9 +157,10 @@ def summary_document(followup: FollowUp, results: dict[str, dict[str, Any]]) -> 
         "Status": overall_status(statuses),
         "Counts": dict(sorted(counts.items())),
         "InstanceCount": sum(counts.values()),
-        "SubmittedAt": followup.submitted_at,
-        # The latest finish among instances, not the collector's clock: a summary written
-        # again (redelivery, event and watchdog both finishing) has the same bytes.
+        # Cloud Assistant's own times, not the submitter's or the collector's clock: a duplicate
+        # delivery of the request, or of a follow-up, rewrites the same bytes.
+        "StartedAt": min((doc.get("StartTime") or "" for doc in results.values()
+                          if doc.get("StartTime")), default=""),
         "FinishedAt": max((doc.get("FinishedTime") or "" for doc in results.values()),
                           default=""),
         "RequestId": followup.request_id,

@@ -89,7 +89,7 @@ def test_a_redelivered_followup_and_a_killed_collector_leave_one_correct_set(
         invoke_id=body["InvokeId"], command_id=body["CommandId"], region=endpoints["region"],
         pending=(LINUX1, LINUX2), attempt=1, deadline=time.time() + 60,
         bucket=endpoints["results_bucket"], prefix="results", request_id=summary["RequestId"],
-        adhoc=True, source="http", submitted_at=summary["SubmittedAt"])
+        adhoc=True, source="http", submitted_at=0.0)
     event = _followup_event(followup.to_json())
     runtime = cloud.host.runtimes["assistflow-collect"]  # type: ignore[union-attr]
 
@@ -102,9 +102,12 @@ def test_a_redelivered_followup_and_a_killed_collector_leave_one_correct_set(
     worker.start()
     wait_for(lambda: True if runtime.pids() and oss.faults.listing()[0]["count"] < 50 else None,
              timeout=10)
-    for pid in runtime.pids():
+    killed = runtime.pids()
+    for pid in killed:
         os.kill(pid, signal.SIGKILL)
     worker.join(timeout=20)
+    # SIGKILL lands asynchronously: wait until the host has seen every instance die.
+    wait_for(lambda: True if not set(killed) & set(runtime.pids()) else None, timeout=10)
     oss.faults.clear()
     assert crashed and not crashed[0].ok  # the kill failed that invocation
     # Redelivery (twice, as MNS may): the set is complete and identical to the first one.
@@ -157,7 +160,7 @@ def test_a_completion_callback_arrives_once_signed_like_the_webhook(
         invoke_id=body["InvokeId"], command_id=body["CommandId"], region=endpoints["region"],
         pending=(LINUX1,), attempt=1, deadline=time.time() + 60,
         bucket=endpoints["results_bucket"], prefix="results", request_id=summary["RequestId"],
-        adhoc=True, source="http", submitted_at=summary["SubmittedAt"],
+        adhoc=True, source="http", submitted_at=0.0,
         notify={"Url": callback_url})
     runtime = cloud.host.runtimes["assistflow-collect"]  # type: ignore[union-attr]
     assert runtime.invoke(_followup_event(followup.to_json())).ok
