@@ -378,6 +378,7 @@ class CloudAssistant(Queries):
         self.invocation_row(invoke_id)
         stamp = iso(self.clock.now())
         kill: list[RunKey] = []
+        ended: list[RunKey] = []  # final now (Stopping ones end when the agent reports)
         with self.store.transaction() as db:
             rows = db.execute("SELECT t.instance_id, t.status, t.repeats, r.status AS run_status"
                               " FROM targets t LEFT JOIN results r ON r.invoke_id = t.invoke_id"
@@ -410,13 +411,15 @@ class CloudAssistant(Queries):
                 db.execute("UPDATE targets SET status = ?, stop_time = ?, update_time = ?"
                            " WHERE invoke_id = ? AND instance_id = ?",
                            (new, stamp, stamp, invoke_id, row["instance_id"]))
+                if new != "Stopping":
+                    ended.append(key)
             if not db.execute("SELECT 1 FROM targets WHERE invoke_id = ? AND status IN"
                               " ('Scheduled', 'Pending', 'Running')", (invoke_id,)).fetchone():
                 db.execute("UPDATE invocations SET schedule_done = 1 WHERE invoke_id = ?",
                            (invoke_id,))
         if kill:
             self.agent.stop(kill)
-        self._announce([(invoke_id, r["instance_id"], r["repeats"]) for r in rows])
+        self._announce(ended)
 
     # --- agent callbacks -----------------------------------------------------------------
     def _started(self, tasks: list[Task], now: float) -> set[RunKey]:
@@ -468,19 +471,11 @@ class CloudAssistant(Queries):
 
     def _announce(self, keys: list[RunKey]) -> None:
         """Publish TaskCompleted for each of these runs that is now final."""
-        if self.events.sink is None or not keys:
-            return
-        events = []
-        for key in keys:
-            row = self.store.one(
-                "SELECT r.*, i.command_id, i.command_name, i.repeat_mode FROM results r"
-                " JOIN invocations i USING (invoke_id)"
-                " WHERE r.invoke_id = ? AND r.instance_id = ? AND r.run = ?", key)
-            if row is not None and row["status"] in rules.TERMINAL:
-                events.append(task_completed(region=self.region, account_id=self.account_id,
-                                             time=row["finished_time"] or iso(self.clock.now()),
-                                             row=row))
-        self.events.publish(events)
+        if self.events.sink is not None and keys:
+            self.events.publish([
+                task_completed(region=self.region, account_id=self.account_id,
+                               time=row["finished_time"] or iso(self.clock.now()), row=row)
+                for row in self.final_runs(keys)])
 
     def _recover(self) -> None:
         """After a restart: runs that were executing are lost, runs not yet started go on,

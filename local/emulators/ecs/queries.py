@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from local.emulators.ecs import rules
 from local.emulators.ecs.errors import not_found
 
 if TYPE_CHECKING:
@@ -130,3 +131,16 @@ class Queries:
             f" FROM results WHERE instance_id IN ({marks}) GROUP BY instance_id", instance_ids)
         return {r["instance_id"]: {"runs": r["runs"], "last": r["last"] or "",
                                    "active": r["active"] or 0} for r in rows}
+
+    def final_runs(self, keys: list[tuple[str, str, int]]) -> list[Any]:
+        """The runs among ``keys`` that reached a final status, with their invocation's
+        command id, name and repeat mode (what a TaskCompleted event carries)."""
+        rows = []
+        for key in keys:
+            row = self.store.one(
+                "SELECT r.*, i.command_id, i.command_name, i.repeat_mode FROM results r"
+                " JOIN invocations i USING (invoke_id)"
+                " WHERE r.invoke_id = ? AND r.instance_id = ? AND r.run = ?", key)
+            if row is not None and row["status"] in rules.TERMINAL:
+                rows.append(row)
+        return rows
