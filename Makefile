@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck check-template package clean
+.PHONY: run test lint typecheck check-template package bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ check-template: $(STAMP)
 ## package: one zip per function in dist/, to upload to the CodeBucket
 package: $(STAMP)
 	$(BIN)/assistflow package --out dist
+
+## bench: benchmarks, not tests (about 9 minutes; BENCH_ARGS=--quick about 4): a table and
+## bench/results/latest.json
+bench: $(STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

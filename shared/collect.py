@@ -18,6 +18,7 @@ import random
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -44,6 +45,7 @@ from shared.results import (
 
 log = logging.getLogger("assistflow.collect")
 
+STORE_THREADS = 8  # concurrent object writes per look (two objects per instance)
 LATE_EVENT = "late_event"  # a follow-up-queue message carrying a TaskCompleted event's data
 
 FINISHED_INVOCATION = ("Success", "Failed", "PartialFailed", "Stopped")
@@ -89,12 +91,10 @@ def collect(followup: FollowUp, clients: Clients, now: Callable[[], float] = tim
     if followup.watchdog and results.exists(summary_key(followup.prefix, followup.invoke_id)):
         return Collected((), (), None, finished=True)  # events did all the work already
     records = {r["InstanceId"]: r for r in ecs.invocation_results(followup.invoke_id)}
-    stored = []
-    for instance_id in followup.pending:
-        record = records.get(instance_id)
-        if record is not None and record.get("InvocationStatus") in TERMINAL:
-            _store(results, followup, record)
-            stored.append(instance_id)
+    finished = [records[i] for i in followup.pending
+                if i in records and records[i].get("InvocationStatus") in TERMINAL]
+    _store_all(results, followup, finished)
+    stored = [r["InstanceId"] for r in finished]
     pending = tuple(i for i in followup.pending if i not in stored)
     if pending and now() < followup.deadline:
         return _again(clients, followup.next(pending), tuple(stored), rng)
@@ -201,6 +201,17 @@ def _store(results: Results, followup: FollowUp, record: dict[str, Any],
                 "application/json")
 
 
+def _store_all(results: Results, followup: FollowUp, records: list[dict[str, Any]]) -> None:
+    """``_store`` each record; many at once in parallel, since each PUT mostly waits on OSS."""
+    if len(records) <= 2:
+        for record in records:
+            _store(results, followup, record)
+        return
+    with ThreadPoolExecutor(max_workers=STORE_THREADS) as pool:
+        for _ in pool.map(lambda record: _store(results, followup, record), records):
+            pass  # surfaces the first failure
+
+
 def _finish(clients: Clients, ecs: CloudAssistant, results: Results, followup: FollowUp,
             records: dict[str, dict[str, Any]], store: frozenset[str] = frozenset()) -> None:
     """Every instance is stored (or given up on): summary, notification, command clean-up.
@@ -208,10 +219,10 @@ def _finish(clients: Clients, ecs: CloudAssistant, results: Results, followup: F
     ``store`` names finished instances whose objects this call must still write (the event
     path finishes an invocation while other instances' events may still be on their way).
     """
+    _store_all(results, followup, [r for i, r in records.items()
+                                   if i in store and r.get("InvocationStatus") in TERMINAL])
     documents: dict[str, dict[str, Any]] = {}
     for instance_id, record in records.items():
-        if instance_id in store and record.get("InvocationStatus") in TERMINAL:
-            _store(results, followup, record)
         if record.get("InvocationStatus") in TERMINAL:
             _, raw_len = decode_output(record.get("Output", ""))
             documents[instance_id] = result_document(record, followup, raw_len)

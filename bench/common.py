@@ -1,0 +1,439 @@
+"""What every benchmark shares: a local cloud in a temporary state directory, signed webhook
+posts, a ledger that attributes function invocations to Cloud Assistant invocations, a
+function-process RSS sampler, statistics and the machine's description.
+
+Everything reaches the local cloud the way a user's code would (official SDKs, signed
+webhooks, the emulators' control API); two things are read in-process because the wire cannot
+give them precisely enough: an object's store time (OSS ``Last-Modified`` has a 1 s
+resolution, the emulator's store keeps the float) and which InvokeId each function invocation
+worked for (``FunctionRuntime.invoke`` is wrapped on the instance; the durations themselves
+come from ``host/invocations.jsonl``, what the host bills).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import shutil
+import statistics
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import oss2
+from aliyunsdkcore.client import AcsClient
+from aliyunsdkcore.request import RpcRequest
+
+from local.cloud import LocalCloud
+from local.emulators.ecs.inventory import default_fleet
+from local.emulators.oss import OssApp
+from local.host.runtime import FunctionRuntime, Invocation
+from shared import webhook
+from shared.events import EventInvalidError, queue_messages
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS_DIR = BENCH_DIR / "results"
+
+SUBMIT_HTTP = "assistflow-submit-http"
+COLLECT = "assistflow-collect"
+TASK_COMPLETED = "ecs:CloudAssistant:TaskCompleted"
+
+# aliyunsdkcore ignores NO_PROXY: loopback calls must not see a proxy from the environment.
+for _var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy",
+             "ALIYUN_ACCESS_KEY_ID", "ALIYUN_ACCESS_KEY_SECRET"):
+    os.environ.pop(_var, None)
+
+
+# --- statistics and the machine -----------------------------------------------------------------
+def median(values: Iterable[float]) -> float | None:
+    data = list(values)
+    return statistics.median(data) if data else None
+
+
+def percentile(values: Iterable[float], pct: float) -> float | None:
+    """Linear interpolation between closest ranks (numpy's default)."""
+    data = sorted(values)
+    if not data:
+        return None
+    rank = (len(data) - 1) * pct / 100
+    low = int(rank)
+    high = min(low + 1, len(data) - 1)
+    return data[low] + (data[high] - data[low]) * (rank - low)
+
+
+def machine() -> dict[str, Any]:
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        usable = os.cpu_count() or 0
+    mem_mb = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_mb = int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return {"cpu_model": model, "cores": os.cpu_count(), "usable_cores": usable,
+            "memory_mb": mem_mb, "python": platform.python_version(),
+            "implementation": platform.python_implementation(),
+            "platform": platform.platform()}
+
+
+def quiet_logs(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if not verbose:
+        # Stopping a cloud with invocations in flight logs expected warnings (InstanceCrashed).
+        logging.getLogger("assistflow").setLevel(logging.ERROR)
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# --- which InvokeId each function invocation worked for ------------------------------------------
+@dataclass
+class Entry:
+    """One function invocation, as the wrapped runtime saw it."""
+
+    function: str
+    request_id: str
+    kind: str  # submit | event | followup | late_event | other
+    invoke_ids: tuple[str, ...]
+    finished: tuple[str, ...]  # invoke ids this invocation finished (summary written)
+    ok: bool
+    duration_ms: float
+    cold: bool
+    ended_at: float
+
+
+@dataclass
+class Ledger:
+    """Wraps ``FunctionRuntime.invoke`` of the given runtimes and files every invocation under
+    the InvokeIds it served, read from its event and its result."""
+
+    entries: list[Entry] = field(default_factory=list)
+    by_invoke: dict[str, list[Entry]] = field(default_factory=lambda: defaultdict(list))
+    cond: threading.Condition = field(default_factory=threading.Condition)
+
+    def attach(self, runtime: FunctionRuntime) -> None:
+        original = runtime.invoke
+        name = runtime.spec.name
+
+        def invoke(event: bytes, request_id: str | None = None) -> Invocation:
+            inv = original(event, request_id)
+            try:
+                self._record(name, event, inv)
+            except Exception as exc:  # never break the host because of the bench
+                log(f"ledger: could not attribute a {name} invocation: {exc!r}")
+            return inv
+
+        setattr(runtime, "invoke", invoke)  # noqa: B010 (an instance attribute, not the class's)
+
+    def _record(self, function: str, event: bytes, inv: Invocation) -> None:
+        kind, ids, finished = classify(function, event, inv)
+        entry = Entry(function, inv.request_id, kind, ids, finished, inv.ok, inv.duration_ms,
+                      inv.cold, time.time())
+        with self.cond:
+            self.entries.append(entry)
+            for invoke_id in ids:
+                self.by_invoke[invoke_id].append(entry)
+            self.cond.notify_all()
+
+    def wait_finished(self, invoke_ids: Iterable[str], timeout: float) -> bool:
+        """Until an invocation that finished each of ``invoke_ids`` (wrote its summary) returned."""
+        wanted = set(invoke_ids)
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                done = {i for i in wanted
+                        if any(i in e.finished for e in self.by_invoke.get(i, ()))}
+                if done == wanted:
+                    return True
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.cond.wait(min(left, 1.0))
+
+    def wait(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while not predicate():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.cond.wait(min(left, 1.0))
+            return True
+
+    def of(self, invoke_id: str) -> list[Entry]:
+        with self.cond:
+            return list(self.by_invoke.get(invoke_id, ()))
+
+    def count(self, function: str, kind: str | None = None) -> int:
+        with self.cond:
+            return sum(1 for e in self.entries
+                       if e.function == function and (kind is None or e.kind == kind))
+
+
+def classify(function: str, event: bytes, inv: Invocation) -> tuple[str, tuple[str, ...],
+                                                                    tuple[str, ...]]:
+    """(kind, invoke ids served, invoke ids finished) of one invocation."""
+    result = inv.result if isinstance(inv.result, dict) else {}
+    if function == SUBMIT_HTTP:
+        try:
+            body = json.loads(result.get("body") or "{}")
+        except ValueError:
+            body = {}
+        return "submit", tuple(body.get("InvokeIds") or ()), ()
+    if function != COLLECT:
+        return "other", (), ()
+    finished = tuple(str(item.get("InvokeId")) for item in
+                     (result.get("events") or []) + (result.get("collected") or [])
+                     if item.get("Finished"))
+    data = json.loads(event)
+    items = data if isinstance(data, list) else [data]
+    if items and all(isinstance(i, dict) and i.get("type") == TASK_COMPLETED for i in items):
+        return "event", tuple(str((i.get("data") or {}).get("invokeId")) for i in items), finished
+    try:
+        messages = queue_messages(items)
+    except EventInvalidError:
+        return "other", (), finished
+    ids: list[str] = []
+    kind = "followup"
+    for message in messages:
+        try:
+            body = json.loads(message.body)
+        except ValueError:
+            continue
+        if isinstance(body.get("late_event"), dict):
+            kind = "late_event"
+            ids.append(str(body["late_event"].get("invokeId")))
+        elif "invoke_id" in body:
+            ids.append(str(body["invoke_id"]))
+    return kind, tuple(ids), finished
+
+
+def billed_ms(jsonl: Path, request_ids: Iterable[str]) -> float:
+    """Summed ``duration_ms`` of those requests in the host's ``invocations.jsonl`` (every
+    attempt of a retried request included: each one is billed)."""
+    wanted = set(request_ids)
+    total = 0.0
+    for record in read_jsonl(jsonl):
+        if record.get("request_id") in wanted:
+            total += float(record.get("duration_ms") or 0.0)
+    return total
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        if line.strip():
+            out.append(json.loads(line))
+    return out
+
+
+# --- a local cloud for one benchmark -------------------------------------------------------------
+def simulated_entry(count: int, duration: float, output: str = "simulated\n",
+                    prefix: str = "i-sim") -> dict[str, Any]:
+    """An inventory entry declaring ``count`` alike simulated instances (ids ``i-sim00001``…)."""
+    return {"InstanceId": prefix, "InstanceName": "sim", "Count": count, "Mode": "simulated",
+            "Simulated": {"Output": output, "ExitCode": 0, "Duration": duration}}
+
+
+def simulated_ids(count: int, prefix: str = "i-sim") -> list[str]:
+    width = max(5, len(str(count)))
+    return [f"{prefix}{n:0{width}d}" for n in range(1, count + 1)]
+
+
+class Cloud:
+    """A ``LocalCloud`` in a fresh temporary state directory, removed again on ``stop()``."""
+
+    def __init__(self, name: str, parameters: dict[str, Any] | None = None,
+                 extra_instances: list[dict[str, Any]] | None = None,
+                 template: Callable[[Path], Path] | None = None,
+                 max_instances: int = 4) -> None:
+        self.state = Path(tempfile.mkdtemp(prefix=f"assistflow-bench-{name}-"))
+        if extra_instances:
+            fleet = [asdict(i) for i in default_fleet()] + extra_instances
+            (self.state / "instances.json").write_text(json.dumps({"instances": fleet}))
+        params = {"MaintenanceEnabled": False, **(parameters or {})}
+        kwargs: dict[str, Any] = {}
+        if template is not None:
+            kwargs["template"] = template(self.state)
+        self.local = LocalCloud(self.state, parameters=params, max_instances=max_instances,
+                                **kwargs)
+        self.e: dict[str, Any] = {}
+        self.ledger = Ledger()
+
+    def start(self) -> Cloud:
+        self.e = self.local.start()
+        assert self.local.host is not None
+        for fn in (SUBMIT_HTTP, COLLECT):
+            self.ledger.attach(self.local.host.runtimes[fn])
+        return self
+
+    def stop(self) -> None:
+        try:
+            self.local.stop()
+        finally:
+            shutil.rmtree(self.state, ignore_errors=True)
+
+    def __enter__(self) -> Cloud:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- clients --------------------------------------------------------------------------
+    @property
+    def jsonl(self) -> Path:
+        return self.state / "host" / "invocations.jsonl"
+
+    @property
+    def runtimes(self) -> dict[str, FunctionRuntime]:
+        assert self.local.host is not None
+        return self.local.host.runtimes
+
+    def acs(self) -> AcsClient:
+        client = AcsClient(self.e["access_key_id"], self.e["access_key_secret"], self.e["region"],
+                           proxy={"http": None, "https": None})
+        client.add_endpoint(self.e["region"], "Ecs", self.e["ecs"].split("://", 1)[1])
+        return client
+
+    def call(self, request: RpcRequest, client: AcsClient | None = None) -> dict[str, Any]:
+        raw = (client or self.acs()).do_action_with_exception(request)
+        result: dict[str, Any] = json.loads(raw)
+        return result
+
+    def bucket(self) -> oss2.Bucket:
+        auth = oss2.Auth(self.e["access_key_id"], self.e["access_key_secret"])
+        return oss2.Bucket(auth, self.e["oss"], self.e["results_bucket"])
+
+    def post(self, body: dict[str, Any], timeout: float = 120) -> tuple[int, dict[str, Any]]:
+        """A signed webhook delivery; (status, JSON body)."""
+        data = json.dumps(body).encode()
+        headers = {"Content-Type": "application/json",
+                   **webhook.sign(self.e["webhook_secret"], data)}
+        req = urllib.request.Request(self.e["webhook_url"], data=data, headers=headers,
+                                     method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return resp.status, json.loads(resp.read() or b"{}")
+        except urllib.error.HTTPError as err:
+            raw = err.read()
+            try:
+                return err.code, json.loads(raw or b"{}")
+            except ValueError:
+                return err.code, {"raw": raw.decode("utf-8", "replace")}
+
+    def ecs_calls(self, reset: bool = False) -> dict[str, int]:
+        """Requests per action the ECS emulator received (``DELETE`` also zeroes them)."""
+        req = urllib.request.Request(self.e["ecs"] + "/_emulator/calls",
+                                     method="DELETE" if reset else "GET")
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            calls: dict[str, int] = json.loads(resp.read())["calls"]
+        return calls
+
+    # --- results --------------------------------------------------------------------------
+    def _store_app(self) -> OssApp:
+        app = self.local.servers["oss"].app
+        assert isinstance(app, OssApp)
+        return app
+
+    def stored_at(self, key: str) -> float | None:
+        """When the object was stored (the emulator's float clock), None if it is not there."""
+        try:
+            return float(self._store_app().store.head_object(self.e["results_bucket"], key)
+                         .last_modified)
+        except Exception:
+            return None
+
+    def read(self, key: str) -> bytes | None:
+        try:
+            return bytes(self.bucket().get_object(key).read())
+        except oss2.exceptions.NoSuchKey:
+            return None
+
+    def list_keys(self, prefix: str = "") -> list[str]:
+        """Every key of the results bucket under ``prefix``, listed through oss2."""
+        return [o.key for o in oss2.ObjectIterator(self.bucket(), prefix=prefix, max_keys=1000)]
+
+
+# --- resident memory of the function processes -------------------------------------------------
+def _status_kb(pid: int, field_name: str) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+class RssSampler:
+    """Samples VmRSS and VmHWM (the kernel's own peak) of every function process every
+    ``interval`` s; ``peak_mb`` is the largest peak any single process reached."""
+
+    def __init__(self, runtimes: dict[str, FunctionRuntime], interval: float = 0.1) -> None:
+        self.runtimes = runtimes
+        self.interval = interval
+        self.peak_kb: dict[int, int] = {}
+        self.function_of: dict[int, str] = {}
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="bench-rss")
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.interval)
+
+    def sample(self) -> None:
+        for name, runtime in list(self.runtimes.items()):
+            for pid in runtime.pids():
+                kb = max(_status_kb(pid, "VmHWM") or 0, _status_kb(pid, "VmRSS") or 0)
+                if kb:
+                    self.function_of[pid] = name
+                    self.peak_kb[pid] = max(self.peak_kb.get(pid, 0), kb)
+        self.samples += 1
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+
+    @property
+    def peak_mb(self) -> float:
+        return max(self.peak_kb.values(), default=0) / 1024
+
+    def per_function_mb(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for pid, kb in self.peak_kb.items():
+            name = self.function_of[pid]
+            out[name] = max(out.get(name, 0.0), kb / 1024)
+        return {k: round(v, 1) for k, v in sorted(out.items())}
+

@@ -1,0 +1,138 @@
+"""Benchmark 2: one command request to 10,000 simulated instances.
+
+A fresh local cloud whose ``instances.json`` declares 10,000 simulated instances (one entry
+with ``Count``; each reports ``ok`` after ``Duration`` seconds) receives one signed webhook
+naming all of them. Measured: the InvokeCommand calls (100 batches), the time from the POST
+until every invocation's ``summary.json`` is stored (the latest store time of the 100), the
+collector invocations and their summed duration until then (``host/invocations.jsonl``), the
+peak RSS of any single function process (VmHWM from /proc, sampled every 100 ms), the objects
+in the results bucket (listed through oss2) and how many instances have a ``result.json``.
+
+``events`` is the template's default (``CompletionEvents`` true: one TaskCompleted event per
+instance, each an asynchronous collector invocation, with a 60 s watchdog follow-up per
+batch); ``polling`` collects by the 100 follow-ups alone.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+from bench.common import (
+    COLLECT,
+    SUBMIT_HTTP,
+    Cloud,
+    RssSampler,
+    log,
+    median,
+    read_jsonl,
+    simulated_entry,
+    simulated_ids,
+)
+
+WAIT_LIMIT = 480.0  # seconds to wait for the last summary before reporting a miss
+
+
+def one_run(instances: int, duration: float, mode: str) -> dict[str, Any]:
+    cloud = Cloud(f"fanout-{mode}", {"CompletionEvents": mode == "events"},
+                  extra_instances=[simulated_entry(instances, duration, output="ok\n")])
+    begun = time.time()
+    cloud.start()
+    out: dict[str, Any] = {"mode": mode, "instances": instances,
+                           "simulated_duration_s": duration,
+                           "cloud_start_s": time.time() - begun}
+    try:
+        ids = simulated_ids(instances)
+        cloud.ecs_calls(reset=True)
+        request = {"Type": "RunShellScript", "CommandContent": "echo ok",
+                   "InstanceIds": ids, "Name": "bench-fanout"}
+        with RssSampler(cloud.runtimes) as rss:
+            posted = time.time()
+            status, body = cloud.post(request, timeout=300)
+            out["submit_s"] = time.time() - posted
+            out["status"] = status
+            if status != 202:
+                out["error"] = f"webhook answered {status}: {str(body)[:500]}"
+                return out
+            invoke_ids = list(body["InvokeIds"])
+            stored: dict[str, float] = {}
+            deadline = time.time() + WAIT_LIMIT
+            while len(stored) < len(invoke_ids) and time.time() < deadline:
+                for invoke_id in invoke_ids:
+                    if invoke_id not in stored:
+                        at = cloud.stored_at(f"results/{invoke_id}/summary.json")
+                        if at is not None:
+                            stored[invoke_id] = at
+                time.sleep(0.2)
+            done_wall = time.time()
+            # What the collectors did until the last summary (events may still be queued).
+            records = [r for r in read_jsonl(cloud.jsonl) if r.get("at", 0) >= posted - 1]
+            calls = cloud.ecs_calls()
+            accepted_async = cloud.local.host.invoker.accepted if cloud.local.host else 0
+        kinds = Counter(e.kind for e in cloud.ledger.entries if e.function == COLLECT)
+        collect = [r for r in records if r["function"] == COLLECT]
+        submit = [r for r in records if r["function"] == SUBMIT_HTTP]
+        times = sorted(at - posted for at in stored.values())
+        out.update({
+            "invocations": len(invoke_ids),
+            "summaries": len(stored),
+            "complete": len(stored) == len(invoke_ids),
+            "seconds": (max(stored.values()) - posted) if stored else None,
+            "seconds_to_half": times[len(times) // 2] if times else None,
+            "waited_s": done_wall - posted,
+            "invoke_command_calls": calls.get("InvokeCommand", 0),
+            "ecs_calls": calls,
+            "submit_ms": sum(r["duration_ms"] for r in submit),
+            "collector_invocations": len(collect),
+            "collector_invocations_by_kind": dict(kinds),
+            "collector_billed_s": sum(r["duration_ms"] for r in collect) / 1000,
+            "collector_failed": sum(1 for r in collect if not r.get("ok")),
+            "collector_median_ms": median(r["duration_ms"] for r in collect),
+            "async_events_accepted": accepted_async,
+            "async_events_not_run_yet": max(0, accepted_async - kinds.get("event", 0)),
+            "peak_rss_mb": round(rss.peak_mb, 1),
+            "peak_rss_mb_by_function": rss.per_function_mb(),
+            "function_processes": len(rss.peak_kb),
+        })
+        keys = cloud.list_keys()
+        results = sum(1 for k in keys if k.startswith("results/") and k.endswith("/result.json"))
+        outputs = sum(1 for k in keys if k.startswith("results/") and k.endswith("/output.txt"))
+        out.update({"oss_objects": len(keys), "results": results, "outputs": outputs,
+                    "summary_objects": sum(1 for k in keys if k.endswith("/summary.json"))})
+        log(f"fanout {mode}: {out['summaries']}/{out['invocations']} summaries in "
+            f"{_fmt(out['seconds'])}, {results} result.json, {len(keys)} objects, "
+            f"{len(collect)} collector invocations ({out['collector_billed_s']:.1f} s), "
+            f"peak RSS {out['peak_rss_mb']} MB")
+        return out
+    finally:
+        cloud.stop()
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} s"
+
+
+def run(instances: int, duration: float, modes: tuple[str, ...], repeats: int) -> dict[str, Any]:
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for mode in modes:
+        runs[mode] = [one_run(instances, duration, mode) for _ in range(repeats)]
+    summary: dict[str, Any] = {}
+    for mode, items in runs.items():
+        def med(key: str, items: list[dict[str, Any]] = items) -> float | None:
+            return median(float(i[key]) for i in items if i.get(key) is not None)
+
+        summary[mode] = {
+            "runs": len(items),
+            "complete_runs": sum(1 for i in items if i.get("complete")),
+            "seconds": med("seconds"),
+            "results": med("results"),
+            "peak_rss_mb": med("peak_rss_mb"),
+            "invoke_command_calls": med("invoke_command_calls"),
+            "collector_invocations": med("collector_invocations"),
+            "collector_billed_s": med("collector_billed_s"),
+            "oss_objects": med("oss_objects"),
+            "submit_s": med("submit_s"),
+        }
+    return {"instances": instances, "simulated_duration_s": duration, "repeats": repeats,
+            "summary": summary, "runs": runs}
