@@ -29,8 +29,10 @@ from aliyunsdkecs.request.v20140526.InvokeCommandRequest import InvokeCommandReq
 
 log = logging.getLogger("seed")
 
-access_key = os.environ.get("SEED_ACCESS_KEY_ID", "LTAIXXXXXXXXXXXX")
-acess_key_secrect = os.environ.get("SEED_ACCESS_KEY_SECRET", "4dZXXXXXXXXXXXXXXXXXXXXXXXX")
+# The sample hard-codes its keys; here the bench passes the local cloud's pair in (no
+# placeholder that looks like a real AccessKey id is kept in the repository).
+access_key = os.environ["SEED_ACCESS_KEY_ID"]
+acess_key_secrect = os.environ["SEED_ACCESS_KEY_SECRET"]
 region_name = "cn-hangzhou"
 
 # As in the sample: one client, built when the module loads.
