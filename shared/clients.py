@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from shared.config import Settings
@@ -192,24 +193,36 @@ class CloudAssistant:
             DescribeInvocationResultsRequest,
         )
 
-        results: list[dict[str, Any]] = []
-        token = ""
-        while True:
+        def page() -> RpcRequest:
             req = DescribeInvocationResultsRequest()
             req.set_InvokeId(invoke_id)
             req.set_ContentEncoding("Base64")
-            req.set_MaxResults(PAGE_SIZE)
             if include_history:
                 req.set_IncludeHistory(True)
             if instance_id:
                 req.set_InstanceId(instance_id)
+            return req
+
+        return self._all_pages(page, "InvocationResults", "InvocationResult", within="Invocation")
+
+    def _all_pages(self, make: Callable[[], RpcRequest], wrapper: str, item: str,
+                   within: str = "") -> list[dict[str, Any]]:
+        """Every item of a MaxResults/NextToken listing: ``[within][wrapper][item]`` of each
+        page, whose ``NextToken`` sits beside ``wrapper``."""
+        items: list[dict[str, Any]] = []
+        token = ""
+        while True:
+            req = make()
+            req.set_MaxResults(PAGE_SIZE)
             if token:
                 req.set_NextToken(token)
-            page = self.call(req)["Invocation"]
-            results.extend(page["InvocationResults"]["InvocationResult"])
+            page: Any = self.call(req)
+            if within:
+                page = page[within]
+            items.extend(page[wrapper][item])
             token = page.get("NextToken") or ""
             if not token:
-                return results
+                return items
 
     def invocation_status(self, invoke_id: str) -> str:
         """The overall ``InvocationStatus`` of ``invoke_id`` (Running, Success, Stopped, …)."""
@@ -230,19 +243,12 @@ class CloudAssistant:
             DescribeInvocationsRequest,
         )
 
-        found: list[dict[str, Any]] = []
-        token = ""
-        while True:
+        def page() -> RpcRequest:
             req = DescribeInvocationsRequest()
             req.set_CommandId(command_id)
-            req.set_MaxResults(PAGE_SIZE)
-            if token:
-                req.set_NextToken(token)
-            page = self.call(req)
-            found.extend(page["Invocations"]["Invocation"])
-            token = page.get("NextToken") or ""
-            if not token:
-                return found
+            return req
+
+        return self._all_pages(page, "Invocations", "Invocation")
 
     def delete_command(self, command_id: str) -> None:
         from aliyunsdkecs.request.v20140526.DeleteCommandRequest import DeleteCommandRequest
