@@ -331,20 +331,13 @@ class Cloud:
 
     def post(self, body: dict[str, Any], timeout: float = 120) -> tuple[int, dict[str, Any]]:
         """A signed webhook delivery; (status, JSON body)."""
-        data = json.dumps(body).encode()
-        headers = {"Content-Type": "application/json",
-                   **webhook.sign(self.e["webhook_secret"], data)}
-        req = urllib.request.Request(self.e["webhook_url"], data=data, headers=headers,
-                                     method="POST")
+        status, raw = webhook.post(self.e["webhook_url"], self.e["webhook_secret"],
+                                   json.dumps(body).encode(), timeout=timeout,
+                                   use_env_proxy=False)
         try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
-                return resp.status, json.loads(resp.read() or b"{}")
-        except urllib.error.HTTPError as err:
-            raw = err.read()
-            try:
-                return err.code, json.loads(raw or b"{}")
-            except ValueError:
-                return err.code, {"raw": raw.decode("utf-8", "replace")}
+            return status, json.loads(raw or b"{}")
+        except ValueError:
+            return status, {"raw": raw.decode("utf-8", "replace")}
 
     def ecs_calls(self, reset: bool = False) -> dict[str, int]:
         """Requests per action the ECS emulator received (``DELETE`` also zeroes them)."""

@@ -30,6 +30,32 @@ def sign(secret: str, body: bytes, timestamp: int | None = None) -> dict[str, st
     return {TIMESTAMP_HEADER: ts, SIGNATURE_HEADER: f"sha256={digest}"}
 
 
+def post(url: str, secret: str, body: bytes, *, timestamp: int | None = None,
+         headers: dict[str, str] | None = None, signed: bool = True, timeout: float = 60,
+         use_env_proxy: bool = True) -> tuple[int, bytes]:
+    """Deliver ``body`` to a webhook, signed now (or at ``timestamp``): (status, raw answer).
+
+    For senders — the CLI, the benchmarks, tests. An HTTP error status is an answer, not an
+    exception; a network failure raises ``urllib.error.URLError`` / ``OSError``. Pass
+    ``use_env_proxy=False`` for loopback, where a proxy from the environment would break it.
+    """
+    import urllib.error
+    import urllib.request
+
+    all_headers = {"Content-Type": "application/json"}
+    if signed:
+        all_headers.update(sign(secret, body, timestamp))
+    all_headers.update(headers or {})
+    request = urllib.request.Request(url, data=body, headers=all_headers, method="POST")
+    opener = (urllib.request.build_opener() if use_env_proxy
+              else urllib.request.build_opener(urllib.request.ProxyHandler({})))
+    try:
+        with opener.open(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
 def _header(headers: Mapping[str, str], name: str) -> str:
     wanted = name.lower()
     for key, value in headers.items():

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -48,21 +46,13 @@ class Endpoints(dict[str, Any]):
              sign: bool = True) -> tuple[int, dict[str, Any]]:
         """POST to the webhook; returns (status, JSON body)."""
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        all_headers = {"Content-Type": "application/json"}
-        if sign:
-            all_headers.update(webhook.sign(secret or self["webhook_secret"], data, timestamp))
-        all_headers.update(headers or {})
-        req = urllib.request.Request(self["webhook_url"], data=data, headers=all_headers,
-                                     method="POST")
+        status, raw = webhook.post(self["webhook_url"], secret or self["webhook_secret"], data,
+                                   timestamp=timestamp, headers=headers, signed=sign,
+                                   timeout=30, use_env_proxy=False)
         try:
-            with urllib.request.urlopen(req, timeout=30) as resp:
-                return resp.status, json.loads(resp.read() or b"{}")
-        except urllib.error.HTTPError as err:
-            raw = err.read()
-            try:
-                return err.code, json.loads(raw or b"{}")
-            except ValueError:
-                return err.code, {"raw": raw.decode("utf-8", "replace")}
+            return status, json.loads(raw or b"{}")
+        except ValueError:
+            return status, {"raw": raw.decode("utf-8", "replace")}
 
 
 def wait_for(probe: Callable[[], T | None], timeout: float = 10.0, interval: float = 0.1) -> T:

@@ -72,7 +72,6 @@ def refusal(status: int, payload: dict[str, Any]) -> Refused:
 
 def via_http(where: Target, body: bytes) -> dict[str, Any]:
     import urllib.error
-    import urllib.request
 
     from shared import webhook
 
@@ -82,17 +81,10 @@ def via_http(where: Target, body: bytes) -> dict[str, Any]:
     if not where.webhook_secret:
         raise CliError("no webhook secret: set ASSISTFLOW_WEBHOOK_SECRET (the stack's "
                        "WebhookSecret parameter)")
-    request = urllib.request.Request(
-        where.webhook_url, data=body, method="POST",
-        headers={"Content-Type": "application/json", **webhook.sign(where.webhook_secret, body)})
-    # Loopback must not go through a proxy from the environment; the real webhook may.
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({})) if where.local \
-        else urllib.request.build_opener()
     try:
-        with opener.open(request, timeout=60) as response:
-            status, raw = response.status, response.read()
-    except urllib.error.HTTPError as err:
-        status, raw = err.code, err.read()
+        # Loopback must not go through a proxy from the environment; the real webhook may.
+        status, raw = webhook.post(where.webhook_url, where.webhook_secret, body,
+                                   use_env_proxy=not where.local)
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise CliError(f"cannot reach the webhook at {where.webhook_url}: {reason}"
