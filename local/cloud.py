@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from local.emulators.base import EmulatorServer
 from local.emulators.ecs import EcsApp
 from local.emulators.mns import MnsApp
 from local.emulators.oss import OssApp
+from local.emulators.server import EmulatorServer
 from local.host.host import FunctionHost
 from local.host.queue_trigger import MnsAccess
 from local.host.template import Template

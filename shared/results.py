@@ -114,14 +114,23 @@ def skipped_document(instance_id: str, reason: str, message: str,
 
 
 def overall_status(statuses: list[str]) -> str:
-    """Aggregate per-instance statuses as Cloud Assistant does (PartialFailed, Stopped, …)."""
-    if statuses and all(s in STOPPED for s in statuses):
-        return "Stopped"
-    ok = "Success" in statuses
+    """Aggregate finished per-instance statuses as Cloud Assistant documents it.
+
+    DescribeInvocations' ``InvocationStatus`` (https://help.aliyun.com/zh/ecs/
+    developer-reference/api-ecs-2014-05-26-describeinvocations): ``Success`` when every
+    instance is Success or stopped (Cancelled, Terminated) and at least one is Success;
+    ``Failed`` when every instance failed (Failed, Timeout, Error, Invalid, Aborted — and our
+    ``CollectorTimeout``) or was stopped; ``Stopped`` when all were stopped; ``PartialFailed``
+    when some succeeded and some failed. ``Skipped`` instances never ran and are left out by
+    the caller.
+    """
+    succeeded = "Success" in statuses
     failed = any(s in FAILED or s == COLLECTOR_TIMEOUT for s in statuses)
-    if ok and failed:
+    if succeeded and failed:
         return "PartialFailed"
-    return "Failed" if failed or not ok else "Success"
+    if succeeded:
+        return "Success"
+    return "Stopped" if statuses and all(s in STOPPED for s in statuses) else "Failed"
 
 
 def index_key(invoke_id: str) -> str:

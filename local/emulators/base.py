@@ -1,31 +1,50 @@
-"""What every emulator shares: the server, the clock, fault injection and the control API.
+"""What every emulator shares: the request pipeline, errors, the clock, faults and the control API.
 
-Each emulator is a WSGI app (``EmulatorApp`` subclass) whose wire layer turns requests into
-calls on a model and renders the answers in the real service's format. This module knows no
-service: it serves the app on 127.0.0.1, answers the reserved control paths under
-``/_emulator/`` (which no SDK ever requests) and gives the wire layer a clock and a fault
-table.
+Every emulator (``ecs/``, ``mns/``, ``oss/``) has the same modules with the same roles:
 
-Control API (JSON, every emulator):
+* ``app.py`` — the ``EmulatorApp`` subclass: turns a request into a ``Call`` (which action,
+  its parameters), verifies its signature through ``signing.py``, renders results and errors
+  in the service's wire format, and adds the service's own control paths;
+* ``wire.py`` — the wire format's parsing and rendering helpers (JSON, XML, headers);
+* ``signing.py`` — the service's signature scheme(s);
+* ``operations.py`` — one function per API action, registered in ``OPERATIONS``: typed
+  parameters in, a result out; no HTTP, no SQL;
+* ``model.py`` — the state and its rules, on entity objects;
+* ``store.py`` — persistence (an ``SqliteStore``), with named methods that return typed rows;
+* ``errors.py`` — one ``ServiceError`` subclass per error code the service answers.
 
-* ``GET  /_emulator/health`` — ``{"service": ..., "status": "ok"}``
-* ``GET  /_emulator/state`` — a dump of the model's state (``EmulatorApp.dump_state``)
-* ``POST /_emulator/reset`` — wipe the model's state
-* ``GET|POST|DELETE /_emulator/faults`` — list, add (``FaultRule`` fields) or clear faults
-* ``POST /_emulator/clock`` — ``{"advance": seconds}`` moves the emulator's time forward
+This module knows no service. ``EmulatorApp.dispatch`` runs one pipeline for all of them::
+
+    parse (app) -> count the call -> authenticate (app) -> intercept: the per-call hooks
+    -> the operation (operations.py) -> render (app); any ServiceError -> render_error (app)
+
+``intercept`` is the single place where something happens to *every* API call of every
+service: today fault injection; latency, throttling and RAM checks are further hooks in
+``EmulatorApp.hooks``.
+
+Control API (JSON, every emulator, under ``/_emulator/``, which no SDK ever requests):
+
+* ``GET  health`` — ``{"service": ..., "status": "ok"}``
+* ``GET  state`` — a dump of the model's state
+* ``POST reset`` — wipe the model's state (and the faults and call counts)
+* ``GET|POST|DELETE faults`` — list, add (``FaultRule`` fields) or clear faults
+* ``GET|DELETE calls`` — API calls received per action (faulted and refused ones included)
+* ``POST clock`` — ``{"advance": seconds}`` moves the emulator's time forward
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import random
 import threading
 import time
 import uuid
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 if TYPE_CHECKING:
@@ -68,6 +87,117 @@ class Clock:
             self._listeners.append(cond)
 
 
+@dataclass(frozen=True)
+class KeyRing:
+    """The access keys an emulator accepts: id -> (secret, STS token or None).
+
+    A pair registered with a token is an STS pair: requests signed with it must carry that
+    token (``SecurityToken`` / ``security-token`` / ``x-oss-security-token``), as on the cloud.
+    """
+
+    keys: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+
+    def secret_for(self, access_key_id: str) -> str | None:
+        entry = self.keys.get(access_key_id)
+        return entry[0] if entry else None
+
+    def token_ok(self, access_key_id: str, token: str | None) -> bool:
+        entry = self.keys.get(access_key_id)
+        if entry is None:
+            return False
+        expected = entry[1]
+        return (not token) if expected is None else token == expected
+
+
+# --- errors ----------------------------------------------------------------------------------
+class ServiceError(Exception):
+    """An API error as the service answers it: ``code``, HTTP ``status`` and ``message``.
+
+    Each service has one root class (``EcsError``, ``MnsError``, ``OssError``, declared with
+    ``root=True``) and one subclass per error code, which sets ``code``, ``status`` and a
+    ``template`` for the message, formatted with the keyword arguments it is raised with::
+
+        class QueueNotExist(MnsError):
+            code, status = "QueueNotExist", 404
+            template = "The queue name you provided is not exist: {name}."
+
+        raise QueueNotExist(name="q")
+
+    ``message`` replaces the template's text; ``code`` / ``status`` given to the constructor
+    override the class's (fault injection raises any code, known or not, with
+    ``root.from_code``). The keyword arguments stay in ``fields`` for renderers that show them
+    (OSS puts them in the ``<Error>`` XML).
+    """
+
+    code: ClassVar[str] = "InternalError"
+    status: ClassVar[int] = 500
+    template: ClassVar[str] = ""
+    _by_code: ClassVar[dict[str, type[ServiceError]]] = {}
+
+    def __init_subclass__(cls, root: bool = False, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if root:
+            cls._by_code = {}
+        elif "code" in cls.__dict__:
+            cls._by_code[cls.code] = cls
+
+    def __init__(self, message: str | None = None, *, code: str | None = None,
+                 status: int | None = None, **fields: str) -> None:
+        if code is not None:
+            self.code = code  # type: ignore[misc]  # an instance may answer another code
+        if status is not None:
+            self.status = status  # type: ignore[misc]
+        self.fields = fields
+        self.message = message if message is not None else (
+            self.template.format(**fields) if self.template else self.code)
+        super().__init__(f"{self.code}: {self.message}")
+
+    @classmethod
+    def from_code(cls, code: str, message: str | None = None,
+                  status: int | None = None) -> ServiceError:
+        """An error of this service answering ``code``: its own class if it has one."""
+        known = cls._by_code.get(code)
+        if known is not None:
+            return known(message or (None if known.template.count("{") == 0 else code),
+                         status=status)
+        return cls(message or code, code=code, status=status)
+
+
+# --- the call and its operations -------------------------------------------------------------
+@dataclass
+class Call:
+    """One API request on its way through the pipeline.
+
+    ``parse`` sets ``action`` (the service's operation name: ``InvokeCommand``,
+    ``SendMessage``, ``PutObject``) and ``params`` (whatever the service's operations take);
+    ``authenticate`` sets ``access_key_id`` (``None``: an anonymous request).
+    """
+
+    request: Request
+    request_id: str
+    action: str = ""
+    params: Any = None
+    access_key_id: str | None = None
+
+
+M = TypeVar("M")
+Operation = Callable[[M, Call], Any]
+
+
+class Operations(dict[str, Callable[[Any, Call], Any]], Generic[M]):
+    """A service's API actions by name; ``@OPERATIONS.register("CreateQueue")`` adds one."""
+
+    def register(self, action: str) -> Callable[[Operation[M]], Operation[M]]:
+        def add(function: Operation[M]) -> Operation[M]:
+            if action in self:
+                raise ValueError(f"operation {action} registered twice")
+            self[action] = function
+            return function
+
+        return add
+
+
+# --- faults ----------------------------------------------------------------------------------
 @dataclass
 class FaultRule:
     """"The next ``count`` calls of ``action`` answer ``code`` / ``status`` after ``delay`` s.
@@ -100,12 +230,12 @@ class FaultRule:
 
 @dataclass
 class Faults:
-    """Thread-safe fault table consulted by the wire layer once per API call."""
+    """Thread-safe fault table, consulted once per API call by ``EmulatorApp.intercept``."""
 
     rules: list[FaultRule] = field(default_factory=list)
     fired: dict[str, int] = field(default_factory=dict)  # action -> faults injected so far
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _rng: Any = field(default=None, repr=False)
+    _rng: random.Random | None = field(default=None, repr=False)
 
     def add(self, rule: FaultRule) -> None:
         with self._lock:
@@ -117,8 +247,6 @@ class Faults:
 
     def take(self, action: str) -> FaultRule | None:
         """The rule that applies to this call of ``action``, consuming one of its uses."""
-        import random
-
         rng = self._rng or random
         with self._lock:
             for rule in self.rules:
@@ -139,26 +267,24 @@ class Faults:
             return [asdict(r) for r in self.rules]
 
 
-@dataclass(frozen=True)
-class KeyRing:
-    """The access keys an emulator accepts: id -> (secret, STS token or None).
+class CallCounter:
+    """API calls received per action, for tests and benchmarks (``/_emulator/calls``)."""
 
-    A pair registered with a token is an STS pair: requests signed with it must carry that
-    token (``SecurityToken`` / ``security-token`` / ``x-oss-security-token``), as on the cloud.
-    """
+    def __init__(self) -> None:
+        self._counts: Counter[str] = Counter()
+        self._lock = threading.Lock()
 
-    keys: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+    def add(self, action: str) -> None:
+        with self._lock:
+            self._counts[action] += 1
 
-    def secret_for(self, access_key_id: str) -> str | None:
-        entry = self.keys.get(access_key_id)
-        return entry[0] if entry else None
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
 
-    def token_ok(self, access_key_id: str, token: str | None) -> bool:
-        entry = self.keys.get(access_key_id)
-        if entry is None:
-            return False
-        expected = entry[1]
-        return (not token) if expected is None else token == expected
+    def clear(self) -> None:
+        with self._lock:
+            self._counts.clear()
 
 
 def new_request_id() -> str:
@@ -173,31 +299,95 @@ def json_response(data: Any, status: int = 200) -> Response:
     )
 
 
-class EmulatorApp:
-    """Base WSGI app: control API under ``/_emulator/``, everything else to ``dispatch``."""
+Hook = Callable[[Call], None]
 
-    service = "emulator"
+
+class EmulatorApp:
+    """Base WSGI app: the control API under ``/_emulator/``, every API call through one pipeline.
+
+    A service sets ``service``, ``error`` (its root ``ServiceError`` class), ``operations``
+    and ``self.model`` (whose ``dump()``, ``reset()`` and ``close()`` back the control API),
+    and implements ``parse``, ``authenticate``, ``render`` and ``render_error``.
+    """
+
+    service: ClassVar[str] = "emulator"
+    error: ClassVar[type[ServiceError]] = ServiceError
+    operations: ClassVar[Operations[Any]] = Operations()
+    model: Any
 
     def __init__(self, keyring: KeyRing, clock: Clock | None = None) -> None:
         self.keyring = keyring
         self.clock = clock or Clock()
         self.faults = Faults()
+        self.calls = CallCounter()
+        # Run in order on every authenticated API call, before its operation; a hook refuses
+        # the call by raising a ServiceError (or slows it down by sleeping).
+        self.hooks: list[Hook] = [self.inject_fault]
         self.base_url = ""  # set by EmulatorServer once the port is known
 
-    # --- to be provided by each emulator -------------------------------------------------
-    def dispatch(self, request: Request) -> Response:
+    # --- what each service provides ------------------------------------------------------
+    def parse(self, call: Call) -> None:
+        """Set ``call.action`` (a key of ``operations``) and ``call.params`` from the request;
+        raise the service's error for a request it cannot route."""
         raise NotImplementedError
 
+    def authenticate(self, call: Call) -> None:
+        """Verify the request's signature; set ``call.access_key_id``."""
+        raise NotImplementedError
+
+    def render(self, call: Call, result: Any) -> Response:
+        """The wire answer for an operation's result."""
+        raise NotImplementedError
+
+    def render_error(self, call: Call, error: ServiceError) -> Response:
+        """The wire answer for an error (``call.action`` may be empty)."""
+        raise NotImplementedError
+
+    def finish(self, call: Call) -> None:
+        """After every API request, answered or refused (OSS drains unread body bytes)."""
+
+    # --- the pipeline --------------------------------------------------------------------
+    def dispatch(self, request: Request) -> Response:
+        call = Call(request, new_request_id())
+        try:
+            try:
+                self.parse(call)
+                self.calls.add(call.action)
+                self.authenticate(call)
+                self.intercept(call)
+                response = self.render(call, self.operations[call.action](self.model, call))
+            finally:
+                self.finish(call)
+        except ServiceError as err:
+            response = self.render_error(call, err)
+        return response
+
+    def intercept(self, call: Call) -> None:
+        """The per-call hook: every hook in ``self.hooks``, in order."""
+        for hook in self.hooks:
+            hook(call)
+
+    def inject_fault(self, call: Call) -> None:
+        rule = self.faults.take(call.action)
+        if rule is None:
+            return
+        if rule.delay:
+            time.sleep(rule.delay)  # a real stall: the client's timeout is what is under test
+        if rule.code:
+            raise self.error.from_code(rule.code, rule.message or None, rule.status)
+
+    # --- control API ---------------------------------------------------------------------
     def dump_state(self) -> dict[str, Any]:
-        return {}
+        state: dict[str, Any] = self.model.dump()
+        return state
 
     def reset_state(self) -> None:
-        """Wipe the model (control API ``reset``)."""
+        self.model.reset()
 
     def close(self) -> None:
         """Release resources (database handles, worker threads)."""
+        self.model.close()
 
-    # --- plumbing -------------------------------------------------------------------------
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         request = Request(environ)
         if request.path.startswith(CONTROL_PREFIX):
@@ -207,7 +397,7 @@ class EmulatorApp:
                 response = self.dispatch(request)
             except Exception:  # an emulator bug must surface as a 500, not a dropped socket
                 log.exception("%s: unhandled error for %s %s", self.service, request.method,
-                              request.full_path)
+                              request.path)
                 response = Response("internal emulator error", status=500)
         return response(environ, start_response)
 
@@ -222,6 +412,7 @@ class EmulatorApp:
             if name == "reset" and request.method == "POST":
                 self.reset_state()
                 self.faults.clear()
+                self.calls.clear()
                 return json_response({"reset": True})
             if name == "faults":
                 if request.method == "POST":
@@ -232,6 +423,10 @@ class EmulatorApp:
                     self.faults.clear()
                 return json_response({"faults": self.faults.listing(),
                                       "fired": dict(self.faults.fired)})
+            if name == "calls":
+                if request.method == "DELETE":
+                    self.calls.clear()
+                return json_response({"calls": self.calls.snapshot()})
             if name == "clock" and request.method == "POST":
                 self.clock.advance(float(body.get("advance", 0)))
                 return json_response({"now": self.clock.now()})
@@ -242,70 +437,3 @@ class EmulatorApp:
     def control_extra(self, name: str, request: Request, body: Any) -> Response:
         """Service-specific control paths (peek at queues, …); 404 by default."""
         return json_response({"error": f"no control endpoint {name!r}"}, status=404)
-
-
-RAW_HEADERS = "emulator.raw_headers"
-
-
-def raw_headers(environ: WSGIEnvironment) -> dict[str, str]:
-    """Request headers by lower-case name, exactly as sent.
-
-    The WSGI environ cannot carry a header whose name contains ``_`` (werkzeug drops them),
-    but ``x-oss-meta-my_key`` is legal and signed, so the handler keeps the raw list.
-    """
-    pairs = environ.get(RAW_HEADERS)
-    if pairs is None:
-        pairs = [(k[5:].replace("_", "-"), v) for k, v in environ.items() if k.startswith("HTTP_")]
-        pairs += [(k.replace("_", "-"), environ[k]) for k in ("CONTENT_TYPE", "CONTENT_LENGTH")
-                  if k in environ]
-    out: dict[str, str] = {}
-    for name, value in pairs:
-        key = name.lower()
-        out[key] = f"{out[key]},{value}" if key in out else value
-    return out
-
-
-class _Handler(WSGIRequestHandler):
-    # HTTP/1.1 without TCP_NODELAY stalls each response ~40 ms on delayed ACKs
-    # (research/local-emulation.md §8).
-    disable_nagle_algorithm = True
-
-    def make_environ(self) -> WSGIEnvironment:
-        environ = super().make_environ()
-        environ[RAW_HEADERS] = list(self.headers.items())
-        return environ
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        # Never the query string: RPC requests carry SecurityToken and Signature there.
-        log.debug("%s %s -> %s", self.command, self.path.split("?", 1)[0], code)
-
-
-class EmulatorServer:
-    """Serves an app on 127.0.0.1 in a daemon thread; ``port=0`` picks a free port."""
-
-    def __init__(self, app: EmulatorApp, port: int = 0, host: str = "127.0.0.1") -> None:
-        self.app = app
-        self._server: BaseWSGIServer = make_server(
-            host, port, app, threaded=True, request_handler=_Handler
-        )
-        self._server.daemon_threads = True  # type: ignore[attr-defined]
-        self.host = host
-        self.port = self._server.server_port
-        self.url = f"http://{host}:{self.port}"
-        app.base_url = self.url
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> EmulatorServer:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-            name=f"{self.app.service}-server", daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread:
-            self._thread.join(timeout=5)
-        self.app.close()

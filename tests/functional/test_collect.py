@@ -13,6 +13,8 @@ from typing import Any, ClassVar
 
 import pytest
 from aliyunsdkecs.request.v20140526.DescribeCommandsRequest import DescribeCommandsRequest
+from aliyunsdkecs.request.v20140526.DescribeInvocationsRequest import DescribeInvocationsRequest
+from aliyunsdkecs.request.v20140526.StopInvocationRequest import StopInvocationRequest
 
 from local.cloud import LocalCloud
 from shared import webhook
@@ -70,6 +72,35 @@ def test_a_mixed_run_is_counted_correctly_and_its_command_deleted(endpoints: End
     req = DescribeCommandsRequest()
     req.set_CommandId(body["CommandId"])
     wait_for(lambda: True if not endpoints.call(req)["Commands"]["Command"] else None, timeout=5)
+
+
+def test_a_stopped_instance_beside_a_successful_one_gives_the_status_cloud_assistant_gives(
+        endpoints: Endpoints) -> None:
+    """summary.json's Status is what DescribeInvocations says of the same invocation."""
+    script = f'case "$ASSISTFLOW_INSTANCE_ID" in {LINUX2}) sleep 60;; esac; echo done'
+    status, body = endpoints.post({"Type": "RunShellScript", "CommandContent": script,
+                                   "InstanceIds": [LINUX1, LINUX2], "Timeout": 120})
+    assert status == 202, body
+    invoke_id = body["InvokeId"]
+    request = DescribeInvocationsRequest()
+    request.set_InvokeId(invoke_id)
+
+    def statuses() -> dict[str, str]:
+        invocation = endpoints.call(request)["Invocations"]["Invocation"][0]
+        return {i["InstanceId"]: i["InvocationStatus"]
+                for i in invocation["InvokeInstances"]["InvokeInstance"]}
+
+    wait_for(lambda: True if statuses() == {LINUX1: "Success", LINUX2: "Running"} else None,
+             timeout=15)
+    stop = StopInvocationRequest()
+    stop.set_InvokeId(invoke_id)
+    stop.set_InstanceIds([LINUX2])
+    endpoints.call(stop)
+    summary = summary_of(endpoints, invoke_id, timeout=30)
+    invocation = endpoints.call(request)["Invocations"]["Invocation"][0]
+    assert statuses() == {LINUX1: "Success", LINUX2: "Terminated"}
+    assert summary["Counts"] == {"Success": 1, "Terminated": 1}
+    assert summary["Status"] == invocation["InvocationStatus"] == "Success"
 
 
 def test_a_redelivered_followup_and_a_killed_collector_leave_one_correct_set(

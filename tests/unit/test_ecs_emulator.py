@@ -33,8 +33,9 @@ from aliyunsdkecs.request.v20140526.InvokeCommandRequest import InvokeCommandReq
 from aliyunsdkecs.request.v20140526.ModifyCommandRequest import ModifyCommandRequest
 from aliyunsdkecs.request.v20140526.RunCommandRequest import RunCommandRequest
 
-from local.emulators.base import EmulatorServer, KeyRing
+from local.emulators.base import KeyRing
 from local.emulators.ecs import EcsApp
+from local.emulators.server import EmulatorServer
 
 AK, SECRET = "LTAIlocaltestkey", "local-test-secret"
 STS_AK, STS_SECRET, STS_TOKEN = "STS.localtestkey", "sts-secret", "sts-token-value"

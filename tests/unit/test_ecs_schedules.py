@@ -180,7 +180,8 @@ def test_stopping_a_running_simulated_run_terminates_it(ecs: Ecs) -> None:
     records = ecs.by_instance(invoke_id)
     assert records["i-slow"]["InvocationStatus"] == "Terminated"
     assert records["i-sim00001"]["InvocationStatus"] == "Success"  # finished before the stop
-    assert ecs.invocation(invoke_id)["InvocationStatus"] == "PartialFailed"
+    # documented: stopped instances beside successful ones leave the invocation Success
+    assert ecs.invocation(invoke_id)["InvocationStatus"] == "Success"
 
 
 def test_stop_invocation_takes_at_most_50_instances(ecs: Ecs) -> None:

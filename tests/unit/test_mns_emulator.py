@@ -26,8 +26,9 @@ from mns.queue import Message, Queue, QueueMeta
 from mns.subscription import SubscriptionMeta
 from mns.topic import TopicMessage, TopicMeta
 
-from local.emulators.base import Clock, EmulatorServer, KeyRing
+from local.emulators.base import Clock, KeyRing
 from local.emulators.mns import MnsApp
+from local.emulators.server import EmulatorServer
 
 AK, SK = "LOCALTESTAK", "local-test-secret"
 STS_AK, STS_SK, TOKEN = "STS.LOCALTEST", "sts-secret", "sts-token-1"

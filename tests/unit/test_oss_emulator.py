@@ -15,10 +15,11 @@ import oss2
 import pytest
 import requests
 
-from local.emulators.base import EmulatorServer, KeyRing
+from local.emulators.base import KeyRing
 from local.emulators.oss import OssApp
 from local.emulators.oss.crc64 import crc64, crc64_py
 from local.emulators.oss.model import NewObject
+from local.emulators.server import EmulatorServer
 
 AK, SK = "test-ak", "test-secret"
 STS_AK, STS_SK, STS_TOKEN = "STS.test-ak", "sts-secret", "sts-token"

@@ -1,7 +1,9 @@
 """Cloud Assistant's pure rules: limits, status aggregation and ``{{parameter}}`` handling.
 
-No state and no I/O: the model applies these, tests can call them directly. Sources are
-research cloud-assistant-api.md §3 (limits), §5.3 (statuses) and §6 (error codes).
+No state and no I/O: the model applies these, tests can call them directly. Limits and error
+codes follow the API reference (https://help.aliyun.com/zh/ecs/developer-reference/ — the
+pages of RunCommand, CreateCommand, InvokeCommand) and the request models of
+``alibabacloud-ecs20140526`` 7.11.8, whose docstrings state each parameter's limits.
 """
 
 from __future__ import annotations
@@ -49,25 +51,32 @@ def iso(ts: float) -> str:
 
 
 def overall_status(statuses: list[str]) -> str:
-    """Aggregate per-instance statuses the way DescribeInvocations reports ``InvocationStatus``."""
+    """Aggregate per-instance statuses the way DescribeInvocations reports ``InvocationStatus``.
+
+    As documented for the API (https://help.aliyun.com/zh/ecs/developer-reference/
+    api-ecs-2014-05-26-describeinvocations, and the ``InvokeStatus`` docstring of
+    ``alibabacloud-ecs20140526`` 7.11.8): Pending / Scheduled / Running / Stopping while any
+    instance is; ``Success`` when every instance is Success or stopped (Cancelled,
+    Terminated) and at least one is Success; ``Failed`` when every instance failed (Failed,
+    Timeout, Error, Invalid, Aborted) or was stopped; ``Stopped`` when all were stopped;
+    ``PartialFailed`` when some succeeded and some failed.
+    """
     for transient in ("Running", "Stopping", "Pending", "Scheduled"):
         if transient in statuses:
             return transient
-    if all(s in STOPPED_CLASS for s in statuses):
-        return "Stopped"
-    ok = any(s == "Success" for s in statuses)
+    succeeded = "Success" in statuses
     failed = any(s in FAILED_CLASS for s in statuses)
-    stopped = any(s in STOPPED_CLASS for s in statuses)
-    if ok and (failed or stopped):
-        # §5.3: "some Success, others Failed/Stopped" is PartialFailed
+    if succeeded and failed:
         return "PartialFailed"
-    return "Failed" if failed else "Success"
+    if succeeded:
+        return "Success"
+    return "Failed" if failed else "Stopped"
 
 
 def legacy_status(status: str) -> str:
     """The deprecated ``InstanceInvokeStatus`` / ``InvokeRecordStatus`` wording."""
     if status in ("Success", "Failed"):
-        return "Finished"  # even for a non-zero exit, as the G-EN sample shows
+        return "Finished"  # even for a non-zero exit: the API reference's response sample
     if status in STOPPED_CLASS:
         return "Stopped"
     if status in FAILED_CLASS:
@@ -78,11 +87,21 @@ def legacy_status(status: str) -> str:
 
 
 def legacy_overall(statuses: list[str]) -> str:
+    """The deprecated overall ``InvokeStatus``: Running, Finished, Failed, PartialFailed, Stopped.
+
+    Documented like ``InvocationStatus`` (same sources): instances stopped by hand beside
+    finished ones still make the invocation ``Finished``.
+    """
     legacy = {legacy_status(s) for s in statuses}
     for transient in ("Running", "Stopping", "Pending", "Scheduled"):
         if transient in legacy:
             return "Running"
-    return legacy.pop() if len(legacy) == 1 else "PartialFailed"
+    finished, failed = "Finished" in legacy, "Failed" in legacy
+    if finished and failed:
+        return "PartialFailed"
+    if finished:
+        return "Finished"
+    return "Failed" if failed else "Stopped"
 
 
 def defined_parameters(script: str) -> list[str]:

@@ -8,8 +8,6 @@ the real service uses.
 
 Control paths beside the base ones (``/_emulator/...``):
 
-* ``GET|DELETE calls`` — how many requests each action received (faulted and rejected ones
-  included), e.g. to count the SDK's retries; DELETE zeroes the counters.
 * ``POST advance`` ``{"seconds": s}`` — move the clock and return once every run, period and
   simulated result that became due has been processed (no sleeping in tests).
 * ``POST reboot`` ``{"InstanceIds": [...]}`` — the instances restart: NextRebootOnly and
@@ -19,9 +17,7 @@ Control paths beside the base ones (``/_emulator/...``):
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -34,7 +30,6 @@ from local.emulators.base import (
     KeyRing,
     json_response,
     new_request_id,
-    raw_headers,
 )
 from local.emulators.ecs import handlers
 from local.emulators.ecs.errors import EcsApiError, throttled
@@ -46,6 +41,7 @@ from local.emulators.ecs.signing import (  # re-exported: older callers import t
     rpc_signature,
     rpc_string_to_sign,
 )
+from local.emulators.server import raw_headers
 
 __all__ = ["EcsApp", "rpc_signature", "rpc_string_to_sign"]
 
@@ -63,8 +59,6 @@ class EcsApp(EmulatorApp):
         # agent_workers: process-mode runs at once; the rest wait as Pending
         self.model = CloudAssistant(state_dir, self.clock, region, agent_workers)
         self.auth = Authenticator(keyring)
-        self.calls: Counter[str] = Counter()
-        self._calls_lock = threading.Lock()
 
     def dispatch(self, request: Request) -> Response:
         request_id = new_request_id()
@@ -75,8 +69,7 @@ class EcsApp(EmulatorApp):
             params.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
         headers = raw_headers(request.environ)
         action = params.get("Action") or headers.get("x-acs-action", "")
-        with self._calls_lock:
-            self.calls[action] += 1
+        self.calls.add(action)
         try:
             self.auth.verify(SignedRequest(request.method, request.path, query, params, headers,
                                            body))
@@ -101,11 +94,6 @@ class EcsApp(EmulatorApp):
         return json_response(answer)
 
     def control_extra(self, name: str, request: Request, body: Any) -> Response:
-        if name == "calls":
-            with self._calls_lock:
-                if request.method == "DELETE":
-                    self.calls.clear()
-                return json_response({"calls": dict(self.calls)})
         if name == "advance" and request.method == "POST":
             return json_response({"now": self.advance(float(body.get("seconds", 0)))})
         if name == "reboot" and request.method == "POST":
@@ -141,13 +129,11 @@ class EcsApp(EmulatorApp):
             "commands": [r["command_id"] for r in self.model.list_commands()],
             "invocations": invocations,
             "scheduled": self.model.agent.scheduler.pending(),
-            "calls": dict(self.calls),
+            "calls": self.calls.snapshot(),
         }
 
     def reset_state(self) -> None:
         self.model.reset()
-        with self._calls_lock:
-            self.calls.clear()
 
     def close(self) -> None:
         self.model.close()

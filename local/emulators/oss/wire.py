@@ -21,7 +21,7 @@ from xml.sax.saxutils import escape
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request, Response
 
-from local.emulators.base import raw_headers
+from local.emulators.server import raw_headers
 
 from .errors import OssError
 from .model import NewObject, ObjectMeta, valid_bucket_name
