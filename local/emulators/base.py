@@ -45,6 +45,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
+from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request, Response
 
 if TYPE_CHECKING:
@@ -360,6 +361,9 @@ class EmulatorApp:
                 self.finish(call)
         except ServiceError as err:
             response = self.render_error(call, err)
+        except HTTPException as exc:  # werkzeug could not read the request (a truncated body)
+            response = self.render_error(call, self.error.from_code(
+                "InvalidRequest", exc.description, exc.code or 400))
         return response
 
     def intercept(self, call: Call) -> None:
