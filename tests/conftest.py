@@ -12,7 +12,8 @@ import pytest
 from local.cloud import LocalCloud
 from tests.localcloud import Endpoints
 
-# aliyunsdkcore ignores NO_PROXY (research local-emulation.md §3.5): loopback calls must not
+# aliyunsdkcore 2.16.1 hands requests an explicit proxies dict built from HTTP(S)_PROXY
+# (aliyunsdkcore/http/http_response.py), so NO_PROXY is ignored: loopback calls must not
 # see a proxy from the CI environment.
 for _var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY",
              "ALIYUN_ACCESS_KEY_ID", "ALIYUN_ACCESS_KEY_SECRET"):
