@@ -152,12 +152,12 @@ def test_put_returns_etag_and_crc_headers(bucket: oss2.Bucket) -> None:
 
 def test_oss2_checks_the_put_crc_header(bucket: oss2.Bucket, app: OssApp,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    real_put = app.store.put_object
+    real_put = app.model.put_object
 
     def corrupting_put(*args: object, **kwargs: object) -> object:
         return dataclasses.replace(real_put(*args, **kwargs), crc64=1)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(app.store, "put_object", corrupting_put)
+    monkeypatch.setattr(app.model, "put_object", corrupting_put)
     with pytest.raises(oss2.exceptions.InconsistentError):
         bucket.put_object("bad-crc.bin", b"payload")
 
@@ -329,7 +329,7 @@ def test_unsatisfiable_range_with_standard_behaviour_is_416(bucket: oss2.Bucket)
 # --- listing -------------------------------------------------------------------------------
 def _fast_fill(app: OssApp, keys: list[str]) -> None:
     for key in keys:
-        app.store.put_object(BUCKET, key, [b""], NewObject())
+        app.model.put_object(BUCKET, key, [b""], NewObject())
 
 
 def test_list_v2_continues_over_more_than_1000_keys(bucket: oss2.Bucket, app: OssApp) -> None:
