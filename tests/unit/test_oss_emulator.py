@@ -17,8 +17,10 @@ import requests
 
 from local.emulators.base import KeyRing
 from local.emulators.oss import OssApp
+from local.emulators.oss.app import ACCESS
 from local.emulators.oss.crc64 import crc64, crc64_py
 from local.emulators.oss.model import NewObject
+from local.emulators.oss.operations import OPERATIONS
 from local.emulators.server import EmulatorServer
 
 AK, SK = "test-ak", "test-secret"
@@ -577,6 +579,18 @@ def test_concurrent_puts_all_land(bucket: oss2.Bucket) -> None:
     for t in threads:
         t.join()
     assert len(bucket.list_objects_v2(prefix="t/").object_list) == 8
+
+
+# --- routing -------------------------------------------------------------------------------
+def test_every_routed_action_has_an_operation_and_every_operation_a_route() -> None:
+    assert set(ACCESS) == set(OPERATIONS)
+
+
+def test_calls_are_counted_per_action(server: EmulatorServer, bucket: oss2.Bucket) -> None:
+    bucket.put_object("counted", b"1")
+    bucket.get_object("counted").read()
+    calls = requests.get(f"{server.url}/_emulator/calls", timeout=5).json()["calls"]
+    assert (calls["PutBucket"], calls["PutObject"], calls["GetObject"]) == (1, 1, 1)
 
 
 # --- control API ---------------------------------------------------------------------------
