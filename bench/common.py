@@ -356,7 +356,7 @@ class Cloud:
     def stored_at(self, key: str) -> float | None:
         """When the object was stored (the emulator's float clock), None if it is not there."""
         try:
-            return float(self._store_app().store.head_object(self.e["results_bucket"], key)
+            return float(self._store_app().model.head_object(self.e["results_bucket"], key)
                          .last_modified)
         except Exception:
             return None

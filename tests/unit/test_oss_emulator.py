@@ -17,8 +17,10 @@ import requests
 
 from local.emulators.base import KeyRing
 from local.emulators.oss import OssApp
+from local.emulators.oss.app import ACCESS
 from local.emulators.oss.crc64 import crc64, crc64_py
 from local.emulators.oss.model import NewObject
+from local.emulators.oss.operations import OPERATIONS
 from local.emulators.server import EmulatorServer
 
 AK, SK = "test-ak", "test-secret"
@@ -152,12 +154,12 @@ def test_put_returns_etag_and_crc_headers(bucket: oss2.Bucket) -> None:
 
 def test_oss2_checks_the_put_crc_header(bucket: oss2.Bucket, app: OssApp,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    real_put = app.store.put_object
+    real_put = app.model.put_object
 
     def corrupting_put(*args: object, **kwargs: object) -> object:
         return dataclasses.replace(real_put(*args, **kwargs), crc64=1)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(app.store, "put_object", corrupting_put)
+    monkeypatch.setattr(app.model, "put_object", corrupting_put)
     with pytest.raises(oss2.exceptions.InconsistentError):
         bucket.put_object("bad-crc.bin", b"payload")
 
@@ -329,7 +331,7 @@ def test_unsatisfiable_range_with_standard_behaviour_is_416(bucket: oss2.Bucket)
 # --- listing -------------------------------------------------------------------------------
 def _fast_fill(app: OssApp, keys: list[str]) -> None:
     for key in keys:
-        app.store.put_object(BUCKET, key, [b""], NewObject())
+        app.model.put_object(BUCKET, key, [b""], NewObject())
 
 
 def test_list_v2_continues_over_more_than_1000_keys(bucket: oss2.Bucket, app: OssApp) -> None:
@@ -577,6 +579,18 @@ def test_concurrent_puts_all_land(bucket: oss2.Bucket) -> None:
     for t in threads:
         t.join()
     assert len(bucket.list_objects_v2(prefix="t/").object_list) == 8
+
+
+# --- routing -------------------------------------------------------------------------------
+def test_every_routed_action_has_an_operation_and_every_operation_a_route() -> None:
+    assert set(ACCESS) == set(OPERATIONS)
+
+
+def test_calls_are_counted_per_action(server: EmulatorServer, bucket: oss2.Bucket) -> None:
+    bucket.put_object("counted", b"1")
+    bucket.get_object("counted").read()
+    calls = requests.get(f"{server.url}/_emulator/calls", timeout=5).json()["calls"]
+    assert (calls["PutBucket"], calls["PutObject"], calls["GetObject"]) == (1, 1, 1)
 
 
 # --- control API ---------------------------------------------------------------------------

@@ -1,24 +1,94 @@
-"""The OSS emulator's WSGI app: authentication, bucket ACLs for anonymous calls, faults, errors."""
+"""The OSS emulator's WSGI app: routing, authentication, bucket ACLs for anonymous calls, rendering.
+
+The route table names the action of a request as the OSS API reference lays them out
+(https://www.alibabacloud.com/help/en/oss/developer-reference/list-of-operations-by-function):
+the method, whether the path names the service, a bucket or an object, and the one
+sub-resource in the query (``?acl``, ``?bucketInfo``, ``?delete``…); ``list-type=2`` makes a
+bucket GET ListObjectsV2 and an ``x-oss-copy-source`` header makes an object PUT CopyObject.
+Each route also says what an unsigned request needs from the bucket ACL: ``read``
+(``public-read`` or ``public-read-write``), ``write`` (``public-read-write``) or ``owner``
+(never anonymous), as https://www.alibabacloud.com/help/doc-detail/31843.htm (Bucket ACL) says.
+"""
 
 from __future__ import annotations
 
 import base64
 import contextlib
-import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request, Response
 
-from ..base import Clock, EmulatorApp, KeyRing, json_response, new_request_id
-from .errors import OssError
-from .model import ObjectStore
-from .operations import Call, Route, route
-from .signing import Authenticator, RequestParts
-from .wire import XML_TYPE, error_xml, iso8601, parse_request
+from ..base import Call, Clock, EmulatorApp, KeyRing, ServiceError, json_response
+from .errors import AccessDenied, MethodNotAllowed, NotImplementedHere, OssError
+from .model import OssModel
+from .operations import OPERATIONS
+from .signing import SUBRESOURCES, OssAuthenticator, RequestParts
+from .store import OssStore
+from .wire import RESPONSE_OVERRIDES, XML_TYPE, error_xml, iso8601, parse_request
 
-_ANONYMOUS_ACLS = {"read": ("public-read", "public-read-write"), "write": ("public-read-write",)}
+OWNER, READ, WRITE = "owner", "read", "write"
+
+
+@dataclass(frozen=True)
+class Route:
+    """An action and what an unsigned request needs from the bucket ACL to call it
+    (``read``, ``write``, or ``owner``: never allowed anonymously)."""
+
+    action: str
+    access: str
+
+
+# Sub-resources that qualify a request without selecting another operation.
+NEUTRAL_PARAMS = frozenset({"continuation-token", "security-token", "x-oss-request-payer",
+                            "x-oss-traffic-limit", *RESPONSE_OVERRIDES})
+
+# (method, sub-resource) -> route, for the service, a bucket and an object.
+SERVICE_ROUTES = {("GET", ""): Route("ListBuckets", OWNER)}
+BUCKET_ROUTES = {
+    ("PUT", ""): Route("PutBucket", OWNER),
+    ("PUT", "acl"): Route("PutBucketAcl", OWNER),
+    ("DELETE", ""): Route("DeleteBucket", OWNER),
+    ("GET", ""): Route("ListObjects", READ),
+    ("GET", "bucketInfo"): Route("GetBucketInfo", OWNER),
+    ("GET", "location"): Route("GetBucketLocation", OWNER),
+    ("GET", "acl"): Route("GetBucketAcl", OWNER),
+    ("GET", "stat"): Route("GetBucketStat", OWNER),
+    ("POST", "delete"): Route("DeleteMultipleObjects", WRITE),
+}
+OBJECT_ROUTES = {
+    ("PUT", ""): Route("PutObject", WRITE),
+    ("GET", ""): Route("GetObject", READ),
+    ("HEAD", ""): Route("HeadObject", READ),
+    ("HEAD", "objectMeta"): Route("GetObjectMeta", READ),
+    ("GET", "objectMeta"): Route("GetObjectMeta", READ),
+    ("DELETE", ""): Route("DeleteObject", WRITE),
+}
+LIST_V2 = Route("ListObjectsV2", READ)
+COPY = Route("CopyObject", OWNER)
+ACCESS = {r.action: r.access for table in (SERVICE_ROUTES, BUCKET_ROUTES, OBJECT_ROUTES)
+          for r in table.values()} | {LIST_V2.action: LIST_V2.access, COPY.action: COPY.access}
+
+
+def route(parts: RequestParts) -> Route:
+    """The action a request names; 501 for real OSS operations the emulator lacks."""
+    subs = sorted(k for k in parts.params if k in SUBRESOURCES and k not in NEUTRAL_PARAMS)
+    if len(subs) > 1:
+        raise NotImplementedHere(f"The emulator cannot combine ?{'&'.join(subs)}.")
+    sub = subs[0] if subs else ""
+    table = SERVICE_ROUTES if not parts.bucket else BUCKET_ROUTES if not parts.key else OBJECT_ROUTES
+    found = table.get((parts.method, sub))
+    if found is None:
+        if sub or parts.method in {m for m, _ in table}:
+            raise NotImplementedHere(f"The emulator does not implement {parts.method} "
+                                     f"?{sub or '(none)'} on this resource.")
+        raise MethodNotAllowed()
+    if found.action == "ListObjects" and parts.params.get("list-type") == "2":
+        return LIST_V2
+    if found.action == "PutObject" and "x-oss-copy-source" in parts.headers:
+        return COPY
+    return found
 
 
 class OssApp(EmulatorApp):
@@ -36,88 +106,82 @@ class OssApp(EmulatorApp):
     """
 
     service = "oss"
+    error = OssError
+    operations = OPERATIONS
+    model: OssModel
 
     def __init__(self, keyring: KeyRing, state_dir: Path, clock: Clock | None = None,
                  region: str = "cn-hangzhou") -> None:
         super().__init__(keyring, clock)
-        self.region = region
-        self.store = ObjectStore(Path(state_dir), self.clock.now)
-        self._auth = Authenticator(keyring.secret_for, keyring.token_ok, self.clock.now)
+        self.model = OssModel(OssStore(Path(state_dir)), self.clock, region)
+        self._auth = OssAuthenticator(keyring.secret_for, keyring.token_ok, self.clock.now)
 
-    # --- API --------------------------------------------------------------------------------
-    def dispatch(self, request: Request) -> Response:
-        request_id = new_request_id()
-        try:
-            try:
-                parts = parse_request(request)
-                access_key = self._auth.authenticate(parts)
-                operation = route(parts)
-                if access_key is None:
-                    self._check_anonymous(parts, operation)
-                self._inject_fault(operation.action)
-                response = operation.handler(Call(self.store, self.region, request, parts))
-            finally:
-                # werkzeug closes the connection after each response; unread body bytes would
-                # make the client see a reset instead of the error, so read them first.
-                _drain(request)
-        except OssError as exc:
-            response = self._error(exc, request, request_id)
-        except HTTPException as exc:  # werkzeug gave up on the request, e.g. a truncated body
-            error = OssError("InvalidRequest", exc.description, status=exc.code or 400)
-            response = self._error(error, request, request_id)
-        response.headers["x-oss-request-id"] = request_id
-        return response
+    # --- the pipeline's steps -----------------------------------------------------------------
+    def parse(self, call: Call) -> None:
+        """Bucket, key, query and headers from the raw URI, then the action they name.
 
-    def _check_anonymous(self, parts: RequestParts, operation: Route) -> None:
-        allowed = _ANONYMOUS_ACLS.get(operation.access)
-        if not parts.bucket or allowed is None:
-            raise OssError("AccessDenied", "Anonymous access is forbidden for this operation.")
-        if self.store.get_bucket(parts.bucket).acl not in allowed:
-            raise OssError("AccessDenied")
+        The action is known before the signature is checked (the pipeline counts each call
+        under its action, refused ones too), so a request the emulator cannot route (405, or
+        501 for an OSS feature it lacks) is answered that way even when its signature is
+        wrong; every request a client can route is still refused for its signature first.
+        """
+        parts = parse_request(call.request)
+        call.params = parts
+        call.action = route(parts).action
 
-    def _inject_fault(self, action: str) -> None:
-        rule = self.faults.take(action)
-        if rule is None:
+    def authenticate(self, call: Call) -> None:
+        """V1 / V4 signature, header or presigned URL, with STS tokens (``signing.py``); an
+        unsigned request is allowed what the bucket ACL grants everyone."""
+        parts: RequestParts = call.params
+        call.access_key_id = self._auth.authenticate(parts)
+        if call.access_key_id is not None:
             return
-        if rule.delay:
-            time.sleep(rule.delay)  # a real stall: the client's timeout is what is under test
-        if rule.code:
-            raise OssError(rule.code, rule.message or None, status=rule.status)
+        access = ACCESS[call.action]
+        if not parts.bucket or access == OWNER:
+            raise AccessDenied("Anonymous access is forbidden for this operation.")
+        self.model.get_bucket(parts.bucket).check_anonymous(access)
 
-    @staticmethod
-    def _error(exc: OssError, request: Request, request_id: str) -> Response:
-        if exc.status == 304:
-            return Response(status=304)
-        body = error_xml(exc, request_id, request.host)
-        if request.method == "HEAD":
-            # a HEAD answer has no body: OSS puts the error XML, base64, in a header
-            response = Response(status=exc.status, content_type=XML_TYPE)
-            response.headers["x-oss-err"] = base64.b64encode(body).decode("ascii")
-            return response
-        return Response(body, status=exc.status, content_type=XML_TYPE)
+    def render(self, call: Call, result: Response) -> Response:
+        result.headers["x-oss-request-id"] = call.request_id
+        return result
 
-    # --- emulator plumbing ------------------------------------------------------------------
+    def render_error(self, call: Call, error: ServiceError) -> Response:
+        if error.status == 304:
+            response = Response(status=304)
+        else:
+            body = error_xml(error, call.request_id, call.request.host)
+            if call.request.method == "HEAD":
+                # a HEAD answer has no body: OSS puts the error XML, base64, in a header
+                response = Response(status=error.status, content_type=XML_TYPE)
+                response.headers["x-oss-err"] = base64.b64encode(body).decode("ascii")
+            else:
+                response = Response(body, status=error.status, content_type=XML_TYPE)
+        return self.render(call, response)
+
+    def finish(self, call: Call) -> None:
+        # werkzeug closes the connection after each response; unread body bytes would make
+        # the client see a reset instead of the error, so read them first.
+        with contextlib.suppress(Exception):  # a broken client stream is the client's problem
+            stream = call.request.stream
+            while stream.read(1 << 20):
+                pass
+
+    # --- control API --------------------------------------------------------------------------
     def dump_state(self) -> dict[str, Any]:
-        return {"service": self.service, "region": self.region, **self.store.dump()}
-
-    def reset_state(self) -> None:
-        self.store.reset()
-
-    def close(self) -> None:
-        self.store.close()
+        return {"service": self.service, **self.model.dump()}
 
     def control_extra(self, name: str, request: Request, body: Any) -> Response:
         path = name.split("/")
         if request.method != "GET" or path[0] != "buckets" or len(path) not in (1, 3):
             return super().control_extra(name, request, body)
         if len(path) == 1:
-            return json_response(self.store.dump())
+            return json_response(self.model.summary())
         bucket, what = path[1], path[2]
         try:
             if what == "objects":
                 return json_response(self._peek(bucket, request.args.get("prefix", "")))
             if what == "object":
-                _, stream = self.store.open_object(bucket, request.args.get("key", ""))
+                _, stream = self.model.open_object(bucket, request.args.get("key", ""))
                 with stream:
                     return Response(stream.read(), content_type="application/octet-stream")
         except OssError as exc:
@@ -128,7 +192,7 @@ class OssApp(EmulatorApp):
         objects: list[dict[str, Any]] = []
         marker = ""
         while True:
-            page = self.store.list_objects(bucket, prefix, "", marker, 1000)
+            page = self.model.list_objects(bucket, prefix, "", marker, 1000)
             objects += [{
                 "key": o.key, "size": o.size, "etag": o.etag, "crc64": str(o.crc64),
                 "content_type": o.content_type, "meta": o.meta, "storage_class": o.storage_class,
@@ -137,10 +201,3 @@ class OssApp(EmulatorApp):
             if not page.truncated:
                 return {"bucket": bucket, "prefix": prefix, "objects": objects}
             marker = page.next_marker
-
-
-def _drain(request: Request) -> None:
-    with contextlib.suppress(Exception):  # a broken client stream is the client's problem
-        stream = request.stream
-        while stream.read(1 << 20):
-            pass

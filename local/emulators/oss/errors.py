@@ -1,74 +1,148 @@
-"""OSS error codes: each maps to the HTTP status and default message the real service uses.
+"""OSS error codes, one class each, with the HTTP status and default message the service uses.
 
-The model raises ``OssError``; the wire layer renders it as ``<Error>`` XML (root tag without a
-namespace, as oss2's ``make_exception`` requires) or, for HEAD, as base64 XML in ``x-oss-err``.
-oss2 picks its exception class by the pair (status, Code), so both must match the service.
+oss2 2.19.1 turns an error answer into an exception in ``oss2.exceptions.make_exception``: it
+picks the class by the pair (HTTP status, ``Code``) and falls back to ``ServerError``
+(``NotFound`` for any other 404), so both must match the service. It reads the ``<Error>``
+document (``Code``, ``Message``, ``RequestId``, ``HostId`` and any further children, which it
+keeps in ``details``) and gives up on a root tag other than ``Error``; on a HEAD answer, which
+has no body, it reads the same document base64-encoded from the ``x-oss-err`` header. Codes and
+statuses: https://www.alibabacloud.com/help/en/object-storage-service/latest/php-exception-handling
+(the table of common OSS error codes); the error document:
+https://www.alibabacloud.com/help/en/object-storage-service/latest/oss-error-response; messages
+of the 400s: https://www.alibabacloud.com/help/en/oss/support/http-400-status-code.
+
+Keyword arguments an error is raised with (``NoSuchBucket(BucketName=name)``) become further
+children of ``<Error>``, as the service adds them.
 """
 
 from __future__ import annotations
 
-# code -> (HTTP status, default message), messages as the service words them
-ERRORS: dict[str, tuple[int, str]] = {
-    "AccessDenied": (403, "You have no right to access this object because of bucket acl."),
-    "InvalidAccessKeyId": (
-        403, "The OSS Access Key Id you provided does not exist in our records."),
-    "SignatureDoesNotMatch": (
-        403,
-        "The request signature we calculated does not match the signature you provided. "
-        "Check your key and signing method.",
-    ),
-    "InvalidArgument": (400, "Invalid argument."),
-    "InvalidRequest": (400, "Invalid request."),
-    "MalformedXML": (
-        400,
-        "The XML you provided was not well-formed or did not validate against our published "
-        "schema.",
-    ),
-    "InvalidBucketName": (400, "The specified bucket is not valid."),
-    "InvalidObjectName": (400, "The specified object is not valid."),
-    "InvalidDigest": (400, "The Content-MD5 you specified was invalid."),
-    "IncompleteBody": (
-        400,
-        "You did not provide the number of bytes specified by the Content-Length HTTP header.",
-    ),
-    "EntityTooLarge": (400, "Your proposed upload exceeds the maximum allowed size."),
-    "MissingContentLength": (411, "You must provide the Content-Length HTTP header."),
-    "NoSuchBucket": (404, "The specified bucket does not exist."),
-    "NoSuchKey": (404, "The specified key does not exist."),
-    "BucketNotEmpty": (409, "The bucket you tried to delete is not empty."),
-    "BucketAlreadyExists": (
-        409,
-        "The requested bucket name is not available. The bucket namespace is shared by all "
-        "users of the system. Please select a different name and try again.",
-    ),
-    "FileAlreadyExists": (
-        409,
-        "The object you specified already exists and can not be overwritten.",
-    ),
-    "InvalidRange": (416, "The requested range cannot be satisfied"),
-    "PreconditionFailed": (412, "At least one of the pre-conditions you specified did not hold."),
-    "NotModified": (304, "Not Modified"),
-    "MethodNotAllowed": (405, "The specified method is not allowed against this resource."),
-    "NotImplemented": (501, "A header or query you provided requests a feature the emulator "
-                            "does not implement."),
-    "InternalError": (500, "We encountered an internal error. Please try again."),
-}
+from ..base import ServiceError
 
 
-class OssError(Exception):
-    """An OSS error response: ``code``, ``status``, ``message`` and extra ``<Error>`` children."""
+class OssError(ServiceError, root=True):
+    """The root of the OSS errors; a code without its own class (a fault) answers 400."""
 
-    def __init__(self, code: str, message: str | None = None, status: int | None = None,
-                 **extra: str) -> None:
-        default_status, default_message = ERRORS.get(code, (400, code))
-        self.code = code
-        self.status = status if status is not None else default_status
-        self.message = message if message is not None else default_message
-        self.extra = extra
-        super().__init__(f"{self.status} {code}: {self.message}")
+    status = 400
 
 
-def describe(code: str) -> tuple[int, str, str]:
-    """(HTTP status, Code, Message) of ``code``; unknown codes are a 400 worded as the code."""
-    status, message = ERRORS.get(code, (400, code))
-    return status, code, message
+class AccessDenied(OssError):
+    code, status = "AccessDenied", 403
+    template = "You have no right to access this object because of bucket acl."
+
+
+class InvalidAccessKeyId(OssError):
+    code, status = "InvalidAccessKeyId", 403
+    template = "The OSS Access Key Id you provided does not exist in our records."
+
+
+class SignatureDoesNotMatch(OssError):
+    code, status = "SignatureDoesNotMatch", 403
+    template = ("The request signature we calculated does not match the signature you provided. "
+                "Check your key and signing method.")
+
+
+class InvalidArgument(OssError):
+    code, status = "InvalidArgument", 400
+    template = "Invalid argument."
+
+
+class InvalidRequest(OssError):
+    code, status = "InvalidRequest", 400
+    template = "Invalid request."
+
+
+class MalformedXML(OssError):
+    code, status = "MalformedXML", 400
+    template = ("The XML you provided was not well-formed or did not validate against our "
+                "published schema.")
+
+
+class InvalidBucketName(OssError):
+    code, status = "InvalidBucketName", 400
+    template = "The specified bucket is not valid."
+
+
+class InvalidObjectName(OssError):
+    code, status = "InvalidObjectName", 400
+    template = "The specified object is not valid."
+
+
+class InvalidDigest(OssError):
+    code, status = "InvalidDigest", 400
+    template = "The Content-MD5 you specified was invalid."
+
+
+class IncompleteBody(OssError):
+    code, status = "IncompleteBody", 400
+    template = "You did not provide the number of bytes specified by the Content-Length HTTP header."
+
+
+class EntityTooLarge(OssError):
+    code, status = "EntityTooLarge", 400
+    template = "Your proposed upload exceeds the maximum allowed size."
+
+
+class MissingContentLength(OssError):
+    code, status = "MissingContentLength", 411
+    template = "You must provide the Content-Length HTTP header."
+
+
+class NoSuchBucket(OssError):
+    code, status = "NoSuchBucket", 404
+    template = "The specified bucket does not exist."
+
+
+class NoSuchKey(OssError):
+    code, status = "NoSuchKey", 404
+    template = "The specified key does not exist."
+
+
+class BucketNotEmpty(OssError):
+    code, status = "BucketNotEmpty", 409
+    template = "The bucket you tried to delete is not empty."
+
+
+class BucketAlreadyExists(OssError):
+    code, status = "BucketAlreadyExists", 409
+    template = ("The requested bucket name is not available. The bucket namespace is shared by all "
+                "users of the system. Please select a different name and try again.")
+
+
+class FileAlreadyExists(OssError):
+    code, status = "FileAlreadyExists", 409
+    template = "The object you specified already exists and can not be overwritten."
+
+
+class InvalidRange(OssError):
+    code, status = "InvalidRange", 416
+    template = "The requested range cannot be satisfied"
+
+
+class PreconditionFailed(OssError):
+    code, status = "PreconditionFailed", 412
+    template = "At least one of the pre-conditions you specified did not hold."
+
+
+class NotModified(OssError):
+    """Rendered as a bare 304 (no body): the answer to a GET whose condition says "unchanged"."""
+
+    code, status = "NotModified", 304
+    template = "Not Modified"
+
+
+class MethodNotAllowed(OssError):
+    code, status = "MethodNotAllowed", 405
+    template = "The specified method is not allowed against this resource."
+
+
+class NotImplementedHere(OssError):
+    """``NotImplemented`` (named apart from Python's builtin): an OSS feature the emulator lacks."""
+
+    code, status = "NotImplemented", 501
+    template = "A header or query you provided requests a feature the emulator does not implement."
+
+
+class InternalError(OssError):
+    code, status = "InternalError", 500
+    template = "We encountered an internal error. Please try again."

@@ -1,7 +1,10 @@
 """Request signature checks for OSS V1 (``OSS ak:sig``) and V4 (``OSS4-HMAC-SHA256``).
 
-Both rebuild the string oss2 signs (``oss2/auth.py``) from what arrived on the wire and compare
-HMACs. Headers and presigned URLs (``sign_url``) are both accepted. Clock skew is not checked
+Both rebuild the string oss2 2.19.1 signs (``oss2.auth.ProviderAuth`` for V1,
+``oss2.auth.ProviderAuthV4`` for V4) from what arrived on the wire and compare HMACs; the
+schemes are documented at https://www.alibabacloud.com/help/en/oss/developer-reference/include-signatures-in-the-authorization-header
+(V1) and https://www.alibabacloud.com/help/en/oss/developer-reference/recommend-to-use-signature-version-4
+(V4). Headers and presigned URLs (``sign_url``) are both accepted. Clock skew is not checked
 (the emulator's clock can be moved forward, and a skew check would then fail every request);
 presigned URLs do expire against the emulator clock.
 """
@@ -16,9 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from .errors import OssError
+from .errors import AccessDenied, InvalidAccessKeyId, InvalidArgument, SignatureDoesNotMatch
 
-# Query parameters that take part in the V1 resource string (oss2 ProviderAuth).
+# Query parameters that take part in the V1 resource string (oss2 2.19.1
+# ``oss2.auth.ProviderAuth._subresource_key_set``).
 SUBRESOURCES = frozenset((
     "response-content-type", "response-content-language", "response-cache-control", "logging",
     "response-content-encoding", "acl", "uploadId", "uploads", "partNumber", "group", "link",
@@ -102,7 +106,7 @@ def v4_signature(secret: str, date_time: str, scope: str, canonical: str) -> tup
     return hmac.new(key, string_to_sign.encode("utf-8"), hashlib.sha256).hexdigest(), string_to_sign
 
 
-class Authenticator:
+class OssAuthenticator:
     """Verifies a request against a key lookup; returns the access key id, None if anonymous."""
 
     def __init__(self, secret_for: Callable[[str], str | None],
@@ -119,20 +123,18 @@ class Authenticator:
         if auth.startswith("OSS "):
             ak, sep, signature = auth[4:].strip().rpartition(":")
             if not sep or not ak:
-                raise OssError("InvalidArgument", "Authorization header is invalid.",
-                               Authorization=auth)
+                raise InvalidArgument("Authorization header is invalid.", Authorization=auth)
             token = req.headers.get("x-oss-security-token")
             date = req.headers.get("x-oss-date") or req.headers.get("date", "")
             return self._v1(req, ak, signature, date, token)
         if auth:
-            raise OssError("InvalidArgument", "Authorization header is invalid.",
-                           Authorization=auth)
+            raise InvalidArgument("Authorization header is invalid.", Authorization=auth)
         if "OSSAccessKeyId" in params:
             expires = params.get("Expires", "")
             if not expires.isdigit():
-                raise OssError("AccessDenied", "Expires should be a positive integer.")
+                raise AccessDenied("Expires should be a positive integer.")
             if int(expires) < self._now():
-                raise OssError("AccessDenied", "Request has expired.", Expires=expires)
+                raise AccessDenied("Request has expired.", Expires=expires)
             return self._v1(req, params["OSSAccessKeyId"], params.get("Signature", ""), expires,
                             params.get("security-token"))
         if params.get("x-oss-signature-version") == V4_ALGORITHM:
@@ -142,11 +144,11 @@ class Authenticator:
     def _secret(self, ak: str, token: str | None) -> str:
         secret = self._secret_for(ak)
         if secret is None:
-            raise OssError("InvalidAccessKeyId", OSSAccessKeyId=ak)
+            raise InvalidAccessKeyId(OSSAccessKeyId=ak)
         if not self._token_ok(ak, token):
             message = ("The security token you provided is invalid." if token
                        else "The OSS Access Key Id you provided does not exist in our records.")
-            raise OssError("InvalidAccessKeyId", message, OSSAccessKeyId=ak)
+            raise InvalidAccessKeyId(message, OSSAccessKeyId=ak)
         return secret
 
     def _v1(self, req: RequestParts, ak: str, signature: str, date: str,
@@ -166,7 +168,7 @@ class Authenticator:
             fields[name] = value
         date_time = req.headers.get("x-oss-date", "")
         if not date_time:
-            raise OssError("AccessDenied", "Missing x-oss-date header for V4 signature.")
+            raise AccessDenied("Missing x-oss-date header for V4 signature.")
         additional = [h for h in fields.get("AdditionalHeaders", "").lower().split(";") if h]
         return self._v4(req, fields.get("Credential", ""), fields.get("Signature", ""),
                         date_time, additional, req.headers.get("x-oss-security-token"))
@@ -176,13 +178,13 @@ class Authenticator:
         date_time = params.get("x-oss-date", "")
         expires = params.get("x-oss-expires", "")
         if not expires.isdigit():
-            raise OssError("AccessDenied", "x-oss-expires should be a positive integer.")
+            raise AccessDenied("x-oss-expires should be a positive integer.")
         try:
             signed_at = parsedate_iso8601(date_time)
         except ValueError:
-            raise OssError("AccessDenied", "Invalid x-oss-date.") from None
+            raise AccessDenied("Invalid x-oss-date.") from None
         if signed_at + int(expires) < self._now():
-            raise OssError("AccessDenied", "Request has expired.", Expires=expires)
+            raise AccessDenied("Request has expired.", Expires=expires)
         additional = [h for h in params.get("x-oss-additional-headers", "").lower().split(";")
                       if h]
         return self._v4(req, params.get("x-oss-credential", ""),
@@ -194,10 +196,10 @@ class Authenticator:
         ak, _, scope = credential.partition("/")
         scope_parts = scope.split("/")
         if not ak or len(scope_parts) != 4 or scope_parts[3] != "aliyun_v4_request":
-            raise OssError("InvalidArgument", "Invalid credential in Authorization header.",
-                           Credential=credential)
+            raise InvalidArgument("Invalid credential in Authorization header.",
+                                  Credential=credential)
         if scope_parts[0] != date_time[:8]:
-            raise OssError("InvalidArgument", "Invalid signing date in Authorization header.")
+            raise InvalidArgument("Invalid signing date in Authorization header.")
         secret = self._secret(ak, token)
         canonical = v4_canonical_request(req, additional)
         expected, to_sign = v4_signature(secret, date_time, scope, canonical)
@@ -211,13 +213,12 @@ def parsedate_iso8601(value: str) -> float:
     return datetime.strptime(value, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc).timestamp()
 
 
-def _mismatch(ak: str, to_sign: str, provided: str, **extra: str) -> OssError:
+def _mismatch(ak: str, to_sign: str, provided: str, **extra: str) -> SignatureDoesNotMatch:
     # The service returns its string to sign so a client can diff it against its own; put it
     # in the message too, which is what oss2 surfaces in exception text.
-    message = (f"The request signature we calculated does not match the signature you provided. "
-               f"Check your key and signing method. Server string to sign: {to_sign}")
-    error = OssError("SignatureDoesNotMatch", message, StringToSign=to_sign,
-                     OSSAccessKeyId=ak, SignatureProvided=provided,
-                     StringToSignBytes=" ".join(f"{b:02x}" for b in to_sign.encode("utf-8")))
-    error.extra.update(extra)
+    message = f"{SignatureDoesNotMatch.template} Server string to sign: {to_sign}"
+    error = SignatureDoesNotMatch(
+        message, StringToSign=to_sign, OSSAccessKeyId=ak, SignatureProvided=provided,
+        StringToSignBytes=" ".join(f"{b:02x}" for b in to_sign.encode("utf-8")))
+    error.fields.update(extra)
     return error

@@ -3,7 +3,7 @@
 Keys arrive percent-encoded with ``/`` as ``%2F`` (oss2 quotes with ``safe=''``), so the bucket
 and key are split on the raw request URI and only then unquoted; werkzeug's decoded ``path``
 would merge ``a%2Fb`` and ``a/b``. Rendering follows what oss2's parsers read
-(``oss2/xml_utils.py``, ``oss2/models.py``).
+(oss2 2.19.1 ``oss2.xml_utils``, ``oss2.models``).
 """
 
 from __future__ import annotations
@@ -21,10 +21,19 @@ from xml.sax.saxutils import escape
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request, Response
 
+from local.emulators.base import ServiceError
 from local.emulators.server import raw_headers
 
-from .errors import OssError
-from .model import NewObject, ObjectMeta, valid_bucket_name
+from .errors import (
+    IncompleteBody,
+    InvalidArgument,
+    InvalidBucketName,
+    InvalidDigest,
+    InvalidObjectName,
+    InvalidRange,
+    MalformedXML,
+)
+from .model import Conditions, NewObject, ObjectMeta, valid_bucket_name
 from .signing import RequestParts
 
 OWNER_ID = "1000000000000001"  # the emulator's single account
@@ -42,8 +51,8 @@ def unquote_key(raw: str, what: str) -> str:
     try:  # WSGI strings are latin-1 stand-ins for the raw bytes
         return unquote_to_bytes(raw.encode("latin-1")).decode("utf-8")
     except (UnicodeError, ValueError):
-        raise OssError("InvalidObjectName" if what == "key" else "InvalidBucketName",
-                       f"The {what} must be valid UTF-8 once percent-decoded.") from None
+        error = InvalidObjectName if what == "key" else InvalidBucketName
+        raise error(f"The {what} must be valid UTF-8 once percent-decoded.") from None
 
 
 def parse_request(request: Request) -> RequestParts:
@@ -59,7 +68,7 @@ def parse_request(request: Request) -> RequestParts:
     raw_bucket, _, raw_key = raw_path.lstrip("/").partition("/")
     bucket = unquote_key(raw_bucket, "bucket")
     if bucket and not valid_bucket_name(bucket):
-        raise OssError("InvalidBucketName", BucketName=bucket)
+        raise InvalidBucketName(BucketName=bucket)
     headers = raw_headers(environ)
     params = dict(parse_qsl(raw_query, keep_blank_values=True))
     return RequestParts(request.method, bucket, unquote_key(raw_key, "key"), params, headers)
@@ -67,7 +76,8 @@ def parse_request(request: Request) -> RequestParts:
 
 # --- rendering helpers -----------------------------------------------------------------------
 def http_date(ts: float) -> str:
-    return formatdate(int(ts), usegmt=True)  # two-digit day, as oss2's parser requires
+    # two-digit day: oss2 2.19.1 oss2.utils.http_to_unixtime rejects anything else
+    return formatdate(int(ts), usegmt=True)
 
 
 def iso8601(ts: float) -> str:
@@ -83,8 +93,8 @@ def xml_response(root: str, body: str, status: int = 200) -> Response:
     return Response(doc.encode("utf-8"), status=status, content_type=XML_TYPE)
 
 
-def error_xml(error: OssError, request_id: str, host: str) -> bytes:
-    extra = "".join(el(k, v) for k, v in error.extra.items())
+def error_xml(error: ServiceError, request_id: str, host: str) -> bytes:
+    extra = "".join(el(k, v) for k, v in error.fields.items())
     return (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error>{el("Code", error.code)}'
             f'{el("Message", error.message)}{el("RequestId", request_id)}'
             f'{el("HostId", host)}{extra}</Error>').encode()
@@ -142,7 +152,7 @@ def content_md5(headers: dict[str, str]) -> bytes | None:
     except (binascii.Error, ValueError):
         digest = b""
     if len(digest) != 16:
-        raise OssError("InvalidDigest")
+        raise InvalidDigest()
     return digest
 
 
@@ -154,9 +164,9 @@ def body_chunks(request: Request, length: int | None) -> Iterator[bytes]:
             received += len(chunk)
             yield chunk
     except (HTTPException, OSError):  # short of Content-Length, or a broken chunk header
-        raise OssError("IncompleteBody") from None
+        raise IncompleteBody() from None
     if length is not None and received != length:
-        raise OssError("IncompleteBody")
+        raise IncompleteBody()
 
 
 def object_spec(headers: dict[str, str], md5: bytes | None) -> NewObject:
@@ -173,16 +183,16 @@ def object_spec(headers: dict[str, str], md5: bytes | None) -> NewObject:
 def max_keys(params: dict[str, str]) -> int:
     raw = params.get("max-keys", "") or "100"
     if not raw.isdigit() or not 1 <= int(raw) <= 1000:
-        raise OssError("InvalidArgument", "max-keys must be an integer between 1 and 1000.",
-                       ArgumentName="max-keys", ArgumentValue=raw)
+        raise InvalidArgument("max-keys must be an integer between 1 and 1000.",
+                              ArgumentName="max-keys", ArgumentValue=raw)
     return int(raw)
 
 
 def encoder(params: dict[str, str]) -> Callable[[str], str]:
     kind = params.get("encoding-type", "")
     if kind not in ("", "url"):
-        raise OssError("InvalidArgument", "The encoding-type must be url.",
-                       ArgumentName="encoding-type", ArgumentValue=kind)
+        raise InvalidArgument("The encoding-type must be url.",
+                              ArgumentName="encoding-type", ArgumentValue=kind)
     return (lambda s: quote(s, safe="")) if kind == "url" else (lambda s: s)
 
 
@@ -190,9 +200,9 @@ def parse_xml(data: bytes, root: str) -> ElementTree.Element:
     try:
         node = ElementTree.fromstring(data)
     except ElementTree.ParseError:
-        raise OssError("MalformedXML") from None
+        raise MalformedXML() from None
     if node.tag != root:
-        raise OssError("MalformedXML")
+        raise MalformedXML()
     return node
 
 
@@ -201,7 +211,9 @@ def parse_range(header: str, size: int, standard: bool) -> tuple[int, int] | Non
 
     OSS ignores an invalid or out-of-range Range and answers 200 with the whole object; only
     with ``x-oss-range-behavior: standard`` does it trim the end and answer 416 when the start
-    lies beyond the object. Only the first of several ranges is honoured.
+    lies beyond the object. Only the first of several ranges is honoured
+    (https://www.alibabacloud.com/help/en/oss/how-to-obtain-oss-resources-by-segmenting-http-range-requests,
+    https://www.alibabacloud.com/help/en/oss/developer-reference/scope-download-using-oss-sdk-for-php-v2).
     """
     if not header.startswith("bytes="):
         return None
@@ -228,27 +240,31 @@ def parse_range(header: str, size: int, standard: bool) -> tuple[int, int] | Non
 
 def _unsatisfiable(standard: bool) -> tuple[int, int] | None:
     if standard:
-        raise OssError("InvalidRange")
+        raise InvalidRange()
     return None
 
 
-def check_preconditions(headers: dict[str, str], obj: ObjectMeta) -> None:
+def conditions(headers: dict[str, str]) -> Conditions:
+    """A read's ``If-…`` headers; an unparsable date is ignored (RFC 9110 §13.1.3, §13.1.4)."""
     def stamp(name: str) -> float | None:
         try:
             return parsedate_to_datetime(headers[name]).timestamp() if name in headers else None
         except (TypeError, ValueError):
-            return None  # an unparsable date is ignored, as HTTP says
+            return None
 
-    modified = int(obj.last_modified)
-    match = headers.get("if-match")
-    if match is not None and match.strip('"').upper() not in ("*", obj.etag):
-        raise OssError("PreconditionFailed", Condition="If-Match")
-    since = stamp("if-unmodified-since")
-    if since is not None and modified > since:
-        raise OssError("PreconditionFailed", Condition="If-Unmodified-Since")
-    none_match = headers.get("if-none-match")
-    if none_match is not None and none_match.strip('"').upper() in ("*", obj.etag):
-        raise OssError("NotModified")
-    since = stamp("if-modified-since")
-    if since is not None and modified <= since:
-        raise OssError("NotModified")
+    return Conditions(headers.get("if-match"), headers.get("if-none-match"),
+                      stamp("if-modified-since"), stamp("if-unmodified-since"))
+
+
+def continuation_token(marker: str) -> str:
+    """ListObjectsV2's ``NextContinuationToken`` for a page that ended at ``marker``."""
+    return base64.urlsafe_b64encode(marker.encode("utf-8")).decode("ascii")
+
+
+def marker_of(token: str) -> str:
+    """The marker a ``continuation-token`` stands for."""
+    try:
+        return base64.urlsafe_b64decode(token.encode("ascii")).decode("utf-8")
+    except (binascii.Error, UnicodeError, ValueError):
+        raise InvalidArgument("The continuation-token is not valid.",
+                              ArgumentName="continuation-token", ArgumentValue=token) from None
