@@ -26,21 +26,19 @@ from typing import Any
 from local.emulators.base import Clock
 
 from . import errors
-from .errors import check_name, check_range
+from .limits import (
+    DEFAULT_PRIORITY,
+    MAX_BATCH,
+    MAX_BATCH_BYTES,
+    PRIORITY_RANGE,
+    QUEUE_DEFAULTS,
+    QUEUE_RANGES,
+    check_attributes,
+    check_name,
+    check_range,
+)
 from .topics import TopicsMixin
 
-QUEUE_DEFAULTS: dict[str, int] = {
-    "VisibilityTimeout": 30, "MaximumMessageSize": 65536, "MessageRetentionPeriod": 345600,
-    "DelaySeconds": 0, "PollingWaitSeconds": 0, "LoggingEnabled": 0,
-}
-QUEUE_RANGES: dict[str, tuple[int, int]] = {
-    "VisibilityTimeout": (1, 43200),
-    "MaximumMessageSize": (1024, 65536),
-    "MessageRetentionPeriod": (60, 604800),
-    "DelaySeconds": (0, 604800),
-    "PollingWaitSeconds": (0, 30),
-    "LoggingEnabled": (0, 1),
-}
 # attribute name -> column; the order is the queues table's column order
 _QUEUE_COLUMNS = {
     "VisibilityTimeout": "visibility_timeout",
@@ -50,9 +48,6 @@ _QUEUE_COLUMNS = {
     "PollingWaitSeconds": "polling_wait_seconds",
     "LoggingEnabled": "logging_enabled",
 }
-DEFAULT_PRIORITY = 8
-MAX_BATCH = 16
-MAX_BATCH_BYTES = 65536
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS queues (
@@ -184,30 +179,23 @@ class MnsModel(TopicsMixin):
     def _queue_row(self, name: str) -> sqlite3.Row:
         row = self._db.execute("SELECT * FROM queues WHERE name = ?", (name,)).fetchone()
         if row is None:
-            raise errors.queue_not_exist(name)
+            raise errors.QueueNotExist(name=name)
         return row
 
     @staticmethod
     def _attrs(row: sqlite3.Row) -> dict[str, int]:
         return {attr: int(row[col]) for attr, col in _QUEUE_COLUMNS.items()}
 
-    @staticmethod
-    def _validate_queue_attrs(attrs: dict[str, int]) -> None:
-        for attr, value in attrs.items():
-            if attr not in QUEUE_RANGES:
-                raise errors.invalid_argument(attr, "a known queue attribute")
-            check_range(attr, value, *QUEUE_RANGES[attr])
-
     def create_queue(self, name: str, attrs: dict[str, int]) -> bool:
         """Create ``name``; False if it already exists with the same attributes."""
         check_name("QueueName", name)
-        self._validate_queue_attrs(attrs)
+        check_attributes(attrs, QUEUE_RANGES, "queue")
         wanted = {**QUEUE_DEFAULTS, **attrs}
         with self._write() as db:
             row = db.execute("SELECT * FROM queues WHERE name = ?", (name,)).fetchone()
             if row is not None:
                 if self._attrs(row) != wanted:
-                    raise errors.queue_already_exist(name)
+                    raise errors.QueueAlreadyExist(name=name)
                 return False
             now = int(self.clock.now())
             db.execute(
@@ -217,7 +205,7 @@ class MnsModel(TopicsMixin):
             return True
 
     def set_queue_attributes(self, name: str, attrs: dict[str, int]) -> None:
-        self._validate_queue_attrs(attrs)
+        check_attributes(attrs, QUEUE_RANGES, "queue")
         with self._write() as db:
             self._queue_row(name)
             for attr, value in attrs.items():
@@ -290,7 +278,7 @@ class MnsModel(TopicsMixin):
         if message.delay_seconds is not None:
             check_range("DelaySeconds", message.delay_seconds, *QUEUE_RANGES["DelaySeconds"])
         if message.priority is not None:
-            check_range("Priority", message.priority, 1, 16)
+            check_range("Priority", message.priority, *PRIORITY_RANGE)
 
     def _enqueue(self, queue: sqlite3.Row, message: NewMessage) -> StoredMessage:
         now = self.now_ms()
@@ -354,14 +342,14 @@ class MnsModel(TopicsMixin):
             deadline = self.clock.now() + wait
             while True:
                 if self._closed:
-                    raise errors.message_not_exist()
+                    raise errors.MessageNotExist()
                 with self._write(notify=False):
                     taken = self._take_visible(self._queue_row(queue), count)
                 if taken:
                     return taken
                 now = self.clock.now()
                 if now >= deadline:
-                    raise errors.message_not_exist()
+                    raise errors.MessageNotExist()
                 # Sleep until the deadline or until the next invisible/delayed message is due;
                 # sends and clock advances notify the condition earlier.
                 due = self._db.execute(
@@ -400,7 +388,7 @@ class MnsModel(TopicsMixin):
             self._purge_expired(row)
             found = self._messages(queue, "AND next_visible_time <= ?", (self.now_ms(),), count)
         if not found:
-            raise errors.message_not_exist()
+            raise errors.MessageNotExist()
         return found
 
     # Receipt handles: a handle is valid only while it is the message's latest one and its
@@ -412,13 +400,13 @@ class MnsModel(TopicsMixin):
     def _by_handle(self, queue: str, handle: str) -> StoredMessage:
         found = self._messages(queue, "AND receipt_handle = ?", (handle,), 1)
         if not found:
-            raise errors.receipt_handle_error(handle)
+            raise errors.ReceiptHandleError(handle=handle)
         return found[0]
 
     def _delete_one(self, queue: str, handle: str) -> None:
         message = self._by_handle(queue, handle)
         if message.next_visible_time <= self.now_ms():
-            raise errors.receipt_handle_error(handle)
+            raise errors.ReceiptHandleError(handle=handle)
         self._db.execute("DELETE FROM messages WHERE message_id = ?", (message.message_id,))
 
     def delete_message(self, queue: str, handle: str) -> None:
@@ -446,7 +434,7 @@ class MnsModel(TopicsMixin):
             message = self._by_handle(queue, handle)
             now = self.now_ms()
             if message.next_visible_time <= now:
-                raise errors.message_not_exist()
+                raise errors.MessageNotExist()
             new_handle = new_receipt_handle()
             self._db.execute(
                 "UPDATE messages SET next_visible_time = ?, receipt_handle = ? "

@@ -19,20 +19,15 @@ from typing import TYPE_CHECKING, Any
 from xml.sax.saxutils import escape
 
 from . import errors
-from .errors import XMLNS, check_name, check_range
+from .errors import XMLNS
+from .limits import MAX_TAG, TOPIC_DEFAULTS, TOPIC_RANGES, check_attributes, check_name, check_range
 
 if TYPE_CHECKING:
     from local.emulators.base import Clock
 
-TOPIC_DEFAULTS: dict[str, int] = {"MaximumMessageSize": 65536, "LoggingEnabled": 0}
-TOPIC_RANGES: dict[str, tuple[int, int]] = {
-    "MaximumMessageSize": (1024, 65536),
-    "LoggingEnabled": (0, 1),
-}
 TOPIC_RETENTION_SECONDS = 86400  # fixed by the service, reported by GetTopicAttributes
 FORMATS = ("XML", "JSON", "SIMPLIFIED")
 STRATEGIES = ("BACKOFF_RETRY", "EXPONENTIAL_DECAY_RETRY")
-MAX_TAG = 16
 
 # acs:mns:{region}:{account}:queues/{name} (TopicHelper.generate_queue_endpoint), and the
 # http(s)://{account}.mns.{region}.aliyuncs.com/queues/{name} form seen in samples.
@@ -111,20 +106,13 @@ class TopicsMixin:
     def _topic_row(self, name: str) -> sqlite3.Row:
         row = self._db.execute("SELECT * FROM topics WHERE name = ?", (name,)).fetchone()
         if row is None:
-            raise errors.topic_not_exist(name)
+            raise errors.TopicNotExist(name=name)
         return row
-
-    @staticmethod
-    def _validate_topic_attrs(attrs: dict[str, int]) -> None:
-        for attr, value in attrs.items():
-            if attr not in TOPIC_RANGES:
-                raise errors.invalid_argument(attr, "a known topic attribute")
-            check_range(attr, value, *TOPIC_RANGES[attr])
 
     def create_topic(self, name: str, attrs: dict[str, int]) -> bool:
         """Create ``name``; False if it already exists with the same attributes."""
         check_name("TopicName", name)
-        self._validate_topic_attrs(attrs)
+        check_attributes(attrs, TOPIC_RANGES, "topic")
         wanted = {**TOPIC_DEFAULTS, **attrs}
         with self._write() as db:
             row = db.execute("SELECT * FROM topics WHERE name = ?", (name,)).fetchone()
@@ -132,7 +120,7 @@ class TopicsMixin:
                 have = {"MaximumMessageSize": row["maximum_message_size"],
                         "LoggingEnabled": row["logging_enabled"]}
                 if have != wanted:
-                    raise errors.topic_already_exist(name)
+                    raise errors.TopicAlreadyExist(name=name)
                 return False
             now = int(self.clock.now())
             db.execute(
@@ -143,7 +131,7 @@ class TopicsMixin:
             return True
 
     def set_topic_attributes(self, name: str, attrs: dict[str, int]) -> None:
-        self._validate_topic_attrs(attrs)
+        check_attributes(attrs, TOPIC_RANGES, "topic")
         with self._write() as db:
             self._topic_row(name)
             columns = {"MaximumMessageSize": "maximum_message_size",
@@ -181,7 +169,7 @@ class TopicsMixin:
             "SELECT * FROM subscriptions WHERE topic = ? AND name = ?", (topic, name)
         ).fetchone()
         if row is None:
-            raise errors.subscription_not_exist(name)
+            raise errors.SubscriptionNotExist(name=name)
         return row
 
     def subscribe(self, topic: str, name: str, endpoint: str, filter_tag: str = "",
@@ -189,13 +177,13 @@ class TopicsMixin:
         """Create subscription ``name``; False if it exists with the same attributes."""
         check_name("SubscriptionName", name)
         if not endpoint:
-            raise errors.invalid_argument("Endpoint", "a non-empty endpoint")
+            raise errors.InvalidArgument(param="Endpoint", detail="a non-empty endpoint")
         strategy = notify_strategy or STRATEGIES[0]
         fmt = notify_content_format or "XML"
         if strategy not in STRATEGIES:
-            raise errors.invalid_argument("NotifyStrategy", " or ".join(STRATEGIES))
+            raise errors.InvalidArgument(param="NotifyStrategy", detail=" or ".join(STRATEGIES))
         if fmt not in FORMATS:
-            raise errors.invalid_argument("NotifyContentFormat", ", ".join(FORMATS))
+            raise errors.InvalidArgument(param="NotifyContentFormat", detail=", ".join(FORMATS))
         check_range("FilterTag length", len(filter_tag), 0, MAX_TAG)
         wanted = (endpoint, filter_tag, strategy, fmt)
         with self._write() as db:
@@ -207,7 +195,7 @@ class TopicsMixin:
                 have = (row["endpoint"], row["filter_tag"], row["notify_strategy"],
                         row["notify_content_format"])
                 if have != wanted:
-                    raise errors.subscription_already_exist(name)
+                    raise errors.SubscriptionAlreadyExist(name=name)
                 return False
             now = int(self.clock.now())
             db.execute("INSERT INTO subscriptions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -216,7 +204,7 @@ class TopicsMixin:
 
     def set_subscription_attributes(self, topic: str, name: str, notify_strategy: str) -> None:
         if notify_strategy and notify_strategy not in STRATEGIES:
-            raise errors.invalid_argument("NotifyStrategy", " or ".join(STRATEGIES))
+            raise errors.InvalidArgument(param="NotifyStrategy", detail=" or ".join(STRATEGIES))
         with self._write() as db:
             self._topic_row(topic)
             self._subscription_row(topic, name)

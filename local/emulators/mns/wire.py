@@ -31,8 +31,8 @@ from local.emulators.base import Clock, EmulatorApp, KeyRing, json_response, new
 
 from . import errors, xmlio
 from .errors import MnsError
-from .model import QUEUE_DEFAULTS, MnsModel, StoredMessage
-from .topics import TOPIC_DEFAULTS
+from .limits import MAX_LIST, QUEUE_DEFAULTS, TOPIC_DEFAULTS, check_range
+from .model import MnsModel, StoredMessage
 
 if TYPE_CHECKING:
     import xml.etree.ElementTree as ET
@@ -41,7 +41,6 @@ log = logging.getLogger(__name__)
 
 API_VERSION = "2015-06-06"
 DEFAULT_ACCOUNT_ID = "1000000000000000"  # TopicOwner / Subscriber in notifications
-MAX_LIST = 1000
 
 Reply = tuple[int, str, dict[str, str]]
 
@@ -117,7 +116,7 @@ def route(method: str, path: str, query: dict[str, str], xml: ET.Element | None,
         key = tuple("*" if i % 2 else p for i, p in enumerate(parts))
     api = table.get(key, {}).get(method)
     if api is None:
-        raise errors.unsupported(method, path)
+        raise errors.InvalidRequest(method=method, path=path)
     return api, parts[1::2]
 
 
@@ -188,7 +187,7 @@ class MnsApp(EmulatorApp):
         if body and headers.get("content-md5"):
             expected = base64.b64encode(hashlib.md5(body).hexdigest().encode()).decode()
             if headers["content-md5"].strip() != expected:
-                raise errors.invalid_digest()
+                raise errors.InvalidDegist()
         path, _, raw_query = raw_uri.partition("?")
         query = parse_query(raw_query)
         xml = xmlio.parse(body) if body.strip() else None
@@ -198,29 +197,29 @@ class MnsApp(EmulatorApp):
             if rule.delay:
                 time.sleep(rule.delay)
             if rule.code:
-                raise MnsError(rule.code, rule.message or f"Injected fault for {api}.",
-                               rule.status)
+                raise MnsError.from_code(rule.code, rule.message or f"Injected fault for {api}.",
+                                         rule.status)
         return self._handlers[api](Call(api, names, query, headers, xml, base_url))
 
     def _authenticate(self, method: str, headers: dict[str, str], raw_uri: str) -> None:
         authorization = headers.get("authorization")
         if not authorization:
-            raise errors.missing_authorization()
+            raise errors.MissingAuthorizationHeader()
         scheme, _, credential = authorization.strip().partition(" ")
         access_key_id, sep, signature = credential.strip().partition(":")
         if scheme != "MNS" or not sep or not access_key_id:
-            raise errors.invalid_authorization()
+            raise errors.InvalidAuthorizationHeader()
         secret = self.keyring.secret_for(access_key_id)
         if secret is None:
-            raise errors.invalid_access_key_id(access_key_id)
+            raise errors.InvalidAccessKeyId(access_key_id=access_key_id)
         expected = sign(secret, string_to_sign(method, headers, raw_uri))
         if not hmac.compare_digest(expected, signature.strip()):
             log.debug("mns: signature mismatch, server string to sign %r",
                       string_to_sign(method, headers, raw_uri))
-            raise errors.signature_mismatch()
+            raise errors.SignatureDoesNotMatch()
         token = headers.get("security-token")
         if not self.keyring.token_ok(access_key_id, token):
-            raise errors.access_denied(
+            raise errors.AccessDenied(detail=
                 "the security token is missing or does not match this STS access key"
                 if self.keyring.keys[access_key_id][1] else
                 "a security token was sent with a long-term access key"
@@ -229,14 +228,14 @@ class MnsApp(EmulatorApp):
     @staticmethod
     def _xml(call: Call, root: str) -> ET.Element:
         if call.xml is None or call.xml.tag != root:
-            raise errors.malformed_xml(f"expected a <{root}> document")
+            raise errors.MalformedXML(detail=f"expected a <{root}> document")
         return call.xml
 
     @staticmethod
     def _list_args(call: Call) -> tuple[str, str, int]:
         number = call.headers.get("x-mns-ret-number")
         limit = MAX_LIST if number is None else xmlio.to_int("x-mns-ret-number", number)
-        errors.check_range("x-mns-ret-number", limit, 1, MAX_LIST)
+        check_range("x-mns-ret-number", limit, 1, MAX_LIST)
         return call.headers.get("x-mns-prefix", ""), call.headers.get("x-mns-marker", ""), limit
 
     # --- account ---------------------------------------------------------------------------
@@ -334,7 +333,7 @@ class MnsApp(EmulatorApp):
         handle = call.query.get("receipthandle", "")
         timeout = call.int_query("visibilitytimeout")
         if timeout is None:
-            raise errors.invalid_argument("VisibilityTimeout", "given")
+            raise errors.InvalidArgument(param="VisibilityTimeout", detail="given")
         message = self.model.change_visibility(call.names[0], handle, timeout)
         return 200, xmlio.change_visibility(str(message.receipt_handle),
                                             message.next_visible_time), {}

@@ -31,7 +31,7 @@ def parse(body: bytes) -> ET.Element:
     try:
         root = ET.fromstring(body)
     except ET.ParseError as exc:
-        raise errors.malformed_xml(str(exc)) from None
+        raise errors.MalformedXML(detail=str(exc)) from None
     for element in root.iter():
         element.tag = element.tag.rpartition("}")[2]
     return root
@@ -45,13 +45,13 @@ def to_int(param: str, value: str) -> int:
     try:
         return int(value.strip())
     except ValueError:
-        raise errors.invalid_argument(param, f"an integer, got {value!r}") from None
+        raise errors.InvalidArgument(param=param, detail=f"an integer, got {value!r}") from None
 
 
 def to_flag(param: str, value: str) -> int:
     lowered = value.strip().lower()
     if lowered not in ("true", "false"):
-        raise errors.invalid_argument(param, f"True or False, got {value!r}")
+        raise errors.InvalidArgument(param=param, detail=f"True or False, got {value!r}")
     return int(lowered == "true")
 
 
