@@ -8,8 +8,6 @@ SDK decodes (``wire.error_document``).
 
 from __future__ import annotations
 
-from xml.sax.saxutils import escape
-
 from local.emulators.base import ServiceError
 
 
@@ -114,18 +112,3 @@ class InternalError(MnsError):
 
     code, status = "InternalError", 500
     template = "Internal error."
-
-
-XMLNS = "http://mns.aliyuncs.com/doc/v1/"
-
-
-def render_error(error: ServiceError, request_id: str, host_id: str) -> bytes:
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?>\n'
-        f'<Error xmlns="{XMLNS}">'
-        f"<Code>{escape(error.code)}</Code>"
-        f"<Message>{escape(error.message)}</Message>"
-        f"<RequestId>{escape(request_id)}</RequestId>"
-        f"<HostId>{escape(host_id)}</HostId>"
-        "</Error>"
-    ).encode()

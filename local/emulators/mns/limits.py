@@ -63,3 +63,13 @@ def check_attributes(attrs: Mapping[str, int], ranges: Mapping[str, tuple[int, i
         if attr not in ranges:
             raise InvalidArgument(param=attr, detail=f"a known {kind} attribute")
         check_range(attr, value, *ranges[attr])
+
+
+def creation_attributes(kind: str, name: str, attrs: Mapping[str, int],
+                        defaults: Mapping[str, int], ranges: Mapping[str, tuple[int, int]],
+                        ) -> dict[str, int]:
+    """What a CreateQueue / CreateTopic asks for: a valid name, valid attributes, and the
+    defaults for the attributes it leaves out."""
+    check_name(f"{kind.capitalize()}Name", name)
+    check_attributes(attrs, ranges, kind)
+    return {**defaults, **attrs}
