@@ -1,7 +1,7 @@
 """MNS errors: one class per error code, with the HTTP status and the message the emulator answers.
 
 Codes and statuses follow the MNS error code table
-(https://www.alibabacloud.com/help/en/mns/developer-reference/syntax-of-error-responses); the
+(https://www.alibabacloud.com/help/en/message-service/latest/syntax-of-error-responses); the
 messages name what was wrong. ``MnsApp.render_error`` puts them in the ``<Error>`` document the
 SDK decodes (``wire.error_document``).
 """

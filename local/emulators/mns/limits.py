@@ -5,9 +5,11 @@ Ranges and defaults are those of the MNS API reference: queue attributes from Cr
 Priority 1 (highest) to 16, default 8, from SendMessage
 (https://www.alibabacloud.com/help/doc-detail/35134.htm), at most 16 messages and 64 KB per
 batch from BatchSendMessage
-(https://www.alibabacloud.com/help/en/mns/developer-reference/batchsendmessage), and a long
-poll of at most 30 s from ReceiveMessage
-(https://www.alibabacloud.com/help/en/mns/developer-reference/receivemessage).
+(https://www.alibabacloud.com/help/en/mns/developer-reference/batchsendmessage), a long poll
+of at most 30 s from ReceiveMessage
+(https://www.alibabacloud.com/help/en/mns/developer-reference/receivemessage), and a
+message filtering tag of at most 16 characters from Subscription
+(https://alibabacloud.com/help/en/mns/developer-reference/subscription).
 """
 
 from __future__ import annotations

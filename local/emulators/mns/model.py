@@ -58,9 +58,11 @@ class StoredMessage:
     the message's latest one and its NextVisibleTime has not passed (ReceiveMessage,
     https://www.alibabacloud.com/help/en/mns/developer-reference/receivemessage). The docs
     disagree on the code for a handle that is no longer valid; the emulator answers
-    ReceiptHandleError 400 for every invalid handle on DeleteMessage (stale, expired, already
-    deleted, malformed), and on ChangeMessageVisibility MessageNotExist 404 for an
-    expired-but-latest handle, which its error table lists
+    ReceiptHandleError 400, which the DeleteMessage error table lists
+    (https://www.alibabacloud.com/help/en/mns/developer-reference/deletemessage), for every
+    invalid handle on DeleteMessage (stale, expired, already deleted, malformed), and on
+    ChangeMessageVisibility MessageNotExist 404 for an expired-but-latest handle, which its
+    error table lists
     (https://alibabacloud.com/help/en/mns/developer-reference/changemessagevisibility).
     """
 

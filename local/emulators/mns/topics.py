@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 FORMATS = ("XML", "JSON", "SIMPLIFIED")
 STRATEGIES = ("BACKOFF_RETRY", "EXPONENTIAL_DECAY_RETRY")
 
-# acs:mns:{region}:{account}:queues/{name} (aliyun-mns-sdk ``mns/topic.py``
+# acs:mns:{region}:{account}:queues/{name} (aliyun-mns-sdk 1.3.0 ``mns/mns_common.py``
 # ``TopicHelper.generate_queue_endpoint``), and the
 # http(s)://{account}.mns.{region}.aliyuncs.com/queues/{name} form of the samples.
 _QUEUE_ENDPOINT = re.compile(
