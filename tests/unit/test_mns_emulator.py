@@ -7,6 +7,7 @@ import hashlib
 import json
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -382,6 +383,15 @@ def test_sts_pair_needs_its_token(mns: Mns) -> None:
     assert right.get_attributes().queue_name == "jobs"
 
 
+def test_unsigned_request_is_missing_authorization_header(mns: Mns) -> None:
+    mns.queue()
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(f"{mns.url}/queues/jobs", timeout=5)
+    assert info.value.code == 400
+    assert "<Code>MissingAuthorizationHeader</Code>" in info.value.read().decode()
+    assert info.value.headers["x-mns-request-id"]
+
+
 def test_bad_content_md5_is_invalid_degist(mns: Mns) -> None:
     mns.queue()
     client = mns.account().get_client()
@@ -478,6 +488,14 @@ def test_fault_injection_fails_send_message_once(mns: Mns) -> None:
     assert error.type == "InternalError"
     queue.send_message(Message("y"))
     assert queue.receive_message_with_str_body(0).message_body == "y"
+
+
+def test_calls_are_counted_per_action_refused_ones_included(mns: Mns) -> None:
+    queue = mns.queue()
+    queue.send_message(Message("x"))
+    server_error(mns.account(sk="wrong").get_queue("jobs").get_attributes)
+    assert mns.control("calls")["calls"] == {
+        "CreateQueue": 1, "SendMessage": 1, "GetQueueAttributes": 1}
 
 
 def test_control_peek_view_counts_states_without_consuming(mns: Mns) -> None:

@@ -1,145 +1,114 @@
-"""MNS errors: code, message and HTTP status as the real service answers them.
+"""MNS errors: one class per error code, with the HTTP status and the message the emulator answers.
 
-The SDK's ``ErrorDecoder`` needs all four of Code, Message, RequestId and HostId under
-``<Error xmlns="http://mns.aliyuncs.com/doc/v1/">``, else it raises ``RespDataDamaged`` instead
-of ``MNSServerException`` (research/local-emulation.md §1.4).
+Codes and statuses follow the MNS error code table
+(https://www.alibabacloud.com/help/en/message-service/latest/syntax-of-error-responses); the
+messages name what was wrong. ``MnsApp.render_error`` puts them in the ``<Error>`` document the
+SDK decodes (``wire.error_document``).
 """
 
 from __future__ import annotations
 
-import re
-from xml.sax.saxutils import escape
-
-XMLNS = "http://mns.aliyuncs.com/doc/v1/"
+from local.emulators.base import ServiceError
 
 
-class MnsError(Exception):
-    """An API-level error; the SDK raises it as ``MNSServerException(type=code)``."""
-
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-        self.status = status
-
-
-def render_error(error: MnsError, request_id: str, host_id: str) -> bytes:
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?>\n'
-        f'<Error xmlns="{XMLNS}">'
-        f"<Code>{escape(error.code)}</Code>"
-        f"<Message>{escape(error.message)}</Message>"
-        f"<RequestId>{escape(request_id)}</RequestId>"
-        f"<HostId>{escape(host_id)}</HostId>"
-        "</Error>"
-    ).encode()
+class MnsError(ServiceError, root=True):
+    """An MNS API error; aliyun-mns-sdk raises it as ``MNSServerException(type=code)``."""
 
 
 # --- resources ---------------------------------------------------------------------------
-def queue_not_exist(name: str) -> MnsError:
-    return MnsError("QueueNotExist", f"The queue name you provided is not exist: {name}.", 404)
+class QueueNotExist(MnsError):
+    code, status = "QueueNotExist", 404
+    template = "The queue name you provided is not exist: {name}."
 
 
-def queue_already_exist(name: str) -> MnsError:
-    return MnsError(
-        "QueueAlreadyExist",
-        f"The queue you want to create is already exist with different attributes: {name}.", 409,
-    )
+class QueueAlreadyExist(MnsError):
+    code, status = "QueueAlreadyExist", 409
+    template = "The queue you want to create is already exist with different attributes: {name}."
 
 
-def topic_not_exist(name: str) -> MnsError:
-    return MnsError("TopicNotExist", f"The topic name you provided is not exist: {name}.", 404)
+class TopicNotExist(MnsError):
+    code, status = "TopicNotExist", 404
+    template = "The topic name you provided is not exist: {name}."
 
 
-def topic_already_exist(name: str) -> MnsError:
-    return MnsError(
-        "TopicAlreadyExist",
-        f"The topic you want to create is already exist with different attributes: {name}.", 409,
-    )
+class TopicAlreadyExist(MnsError):
+    code, status = "TopicAlreadyExist", 409
+    template = "The topic you want to create is already exist with different attributes: {name}."
 
 
-def subscription_not_exist(name: str) -> MnsError:
-    return MnsError(
-        "SubscriptionNotExist", f"The subscription name you provided is not exist: {name}.", 404
-    )
+class SubscriptionNotExist(MnsError):
+    code, status = "SubscriptionNotExist", 404
+    template = "The subscription name you provided is not exist: {name}."
 
 
-def subscription_already_exist(name: str) -> MnsError:
-    return MnsError(
-        "SubscriptionAlreadyExist",
-        f"The subscription already exists with different attributes: {name}.", 409,
-    )
+class SubscriptionAlreadyExist(MnsError):
+    code, status = "SubscriptionAlreadyExist", 409
+    template = "The subscription already exists with different attributes: {name}."
 
 
 # --- messages ----------------------------------------------------------------------------
-def message_not_exist() -> MnsError:
-    return MnsError("MessageNotExist", "Message not exist.", 404)
+class MessageNotExist(MnsError):
+    code, status = "MessageNotExist", 404
+    template = "Message not exist."
 
 
-def receipt_handle_error(handle: str) -> MnsError:
-    return MnsError(
-        "ReceiptHandleError", f"The receipt handle you provide is not valid: {handle}.", 400
-    )
+class ReceiptHandleError(MnsError):
+    code, status = "ReceiptHandleError", 400
+    template = "The receipt handle you provide is not valid: {handle}."
 
 
-# --- request validation ------------------------------------------------------------------
-def invalid_argument(param: str, detail: str) -> MnsError:
-    return MnsError("InvalidArgument", f"The value of {param} should be {detail}.", 400)
+# --- the request -------------------------------------------------------------------------
+class InvalidArgument(MnsError):
+    code, status = "InvalidArgument", 400
+    template = "The value of {param} should be {detail}."
 
 
-def malformed_xml(detail: str) -> MnsError:
-    return MnsError("MalformedXML", f"The XML you provided was not well-formed: {detail}", 400)
+class MalformedXML(MnsError):
+    code, status = "MalformedXML", 400
+    template = "The XML you provided was not well-formed: {detail}"
 
 
-def invalid_digest() -> MnsError:
-    # "InvalidDegist" is the real service's spelling.
-    return MnsError(
-        "InvalidDegist", "The Content-MD5 you specified did not match what we received.", 400
-    )
+class InvalidDegist(MnsError):
+    """A body that does not match its ``content-md5`` ("Degist" is the service's spelling)."""
+
+    code, status = "InvalidDegist", 400
+    template = "The Content-MD5 you specified did not match what we received."
 
 
-def unsupported(method: str, path: str) -> MnsError:
-    return MnsError("InvalidRequest", f"Unsupported operation: {method} {path}.", 400)
+class InvalidRequest(MnsError):
+    code, status = "InvalidRequest", 400
+    template = "Unsupported operation: {method} {path}."
 
 
 # --- authentication ----------------------------------------------------------------------
-def missing_authorization() -> MnsError:
-    return MnsError("MissingAuthorizationHeader", "The Authorization header is missing.", 400)
+class MissingAuthorizationHeader(MnsError):
+    code, status = "MissingAuthorizationHeader", 400
+    template = "The Authorization header is missing."
 
 
-def invalid_authorization() -> MnsError:
-    return MnsError(
-        "InvalidAuthorizationHeader",
-        "The Authorization header must look like 'MNS AccessKeyId:Signature'.", 400,
-    )
+class InvalidAuthorizationHeader(MnsError):
+    code, status = "InvalidAuthorizationHeader", 400
+    template = "The Authorization header must look like 'MNS AccessKeyId:Signature'."
 
 
-def invalid_access_key_id(access_key_id: str) -> MnsError:
-    return MnsError(
-        "InvalidAccessKeyId", f"The access Id you provided is not exist: {access_key_id}.", 403
-    )
+class InvalidAccessKeyId(MnsError):
+    code, status = "InvalidAccessKeyId", 403
+    template = "The access Id you provided is not exist: {access_key_id}."
 
 
-def signature_mismatch() -> MnsError:
-    return MnsError(
-        "SignatureDoesNotMatch",
-        "The request signature we calculated does not match the signature you provided.", 403,
-    )
+class SignatureDoesNotMatch(MnsError):
+    code, status = "SignatureDoesNotMatch", 403
+    template = "The request signature we calculated does not match the signature you provided."
 
 
-def access_denied(detail: str) -> MnsError:
-    return MnsError("AccessDenied", f"The request is denied: {detail}.", 403)
+class AccessDenied(MnsError):
+    code, status = "AccessDenied", 403
+    template = "The request is denied: {detail}."
 
 
-# --- validation helpers shared by the model ----------------------------------------------
-NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,255}$")
+# --- the service -------------------------------------------------------------------------
+class InternalError(MnsError):
+    """Never raised by the emulator itself: the code fault injection answers most often."""
 
-
-def check_name(kind: str, name: str) -> None:
-    if not NAME_RE.match(name):
-        raise invalid_argument(kind, "1-256 letters, digits or hyphens, starting with a letter")
-
-
-def check_range(param: str, value: int, low: int, high: int) -> None:
-    if not low <= value <= high:
-        raise invalid_argument(param, f"between {low} and {high}, got {value}")
+    code, status = "InternalError", 500
+    template = "Internal error."

@@ -1,87 +1,42 @@
-"""MNS state and rules without HTTP: queues and messages here, topics in ``topics.py``.
+"""MNS state and rules, without HTTP or SQL: queues and their messages; topics in ``topics.py``.
 
-Everything lives in one SQLite file so a restarted emulator sees the same queues and messages,
-invisible and delayed ones included, with their times. One re-entrant lock guards the single
-connection; the condition built on it is what long-polling receivers wait on, and it is
-subscribed to the clock so ``Clock.advance`` wakes them as well as new messages do.
+``MnsStore`` keeps everything in one SQLite file, so a restarted emulator sees the same queues
+and messages, invisible and delayed ones included, with their times. Long-polling receivers
+wait on a condition built on the store's lock: every write that can make a message receivable
+(or remove the queue) notifies it, and it is subscribed to the clock, so ``Clock.advance``
+wakes receivers as well. Notifying inside a transaction is safe: a woken receiver runs only
+once the writer has committed and released the lock.
 
-Times: queue/topic create and modify times are epoch seconds, message times epoch milliseconds,
-as on the wire. All of them come from the injected clock.
+Times: queue/topic create and modify times are epoch seconds, message times epoch
+milliseconds, as on the wire. All of them come from the injected clock.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import secrets
-import sqlite3
 import threading
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections import Counter
 from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from local.emulators.base import Clock
+from . import wire
+from .errors import MessageNotExist, MnsError, QueueAlreadyExist, QueueNotExist, ReceiptHandleError
+from .limits import (
+    DEFAULT_PRIORITY,
+    MAX_BATCH,
+    MAX_BATCH_BYTES,
+    PRIORITY_RANGE,
+    QUEUE_DEFAULTS,
+    QUEUE_RANGES,
+    check_attributes,
+    check_range,
+    creation_attributes,
+)
+from .topics import Topics
 
-from . import errors
-from .errors import check_name, check_range
-from .topics import TopicsMixin
+if TYPE_CHECKING:
+    from local.emulators.base import Clock
 
-QUEUE_DEFAULTS: dict[str, int] = {
-    "VisibilityTimeout": 30, "MaximumMessageSize": 65536, "MessageRetentionPeriod": 345600,
-    "DelaySeconds": 0, "PollingWaitSeconds": 0, "LoggingEnabled": 0,
-}
-QUEUE_RANGES: dict[str, tuple[int, int]] = {
-    "VisibilityTimeout": (1, 43200),
-    "MaximumMessageSize": (1024, 65536),
-    "MessageRetentionPeriod": (60, 604800),
-    "DelaySeconds": (0, 604800),
-    "PollingWaitSeconds": (0, 30),
-    "LoggingEnabled": (0, 1),
-}
-# attribute name -> column; the order is the queues table's column order
-_QUEUE_COLUMNS = {
-    "VisibilityTimeout": "visibility_timeout",
-    "MaximumMessageSize": "maximum_message_size",
-    "MessageRetentionPeriod": "message_retention_period",
-    "DelaySeconds": "delay_seconds",
-    "PollingWaitSeconds": "polling_wait_seconds",
-    "LoggingEnabled": "logging_enabled",
-}
-DEFAULT_PRIORITY = 8
-MAX_BATCH = 16
-MAX_BATCH_BYTES = 65536
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS queues (
-    name TEXT PRIMARY KEY, create_time INTEGER NOT NULL, last_modify_time INTEGER NOT NULL,
-    visibility_timeout INTEGER NOT NULL, maximum_message_size INTEGER NOT NULL,
-    message_retention_period INTEGER NOT NULL, delay_seconds INTEGER NOT NULL,
-    polling_wait_seconds INTEGER NOT NULL, logging_enabled INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS messages (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT NOT NULL, message_id TEXT NOT NULL,
-    body TEXT NOT NULL, body_md5 TEXT NOT NULL, priority INTEGER NOT NULL,
-    enqueue_time INTEGER NOT NULL, first_dequeue_time INTEGER,
-    next_visible_time INTEGER NOT NULL, dequeue_count INTEGER NOT NULL DEFAULT 0,
-    receipt_handle TEXT, group_id TEXT NOT NULL DEFAULT '', properties TEXT NOT NULL DEFAULT '{}');
-CREATE INDEX IF NOT EXISTS messages_by_queue ON messages (queue, next_visible_time);
-CREATE INDEX IF NOT EXISTS messages_by_handle ON messages (receipt_handle);
-CREATE TABLE IF NOT EXISTS topics (
-    name TEXT PRIMARY KEY, create_time INTEGER NOT NULL, last_modify_time INTEGER NOT NULL,
-    maximum_message_size INTEGER NOT NULL, logging_enabled INTEGER NOT NULL,
-    published INTEGER NOT NULL DEFAULT 0);
-CREATE TABLE IF NOT EXISTS subscriptions (
-    topic TEXT NOT NULL, name TEXT NOT NULL, endpoint TEXT NOT NULL, filter_tag TEXT NOT NULL,
-    notify_strategy TEXT NOT NULL, notify_content_format TEXT NOT NULL,
-    create_time INTEGER NOT NULL, last_modify_time INTEGER NOT NULL, PRIMARY KEY (topic, name));
-CREATE TABLE IF NOT EXISTS account (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
-
-
-def body_md5(body: str) -> str:
-    return hashlib.md5(body.encode("utf-8")).hexdigest().upper()
+    from .store import MnsStore
 
 
 @dataclass(frozen=True)
@@ -97,7 +52,19 @@ class NewMessage:
 
 @dataclass(frozen=True)
 class StoredMessage:
-    """A message in a queue, with the times and counters the API reports."""
+    """A message in a queue, with the times and counters the API reports.
+
+    Receipt handles: every receive issues a new handle, and a handle is valid only while it is
+    the message's latest one and its NextVisibleTime has not passed (ReceiveMessage,
+    https://www.alibabacloud.com/help/en/mns/developer-reference/receivemessage). The docs
+    disagree on the code for a handle that is no longer valid; the emulator answers
+    ReceiptHandleError 400, which the DeleteMessage error table lists
+    (https://www.alibabacloud.com/help/en/mns/developer-reference/deletemessage), for every
+    invalid handle on DeleteMessage (stale, expired, already deleted, malformed), and on
+    ChangeMessageVisibility MessageNotExist 404 for an expired-but-latest handle, which its
+    error table lists
+    (https://alibabacloud.com/help/en/mns/developer-reference/changemessagevisibility).
+    """
 
     message_id: str
     body: str
@@ -116,231 +83,191 @@ class StoredMessage:
             return "active"
         return "inactive" if self.dequeue_count else "delayed"
 
+    def received(self, now_ms: int, visibility_timeout: int) -> StoredMessage:
+        """This message handed to a receiver: a new handle, hidden for ``visibility_timeout`` s."""
+        return replace(
+            self, first_dequeue_time=self.first_dequeue_time or now_ms,
+            next_visible_time=now_ms + visibility_timeout * 1000,
+            dequeue_count=self.dequeue_count + 1, receipt_handle=wire.new_receipt_handle(),
+        )
+
+    def change_visibility(self, now_ms: int, timeout: int) -> StoredMessage:
+        """Hidden for ``timeout`` s from now, under a new handle; its handle must not be expired."""
+        if self.next_visible_time <= now_ms:
+            raise MessageNotExist()
+        return replace(self, next_visible_time=now_ms + timeout * 1000,
+                       receipt_handle=wire.new_receipt_handle())
+
+    def check_deletable(self, now_ms: int) -> None:
+        """Only a receiver whose handle has not expired may delete the message."""
+        if self.next_visible_time <= now_ms:
+            raise ReceiptHandleError(handle=str(self.receipt_handle))
+
 
 @dataclass(frozen=True)
-class QueueInfo:
-    """A queue's attributes (keyed by their MNS names) plus its message counts."""
+class Queue:
+    """A queue: its attributes (every one of ``QUEUE_DEFAULTS``, by MNS name) and times."""
 
     name: str
     create_time: int
     last_modify_time: int
     attributes: dict[str, int]
+
+    def check(self, message: NewMessage) -> None:
+        """The message fits this queue: body size, and delay and priority in range."""
+        size = len(message.body.encode("utf-8"))
+        check_range("MessageBody length", size, 1, self.attributes["MaximumMessageSize"])
+        if message.delay_seconds is not None:
+            check_range("DelaySeconds", message.delay_seconds, *QUEUE_RANGES["DelaySeconds"])
+        if message.priority is not None:
+            check_range("Priority", message.priority, *PRIORITY_RANGE)
+
+    def enqueued(self, message: NewMessage, now_ms: int) -> StoredMessage:
+        """``message`` as this queue stores it, with the queue's defaults applied."""
+        delay = (self.attributes["DelaySeconds"] if message.delay_seconds is None
+                 else message.delay_seconds)
+        return StoredMessage(
+            wire.new_message_id(now_ms), message.body, wire.body_md5(message.body),
+            DEFAULT_PRIORITY if message.priority is None else message.priority, now_ms, None,
+            now_ms + delay * 1000, 0, None, message.group_id, message.properties,
+        )
+
+    def retention_cutoff(self, now_ms: int) -> int:
+        """Messages enqueued at or before this time (ms) have outlived the retention period."""
+        return now_ms - self.attributes["MessageRetentionPeriod"] * 1000
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """A queue with its message counts, as GetQueueAttributes reports it."""
+
+    queue: Queue
     active: int = 0
     inactive: int = 0
     delayed: int = 0
 
 
-class MnsModel(TopicsMixin):
+class MnsModel:
     """The whole MNS account: thread-safe, persistent, clock-driven."""
 
-    def __init__(self, db_path: Path, clock: Clock, account_id: str) -> None:
+    def __init__(self, store: MnsStore, clock: Clock, account_id: str) -> None:
+        self.store = store
         self.clock = clock
         self.account_id = account_id
-        self._lock = threading.RLock()
-        self._cond = threading.Condition(self._lock)
+        self.topics = Topics(store, clock, account_id, deliver=self._deliver)
+        self._receivable = threading.Condition(store.lock)  # long-polling receivers wait here
         self._closed = False
-        db_path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(db_path), check_same_thread=False)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
-        self._db.commit()
-        clock.subscribe(self._cond)
+        clock.subscribe(self._receivable)
 
-    # --- plumbing --------------------------------------------------------------------------
     def now_ms(self) -> int:
         return int(self.clock.now() * 1000)
 
-    @contextmanager
-    def _write(self, notify: bool = True) -> Iterator[sqlite3.Connection]:
-        """One transaction under the lock; ``notify`` wakes long-polling receivers after it.
-
-        Only changes that can make a message receivable (or remove a queue a receiver waits
-        on) notify: receivers themselves write (dequeue counts, expiry purges) and would
-        otherwise wake each other in a loop.
-        """
-        with self._cond:
-            try:
-                yield self._db
-            except BaseException:
-                self._db.rollback()
-                raise
-            self._db.commit()
-            if notify:
-                self._cond.notify_all()
+    def _wake_receivers(self) -> None:
+        with self._receivable:
+            self._receivable.notify_all()
 
     def close(self) -> None:
-        with self._cond:
+        with self._receivable:
             self._closed = True
-            self._cond.notify_all()
-            self._db.close()
+            self._receivable.notify_all()
+            self.store.close()
 
     def reset(self) -> None:
-        with self._write() as db:
-            for table in ("messages", "queues", "subscriptions", "topics", "account"):
-                db.execute(f"DELETE FROM {table}")
+        self.store.wipe()
+        self._wake_receivers()
 
     # --- queues ----------------------------------------------------------------------------
-    def _queue_row(self, name: str) -> sqlite3.Row:
-        row = self._db.execute("SELECT * FROM queues WHERE name = ?", (name,)).fetchone()
-        if row is None:
-            raise errors.queue_not_exist(name)
-        return row
-
-    @staticmethod
-    def _attrs(row: sqlite3.Row) -> dict[str, int]:
-        return {attr: int(row[col]) for attr, col in _QUEUE_COLUMNS.items()}
-
-    @staticmethod
-    def _validate_queue_attrs(attrs: dict[str, int]) -> None:
-        for attr, value in attrs.items():
-            if attr not in QUEUE_RANGES:
-                raise errors.invalid_argument(attr, "a known queue attribute")
-            check_range(attr, value, *QUEUE_RANGES[attr])
+    def _queue(self, name: str) -> Queue:
+        queue = self.store.queue(name)
+        if queue is None:
+            raise QueueNotExist(name=name)
+        return queue
 
     def create_queue(self, name: str, attrs: dict[str, int]) -> bool:
         """Create ``name``; False if it already exists with the same attributes."""
-        check_name("QueueName", name)
-        self._validate_queue_attrs(attrs)
-        wanted = {**QUEUE_DEFAULTS, **attrs}
-        with self._write() as db:
-            row = db.execute("SELECT * FROM queues WHERE name = ?", (name,)).fetchone()
-            if row is not None:
-                if self._attrs(row) != wanted:
-                    raise errors.queue_already_exist(name)
+        wanted = creation_attributes("queue", name, attrs, QUEUE_DEFAULTS, QUEUE_RANGES)
+        with self.store.transaction():
+            existing = self.store.queue(name)
+            if existing is not None:
+                if existing.attributes != wanted:
+                    raise QueueAlreadyExist(name=name)
                 return False
             now = int(self.clock.now())
-            db.execute(
-                "INSERT INTO queues VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (name, now, now, *(wanted[a] for a in _QUEUE_COLUMNS)),
-            )
+            self.store.insert_queue(Queue(name, now, now, wanted))
             return True
 
     def set_queue_attributes(self, name: str, attrs: dict[str, int]) -> None:
-        self._validate_queue_attrs(attrs)
-        with self._write() as db:
-            self._queue_row(name)
-            for attr, value in attrs.items():
-                db.execute(
-                    f"UPDATE queues SET {_QUEUE_COLUMNS[attr]} = ? WHERE name = ?", (value, name)
-                )
-            db.execute(
-                "UPDATE queues SET last_modify_time = ? WHERE name = ?",
-                (int(self.clock.now()), name),
-            )
+        check_attributes(attrs, QUEUE_RANGES, "queue")
+        with self.store.transaction():
+            self._queue(name)
+            self.store.update_queue(name, attrs, int(self.clock.now()))
+            self._wake_receivers()  # a new PollingWaitSeconds or visibility applies
 
     def delete_queue(self, name: str) -> None:
-        with self._write() as db:
-            self._queue_row(name)
-            db.execute("DELETE FROM messages WHERE queue = ?", (name,))
-            db.execute("DELETE FROM queues WHERE name = ?", (name,))
+        with self.store.transaction():
+            self._queue(name)
+            self.store.delete_queue(name)
+            self._wake_receivers()  # its receivers answer QueueNotExist now
 
-    def get_queue(self, name: str) -> QueueInfo:
-        with self._write(notify=False):
-            return self._queue_info(self._queue_row(name))
+    def get_queue(self, name: str) -> QueueStats:
+        with self.store.transaction():
+            return self._stats(self._queue(name))
 
-    def _queue_info(self, row: sqlite3.Row) -> QueueInfo:
-        self._purge_expired(row)
-        counts = {"active": 0, "inactive": 0, "delayed": 0}
-        for message in self._messages(row["name"]):
-            counts[message.state(self.now_ms())] += 1
-        return QueueInfo(
-            row["name"], row["create_time"], row["last_modify_time"], self._attrs(row), **counts
-        )
+    def _stats(self, queue: Queue) -> QueueStats:
+        now = self._purge_expired(queue)
+        counts = Counter(m.state(now) for m in self.store.messages(queue.name))
+        return QueueStats(queue, counts["active"], counts["inactive"], counts["delayed"])
 
-    def list_queues(
-        self, prefix: str = "", marker: str = "", limit: int = 1000
-    ) -> tuple[list[QueueInfo], str]:
+    def list_queues(self, prefix: str = "", marker: str = "", limit: int = 1000,
+                    ) -> tuple[list[QueueStats], str]:
         """Queues by name from ``marker`` on; the second value is the next page's marker."""
-        with self._write(notify=False) as db:
-            rows = db.execute(
-                "SELECT * FROM queues WHERE name >= ? AND substr(name, 1, ?) = ? "
-                "ORDER BY name LIMIT ?",
-                (marker, len(prefix), prefix, limit + 1),
-            ).fetchall()
-            page = [self._queue_info(row) for row in rows[:limit]]
-            return page, rows[limit]["name"] if len(rows) > limit else ""
+        with self.store.transaction():
+            page, next_marker = self.store.queues(prefix, marker, limit)
+            return [self._stats(queue) for queue in page], next_marker
 
     # --- messages --------------------------------------------------------------------------
-    def _purge_expired(self, queue: sqlite3.Row) -> None:
-        cutoff = self.now_ms() - queue["message_retention_period"] * 1000
-        self._db.execute(
-            "DELETE FROM messages WHERE queue = ? AND enqueue_time <= ?", (queue["name"], cutoff)
-        )
-
-    def _messages(self, queue: str, where: str = "", args: tuple[Any, ...] = (),
-                  limit: int = -1) -> list[StoredMessage]:
-        rows = self._db.execute(
-            f"SELECT * FROM messages WHERE queue = ? {where} "
-            "ORDER BY priority, enqueue_time, seq LIMIT ?",
-            (queue, *args, limit),
-        ).fetchall()
-        return [
-            StoredMessage(
-                r["message_id"], r["body"], r["body_md5"], r["priority"], r["enqueue_time"],
-                r["first_dequeue_time"], r["next_visible_time"], r["dequeue_count"],
-                r["receipt_handle"], r["group_id"], json.loads(r["properties"]),
-            )
-            for r in rows
-        ]
-
-    def _check_message(self, queue: sqlite3.Row, message: NewMessage) -> None:
-        size = len(message.body.encode("utf-8"))
-        check_range("MessageBody length", size, 1, queue["maximum_message_size"])
-        if message.delay_seconds is not None:
-            check_range("DelaySeconds", message.delay_seconds, *QUEUE_RANGES["DelaySeconds"])
-        if message.priority is not None:
-            check_range("Priority", message.priority, 1, 16)
-
-    def _enqueue(self, queue: sqlite3.Row, message: NewMessage) -> StoredMessage:
+    def _purge_expired(self, queue: Queue) -> int:
+        """Drop the messages past the queue's retention period; the time (ms) it used."""
         now = self.now_ms()
-        delay = queue["delay_seconds"] if message.delay_seconds is None else message.delay_seconds
-        priority = DEFAULT_PRIORITY if message.priority is None else message.priority
-        # Shaped like the real ids (host-ish prefix, ms timestamp, counter), unique per emulator.
-        message_id = f"{uuid.uuid4().hex[:16].upper()}-1-{now:X}-{secrets.randbelow(10**9):09d}"
-        stored = StoredMessage(
-            message_id, message.body, body_md5(message.body), priority, now, None,
-            now + delay * 1000, 0, None, message.group_id, message.properties,
-        )
-        self._db.execute(
-            "INSERT INTO messages (queue, message_id, body, body_md5, priority, enqueue_time, "
-            "next_visible_time, group_id, properties) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (queue["name"], stored.message_id, stored.body, stored.body_md5, priority, now,
-             stored.next_visible_time, message.group_id, json.dumps(message.properties)),
-        )
+        self.store.delete_messages_enqueued_until(queue.name, queue.retention_cutoff(now))
+        return now
+
+    def _enqueue(self, queue: Queue, message: NewMessage) -> StoredMessage:
+        stored = queue.enqueued(message, self.now_ms())
+        self.store.insert_message(queue.name, stored)
+        self._wake_receivers()
         return stored
 
     def _deliver(self, queue: str, body: str) -> bool:
         """Push a topic notification into ``queue`` (inside the publisher's transaction)."""
-        row = self._db.execute("SELECT * FROM queues WHERE name = ?", (queue,)).fetchone()
-        if row is None:
+        target = self.store.queue(queue)
+        if target is None:
             return False
-        self._enqueue(row, NewMessage(body))
+        self._enqueue(target, NewMessage(body))
         return True
 
     def send_message(self, queue: str, message: NewMessage) -> StoredMessage:
-        with self._write():
-            row = self._queue_row(queue)
-            self._check_message(row, message)
-            return self._enqueue(row, message)
+        with self.store.transaction():
+            target = self._queue(queue)
+            target.check(message)
+            return self._enqueue(target, message)
 
-    def send_batch(
-        self, queue: str, messages: list[NewMessage]
-    ) -> list[StoredMessage | errors.MnsError]:
+    def send_batch(self, queue: str, messages: list[NewMessage],
+                   ) -> list[StoredMessage | MnsError]:
         """Send each message; a message that breaks a rule yields its error, the rest go in."""
         check_range("the number of Messages", len(messages), 1, MAX_BATCH)
         total = sum(len(m.body.encode("utf-8")) for m in messages)
         check_range("the total size of Messages", total, 1, MAX_BATCH_BYTES)
-        results: list[StoredMessage | errors.MnsError] = []
-        with self._write():
-            row = self._queue_row(queue)
+        results: list[StoredMessage | MnsError] = []
+        with self.store.transaction():
+            target = self._queue(queue)
             for message in messages:
                 try:
-                    self._check_message(row, message)
-                except errors.MnsError as exc:
+                    target.check(message)
+                except MnsError as exc:
                     results.append(exc)
                     continue
-                results.append(self._enqueue(row, message))
+                results.append(self._enqueue(target, message))
         return results
 
     def receive(self, queue: str, count: int, wait_seconds: int | None) -> list[StoredMessage]:
@@ -348,154 +275,116 @@ class MnsModel(TopicsMixin):
         check_range("numOfMessages", count, 1, MAX_BATCH)
         if wait_seconds is not None:
             check_range("waitseconds", wait_seconds, *QUEUE_RANGES["PollingWaitSeconds"])
-        with self._cond:
-            row = self._queue_row(queue)
-            wait = row["polling_wait_seconds"] if wait_seconds is None else wait_seconds
+        with self._receivable:
+            target = self._queue(queue)
+            wait = target.attributes["PollingWaitSeconds"] if wait_seconds is None else wait_seconds
             deadline = self.clock.now() + wait
             while True:
                 if self._closed:
-                    raise errors.message_not_exist()
-                with self._write(notify=False):
-                    taken = self._take_visible(self._queue_row(queue), count)
+                    raise MessageNotExist()
+                with self.store.transaction():
+                    taken = self._take_visible(self._queue(queue), count)
                 if taken:
                     return taken
                 now = self.clock.now()
                 if now >= deadline:
-                    raise errors.message_not_exist()
+                    raise MessageNotExist()
                 # Sleep until the deadline or until the next invisible/delayed message is due;
                 # sends and clock advances notify the condition earlier.
-                due = self._db.execute(
-                    "SELECT MIN(next_visible_time) FROM messages WHERE queue = ?", (queue,)
-                ).fetchone()[0]
+                due = self.store.next_visible_time(queue)
                 timeout = deadline - now
                 if due is not None:
                     timeout = min(timeout, max(due / 1000 - now, 0.005))
-                self._cond.wait(timeout)
+                self._receivable.wait(timeout)
 
-    def _take_visible(self, queue: sqlite3.Row, count: int) -> list[StoredMessage]:
-        self._purge_expired(queue)
-        now = self.now_ms()
-        visible = self._messages(queue["name"], "AND next_visible_time <= ?", (now,), count)
-        taken = []
-        for message in visible:
-            handle = new_receipt_handle()
-            first = message.first_dequeue_time or now
-            next_visible = now + queue["visibility_timeout"] * 1000
-            self._db.execute(
-                "UPDATE messages SET dequeue_count = dequeue_count + 1, first_dequeue_time = ?, "
-                "next_visible_time = ?, receipt_handle = ? WHERE message_id = ?",
-                (first, next_visible, handle, message.message_id),
-            )
-            taken.append(replace(
-                message, first_dequeue_time=first, next_visible_time=next_visible,
-                dequeue_count=message.dequeue_count + 1, receipt_handle=handle,
-            ))
+    def _take_visible(self, queue: Queue, count: int) -> list[StoredMessage]:
+        now = self._purge_expired(queue)
+        visibility = queue.attributes["VisibilityTimeout"]
+        taken = [message.received(now, visibility)
+                 for message in self.store.messages(queue.name, visible_at=now, limit=count)]
+        for message in taken:
+            self.store.update_message(message)
         return taken
 
     def peek(self, queue: str, count: int) -> list[StoredMessage]:
         """The next ``count`` receivable messages, changing nothing."""
         check_range("numOfMessages", count, 1, MAX_BATCH)
-        with self._write(notify=False):
-            row = self._queue_row(queue)
-            self._purge_expired(row)
-            found = self._messages(queue, "AND next_visible_time <= ?", (self.now_ms(),), count)
+        with self.store.transaction():
+            now = self._purge_expired(self._queue(queue))
+            found = self.store.messages(queue, visible_at=now, limit=count)
         if not found:
-            raise errors.message_not_exist()
+            raise MessageNotExist()
         return found
 
-    # Receipt handles: a handle is valid only while it is the message's latest one and its
-    # NextVisibleTime has not passed (research §1.3). The docs disagree on the code for a
-    # handle that is no longer valid; we answer ReceiptHandleError 400 for every invalid
-    # handle on DeleteMessage (stale, expired, already deleted, malformed), and on
-    # ChangeMessageVisibility MessageNotExist 404 for an expired-but-latest handle (its doc
-    # table lists that) and ReceiptHandleError 400 otherwise.
     def _by_handle(self, queue: str, handle: str) -> StoredMessage:
-        found = self._messages(queue, "AND receipt_handle = ?", (handle,), 1)
+        found = self.store.messages(queue, handle=handle, limit=1)
         if not found:
-            raise errors.receipt_handle_error(handle)
+            raise ReceiptHandleError(handle=handle)
         return found[0]
 
     def _delete_one(self, queue: str, handle: str) -> None:
         message = self._by_handle(queue, handle)
-        if message.next_visible_time <= self.now_ms():
-            raise errors.receipt_handle_error(handle)
-        self._db.execute("DELETE FROM messages WHERE message_id = ?", (message.message_id,))
+        message.check_deletable(self.now_ms())
+        self.store.delete_message(message.message_id)
 
     def delete_message(self, queue: str, handle: str) -> None:
-        with self._write():
-            self._queue_row(queue)
+        with self.store.transaction():
+            self._queue(queue)
             self._delete_one(queue, handle)
 
-    def delete_batch(self, queue: str, handles: list[str]) -> list[tuple[str, errors.MnsError]]:
+    def delete_batch(self, queue: str, handles: list[str]) -> list[tuple[str, MnsError]]:
         """Delete each handle's message; returns the handles that failed, with their errors."""
         check_range("the number of ReceiptHandles", len(handles), 1, MAX_BATCH)
         failed = []
-        with self._write():
-            self._queue_row(queue)
+        with self.store.transaction():
+            self._queue(queue)
             for handle in handles:
                 try:
                     self._delete_one(queue, handle)
-                except errors.MnsError as exc:
+                except MnsError as exc:
                     failed.append((handle, exc))
         return failed
 
     def change_visibility(self, queue: str, handle: str, timeout: int) -> StoredMessage:
         check_range("VisibilityTimeout", timeout, *QUEUE_RANGES["VisibilityTimeout"])
-        with self._write():
-            self._queue_row(queue)
-            message = self._by_handle(queue, handle)
-            now = self.now_ms()
-            if message.next_visible_time <= now:
-                raise errors.message_not_exist()
-            new_handle = new_receipt_handle()
-            self._db.execute(
-                "UPDATE messages SET next_visible_time = ?, receipt_handle = ? "
-                "WHERE message_id = ?",
-                (now + timeout * 1000, new_handle, message.message_id),
-            )
-        return replace(message, next_visible_time=now + timeout * 1000, receipt_handle=new_handle)
+        with self.store.transaction():
+            self._queue(queue)
+            message = self._by_handle(queue, handle).change_visibility(self.now_ms(), timeout)
+            self.store.update_message(message)
+            self._wake_receivers()  # it may now be due sooner than a receiver computed
+        return message
 
     # --- account ---------------------------------------------------------------------------
     def get_logging_bucket(self) -> str:
-        with self._cond:
-            row = self._db.execute(
-                "SELECT value FROM account WHERE key = 'LoggingBucket'"
-            ).fetchone()
-            return str(row[0]) if row else ""
+        return self.store.account_value("LoggingBucket") or ""
 
     def set_logging_bucket(self, bucket: str) -> None:
-        with self._write() as db:
-            db.execute("INSERT OR REPLACE INTO account VALUES ('LoggingBucket', ?)", (bucket,))
+        self.store.set_account_value("LoggingBucket", bucket)
 
     # --- inspection (control API) ----------------------------------------------------------
     def queue_overview(self) -> list[dict[str, Any]]:
         queues, _ = self.list_queues(limit=1_000_000)
         return [
-            {"name": q.name, "active": q.active, "inactive": q.inactive, "delayed": q.delayed,
-             "attributes": q.attributes, "create_time": q.create_time}
+            {"name": q.queue.name, "active": q.active, "inactive": q.inactive,
+             "delayed": q.delayed, "attributes": q.queue.attributes,
+             "create_time": q.queue.create_time}
             for q in queues
         ]
 
     def queue_messages(self, queue: str) -> list[dict[str, Any]]:
-        with self._write(notify=False):
-            self._purge_expired(self._queue_row(queue))
-            now = self.now_ms()
+        with self.store.transaction():
+            now = self._purge_expired(self._queue(queue))
             return [
                 {"message_id": m.message_id, "body": m.body, "state": m.state(now),
                  "priority": m.priority, "enqueue_time": m.enqueue_time,
                  "first_dequeue_time": m.first_dequeue_time,
                  "next_visible_time": m.next_visible_time, "dequeue_count": m.dequeue_count}
-                for m in self._messages(queue)
+                for m in self.store.messages(queue)
             ]
 
     def dump(self) -> dict[str, Any]:
         queues = self.queue_overview()
         for queue in queues:
             queue["messages"] = self.queue_messages(queue["name"])
-        return {"queues": queues, "topics": self.topic_overview(),
+        return {"queues": queues, "topics": self.topics.overview(),
                 "logging_bucket": self.get_logging_bucket()}
-
-
-def new_receipt_handle() -> str:
-    # URL-safe on purpose: the SDK puts the handle into the query string without quoting it.
-    return "1-" + uuid.uuid4().hex

@@ -1,76 +1,107 @@
-"""The MNS HTTP API: authentication, routing and rendering around ``MnsModel``.
+"""The MNS wire format: reading and routing a request, and the XML the SDK decodes.
 
-What the official SDK (aliyun-mns-sdk 1.3.0) sends and needs back is in
-research/local-emulation.md §1; the traps that shape this module:
+What aliyun-mns-sdk 1.3.0 (package ``mns``) sends and needs back shapes this module:
 
-* the signature covers the request URI exactly as sent, so it is taken from the raw
-  request line, never from a decoded path;
-* ``content-md5`` is base64 of the *hex* MD5, not RFC 1864;
-* ``x-mns-request-id`` is read from a case-sensitive dict, so it is sent in lower case;
-* ``Location`` is mandatory on CreateQueue, CreateTopic and Subscribe;
-* query keys arrive as ``ReceiptHandle`` from the SDK and ``receiptHandle`` in the docs, so
-  they are matched case-insensitively, and values are decoded with ``unquote`` (a ``+`` stays).
+* the query keys are ``ReceiptHandle`` / ``VisibilityTimeout`` from the SDK
+  (``mns/mns_client.py`` ``delete_message``, ``change_message_visibility``) and
+  ``receiptHandle`` in the API reference, so keys are matched case-insensitively; the SDK does
+  not URL-encode the receipt handle, so values are decoded with ``unquote`` (a ``+`` stays)
+  and the emulator's handles are URL-safe;
+* the decoders of ``mns/mns_xml_handler.py`` treat every key they list as mandatory (a missing
+  one is ``MNSClientNetworkException("RespDataDamaged")``), call ``int()`` on numbers, and the
+  list decoders call ``.strip()`` on every child's text, so no element is ever empty;
+* ``ErrorDecoder.decodeError`` needs all four of Code, Message, RequestId and HostId under
+  ``<Error xmlns="http://mns.aliyuncs.com/doc/v1/">``, else the SDK raises ``RespDataDamaged``
+  instead of ``MNSServerException``.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
-import logging
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
+import json
+import secrets
+import uuid
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
+from xml.sax.saxutils import escape
 
-from werkzeug.wrappers import Request, Response
-
-from local.emulators.base import Clock, EmulatorApp, KeyRing, json_response, new_request_id
-
-from . import errors, xmlio
-from .errors import MnsError
-from .model import QUEUE_DEFAULTS, MnsModel, StoredMessage
-from .topics import TOPIC_DEFAULTS
+from .errors import InvalidArgument, InvalidRequest, MalformedXML, MnsError
+from .limits import MAX_LIST, check_range
 
 if TYPE_CHECKING:
-    import xml.etree.ElementTree as ET
+    from werkzeug.wrappers import Request
 
-log = logging.getLogger(__name__)
+    from local.emulators.base import ServiceError
 
-API_VERSION = "2015-06-06"
-DEFAULT_ACCOUNT_ID = "1000000000000000"  # TopicOwner / Subscriber in notifications
-MAX_LIST = 1000
+    from .model import QueueStats, StoredMessage
+    from .topics import Subscription, Topic
 
-Reply = tuple[int, str, dict[str, str]]
+API_VERSION = "2015-06-06"  # x-mns-version
+XMLNS = "http://mns.aliyuncs.com/doc/v1/"
+XML_TYPE = "text/xml;charset=utf-8"
+
+Fields = Iterable[tuple[str, object]]
+_PROPERTY_ITEMS = {"UserProperties": "PropertyValue", "SystemProperties": "SystemPropertyValue"}
 
 
-@dataclass
-class Call:
-    """One parsed API request."""
+# --- requests ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MnsRequest:
+    """One API request as the operations and the signature check read it (``Call.params``)."""
 
-    api: str
-    names: list[str]  # queue or topic name, then subscription name
-    query: dict[str, str]
+    method: str
+    raw_uri: str  # the request-target exactly as sent: the signature covers it
     headers: dict[str, str]  # lower-case names
+    body: bytes
+    query: dict[str, str]  # lower-case keys
     xml: ET.Element | None
-    base_url: str
+    base_url: str  # http://host[:port], for Location headers and the error's HostId
+    names: list[str] = field(default_factory=list)  # queue or topic, then subscription
 
     def int_query(self, key: str) -> int | None:
         value = self.query.get(key)
-        return None if value is None else xmlio.to_int(key, value)
+        return None if value is None else to_int(key, value)
+
+    def document(self, root: str) -> ET.Element:
+        """The body, which must be a ``<root>`` document."""
+        if self.xml is None or self.xml.tag != root:
+            raise MalformedXML(detail=f"expected a <{root}> document")
+        return self.xml
+
+    def values(self, root: str) -> dict[str, str]:
+        return children(self.document(root))
+
+    def listing(self) -> tuple[str, str, int]:
+        """(prefix, marker, page size) of a List* call, from its ``x-mns-*`` headers."""
+        number = self.headers.get("x-mns-ret-number")
+        limit = MAX_LIST if number is None else to_int("x-mns-ret-number", number)
+        check_range("x-mns-ret-number", limit, 1, MAX_LIST)
+        return self.headers.get("x-mns-prefix", ""), self.headers.get("x-mns-marker", ""), limit
+
+    @property
+    def with_meta(self) -> bool:
+        return self.headers.get("x-mns-with-meta", "").lower() == "true"
 
 
-def string_to_sign(method: str, headers: dict[str, str], raw_uri: str) -> str:
-    mns = "".join(f"{k}:{v}\n" for k, v in sorted(headers.items()) if k.startswith("x-mns-"))
-    fixed = [headers.get(k, "") for k in ("content-md5", "content-type", "date")]
-    return "\n".join([method, *fixed]) + "\n" + mns + raw_uri
+def base_url(request: Request) -> str:
+    return f"http://{request.host}"
 
 
-def sign(secret: str, text: str) -> str:
-    digest = hmac.new(secret.encode(), text.encode(), hashlib.sha1).digest()
-    return base64.b64encode(digest).decode()
+def read_request(request: Request) -> tuple[str, MnsRequest]:
+    """The MNS API name of a request and what its operation reads."""
+    raw_uri = str(request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI")
+                  or request.full_path)
+    body = request.get_data()
+    path, _, raw_query = raw_uri.partition("?")
+    query = parse_query(raw_query)
+    xml = parse_xml(body) if body.strip() else None
+    action, names = route(request.method, path, query, xml)
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    return action, MnsRequest(request.method, raw_uri, headers, body, query, xml,
+                              base_url(request), names)
 
 
 def parse_query(query: str) -> dict[str, str]:
@@ -117,302 +148,212 @@ def route(method: str, path: str, query: dict[str, str], xml: ET.Element | None,
         key = tuple("*" if i % 2 else p for i, p in enumerate(parts))
     api = table.get(key, {}).get(method)
     if api is None:
-        raise errors.unsupported(method, path)
+        raise InvalidRequest(method=method, path=path)
     return api, parts[1::2]
 
 
-class MnsApp(EmulatorApp):
-    """Local Alibaba Cloud MNS (queues and topics) for the unchanged ``mns`` SDK."""
-
-    service = "mns"
-
-    def __init__(self, keyring: KeyRing, state_dir: Path, clock: Clock | None = None, *,
-                 account_id: str = DEFAULT_ACCOUNT_ID) -> None:
-        super().__init__(keyring, clock)
-        self.model = MnsModel(Path(state_dir) / "mns.sqlite3", self.clock, account_id)
-        self.account_id = account_id
-        self._handlers: dict[str, Callable[[Call], Reply]] = {
-            name: getattr(self, "_" + name) for name in _APIS
-        }
-
-    # --- EmulatorApp -----------------------------------------------------------------------
-    def dispatch(self, request: Request) -> Response:
-        request_id = new_request_id()
-        base_url = f"http://{request.host}"
-        try:
-            status, body, headers = self._handle(request, base_url)
-        except MnsError as exc:
-            log.debug("mns %s %s -> %s", request.method, request.path, exc)
-            status, headers = exc.status, {}
-            body = errors.render_error(exc, request_id, base_url).decode()
-        response = Response(body.encode() if body else b"", status=status)
-        if body:
-            response.headers["Content-Type"] = "text/xml;charset=utf-8"
-        response.headers["x-mns-request-id"] = request_id
-        response.headers["x-mns-version"] = API_VERSION
-        for name, value in headers.items():
-            response.headers[name] = value
-        return response
-
-    def dump_state(self) -> dict[str, Any]:
-        return self.model.dump()
-
-    def reset_state(self) -> None:
-        self.model.reset()
-
-    def close(self) -> None:
-        self.model.close()
-
-    def control_extra(self, name: str, request: Request, body: Any) -> Response:
-        parts = name.split("/")
-        if request.method == "GET" and parts == ["queues"]:
-            return json_response({"queues": self.model.queue_overview()})
-        if request.method == "GET" and len(parts) == 3 and parts[::2] == ["queues", "messages"]:
-            try:
-                messages = self.model.queue_messages(parts[1])
-            except MnsError as exc:
-                return json_response({"error": exc.message}, status=exc.status)
-            return json_response({"queue": parts[1], "now": self.model.now_ms(),
-                                  "messages": messages})
-        if request.method == "GET" and parts == ["topics"]:
-            return json_response({"topics": self.model.topic_overview()})
-        return super().control_extra(name, request, body)
-
-    # --- request pipeline ------------------------------------------------------------------
-    def _handle(self, request: Request, base_url: str) -> Reply:
-        raw_uri = str(request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI")
-                      or request.full_path)
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        body = request.get_data()
-        self._authenticate(request.method, headers, raw_uri)
-        if body and headers.get("content-md5"):
-            expected = base64.b64encode(hashlib.md5(body).hexdigest().encode()).decode()
-            if headers["content-md5"].strip() != expected:
-                raise errors.invalid_digest()
-        path, _, raw_query = raw_uri.partition("?")
-        query = parse_query(raw_query)
-        xml = xmlio.parse(body) if body.strip() else None
-        api, names = route(request.method, path, query, xml)
-        rule = self.faults.take(api)
-        if rule is not None:
-            if rule.delay:
-                time.sleep(rule.delay)
-            if rule.code:
-                raise MnsError(rule.code, rule.message or f"Injected fault for {api}.",
-                               rule.status)
-        return self._handlers[api](Call(api, names, query, headers, xml, base_url))
-
-    def _authenticate(self, method: str, headers: dict[str, str], raw_uri: str) -> None:
-        authorization = headers.get("authorization")
-        if not authorization:
-            raise errors.missing_authorization()
-        scheme, _, credential = authorization.strip().partition(" ")
-        access_key_id, sep, signature = credential.strip().partition(":")
-        if scheme != "MNS" or not sep or not access_key_id:
-            raise errors.invalid_authorization()
-        secret = self.keyring.secret_for(access_key_id)
-        if secret is None:
-            raise errors.invalid_access_key_id(access_key_id)
-        expected = sign(secret, string_to_sign(method, headers, raw_uri))
-        if not hmac.compare_digest(expected, signature.strip()):
-            log.debug("mns: signature mismatch, server string to sign %r",
-                      string_to_sign(method, headers, raw_uri))
-            raise errors.signature_mismatch()
-        token = headers.get("security-token")
-        if not self.keyring.token_ok(access_key_id, token):
-            raise errors.access_denied(
-                "the security token is missing or does not match this STS access key"
-                if self.keyring.keys[access_key_id][1] else
-                "a security token was sent with a long-term access key"
-            )
-
-    @staticmethod
-    def _xml(call: Call, root: str) -> ET.Element:
-        if call.xml is None or call.xml.tag != root:
-            raise errors.malformed_xml(f"expected a <{root}> document")
-        return call.xml
-
-    @staticmethod
-    def _list_args(call: Call) -> tuple[str, str, int]:
-        number = call.headers.get("x-mns-ret-number")
-        limit = MAX_LIST if number is None else xmlio.to_int("x-mns-ret-number", number)
-        errors.check_range("x-mns-ret-number", limit, 1, MAX_LIST)
-        return call.headers.get("x-mns-prefix", ""), call.headers.get("x-mns-marker", ""), limit
-
-    # --- account ---------------------------------------------------------------------------
-    def _GetAccountAttributes(self, call: Call) -> Reply:
-        return 200, xmlio.account(self.model.get_logging_bucket()), {}
-
-    def _SetAccountAttributes(self, call: Call) -> Reply:
-        values = xmlio.children(self._xml(call, "Account"))
-        self.model.set_logging_bucket(values.get("LoggingBucket", ""))
-        return 204, "", {}
-
-    # --- queues ----------------------------------------------------------------------------
-    def _CreateQueue(self, call: Call) -> Reply:
-        name = call.names[0]
-        attrs = xmlio.attributes(call.xml, QUEUE_DEFAULTS)
-        created = self.model.create_queue(name, attrs)
-        return (201 if created else 204), "", {"Location": f"{call.base_url}/queues/{name}"}
-
-    def _SetQueueAttributes(self, call: Call) -> Reply:
-        self.model.set_queue_attributes(call.names[0], xmlio.attributes(call.xml, QUEUE_DEFAULTS))
-        return 204, "", {}
-
-    def _GetQueueAttributes(self, call: Call) -> Reply:
-        return 200, xmlio.queue(self.model.get_queue(call.names[0])), {}
-
-    def _DeleteQueue(self, call: Call) -> Reply:
-        self.model.delete_queue(call.names[0])
-        return 204, "", {}
-
-    def _ListQueue(self, call: Call) -> Reply:
-        queues, marker = self.model.list_queues(*self._list_args(call))
-        with_meta = call.headers.get("x-mns-with-meta", "").lower() == "true"
-        entries = [
-            [("QueueURL", f"{call.base_url}/queues/{q.name}"),
-             *(xmlio.queue_fields(q) if with_meta else [])]
-            for q in queues
-        ]
-        return 200, xmlio.listing("Queues", "Queue", entries, marker), {}
-
-    # --- messages --------------------------------------------------------------------------
-    def _SendMessage(self, call: Call) -> Reply:
-        stored = self.model.send_message(
-            call.names[0], xmlio.new_message(self._xml(call, "Message"))
-        )
-        return 201, xmlio.sent(stored.message_id, stored.body_md5, root=True), {}
-
-    def _BatchSendMessage(self, call: Call) -> Reply:
-        root = self._xml(call, "Messages")
-        messages = [xmlio.new_message(m) for m in root.findall("Message")]
-        results = self.model.send_batch(call.names[0], messages)
-        inner = "".join(
-            xmlio.send_error(r) if isinstance(r, MnsError) else xmlio.sent(r.message_id,
-                                                                           r.body_md5)
-            for r in results
-        )
-        # Partial failure: an error status with per-message ErrorCode/ErrorMessage items
-        # next to the successful ones (BatchSendMessageDecoder.decodeError). The docs do not
-        # pin the status; 500 is what we answer.
-        failed = any(isinstance(r, MnsError) for r in results)
-        return (500 if failed else 201), xmlio.document("Messages", inner), {}
-
-    def _receive(self, call: Call, count: int) -> list[StoredMessage]:
-        return self.model.receive(call.names[0], count, call.int_query("waitseconds"))
-
-    def _ReceiveMessage(self, call: Call) -> Reply:
-        message = self._receive(call, 1)[0]
-        return 200, xmlio.message(message, received=True, root=True), {}
-
-    def _BatchReceiveMessage(self, call: Call) -> Reply:
-        messages = self._receive(call, call.int_query("numofmessages") or 0)
-        inner = "".join(xmlio.message(m, received=True) for m in messages)
-        return 200, xmlio.document("Messages", inner), {}
-
-    def _PeekMessage(self, call: Call) -> Reply:
-        message = self.model.peek(call.names[0], 1)[0]
-        return 200, xmlio.message(message, received=False, root=True), {}
-
-    def _BatchPeekMessage(self, call: Call) -> Reply:
-        messages = self.model.peek(call.names[0], call.int_query("numofmessages") or 0)
-        inner = "".join(xmlio.message(m, received=False) for m in messages)
-        return 200, xmlio.document("Messages", inner), {}
-
-    def _DeleteMessage(self, call: Call) -> Reply:
-        self.model.delete_message(call.names[0], call.query["receipthandle"])
-        return 204, "", {}
-
-    def _BatchDeleteMessage(self, call: Call) -> Reply:
-        root = self._xml(call, "ReceiptHandles")
-        handles = [(h.text or "").strip() for h in root.findall("ReceiptHandle")]
-        failed = self.model.delete_batch(call.names[0], handles)
-        # Partial failure is 404 with an <Errors> list (BatchDeleteMessageDecoder.decodeError).
-        return (404, xmlio.delete_errors(failed), {}) if failed else (204, "", {})
-
-    def _ChangeMessageVisibility(self, call: Call) -> Reply:
-        handle = call.query.get("receipthandle", "")
-        timeout = call.int_query("visibilitytimeout")
-        if timeout is None:
-            raise errors.invalid_argument("VisibilityTimeout", "given")
-        message = self.model.change_visibility(call.names[0], handle, timeout)
-        return 200, xmlio.change_visibility(str(message.receipt_handle),
-                                            message.next_visible_time), {}
-
-    # --- topics ----------------------------------------------------------------------------
-    def _CreateTopic(self, call: Call) -> Reply:
-        name = call.names[0]
-        created = self.model.create_topic(name, xmlio.attributes(call.xml, TOPIC_DEFAULTS))
-        return (201 if created else 204), "", {"Location": f"{call.base_url}/topics/{name}"}
-
-    def _SetTopicAttributes(self, call: Call) -> Reply:
-        self.model.set_topic_attributes(call.names[0], xmlio.attributes(call.xml, TOPIC_DEFAULTS))
-        return 204, "", {}
-
-    def _GetTopicAttributes(self, call: Call) -> Reply:
-        return 200, xmlio.topic(self.model.get_topic(call.names[0])), {}
-
-    def _DeleteTopic(self, call: Call) -> Reply:
-        self.model.delete_topic(call.names[0])
-        return 204, "", {}
-
-    def _ListTopic(self, call: Call) -> Reply:
-        topics, marker = self.model.list_topics(*self._list_args(call))
-        with_meta = call.headers.get("x-mns-with-meta", "").lower() == "true"
-        entries = [
-            [("TopicURL", f"{call.base_url}/topics/{t.name}"),
-             *(xmlio.topic_fields(t) if with_meta else [])]
-            for t in topics
-        ]
-        return 200, xmlio.listing("Topics", "Topic", entries, marker), {}
-
-    def _PublishMessage(self, call: Call) -> Reply:
-        values = xmlio.children(self._xml(call, "Message"))
-        message_id, md5 = self.model.publish(
-            call.names[0], values.get("MessageBody", ""), values.get("MessageTag", "")
-        )
-        return 201, xmlio.sent(message_id, md5, root=True), {}
-
-    def _Subscribe(self, call: Call) -> Reply:
-        topic, name = call.names
-        values = xmlio.children(self._xml(call, "Subscription"))
-        created = self.model.subscribe(
-            topic, name, values.get("Endpoint", ""), values.get("FilterTag", ""),
-            values.get("NotifyStrategy", ""), values.get("NotifyContentFormat", ""),
-        )
-        location = f"{call.base_url}/topics/{topic}/subscriptions/{name}"
-        return (201 if created else 204), "", {"Location": location}
-
-    def _SetSubscriptionAttributes(self, call: Call) -> Reply:
-        topic, name = call.names
-        values = xmlio.children(self._xml(call, "Subscription"))
-        self.model.set_subscription_attributes(topic, name, values.get("NotifyStrategy", ""))
-        return 204, "", {}
-
-    def _GetSubscriptionAttributes(self, call: Call) -> Reply:
-        sub = self.model.get_subscription(*call.names)
-        return 200, xmlio.subscription(sub, self.account_id), {}
-
-    def _Unsubscribe(self, call: Call) -> Reply:
-        self.model.unsubscribe(*call.names)
-        return 204, "", {}
-
-    def _ListSubscriptionByTopic(self, call: Call) -> Reply:
-        topic = call.names[0]
-        subs, marker = self.model.list_subscriptions(topic, *self._list_args(call))
-        entries = [
-            [("SubscriptionURL", f"{call.base_url}/topics/{topic}/subscriptions/{s.name}")]
-            for s in subs
-        ]
-        return 200, xmlio.listing("Subscriptions", "Subscription", entries, marker), {}
+def parse_xml(body: bytes) -> ET.Element:
+    """The request document with namespaces stripped (the SDK sends a default xmlns)."""
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError as exc:
+        raise MalformedXML(detail=str(exc)) from None
+    for element in root.iter():
+        element.tag = element.tag.rpartition("}")[2]
+    return root
 
 
-_APIS = (
-    "GetAccountAttributes", "SetAccountAttributes",
-    "CreateQueue", "SetQueueAttributes", "GetQueueAttributes", "DeleteQueue", "ListQueue",
-    "SendMessage", "BatchSendMessage", "ReceiveMessage", "BatchReceiveMessage", "PeekMessage",
-    "BatchPeekMessage", "DeleteMessage", "BatchDeleteMessage", "ChangeMessageVisibility",
-    "CreateTopic", "SetTopicAttributes", "GetTopicAttributes", "DeleteTopic", "ListTopic",
-    "PublishMessage", "Subscribe", "SetSubscriptionAttributes", "GetSubscriptionAttributes",
-    "Unsubscribe", "ListSubscriptionByTopic",
-)
+def children(element: ET.Element) -> dict[str, str]:
+    return {child.tag: child.text or "" for child in element}
+
+
+def to_int(param: str, value: str) -> int:
+    try:
+        return int(value.strip())
+    except ValueError:
+        raise InvalidArgument(param=param, detail=f"an integer, got {value!r}") from None
+
+
+def to_flag(param: str, value: str) -> int:
+    lowered = value.strip().lower()
+    if lowered not in ("true", "false"):
+        raise InvalidArgument(param=param, detail=f"True or False, got {value!r}")
+    return int(lowered == "true")
+
+
+def attributes(element: ET.Element | None, known: Iterable[str]) -> dict[str, int]:
+    """Queue/topic attributes present in ``element``; unknown elements are ignored."""
+    values = children(element) if element is not None else {}
+    out: dict[str, int] = {}
+    for name in known:
+        if name in values:
+            convert = to_flag if name == "LoggingEnabled" else to_int
+            out[name] = convert(name, values[name])
+    return out
+
+
+def properties(element: ET.Element) -> dict[str, list[dict[str, str]]]:
+    """UserProperties / SystemProperties of a message element, kept to be echoed back."""
+    out: dict[str, list[dict[str, str]]] = {}
+    for kind, item in _PROPERTY_ITEMS.items():
+        node = element.find(kind)
+        if node is not None:
+            out[kind] = [children(value) for value in node.findall(item)]
+    return out
+
+
+# --- values shaped like the service's ----------------------------------------------------
+def body_md5(body: str) -> str:
+    """MessageBodyMD5: upper-case hex MD5 of the body text as transmitted."""
+    return hashlib.md5(body.encode("utf-8")).hexdigest().upper()
+
+
+def new_message_id(now_ms: int) -> str:
+    # Shaped like the real ids (host-ish prefix, ms timestamp, counter), unique per emulator.
+    return f"{uuid.uuid4().hex[:16].upper()}-1-{now_ms:X}-{secrets.randbelow(10**9):09d}"
+
+
+def new_receipt_handle() -> str:
+    # URL-safe on purpose: the SDK puts the handle into the query string without quoting it.
+    return "1-" + uuid.uuid4().hex
+
+
+# --- responses ---------------------------------------------------------------------------
+def _fields(fields: Fields) -> str:
+    return "".join(f"<{name}>{escape(str(value))}</{name}>" for name, value in fields)
+
+
+def document(root: str, inner: str) -> str:
+    return f'<?xml version="1.0" encoding="UTF-8"?>\n<{root} xmlns="{XMLNS}">{inner}</{root}>'
+
+
+def error_document(error: ServiceError, request_id: str, host_id: str) -> str:
+    fields = [("Code", error.code), ("Message", error.message), ("RequestId", request_id),
+              ("HostId", host_id)]
+    return document("Error", _fields(fields))
+
+
+def flag(value: int | bool) -> str:
+    return "True" if value else "False"
+
+
+def _message(inner: str, root: bool) -> str:
+    """A ``<Message>``: the whole document when ``root``, else an item of ``<Messages>``."""
+    return document("Message", inner) if root else f"<Message>{inner}</Message>"
+
+
+def sent(message_id: str, md5: str, root: bool = False) -> str:
+    return _message(_fields([("MessageId", message_id), ("MessageBodyMD5", md5)]), root)
+
+
+def send_error(error: MnsError) -> str:
+    fields = [("ErrorCode", error.code), ("ErrorMessage", error.message)]
+    return f"<Message>{_fields(fields)}</Message>"
+
+
+def message(m: StoredMessage, received: bool, root: bool = False) -> str:
+    fields: list[tuple[str, object]] = [("MessageId", m.message_id)]
+    if received:
+        fields.append(("ReceiptHandle", m.receipt_handle))
+    fields += [
+        ("MessageBodyMD5", m.body_md5), ("MessageBody", m.body),
+        ("EnqueueTime", m.enqueue_time),
+        # never dequeued (peek only): 0 rather than an empty element, which int() rejects
+        ("FirstDequeueTime", m.first_dequeue_time or 0),
+    ]
+    if received:
+        fields.append(("NextVisibleTime", m.next_visible_time))
+    fields += [("DequeueCount", m.dequeue_count), ("Priority", m.priority)]
+    if m.group_id:
+        fields.append(("MessageGroupId", m.group_id))
+    props = ""
+    for kind, items in m.properties.items():
+        entries = "".join(f"<{_PROPERTY_ITEMS[kind]}>{_fields(i.items())}</{_PROPERTY_ITEMS[kind]}>"
+                          for i in items)
+        props += f"<{kind}>{entries}</{kind}>"
+    return _message(_fields(fields) + props, root)
+
+
+def queue_fields(q: QueueStats) -> list[tuple[str, object]]:
+    a = q.queue.attributes
+    return [
+        ("QueueName", q.queue.name), ("CreateTime", q.queue.create_time),
+        ("LastModifyTime", q.queue.last_modify_time), ("DelaySeconds", a["DelaySeconds"]),
+        ("MaximumMessageSize", a["MaximumMessageSize"]),
+        ("MessageRetentionPeriod", a["MessageRetentionPeriod"]),
+        ("VisibilityTimeout", a["VisibilityTimeout"]),
+        ("PollingWaitSeconds", a["PollingWaitSeconds"]), ("ActiveMessages", q.active),
+        ("InactiveMessages", q.inactive), ("DelayMessages", q.delayed),
+        ("LoggingEnabled", flag(a["LoggingEnabled"])),
+    ]
+
+
+def queue(q: QueueStats) -> str:
+    return document("Queue", _fields(queue_fields(q)))
+
+
+def topic_fields(t: Topic) -> list[tuple[str, object]]:
+    return [
+        ("TopicName", t.name), ("CreateTime", t.create_time),
+        ("LastModifyTime", t.last_modify_time),
+        ("MaximumMessageSize", t.attributes["MaximumMessageSize"]),
+        ("MessageRetentionPeriod", t.retention_seconds), ("MessageCount", t.message_count),
+        ("LoggingEnabled", flag(t.attributes["LoggingEnabled"])),
+    ]
+
+
+def topic(t: Topic) -> str:
+    return document("Topic", _fields(topic_fields(t)))
+
+
+def subscription(s: Subscription, owner: str) -> str:
+    fields: list[tuple[str, object]] = [
+        ("TopicOwner", owner), ("TopicName", s.topic), ("SubscriptionName", s.name),
+        ("Endpoint", s.endpoint), ("NotifyStrategy", s.notify_strategy),
+        ("NotifyContentFormat", s.notify_content_format),
+    ]
+    if s.filter_tag:
+        fields.append(("FilterTag", s.filter_tag))
+    fields += [("CreateTime", s.create_time), ("LastModifyTime", s.last_modify_time)]
+    return document("Subscription", _fields(fields))
+
+
+def listing(root: str, item: str, entries: Iterable[Fields], next_marker: str) -> str:
+    inner = "".join(f"<{item}>{_fields(fields)}</{item}>" for fields in entries)
+    if next_marker:
+        inner += _fields([("NextMarker", next_marker)])
+    return document(root, inner)
+
+
+def change_visibility(handle: str, next_visible: int) -> str:
+    fields = [("ReceiptHandle", handle), ("NextVisibleTime", next_visible)]
+    return document("ChangeVisibility", _fields(fields))
+
+
+def delete_errors(failed: Iterable[tuple[str, MnsError]]) -> str:
+    inner = "".join(
+        "<Error>" + _fields([("ErrorCode", e.code), ("ErrorMessage", e.message),
+                             ("ReceiptHandle", handle)]) + "</Error>"
+        for handle, e in failed
+    )
+    return document("Errors", inner)
+
+
+def account(logging_bucket: str) -> str:
+    return document("Account", _fields([("LoggingBucket", logging_bucket)]))
+
+
+def notification(fmt: str, fields: dict[str, Any]) -> str:
+    """A topic message as a queue subscriber receives it, in NotifyContentFormat ``fmt``.
+
+    SIMPLIFIED is the body alone, JSON and XML carry ``fields`` (TopicOwner, TopicName,
+    Subscriber, SubscriptionName, MessageId, MessageMD5, MessageTag, Message, PublishTime), per
+    https://www.alibabacloud.com/help/doc-detail/27482.htm — whose XML sample has typos
+    (``xlmns``, a mismatched closing tag) that are not copied here.
+    """
+    if fmt == "SIMPLIFIED":
+        return str(fields["Message"])
+    if fmt == "JSON":
+        return json.dumps(fields, ensure_ascii=False)
+    return (f'<?xml version="1.0" encoding="utf-8"?>\n'
+            f'<Notification xmlns="{XMLNS}">{_fields(fields.items())}</Notification>')
