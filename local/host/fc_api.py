@@ -12,8 +12,10 @@ that aliyun-fc2 (2.5.2) speaks:
   accepted and the function is looked up by name alone.
 * **Sync** (default): the function's result is the body with ``x-fc-request-id``; when the
   function fails the answer is still HTTP 200, with ``x-fc-error-type:
-  UnhandledInvocationError`` and ``{"errorMessage", "errorType", "stackTrace"}``, which is what
-  makes fc2 raise ``FcError`` (research function-compute.md §5; FC "Error handling" pages).
+  UnhandledInvocationError`` and ``{"errorMessage", "errorType", "stackTrace"}``: fc2
+  (``fc2/client.py``) raises ``FcError`` for any response carrying ``x-fc-error-type``, and FC
+  names function errors ``HandledInvocationError`` / ``UnhandledInvocationError``
+  (https://www.alibabacloud.com/help/en/functioncompute/fc-3-0/user-guide/error-handling-1-2).
 * **Async** (``x-fc-invocation-type: Async``): 202 at once, the function runs in the
   background with FC's async retries (``AsyncInvoker``); the payload limit is FC's 128 KB.
 

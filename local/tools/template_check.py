@@ -1,21 +1,26 @@
 """Offline check of a ROS template (``template.yml``) with Alibaba's own tools.
 
-No offline validator knows ``ALIYUN::FC3::*`` except Alibaba's ROS CDK (research
-ros-template.md §0), so the template is *replayed* through it (§3): every parameter, resource
-and output is constructed with the CDK's L1 classes — ``ros_cdk_<service>.Ros<Name>`` with its
-``Ros<Name>Props`` and, for nested structs, the CDK's ``...Property`` classes (a plain dict
-would be passed on as a map and its unknown keys silently dropped, §2b) — with intrinsic
-functions as tokens, in a stack with ``enable_resource_property_constraint``. Each element is
-synthesized in its own app, so every broken one is reported, not just the first, and the
-synthesized template is compared with the input: anything the CDK dropped or changed is a
-problem. The CDK checks names, required properties, types, ranges and allowed values.
+No offline validator knows ``ALIYUN::FC3::*`` except Alibaba's ROS CDK: ``fun validate`` (npm
+``@alicloud/fun`` 3.6.24) and the published ROS resource specification (npm
+``@alicloud/ros-cdk-spec`` 1.0.13) have no FC3 types, and ROS ``ValidateTemplate`` is an online
+API call, while ``ros-cdk-fc3`` 1.15.0 (https://pypi.org/project/ros-cdk-fc3/1.15.0/) ships
+the ``RosFunction`` / ``RosTrigger`` classes. So the template is *replayed* through the CDK:
+every parameter, resource and output is constructed with its L1 classes —
+``ros_cdk_<service>.Ros<Name>`` with its ``Ros<Name>Props`` and, for nested structs, the CDK's
+``...Property`` classes (a plain dict would be passed on as a map and its unknown keys silently
+dropped: ``code={"ossBucketNam": ...}`` synthesizes ``Code: {}``) — with intrinsic functions as
+tokens, in a stack with ``enable_resource_property_constraint``.
+Each element is synthesized in its own app, so every broken one is reported, not just the
+first, and the synthesized template is compared with the input: anything the CDK dropped or
+changed is a problem. The CDK checks names, required properties, types, ranges and allowed
+values.
 
 Beyond it (``template_rules``): each ``TriggerConfig`` (a free-form map for ROS) round-trips
-through the FC 3.0 SDK's model of its ``TriggerType`` (``alibabacloud-fc20230330``, §3.3),
-which drops unknown keys; ``Ref`` / ``Fn::GetAtt`` / ``Fn::Sub`` must name a parameter, a
-resource or one of its attributes (as the CDK class declares them). Not checked offline
-(§3.4): ``Runtime`` values, quotas, and whether ROS accepts the combination — that needs ROS
-``ValidateTemplate`` online.
+through the FC 3.0 SDK's model of its ``TriggerType`` (``alibabacloud-fc20230330``), which
+drops unknown keys; ``Ref`` / ``Fn::GetAtt`` / ``Fn::Sub`` must name a parameter, a resource or
+one of its attributes (as the CDK class declares them). Not checked offline: ``Runtime``
+values, quotas, and whether ROS accepts the combination — that needs ROS ``ValidateTemplate``
+online.
 
 Importing this module is cheap; :func:`check` starts the CDK's Node.js process (about a second).
 Nothing but ``assistflow check-template`` (and its tests) imports it.
