@@ -65,6 +65,12 @@ RESOURCE_KEYS = {"Type", "Properties", "Metadata", "DependsOn", "Condition", "De
                  "Count", "Description"}
 
 
+# What replaying one named entry gives: the CDK class, its keyword arguments, and the
+# dict its synthesized form must equal.
+ReplayedEntry = tuple[Any, dict[str, Any], dict[str, Any]]
+NamedReplay = collections.abc.Callable[[str, dict[str, Any], str], ReplayedEntry]
+
+
 class CheckUnavailable(Exception):
     """The check cannot run here (no ROS CDK installed, no ``node``); says what to install."""
 
@@ -246,28 +252,46 @@ def check(path: Path) -> Report:
     return report
 
 
-def _check_parameters(replay: _Replay, template: dict[str, Any], report: Report) -> list[Problem]:
-    core, problems = replay.core, []
-    for name, decl in section(template, "Parameters").items():
-        where = f"Parameters.{name}"
-        report.checked["Parameters"] = report.checked.get("Parameters", 0) + 1
+def _check_named(replay: _Replay, template: dict[str, Any], report: Report, kind: str,
+                 shape: str, replay_one: NamedReplay) -> list[Problem]:
+    """Replay each entry of the ``Parameters`` or ``Outputs`` section alone and compare.
+
+    ``replay_one(name, decl, where)`` gives the CDK class of the entry, its keyword arguments
+    and what its synthesized form must equal; an ``Invalid`` it raises is reported.
+    """
+    problems: list[Problem] = []
+    for name, decl in section(template, kind).items():
+        where = f"{kind}.{name}"
+        report.checked[kind] = report.checked.get(kind, 0) + 1
         try:
             if not isinstance(decl, dict):
-                raise Invalid([Problem(where, "must be a mapping (Type, Default, …)")])
-            props = replay.struct(core.RosParameterProps, decl, where, owner="a parameter",
-                                  renames={"Default": "default_value"}, skip=frozenset({"Type"}))
-            kwargs = dict(props._values)
-            if "Type" in decl:
-                kwargs["type"] = _parameter_type(decl["Type"], core, f"{where}.Type")
+                raise Invalid([Problem(where, shape)])
+            cls, kwargs, expected = replay_one(name, decl, where)
 
-            def parameter(stack: Any, n: str = name, kw: dict[str, Any] = kwargs) -> None:
-                core.RosParameter(stack, n, **kw)
+            def build(stack: Any, c: Any = cls, n: str = name,
+                      kw: dict[str, Any] = kwargs) -> None:
+                c(stack, n, **kw)
 
-            built = replay.synthesize(parameter, where)
-            problems.extend(diff(decl, built.get("Parameters", {}).get(name, {}), where))
+            built = replay.synthesize(build, where)
+            problems.extend(diff(expected, built.get(kind, {}).get(name, {}), where))
         except Invalid as exc:
             problems.extend(exc.problems)
     return problems
+
+
+def _check_parameters(replay: _Replay, template: dict[str, Any], report: Report) -> list[Problem]:
+    core = replay.core
+
+    def parameter(name: str, decl: dict[str, Any], where: str) -> ReplayedEntry:
+        props = replay.struct(core.RosParameterProps, decl, where, owner="a parameter",
+                              renames={"Default": "default_value"}, skip=frozenset({"Type"}))
+        kwargs = dict(props._values)
+        if "Type" in decl:
+            kwargs["type"] = _parameter_type(decl["Type"], core, f"{where}.Type")
+        return core.RosParameter, kwargs, decl
+
+    return _check_named(replay, template, report, "Parameters",
+                        "must be a mapping (Type, Default, …)", parameter)
 
 
 def _check_resources(replay: _Replay, template: dict[str, Any],
@@ -321,25 +345,13 @@ def _check_resources(replay: _Replay, template: dict[str, Any],
 
 
 def _check_outputs(replay: _Replay, template: dict[str, Any], report: Report) -> list[Problem]:
-    core, problems = replay.core, []
-    for name, decl in section(template, "Outputs").items():
-        where = f"Outputs.{name}"
-        report.checked["Outputs"] = report.checked.get("Outputs", 0) + 1
-        try:
-            if not isinstance(decl, dict):
-                raise Invalid([Problem(where, "must be a mapping with a Value")])
-            props = replay.struct(core.RosOutputProps, decl, where, owner="an output",
-                                  skip=frozenset({"Condition"}))
-            kwargs = dict(props._values)
+    core = replay.core
 
-            def output(stack: Any, n: str = name, kw: dict[str, Any] = kwargs) -> None:
-                core.RosOutput(stack, n, **kw)
+    def output(name: str, decl: dict[str, Any], where: str) -> ReplayedEntry:
+        props = replay.struct(core.RosOutputProps, decl, where, owner="an output",
+                              skip=frozenset({"Condition"}))
+        expected = {k: v for k, v in decl.items() if k != "Condition"}
+        return core.RosOutput, dict(props._values), expected
 
-            built = replay.synthesize(output, where)
-            expected = {k: v for k, v in decl.items() if k != "Condition"}
-            problems.extend(diff(expected, built.get("Outputs", {}).get(name, {}), where))
-        except Invalid as exc:
-            problems.extend(exc.problems)
-    return problems
-
-
+    return _check_named(replay, template, report, "Outputs", "must be a mapping with a Value",
+                        output)
