@@ -6,10 +6,10 @@ declares (queues, buckets), starts the functions and their triggers, and writes
 
 ``ecs``, ``mns``, ``oss`` (base URLs), ``webhook_url``, ``region``, ``access_key_id``,
 ``access_key_secret``, ``webhook_secret``, ``results_bucket``, ``instances`` (ids of the local
-Running Linux instances with an agent), plus ``fc`` (the FC invoke API), ``followup_queue``,
-``request_queue``, ``results_prefix``,
-``state_dir`` and ``functions``, and ``fc`` (the base URL of Function Compute's invoke API,
-for ``fc2.Client(endpoint=...)`` and ``assistflow invoke``).
+Running Linux instances with an agent), plus ``fc`` (the base URL of Function Compute's invoke
+API, for ``fc2.Client(endpoint=...)`` and ``assistflow invoke``), ``request_queue``,
+``followup_queue``, ``results_prefix``, ``functions``, ``account_id``, ``state_dir`` and
+``pid``.
 """
 
 from __future__ import annotations
