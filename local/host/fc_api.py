@@ -59,8 +59,8 @@ MAX_ASYNC_PAYLOAD = 128 * 1024
 _INVOKE_PATH = re.compile(rf"^/{API_VERSION}/services/([^/]+)/functions/([^/]+)/invocations/?$")
 
 
-def string_to_sign(method: str, headers: dict[str, str], path: str,
-                   queries: dict[str, list[str]] | None = None) -> str:
+def fc_string_to_sign(method: str, headers: dict[str, str], path: str,
+                      queries: dict[str, list[str]] | None = None) -> str:
     """What fc2's ``Auth.sign_request`` signs; ``headers`` by lower-case name."""
     canonical = "".join(f"{k}:{v}\n" for k, v in sorted(headers.items())
                         if k.startswith("x-fc-"))
@@ -73,7 +73,8 @@ def string_to_sign(method: str, headers: dict[str, str], path: str,
                       canonical + resource])
 
 
-def sign(secret: str, text: str) -> str:
+def fc_signature(secret: str, text: str) -> str:
+    """Base64(HMAC-SHA256(secret, text)): the ``<sig>`` of ``Authorization: FC <id>:<sig>``."""
     digest = hmac.new(secret.encode(), text.encode(), hashlib.sha256).digest()
     return base64.b64encode(digest).decode()
 
@@ -190,7 +191,8 @@ class FcApi:
         if abs(time.time() - sent) > MAX_SKEW_SECONDS:
             return "RequestTimeTooSkewed", "the Date header is more than 15 minutes off"
         queries = {k: request.args.getlist(k) for k in request.args} or None
-        expected = sign(secret, string_to_sign(request.method, headers, path, queries))
+        expected = fc_signature(secret, fc_string_to_sign(request.method, headers, path,
+                                                           queries))
         if not hmac.compare_digest(expected, signature):
             return "SignatureNotMatch", "the request signature does not match; check the " \
                                         "access key secret"
