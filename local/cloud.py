@@ -6,10 +6,10 @@ declares (queues, buckets), starts the functions and their triggers, and writes
 
 ``ecs``, ``mns``, ``oss`` (base URLs), ``webhook_url``, ``region``, ``access_key_id``,
 ``access_key_secret``, ``webhook_secret``, ``results_bucket``, ``instances`` (ids of the local
-Running Linux instances with an agent), plus ``fc`` (the FC invoke API), ``followup_queue``,
-``request_queue``, ``results_prefix``,
-``state_dir`` and ``functions``, and ``fc`` (the base URL of Function Compute's invoke API,
-for ``fc2.Client(endpoint=...)`` and ``assistflow invoke``).
+Running Linux instances with an agent), plus ``fc`` (the base URL of Function Compute's invoke
+API, for ``fc2.Client(endpoint=...)`` and ``assistflow invoke``), ``request_queue``,
+``followup_queue``, ``results_prefix``, ``functions``, ``account_id``, ``state_dir`` and
+``pid``.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from local.emulators.mns import MnsApp
 from local.emulators.oss import OssApp
 from local.emulators.server import EmulatorServer
 from local.host.host import FunctionHost
-from local.host.queue_trigger import MnsAccess
 from local.host.template import Template
+from local.host.trigger import MnsAccess
 from local.state import LocalKeys, load_or_create_keys, write_private_json
 
 log = logging.getLogger("assistflow.cloud")
@@ -167,7 +167,8 @@ class LocalCloud:
         outputs = template.resolved_outputs()
         assert self.host is not None
         webhook = outputs.get("WebhookUrl") or next(
-            (t.url for t in self.host.http_triggers.values()), "")
+            (t.attributes()["UrlInternet"] for t in self.host.triggers.values()
+             if "UrlInternet" in t.attributes()), "")
         instances = sorted(i.InstanceId for i in self._ecs_app().model.instances.values()
                            if i.ready and i.OSType == "linux")
         queues = template.queues()

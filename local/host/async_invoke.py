@@ -2,9 +2,11 @@
 
 FC runs an async invocation (``x-fc-invocation-type: Async`` on the invoke API or an HTTP
 trigger, and every timer trigger) after answering 202. When the function fails — an unhandled
-error or a timeout — FC retries it, 3 times by default (research function-compute.md §4.2),
-keeping the request id; the host does the same, with a doubling pause between attempts. A
-failure of the platform itself (the host stopping) is not retried.
+error or a timeout — FC retries it, 3 times by default, keeping the request id ("Configure a
+retry mechanism", FC 3.0 user guide,
+https://www.alibabacloud.com/help/en/functioncompute/fc-3-0/user-guide/error-handling-1-2);
+the host does the same, with a doubling pause between attempts. A failure of the platform
+itself (the host stopping) is not retried.
 """
 
 from __future__ import annotations

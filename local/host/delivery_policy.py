@@ -13,8 +13,10 @@ shape (``alibabacloud-fc20230330`` ``RunOptions``/``RetryStrategy``/``DeadLetter
         Arn: acs:mns:<region>:<account>:/queues/<name>   # e.g. Fn::GetAtt [Dlq, ARN]
       errorsTolerance: ALL                   # NONE (default) | ALL
 
-Retry counts follow EventBridge (research: "retry and dead letter"): ``BACKOFF_RETRY`` retries
-a failed event up to 3 times, ``EXPONENTIAL_DECAY_RETRY`` up to 176 times. A message may thus be
+Retry counts follow EventBridge ("Retry policies and dead-letter queues",
+https://www.alibabacloud.com/help/en/eventbridge/user-guide/retry-and-dead-letter):
+``BACKOFF_RETRY`` retries a failed event up to 3 times, ``EXPONENTIAL_DECAY_RETRY`` up to 176
+times. A message may thus be
 delivered ``1 + retries`` times. ``MaximumRetryAttempts`` is EventBridge's own (and FC 2.0's
 ``RetryStrategy``) name for an explicit count; the FC 3.0 SDK model does not carry it, so a
 template checked by a round trip through that model should use ``PushRetryStrategy`` alone.

@@ -2,8 +2,11 @@
 
 Alibaba Cloud services publish events (ECS: ``ecs:CloudAssistant:TaskCompleted``) to the
 account's default bus; an FC ``eventbridge`` trigger whose ``eventSourceConfig.eventSourceType``
-is ``Default`` receives those that match its ``eventRuleFilterPattern``. The local ECS emulator
-publishes here, so the same template line subscribes a function on a laptop and on the cloud.
+is ``Default`` receives those that match its ``eventRuleFilterPattern``, asynchronously (FC 3.0
+``EventBridgeTriggerConfig``,
+https://www.alibabacloud.com/help/en/functioncompute/fc-3-0/developer-reference/api-fc-2023-03-30-struct-eventbridgetriggerconfig).
+The local ECS emulator publishes here, so the same template line subscribes a function on a
+laptop and on the cloud.
 
 Patterns follow EventBridge's syntax for what a trigger needs: a JSON object whose keys are
 event fields (nested objects for ``data``) and whose values are lists of allowed values, where
@@ -15,10 +18,12 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from typing import Any
 
 from local.host.async_invoke import AsyncInvoker
-from local.host.runtime import FunctionRuntime
+from local.host.template import TriggerDecl
+from local.host.trigger import DeliveryStats, Trigger, TriggerContext
 
 log = logging.getLogger("assistflow.host.events")
 
@@ -52,46 +57,75 @@ def _item_matches(item: Any, value: Any) -> bool:
     raise ValueError(f"unsupported pattern item {item!r}")
 
 
-class BusTrigger:
-    """One ``eventbridge`` trigger on the default bus."""
+class BusTrigger(Trigger):
+    """One ``eventbridge`` trigger on the default bus: subscribed while it runs."""
 
-    def __init__(self, name: str, runtime: FunctionRuntime, config: dict[str, Any]) -> None:
+    def __init__(self, name: str, function: str, config: dict[str, Any], bus: EventBus,
+                 invoker: AsyncInvoker) -> None:
+        super().__init__(name, function)
         raw = config.get("eventRuleFilterPattern") or "{}"
         try:
             self.pattern = json.loads(raw) if isinstance(raw, str) else dict(raw)
             matches(self.pattern, {})  # reject unsupported syntax at start, not per event
         except (ValueError, TypeError) as exc:
             raise ValueError(f"trigger {name}: eventRuleFilterPattern: {exc}") from None
-        self.name = name
-        self.runtime = runtime
         self.enabled = config.get("triggerEnable", True) not in (False, "false", "False")
-        self.delivered = 0
+        self.stats = DeliveryStats()
+        self._bus = bus
+        self._invoker = invoker
+        self._stopping = threading.Event()
+
+    @classmethod
+    def create(cls, decl: TriggerDecl, context: TriggerContext) -> BusTrigger:
+        return cls(decl.name, decl.function, decl.config, context.bus, context.invoker)
+
+    def offer(self, event: dict[str, Any], body: bytes) -> bool:
+        """Invoke the function with ``event`` (its JSON ``body``) if it matches; True if so."""
+        if not (self.enabled and matches(self.pattern, event)):
+            return False
+        if not self._stopping.is_set():
+            try:
+                self._invoker.submit(self.runtime, body)
+            except RuntimeError:  # the invoker was told to stop first
+                pass
+            else:
+                self.stats.record(delivered=1)
+                return True
+        log.info("dropped %s for %s: the host is stopping", event.get("type"), self.name)
+        return False
+
+    def start(self) -> None:
+        self._bus.subscribe(self)
+
+    def begin_stop(self) -> None:
+        self._stopping.set()
+
+    def stop(self) -> None:
+        self.begin_stop()
+        self._bus.unsubscribe(self)
 
 
 class EventBus:
-    """Routes each published event to every enabled trigger whose pattern matches."""
+    """Routes each published event to every subscribed trigger whose pattern matches."""
 
-    def __init__(self, invoker: AsyncInvoker) -> None:
-        self._invoker = invoker
-        self.triggers: list[BusTrigger] = []
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._triggers: list[BusTrigger] = []
 
     def subscribe(self, trigger: BusTrigger) -> None:
-        self.triggers.append(trigger)
+        with self._lock:
+            self._triggers.append(trigger)
         if not trigger.enabled:
             log.info("trigger %s is disabled (triggerEnable: false)", trigger.name)
+
+    def unsubscribe(self, trigger: BusTrigger) -> None:
+        with self._lock:
+            if trigger in self._triggers:
+                self._triggers.remove(trigger)
 
     def publish(self, event: dict[str, Any]) -> int:
         """Deliver ``event`` asynchronously (FC retries failures); returns the match count."""
         body = json.dumps(event).encode()
-        matched = 0
-        for trigger in self.triggers:
-            if trigger.enabled and matches(trigger.pattern, event):
-                try:
-                    self._invoker.submit(trigger.runtime, body)
-                except RuntimeError:  # the host is stopping: the event is not delivered
-                    log.info("dropped %s for %s: the host is stopping", event.get("type"),
-                             trigger.name)
-                    continue
-                trigger.delivered += 1
-                matched += 1
-        return matched
+        with self._lock:
+            triggers = list(self._triggers)
+        return sum(trigger.offer(event, body) for trigger in triggers)

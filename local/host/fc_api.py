@@ -12,8 +12,10 @@ that aliyun-fc2 (2.5.2) speaks:
   accepted and the function is looked up by name alone.
 * **Sync** (default): the function's result is the body with ``x-fc-request-id``; when the
   function fails the answer is still HTTP 200, with ``x-fc-error-type:
-  UnhandledInvocationError`` and ``{"errorMessage", "errorType", "stackTrace"}``, which is what
-  makes fc2 raise ``FcError`` (research function-compute.md §5; FC "Error handling" pages).
+  UnhandledInvocationError`` and ``{"errorMessage", "errorType", "stackTrace"}``: fc2
+  (``fc2/client.py``) raises ``FcError`` for any response carrying ``x-fc-error-type``, and FC
+  names function errors ``HandledInvocationError`` / ``UnhandledInvocationError``
+  (https://www.alibabacloud.com/help/en/functioncompute/fc-3-0/user-guide/error-handling-1-2).
 * **Async** (``x-fc-invocation-type: Async``): 202 at once, the function runs in the
   background with FC's async retries (``AsyncInvoker``); the payload limit is FC's 128 KB.
 
@@ -57,8 +59,8 @@ MAX_ASYNC_PAYLOAD = 128 * 1024
 _INVOKE_PATH = re.compile(rf"^/{API_VERSION}/services/([^/]+)/functions/([^/]+)/invocations/?$")
 
 
-def string_to_sign(method: str, headers: dict[str, str], path: str,
-                   queries: dict[str, list[str]] | None = None) -> str:
+def fc_string_to_sign(method: str, headers: dict[str, str], path: str,
+                      queries: dict[str, list[str]] | None = None) -> str:
     """What fc2's ``Auth.sign_request`` signs; ``headers`` by lower-case name."""
     canonical = "".join(f"{k}:{v}\n" for k, v in sorted(headers.items())
                         if k.startswith("x-fc-"))
@@ -71,7 +73,8 @@ def string_to_sign(method: str, headers: dict[str, str], path: str,
                       canonical + resource])
 
 
-def sign(secret: str, text: str) -> str:
+def fc_signature(secret: str, text: str) -> str:
+    """Base64(HMAC-SHA256(secret, text)): the ``<sig>`` of ``Authorization: FC <id>:<sig>``."""
     digest = hmac.new(secret.encode(), text.encode(), hashlib.sha256).digest()
     return base64.b64encode(digest).decode()
 
@@ -188,7 +191,8 @@ class FcApi:
         if abs(time.time() - sent) > MAX_SKEW_SECONDS:
             return "RequestTimeTooSkewed", "the Date header is more than 15 minutes off"
         queries = {k: request.args.getlist(k) for k in request.args} or None
-        expected = sign(secret, string_to_sign(request.method, headers, path, queries))
+        expected = fc_signature(secret, fc_string_to_sign(request.method, headers, path,
+                                                           queries))
         if not hmac.compare_digest(expected, signature):
             return "SignatureNotMatch", "the request signature does not match; check the " \
                                         "access key secret"

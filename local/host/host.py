@@ -2,10 +2,15 @@
 
 * every ``ALIYUN::FC3::Function`` becomes a ``FunctionRuntime`` (worker processes, Timeout,
   its EnvironmentVariables plus FC's system variables);
-* ``http`` triggers are served on their own ports, ``timer`` triggers fire on their cron,
-  ``eventbridge`` triggers with an MNS source deliver queue messages, and those on the default
-  bus receive the cloud events published to ``bus`` (the ECS emulator's TaskCompleted);
+* every ``ALIYUN::FC3::Trigger`` of a kind in ``TRIGGER_KINDS`` becomes a ``Trigger``
+  (``local.host.trigger``): ``http`` triggers are served on their own ports, ``timer`` triggers
+  fire on their cron, ``eventbridge`` triggers with an MNS source deliver queue messages, and
+  those on the default bus receive the cloud events published to ``bus`` (the ECS emulator's
+  TaskCompleted); a kind not listed there is skipped with a warning;
 * with a ``KeyRing``, FC's invoke API is served too (``FcApi``, the ``fc`` endpoint).
+
+To run a new kind of trigger: write its ``Trigger`` subclass in a module of its own and add one
+line to ``TRIGGER_KINDS``.
 
 ``stop()`` ends every thread the host started: first nothing new is accepted (timers, pollers,
 servers), then the runtimes close — invocations in flight fail, and a queue message whose
@@ -18,19 +23,31 @@ import itertools
 import logging
 import threading
 from pathlib import Path
+from typing import TypeVar
 
 from local.emulators.base import KeyRing
 from local.host.async_invoke import DEFAULT_RETRIES, AsyncInvoker
 from local.host.event_bus import BusTrigger, EventBus
 from local.host.fc_api import FcApi
 from local.host.http_trigger import HttpTrigger
-from local.host.queue_trigger import MnsAccess, QueueTrigger
+from local.host.queue_trigger import QueueTrigger
 from local.host.runtime import FunctionRuntime, FunctionSpec
-from local.host.template import Template, TemplateError
+from local.host.template import Template, TemplateError, TriggerDecl
 from local.host.timer_trigger import TimerTrigger
+from local.host.trigger import MnsAccess, Trigger, TriggerContext, TriggerFactory
 
 log = logging.getLogger("assistflow.host")
 _host_ids = itertools.count(1)
+
+# TriggerDecl.kind -> how to build a trigger of that kind.
+TRIGGER_KINDS: dict[str, TriggerFactory] = {
+    "http": HttpTrigger.create,
+    "timer": TimerTrigger.create,
+    "eventbridge:MNS": QueueTrigger.create,
+    "eventbridge:Default": BusTrigger.create,
+}
+
+T = TypeVar("T", bound=Trigger)
 
 
 class FunctionHost:
@@ -53,24 +70,30 @@ class FunctionHost:
         self.mns = mns
         self.record = (record_dir / "invocations.jsonl") if record_dir else None
         self.max_instances = max_instances
-        self.http_ports = http_ports or {}
         self.keyring = keyring
         self.api_port = api_port
         # Every thread the host starts is named "<label>…", so several hosts in one process
         # (tests) can be told apart and ``threads()`` can prove stop() ended them all.
         self.label = f"host{next(_host_ids)}:"
         self.invoker = AsyncInvoker(async_retries, async_retry_delay, label=self.label)
-        self.bus = EventBus(self.invoker)  # the default event bus cloud services publish to
+        self.bus = EventBus()  # the default event bus cloud services publish to
+        self.context = TriggerContext(template.region, template.account_id, self.label,
+                                      self.invoker, self.bus, mns, dict(http_ports or {}))
         self.runtimes: dict[str, FunctionRuntime] = {}
-        self.http_triggers: dict[str, HttpTrigger] = {}
-        self.queue_triggers: dict[str, QueueTrigger] = {}
-        self.timer_triggers: dict[str, TimerTrigger] = {}
+        self.triggers: dict[str, Trigger] = {}  # by logical id
         self.api: FcApi | None = None
 
     @property
     def api_url(self) -> str:
         """The invoke API's base URL ('' without a keyring)."""
         return self.api.url if self.api else ""
+
+    def trigger(self, name: str, kind: type[T]) -> T:
+        """The running trigger called ``name`` (its TriggerName), which must be a ``kind``."""
+        found = [t for t in self.triggers.values() if t.name == name]
+        if len(found) != 1 or not isinstance(found[0], kind):
+            raise KeyError(f"no single {kind.__name__} named {name!r}")
+        return found[0]
 
     def start(self) -> None:
         try:
@@ -81,86 +104,59 @@ class FunctionHost:
         except BaseException:
             self.stop()
             raise
-        for http in self.http_triggers.values():
-            http.start()
-        for queue in self.queue_triggers.values():
-            queue.start()
-        for timer in self.timer_triggers.values():
-            timer.start()
+        for trigger in self.triggers.values():
+            trigger.start()
         if self.api is not None:
             self.api.start()
 
     def _build(self) -> None:
         tpl = self.template
-        decls = tpl.triggers()
-        # HTTP triggers bind first: their URLs are attributes other values may refer to.
-        pending_http = []
-        for decl in decls:
-            if decl.type == "http":
-                trigger = HttpTrigger(decl.name, decl.function, decl.config, tpl.region,
-                                      tpl.account_id, self.http_ports.get(decl.name, 0),
-                                      invoker=self.invoker, label=self.label)
-                self.http_triggers[decl.name] = trigger  # owned now: stop() closes its port
-                tpl.attributes[(decl.logical_id, "UrlInternet")] = trigger.url
-                tpl.attributes[(decl.logical_id, "UrlIntranet")] = trigger.url
-                tpl.attributes[(decl.logical_id, "TriggerId")] = trigger.trigger_id
-                pending_http.append((decl, trigger))
+        # Triggers first: what they publish (an HTTP trigger's URL) may be referred to by the
+        # functions' environment.
+        for decl in tpl.triggers():
+            trigger = self._create_trigger(decl)
+            if trigger is None:
+                continue
+            self.triggers[decl.logical_id] = trigger  # owned now: stop() releases it
+            for attribute, value in trigger.attributes().items():
+                tpl.attributes[(decl.logical_id, attribute)] = value
         for fn in tpl.functions():
             spec = FunctionSpec(fn.name, fn.handler, fn.code_dir, fn.timeout, fn.memory,
                                 fn.environment, fn.runtime)
             self.runtimes[fn.name] = FunctionRuntime(spec, self.system_env, self.max_instances,
                                                      self.record, label=self.label)
-        for decl, trigger in pending_http:
-            trigger.runtime = self._runtime(decl.function, decl.logical_id)
-        for decl in decls:
-            source = ((decl.config.get("eventSourceConfig") or {}).get("eventSourceType")
-                      or "Default")
-            if decl.type == "eventbridge" and source == "Default":
-                self.bus.subscribe(BusTrigger(decl.name, self._runtime(decl.function,
-                                                                       decl.logical_id),
-                                              decl.config))
-            elif decl.type == "eventbridge" and source == "MNS":
-                self.queue_triggers[decl.name] = QueueTrigger(
-                    decl.name, self._runtime(decl.function, decl.logical_id), decl.config,
-                    self.mns, tpl.region, tpl.account_id, label=self.label)
-            elif decl.type == "timer":
-                self.timer_triggers[decl.name] = TimerTrigger(
-                    decl.name, self._runtime(decl.function, decl.logical_id), decl.config,
-                    self.invoker, label=self.label)
-            elif decl.type != "http":
-                log.warning("trigger %s: type %s is not emulated yet", decl.name, decl.type)
+        for logical_id, trigger in self.triggers.items():
+            runtime = self.runtimes.get(trigger.function)
+            if runtime is None:
+                raise TemplateError(f"trigger {logical_id}: function {trigger.function!r} is "
+                                    "not declared")
+            trigger.attach(runtime)
         if self.keyring is not None:
             self.api = FcApi(lambda: self.runtimes, self.keyring, self.invoker, self.api_port,
                              label=self.label)
+
+    def _create_trigger(self, decl: TriggerDecl) -> Trigger | None:
+        factory = TRIGGER_KINDS.get(decl.kind)
+        if factory is None:
+            log.warning("trigger %s: type %s is not emulated yet", decl.name, decl.kind)
+            return None
+        return factory(decl, self.context)
 
     def threads(self) -> list[threading.Thread]:
         """The live threads this host started (none once ``stop()`` has returned)."""
         return [t for t in threading.enumerate() if t.name.startswith(self.label)]
 
-    def _runtime(self, function: str, trigger: str) -> FunctionRuntime:
-        try:
-            return self.runtimes[function]
-        except KeyError:
-            raise TemplateError(f"trigger {trigger}: function {function!r} is not declared") \
-                from None
-
     def stop(self) -> None:
         # 1. accept nothing new
-        for timer in self.timer_triggers.values():
-            timer.begin_stop()
-        for queue in self.queue_triggers.values():
-            queue.begin_stop()
+        for trigger in self.triggers.values():
+            trigger.begin_stop()
         self.invoker.begin_stop()
         if self.api is not None:
             self.api.stop()
-        for http in self.http_triggers.values():
-            http.stop()
         # 2. end what is running: in-flight invocations fail at once instead of holding stop()
         for runtime in self.runtimes.values():
             runtime.close()
         # 3. join
-        for timer in self.timer_triggers.values():
-            timer.stop()
-        for queue in self.queue_triggers.values():
-            queue.stop()
+        for trigger in self.triggers.values():
+            trigger.stop()
         self.invoker.stop()

@@ -2,7 +2,9 @@
 
 Each HTTP trigger gets its own port on 127.0.0.1 — the local stand-in for its
 ``https://<trigger-id>.<region>.fcapp.run`` domain — so ``rawPath`` is exactly the request path,
-as on FC.
+as on FC. The event and the response mapping follow "Invoke a function by using an HTTP
+trigger" (FC 3.0 user guide,
+https://www.alibabacloud.com/help/en/functioncompute/fc-3-0/user-guide/http-trigger-invoking-function).
 """
 
 from __future__ import annotations
@@ -16,18 +18,23 @@ from typing import TYPE_CHECKING, Any
 from werkzeug.wrappers import Request, Response
 
 from local.host.async_invoke import AsyncInvoker
-from local.host.runtime import FunctionRuntime, Invocation
+from local.host.runtime import Invocation
 from local.host.server import LoopbackServer
+from local.host.trigger import Trigger, TriggerContext
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
+    from local.host.template import TriggerDecl
 
-def build_event(request: Request, request_id: str, trigger_id: str, region: str,
-                account_id: str) -> dict[str, Any]:
-    """The FC 3.0 HTTP trigger event for ``request`` (research function-compute.md §1.4)."""
+
+def build_http_event(request: Request, request_id: str, trigger_id: str, region: str,
+                     account_id: str) -> dict[str, Any]:
+    """The FC 3.0 HTTP trigger event for ``request``: ``rawPath`` still URL-encoded, the decoded
+    path in ``requestContext.http.path``, a body that is not UTF-8 in Base64
+    (``isBase64Encoded``), repeated headers and query parameters joined with commas."""
     body = request.get_data()
     try:
         text, is_b64 = body.decode("utf-8"), False
@@ -95,20 +102,23 @@ def map_response(inv: Invocation) -> Response:
     return Response(json.dumps(result), headers=headers, content_type="application/json")
 
 
-class HttpTrigger:
+class HttpTrigger(Trigger):
     """Serves one HTTP trigger of one function.
 
     ``methods`` are the only methods answered (others get 405, as FC does); ``authType``
     ``anonymous`` lets anyone in, ``function`` requires an ``Authorization`` header — the local
     host does not check its signature (the FC 3.0 trigger signature is not emulated).
     ``X-Fc-Invocation-Type: Async`` answers 202 and runs the function in the background.
+    The port is bound when the trigger is built, so its URL is known before the functions are:
+    ``UrlInternet`` / ``UrlIntranet`` / ``TriggerId`` are the attributes ROS documents for
+    ``ALIYUN::FC3::Trigger``
+    (https://www.alibabacloud.com/help/en/ros/developer-reference/aliyun-fc3-trigger).
     """
 
     def __init__(self, name: str, function: str, config: dict[str, Any], region: str,
                  account_id: str, port: int = 0, invoker: AsyncInvoker | None = None,
                  label: str = "") -> None:
-        self.name = name
-        self.runtime: FunctionRuntime | None = None  # set by the host once functions exist
+        super().__init__(name, function)
         self.methods = {str(m).upper() for m in config.get("methods") or ["GET", "POST"]}
         self.auth_type = str(config.get("authType", "function")).lower()
         if self.auth_type not in ("anonymous", "function"):
@@ -121,6 +131,15 @@ class HttpTrigger:
         self._server = LoopbackServer(self, port, f"{label}http-trigger-{name}")
         self.url = self._server.url + "/"
 
+    @classmethod
+    def create(cls, decl: TriggerDecl, context: TriggerContext) -> HttpTrigger:
+        return cls(decl.name, decl.function, decl.config, context.region, context.account_id,
+                   context.http_ports.get(decl.name, 0), invoker=context.invoker,
+                   label=context.label)
+
+    def attributes(self) -> dict[str, str]:
+        return {"UrlInternet": self.url, "UrlIntranet": self.url, "TriggerId": self.trigger_id}
+
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         request = Request(environ)
         request_id = f"1-{uuid.uuid4()}"
@@ -128,8 +147,6 @@ class HttpTrigger:
         return response(environ, start_response)
 
     def _handle(self, request: Request, request_id: str) -> Response:
-        if self.runtime is None:
-            return Response("function not ready", status=503)
         if request.method not in self.methods:
             return Response(json.dumps({"ErrorCode": "MethodNotAllowed", "ErrorMessage":
                                         f"method {request.method} is not allowed by "
@@ -146,8 +163,8 @@ class HttpTrigger:
                                         "Authorization header is required"}),
                             status=401, content_type="application/json",
                             headers={"x-fc-request-id": request_id})
-        event = json.dumps(build_event(request, request_id, self.trigger_id, self.region,
-                                       self.account_id)).encode()
+        event = json.dumps(build_http_event(request, request_id, self.trigger_id, self.region,
+                                            self.account_id)).encode()
         mode = request.headers.get("X-Fc-Invocation-Type", "Sync").strip().lower()
         if mode == "async" and self.invoker is not None:
             try:
@@ -159,6 +176,10 @@ class HttpTrigger:
 
     def start(self) -> None:
         self._server.start()
+
+    def begin_stop(self) -> None:
+        """Stop serving: the port is closed (requests in flight finish on their own threads)."""
+        self._server.stop()
 
     def stop(self) -> None:
         self._server.stop()

@@ -1,10 +1,17 @@
 """FC 3.0 MNS-queue trigger (EventBridge event source): deliver queue messages to a function.
 
 A poller long-polls the queue through the official MNS SDK and invokes the function once per
-message with the CloudEvent EventBridge produces (research function-compute.md §2.3). The
-message is deleted only when the invocation succeeds; otherwise it stays in the queue and comes
-back after its visibility timeout — at-least-once, as on the cloud. How many times, and what
-happens after that (dead-letter queue, discard, keep trying), is the trigger's
+message with the CloudEvent EventBridge produces in event mode: ``type``
+``mns:Queue:SendMessage``, ``source`` and event bus ``MNS-<function>-<trigger>``, the message
+in ``data`` (``requestId``, ``messageId``, ``messageBody``, Base64-decoded unless
+``IsBase64Decode`` is false). Sources: "Simple Message Queue (formerly MNS) queue triggers"
+(https://www.alibabacloud.com/help/en/functioncompute/fc/mns-queue-triggers) and FC 3.0's
+``SourceMNSParameters`` (``alibabacloud-fc20230330``;
+https://www.alibabacloud.com/help/en/functioncompute/fc-3-0/developer-reference/api-fc-2023-03-30-struct-sourcemnsparameters).
+
+The message is deleted only when the invocation succeeds; otherwise it stays in the queue and
+comes back after its visibility timeout — at-least-once, as on the cloud. How many times, and
+what happens after that (dead-letter queue, discard, keep trying), is the trigger's
 ``runOptions`` — see ``local.host.delivery_policy``.
 
 Deliveries are synchronous whatever ``asyncInvocationType`` says: the host waits for the
@@ -20,31 +27,23 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 from local.host.delivery_policy import DeliveryPolicy
-from local.host.runtime import FunctionRuntime
-from local.host.template import truthy
+from local.host.template import TriggerDecl, truthy
+from local.host.trigger import DeliveryStats, MnsAccess, Trigger, TriggerContext
 
 log = logging.getLogger("assistflow.host.queue")
 
 WAIT_SECONDS = 1  # long-poll length; a send wakes the poll at once, so this only bounds stop()
 
 
-@dataclass(frozen=True)
-class MnsAccess:
-    url: str
-    access_key_id: str
-    access_key_secret: str
-
-
 def _iso(ms: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + f".{int(ms % 1000):03d}Z"
 
 
-def cloud_event(message: Any, *, queue: str, source: str, region: str, account_id: str,
-                base64_decode: bool) -> dict[str, Any]:
+def build_queue_event(message: Any, *, queue: str, source: str, region: str, account_id: str,
+                      base64_decode: bool) -> dict[str, Any]:
     body = message.message_body
     if base64_decode:
         try:
@@ -71,19 +70,46 @@ def cloud_event(message: Any, *, queue: str, source: str, region: str, account_i
     }
 
 
-class QueueTrigger:
+class QueueHandles(threading.local):
+    """The calling thread's MNS queue handles, by queue name.
+
+    An MNS ``Account`` is not thread-safe, so the poller and each delivery thread get their
+    own. Encoding is off both ways so a body is passed through byte for byte — including into
+    the dead-letter queue.
+    """
+
+    def __init__(self, access: MnsAccess) -> None:
+        # threading.local runs __init__ again, with these arguments, in every thread.
+        self._access = access
+        self._queues: dict[str, Any] = {}
+
+    def get(self, name: str) -> Any:
+        queue = self._queues.get(name)
+        if queue is None:
+            from mns.account import Account
+
+            account = Account(self._access.url, self._access.access_key_id,
+                              self._access.access_key_secret)
+            queue = self._queues[name] = account.get_queue(name)
+            queue.set_encoding(False)
+        return queue
+
+    def forget(self) -> None:
+        """Drop this thread's handles: the next ``get`` connects again."""
+        self._queues = {}
+
+
+class QueueTrigger(Trigger):
     """Delivers one queue's messages to one function, up to ``concurrency`` at a time."""
 
-    def __init__(self, name: str, runtime: FunctionRuntime, config: dict[str, Any],
-                 access: MnsAccess, region: str, account_id: str, concurrency: int = 4,
-                 label: str = "") -> None:
+    def __init__(self, name: str, function: str, config: dict[str, Any], access: MnsAccess,
+                 region: str, account_id: str, concurrency: int = 4, label: str = "") -> None:
+        super().__init__(name, function)
         params = (config.get("eventSourceConfig", {}).get("eventSourceParameters", {})
                   .get("sourceMNSParameters", {}))
         if not params.get("QueueName"):
             raise ValueError(f"trigger {name}: sourceMNSParameters.QueueName is required")
-        self.name = name
         self.label = label
-        self.runtime = runtime
         self.queue_name = str(params["QueueName"])
         try:
             self.base64_decode = truthy(params.get("IsBase64Decode"), default=True)
@@ -91,38 +117,25 @@ class QueueTrigger:
             self.policy = DeliveryPolicy.from_run_options(config.get("runOptions"))
         except ValueError as exc:
             raise ValueError(f"trigger {name}: {exc}") from None
-        self.access = access
         self.region = region
         self.account_id = account_id
-        self.source = f"MNS-{runtime.spec.name}-{name}"
+        self.source = f"MNS-{function}-{name}"
+        self.stats = DeliveryStats()
+        self._queues = QueueHandles(access)
         self._slots = threading.Semaphore(concurrency)
         self._pool = ThreadPoolExecutor(max_workers=concurrency,
                                         thread_name_prefix=f"{label}queue-{name}")
-        self._local = threading.local()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._counts = threading.Lock()
-        self.delivered = 0  # invocations that succeeded (message deleted)
-        self.failed = 0  # invocations that failed (message left for redelivery or given up)
-        self.dead_lettered = 0  # messages moved to the dead-letter queue
-        self.discarded = 0  # messages dropped after their last try (errorsTolerance ALL)
+
+    @classmethod
+    def create(cls, decl: TriggerDecl, context: TriggerContext) -> QueueTrigger:
+        return cls(decl.name, decl.function, decl.config, context.mns, context.region,
+                   context.account_id, label=context.label)
 
     def _queue(self, name: str | None = None) -> Any:
-        """A handle on ``name`` (default: the source queue) for this thread.
-
-        An MNS ``Account`` is not thread-safe. Encoding is off both ways so a body is passed
-        through byte for byte — including into the dead-letter queue.
-        """
-        name = name or self.queue_name
-        handles: dict[str, Any] = self._local.__dict__.setdefault("queues", {})
-        if name not in handles:
-            from mns.account import Account
-
-            account = Account(self.access.url, self.access.access_key_id,
-                              self.access.access_key_secret)
-            handles[name] = account.get_queue(name)
-            handles[name].set_encoding(False)
-        return handles[name]
+        """This thread's handle on ``name`` (default: the source queue)."""
+        return self._queues.get(name or self.queue_name)
 
     def start(self) -> None:
         if not self.enabled:
@@ -143,13 +156,9 @@ class QueueTrigger:
             # A peek changes nothing; GetQueueAttributes would, through SDK 1.3.0, raise
             # DeprecationWarnings for fields the response no longer carries.
             self._queue(self.policy.dead_letter_queue).peek_message()
-        except MNSServerException as exc:
-            if exc.type == "MessageNotExist":  # there, and empty
-                return
-            log.warning("trigger %s: dead-letter queue %s is not usable (%s); messages that "
-                        "use up their deliveries will stay in %s until it exists", self.name,
-                        self.policy.dead_letter_queue, exc, self.queue_name)
         except MNSExceptionBase as exc:
+            if isinstance(exc, MNSServerException) and exc.type == "MessageNotExist":
+                return  # there, and empty
             log.warning("trigger %s: dead-letter queue %s is not usable (%s); messages that "
                         "use up their deliveries will stay in %s until it exists", self.name,
                         self.policy.dead_letter_queue, exc, self.queue_name)
@@ -175,7 +184,7 @@ class QueueTrigger:
             except MNSExceptionBase as exc:
                 messages = []
                 log.warning("trigger %s: receive failed: %s", self.name, exc)
-                self._local.__dict__.pop("queues", None)  # reconnect next time
+                self._queues.forget()  # reconnect next time
                 self._stop.wait(1)
             for message in messages:
                 self._pool.submit(self._deliver, message)
@@ -190,17 +199,17 @@ class QueueTrigger:
                 # visibility timeout shorter than the function's): its tries are used up.
                 self._give_up(message, count, "it was received more often than allowed")
                 return
-            event = cloud_event(message, queue=self.queue_name, source=self.source,
+            event = build_queue_event(message, queue=self.queue_name, source=self.source,
                                 region=self.region, account_id=self.account_id,
                                 base64_decode=self.base64_decode)
             inv = self.runtime.invoke(json.dumps(event).encode())
             if inv.ok:
-                self._count("delivered")
+                self.stats.record(delivered=1)
                 self._ack(message)
                 return
             if self._stop.is_set():
                 return  # failed because the host is stopping: not the message's fault
-            self._count("failed")
+            self.stats.record(failed=1)
             error = inv.error or {}
             reason = f"{error.get('errorType')}: {error.get('errorMessage')}"
             if self.policy.exhausted(count):
@@ -223,7 +232,7 @@ class QueueTrigger:
             log.warning("trigger %s: discarding message %s after %d deliveries (%s); "
                         "errorsTolerance is ALL and there is no dead-letter queue", self.name,
                         message.message_id, count, reason)
-            self._count("discarded")
+            self.stats.record(discarded=1)
             self._ack(message)
             return
         priority = int(getattr(message, "priority", -1) or -1)
@@ -237,12 +246,8 @@ class QueueTrigger:
             return
         log.warning("trigger %s: message %s moved to dead-letter queue %s after %d deliveries "
                     "(%s)", self.name, message.message_id, dlq, count, reason)
-        self._count("dead_lettered")
+        self.stats.record(dead_lettered=1)
         self._ack(message)
-
-    def _count(self, counter: str) -> None:
-        with self._counts:  # deliveries run on several pool threads
-            setattr(self, counter, getattr(self, counter) + 1)
 
     def _ack(self, message: Any) -> None:
         from mns.mns_exception import MNSExceptionBase

@@ -186,8 +186,11 @@ class FunctionRuntime:
             "FC_RUNTIME": spec.runtime,
             "FC_FUNC_CODE_PATH": str(spec.code_dir),
         })
-        # The version variable changed name with the runtime's Debian release (research
-        # function-compute.md §1.8); the local host only runs the unpublished version.
+        # The version variable changed name with the runtime's Debian release: FC_VER_ID up
+        # to Debian 10, FC_FUNCTION_VERSION from Debian 11 (python3.12) on ("Environment
+        # variables",
+        # https://www.alibabacloud.com/help/en/functioncompute/fc/environment-variables).
+        # The local host only runs the unpublished version.
         version_var = "FC_FUNCTION_VERSION" if spec.runtime == "python3.12" else "FC_VER_ID"
         env[version_var] = "LATEST"
         return env

@@ -1,8 +1,9 @@
 """A WSGI app served on 127.0.0.1 from one thread that ``stop()`` really ends.
 
 Shared by the HTTP triggers and the FC invoke API so both get the same two details right:
-TCP_NODELAY (HTTP/1.1 keep-alive without it stalls every response ~40 ms on delayed ACKs,
-research local-emulation.md §8) and a serving thread that is joined when the host stops.
+TCP_NODELAY (HTTP/1.1 keep-alive without it stalls every small response about 40 ms: Nagle's
+algorithm holds the body until the client's delayed ACK of the headers, RFC 896 and RFC 1122
+§4.2.3.2) and a serving thread that is joined when the host stops.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("assistflow.host.http")
 
 
-class _Handler(WSGIRequestHandler):
+class _LoopbackRequestHandler(WSGIRequestHandler):
     disable_nagle_algorithm = True
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
@@ -33,7 +34,7 @@ class LoopbackServer:
     def __init__(self, app: WSGIApplication, port: int, name: str) -> None:
         self.name = name
         self._server: BaseWSGIServer = make_server("127.0.0.1", port, app, threaded=True,
-                                                   request_handler=_Handler)
+                                                   request_handler=_LoopbackRequestHandler)
         # Request threads are daemons: a request blocked in a slow invocation must not keep
         # the process alive; the invocation itself fails once the host closes its runtimes.
         self._server.daemon_threads = True  # type: ignore[attr-defined]

@@ -46,8 +46,10 @@ ENV_LIMIT_BYTES = 4096
 
 
 def _check_environment(logical_id: str, env: dict[str, Any]) -> None:
-    """FC's rules for EnvironmentVariables (research function-compute.md §1.8), so a template
-    that FC would refuse fails here too instead of only on deployment."""
+    """FC's rules for EnvironmentVariables — names start with a letter and use letters, digits
+    and ``_``, the ``FC_`` prefix is reserved, 4 KB in all ("Environment variables",
+    https://www.alibabacloud.com/help/en/functioncompute/fc/environment-variables) — so a
+    template that FC would refuse fails here too instead of only on deployment."""
     for key in env:
         if not _ENV_NAME.match(str(key)):
             raise TemplateError(f"function {logical_id}: environment variable {key!r} must "
@@ -87,6 +89,15 @@ class TriggerDecl:
     function: str
     type: str
     config: dict[str, Any]
+
+    @property
+    def kind(self) -> str:
+        """What the host runs it as: the ``TriggerType``, and for an ``eventbridge`` trigger its
+        ``eventSourceConfig.eventSourceType`` too (``eventbridge:MNS``, ``eventbridge:Default``)."""
+        if self.type != "eventbridge":
+            return self.type
+        source = (self.config.get("eventSourceConfig") or {}).get("eventSourceType")
+        return f"eventbridge:{source or 'Default'}"
 
 
 @dataclass

@@ -1,6 +1,8 @@
 """FC timer triggers: fire a function on its ``cronExpression`` with the FC timer event.
 
-Schedules (research function-compute.md §4.1, TimerTriggerConfig):
+Schedules, as FC 3.0's ``TimerTriggerConfig`` (``alibabacloud-fc20230330``;
+https://www.alibabacloud.com/help/en/functioncompute/api-fc-2023-03-30-struct-timertriggerconfig)
+and the timer trigger guide (https://help.aliyun.com/document_detail/171746.html) describe them:
 
 * ``@every <duration>`` — Go-style durations (``@every 2s``, ``@every 4m``, ``@every 1h30m``),
   counted from the moment the host starts, as FC counts from the trigger's creation;
@@ -26,8 +28,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from local.host.async_invoke import AsyncInvoker
-from local.host.runtime import FunctionRuntime
-from local.host.template import truthy
+from local.host.template import TriggerDecl, truthy
+from local.host.trigger import Trigger, TriggerContext
 
 log = logging.getLogger("assistflow.host.timer")
 
@@ -50,7 +52,7 @@ def parse_duration(text: str) -> float:
 
 
 @dataclass(frozen=True)
-class Schedule:
+class TimerSchedule:
     """When a timer fires: ``next_after(t)`` is the first fire time strictly after ``t``."""
 
     expression: str
@@ -60,7 +62,7 @@ class Schedule:
     zone: Any = timezone.utc
 
     @classmethod
-    def parse(cls, expression: str, anchor: float | None = None) -> Schedule:
+    def parse(cls, expression: str, anchor: float | None = None) -> TimerSchedule:
         expr = expression.strip()
         if expr.startswith("@every"):
             return cls(expression, interval=parse_duration(expr[len("@every"):]),
@@ -98,22 +100,26 @@ class Schedule:
         return float(croniter(self.cron, start, second_at_beginning=True).get_next(float))
 
 
-def timer_event(trigger_name: str, fire_time: float, payload: str) -> dict[str, Any]:
-    """The FC timer event (research function-compute.md §2.1): payload stays a string."""
+def build_timer_event(trigger_name: str, fire_time: float, payload: str) -> dict[str, Any]:
+    """The FC timer event: ``payload`` stays the configured string (a JSON payload arrives
+    encoded), as "Formats of event for different triggers" shows it:
+    https://www.alibabacloud.com/help/en/functioncompute/fc-3-0/user-guide/formats-of-event-for-different-triggers-1
+    """
     return {"triggerTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(fire_time)),
             "triggerName": trigger_name, "payload": payload}
 
 
-class TimerTrigger:
+class TimerTrigger(Trigger):
     """Fires one function on one schedule from its own thread."""
 
-    def __init__(self, name: str, runtime: FunctionRuntime, config: dict[str, Any],
+    def __init__(self, name: str, function: str, config: dict[str, Any],
                  invoker: AsyncInvoker, label: str = "") -> None:
+        super().__init__(name, function)
         expression = config.get("cronExpression")
         if not isinstance(expression, str) or not expression.strip():
             raise ValueError(f"timer trigger {name}: cronExpression is required")
         try:
-            self.schedule = Schedule.parse(expression)
+            self.schedule = TimerSchedule.parse(expression)
         except ValueError as exc:
             raise ValueError(f"timer trigger {name}: {exc}") from None
         payload = config.get("payload", "")
@@ -121,9 +127,7 @@ class TimerTrigger:
             # FC's TimerTriggerConfig.payload is a string; a JSON payload is written encoded.
             raise ValueError(f"timer trigger {name}: payload must be a string (JSON-encode "
                              f"structured payloads), not {type(payload).__name__}")
-        self.name = name
         self.label = label
-        self.runtime = runtime
         self.payload = payload
         try:
             self.enabled = truthy(config.get("enable"), default=True)
@@ -133,6 +137,10 @@ class TimerTrigger:
         self.fired: list[str] = []  # request ids, in firing order
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    @classmethod
+    def create(cls, decl: TriggerDecl, context: TriggerContext) -> TimerTrigger:
+        return cls(decl.name, decl.function, decl.config, context.invoker, label=context.label)
 
     def start(self) -> None:
         if not self.enabled:
@@ -164,7 +172,7 @@ class TimerTrigger:
             due = following
 
     def _fire(self, due: float) -> None:
-        event = json.dumps(timer_event(self.name, due, self.payload)).encode()
+        event = json.dumps(build_timer_event(self.name, due, self.payload)).encode()
         try:
             request_id = self.invoker.submit(self.runtime, event)
         except RuntimeError:  # the host is stopping

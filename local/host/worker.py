@@ -43,7 +43,9 @@ def _configure_logging() -> None:
 
 
 @dataclass
-class Credentials:
+class FcCredentials:
+    """``context.credentials``: the function role's STS keys FC injects."""
+
     access_key_id: str
     access_key_secret: str
     security_token: str
@@ -58,12 +60,14 @@ class FunctionMeta:
 
 
 @dataclass
-class Context:
-    """What FC passes as ``context`` (Python runtime, snake_case attributes)."""
+class FcContext:
+    """What FC passes as ``context`` to a python3.10 handler (snake_case attributes
+    ``request_id``, ``function``, ``credentials``, ``region``, ``account_id``; "Context",
+    https://www.alibabacloud.com/help/doc-detail/422182.htm)."""
 
     request_id: str
     function: FunctionMeta
-    credentials: Credentials
+    credentials: FcCredentials
     region: str
     account_id: str
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("fc"))
@@ -86,9 +90,9 @@ def main() -> None:
     meta = FunctionMeta(env["FC_FUNCTION_NAME"], env["FC_FUNCTION_HANDLER"],
                         int(env.get("FC_FUNCTION_MEMORY_SIZE", "128")),
                         int(env.get("FC_TIMEOUT", "3")))
-    creds = Credentials(env.get("ALIBABA_CLOUD_ACCESS_KEY_ID", ""),
-                        env.get("ALIBABA_CLOUD_ACCESS_KEY_SECRET", ""),
-                        env.get("ALIBABA_CLOUD_SECURITY_TOKEN", ""))
+    creds = FcCredentials(env.get("ALIBABA_CLOUD_ACCESS_KEY_ID", ""),
+                          env.get("ALIBABA_CLOUD_ACCESS_KEY_SECRET", ""),
+                          env.get("ALIBABA_CLOUD_SECURITY_TOKEN", ""))
     inbox = os.fdopen(int(env["ASSISTFLOW_WORKER_IN"]), "rb")
     outbox = os.fdopen(int(env["ASSISTFLOW_WORKER_OUT"]), "wb")
     started = time.perf_counter()
@@ -111,8 +115,8 @@ def main() -> None:
         try:
             if handler is None:
                 raise init_error or RuntimeError("handler not loaded")
-            context = Context(request["request_id"], meta, creds, env.get("FC_REGION", ""),
-                              env.get("FC_ACCOUNT_ID", ""))
+            context = FcContext(request["request_id"], meta, creds, env.get("FC_REGION", ""),
+                                env.get("FC_ACCOUNT_ID", ""))
             result = handler(base64.b64decode(request["event"]), context)
             reply.update(ok=True, result=_encode_result(result))
         except Exception as exc:

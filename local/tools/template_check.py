@@ -1,21 +1,26 @@
 """Offline check of a ROS template (``template.yml``) with Alibaba's own tools.
 
-No offline validator knows ``ALIYUN::FC3::*`` except Alibaba's ROS CDK (research
-ros-template.md §0), so the template is *replayed* through it (§3): every parameter, resource
-and output is constructed with the CDK's L1 classes — ``ros_cdk_<service>.Ros<Name>`` with its
-``Ros<Name>Props`` and, for nested structs, the CDK's ``...Property`` classes (a plain dict
-would be passed on as a map and its unknown keys silently dropped, §2b) — with intrinsic
-functions as tokens, in a stack with ``enable_resource_property_constraint``. Each element is
-synthesized in its own app, so every broken one is reported, not just the first, and the
-synthesized template is compared with the input: anything the CDK dropped or changed is a
-problem. The CDK checks names, required properties, types, ranges and allowed values.
+No offline validator knows ``ALIYUN::FC3::*`` except Alibaba's ROS CDK: ``fun validate`` (npm
+``@alicloud/fun`` 3.6.24) and the published ROS resource specification (npm
+``@alicloud/ros-cdk-spec`` 1.0.13) have no FC3 types, and ROS ``ValidateTemplate`` is an online
+API call, while ``ros-cdk-fc3`` 1.15.0 (https://pypi.org/project/ros-cdk-fc3/1.15.0/) ships
+the ``RosFunction`` / ``RosTrigger`` classes. So the template is *replayed* through the CDK:
+every parameter, resource and output is constructed with its L1 classes —
+``ros_cdk_<service>.Ros<Name>`` with its ``Ros<Name>Props`` and, for nested structs, the CDK's
+``...Property`` classes (a plain dict would be passed on as a map and its unknown keys silently
+dropped: ``code={"ossBucketNam": ...}`` synthesizes ``Code: {}``) — with intrinsic functions as
+tokens, in a stack with ``enable_resource_property_constraint``.
+Each element is synthesized in its own app, so every broken one is reported, not just the
+first, and the synthesized template is compared with the input: anything the CDK dropped or
+changed is a problem. The CDK checks names, required properties, types, ranges and allowed
+values.
 
 Beyond it (``template_rules``): each ``TriggerConfig`` (a free-form map for ROS) round-trips
-through the FC 3.0 SDK's model of its ``TriggerType`` (``alibabacloud-fc20230330``, §3.3),
-which drops unknown keys; ``Ref`` / ``Fn::GetAtt`` / ``Fn::Sub`` must name a parameter, a
-resource or one of its attributes (as the CDK class declares them). Not checked offline
-(§3.4): ``Runtime`` values, quotas, and whether ROS accepts the combination — that needs ROS
-``ValidateTemplate`` online.
+through the FC 3.0 SDK's model of its ``TriggerType`` (``alibabacloud-fc20230330``), which
+drops unknown keys; ``Ref`` / ``Fn::GetAtt`` / ``Fn::Sub`` must name a parameter, a resource or
+one of its attributes (as the CDK class declares them). Not checked offline: ``Runtime``
+values, quotas, and whether ROS accepts the combination — that needs ROS ``ValidateTemplate``
+online.
 
 Importing this module is cheap; :func:`check` starts the CDK's Node.js process (about a second).
 Nothing but ``assistflow check-template`` (and its tests) imports it.
@@ -58,6 +63,12 @@ NODE_BANNERS = {"JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": NODE_EOL_ACK,
 
 RESOURCE_KEYS = {"Type", "Properties", "Metadata", "DependsOn", "Condition", "DeletionPolicy",
                  "Count", "Description"}
+
+
+# What replaying one named entry gives: the CDK class, its keyword arguments, and the
+# dict its synthesized form must equal.
+ReplayedEntry = tuple[Any, dict[str, Any], dict[str, Any]]
+NamedReplay = collections.abc.Callable[[str, dict[str, Any], str], ReplayedEntry]
 
 
 class CheckUnavailable(Exception):
@@ -241,28 +252,46 @@ def check(path: Path) -> Report:
     return report
 
 
-def _check_parameters(replay: _Replay, template: dict[str, Any], report: Report) -> list[Problem]:
-    core, problems = replay.core, []
-    for name, decl in section(template, "Parameters").items():
-        where = f"Parameters.{name}"
-        report.checked["Parameters"] = report.checked.get("Parameters", 0) + 1
+def _check_named(replay: _Replay, template: dict[str, Any], report: Report, kind: str,
+                 shape: str, replay_one: NamedReplay) -> list[Problem]:
+    """Replay each entry of the ``Parameters`` or ``Outputs`` section alone and compare.
+
+    ``replay_one(name, decl, where)`` gives the CDK class of the entry, its keyword arguments
+    and what its synthesized form must equal; an ``Invalid`` it raises is reported.
+    """
+    problems: list[Problem] = []
+    for name, decl in section(template, kind).items():
+        where = f"{kind}.{name}"
+        report.checked[kind] = report.checked.get(kind, 0) + 1
         try:
             if not isinstance(decl, dict):
-                raise Invalid([Problem(where, "must be a mapping (Type, Default, …)")])
-            props = replay.struct(core.RosParameterProps, decl, where, owner="a parameter",
-                                  renames={"Default": "default_value"}, skip=frozenset({"Type"}))
-            kwargs = dict(props._values)
-            if "Type" in decl:
-                kwargs["type"] = _parameter_type(decl["Type"], core, f"{where}.Type")
+                raise Invalid([Problem(where, shape)])
+            cls, kwargs, expected = replay_one(name, decl, where)
 
-            def parameter(stack: Any, n: str = name, kw: dict[str, Any] = kwargs) -> None:
-                core.RosParameter(stack, n, **kw)
+            def build(stack: Any, c: Any = cls, n: str = name,
+                      kw: dict[str, Any] = kwargs) -> None:
+                c(stack, n, **kw)
 
-            built = replay.synthesize(parameter, where)
-            problems.extend(diff(decl, built.get("Parameters", {}).get(name, {}), where))
+            built = replay.synthesize(build, where)
+            problems.extend(diff(expected, built.get(kind, {}).get(name, {}), where))
         except Invalid as exc:
             problems.extend(exc.problems)
     return problems
+
+
+def _check_parameters(replay: _Replay, template: dict[str, Any], report: Report) -> list[Problem]:
+    core = replay.core
+
+    def parameter(name: str, decl: dict[str, Any], where: str) -> ReplayedEntry:
+        props = replay.struct(core.RosParameterProps, decl, where, owner="a parameter",
+                              renames={"Default": "default_value"}, skip=frozenset({"Type"}))
+        kwargs = dict(props._values)
+        if "Type" in decl:
+            kwargs["type"] = _parameter_type(decl["Type"], core, f"{where}.Type")
+        return core.RosParameter, kwargs, decl
+
+    return _check_named(replay, template, report, "Parameters",
+                        "must be a mapping (Type, Default, …)", parameter)
 
 
 def _check_resources(replay: _Replay, template: dict[str, Any],
@@ -316,25 +345,13 @@ def _check_resources(replay: _Replay, template: dict[str, Any],
 
 
 def _check_outputs(replay: _Replay, template: dict[str, Any], report: Report) -> list[Problem]:
-    core, problems = replay.core, []
-    for name, decl in section(template, "Outputs").items():
-        where = f"Outputs.{name}"
-        report.checked["Outputs"] = report.checked.get("Outputs", 0) + 1
-        try:
-            if not isinstance(decl, dict):
-                raise Invalid([Problem(where, "must be a mapping with a Value")])
-            props = replay.struct(core.RosOutputProps, decl, where, owner="an output",
-                                  skip=frozenset({"Condition"}))
-            kwargs = dict(props._values)
+    core = replay.core
 
-            def output(stack: Any, n: str = name, kw: dict[str, Any] = kwargs) -> None:
-                core.RosOutput(stack, n, **kw)
+    def output(name: str, decl: dict[str, Any], where: str) -> ReplayedEntry:
+        props = replay.struct(core.RosOutputProps, decl, where, owner="an output",
+                              skip=frozenset({"Condition"}))
+        expected = {k: v for k, v in decl.items() if k != "Condition"}
+        return core.RosOutput, dict(props._values), expected
 
-            built = replay.synthesize(output, where)
-            expected = {k: v for k, v in decl.items() if k != "Condition"}
-            problems.extend(diff(expected, built.get("Outputs", {}).get(name, {}), where))
-        except Invalid as exc:
-            problems.extend(exc.problems)
-    return problems
-
-
+    return _check_named(replay, template, report, "Outputs", "must be a mapping with a Value",
+                        output)

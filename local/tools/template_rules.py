@@ -1,9 +1,11 @@
 """Template checks beyond the ROS CDK's: references, and what is inside a ``TriggerConfig``.
 
-ROS types ``TriggerConfig`` as a free-form map, so each one round-trips through the FC 3.0
-SDK's model of its ``TriggerType`` (``alibabacloud-fc20230330``, research ros-template.md §3.3),
-which drops unknown keys. ``Ref`` / ``Fn::GetAtt`` / ``Fn::Sub`` must name a parameter, a
-resource or an attribute its CDK class declares.
+ROS types ``TriggerConfig`` as a free-form map ("ALIYUN::FC3::Trigger",
+https://www.alibabacloud.com/help/en/ros/developer-reference/aliyun-fc3-trigger), so each one
+round-trips through the FC 3.0 SDK's model of its ``TriggerType`` (``alibabacloud-fc20230330``:
+``Model().from_map(config).to_map()`` drops the keys the model does not know). ``Ref`` /
+``Fn::GetAtt`` / ``Fn::Sub`` must name a parameter, a resource or an attribute its CDK class
+declares.
 """
 
 from __future__ import annotations

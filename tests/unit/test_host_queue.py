@@ -32,7 +32,7 @@ def queues(tmp_path: Path) -> Iterator[HostHarness]:
 
 def _trigger(harness: HostHarness, name: str) -> QueueTrigger:
     assert harness.host is not None
-    return harness.host.queue_triggers[name]
+    return harness.host.trigger(name, QueueTrigger)
 
 
 def _wait(probe: Any, timeout: float = 10) -> None:
@@ -86,7 +86,7 @@ def test_a_successful_delivery_is_deleted_and_never_seen_again(queues: HostHarne
     assert event["subject"] == "acs:mns:cn-hangzhou:1234567890123456:queues/work-ok"
     assert event["data"]["messageBody"] == "hello from a CMDB"
     assert event["data"]["messageId"] == event["id"]
-    _wait(lambda: _trigger(queues, "ok").delivered == 1)
+    _wait(lambda: _trigger(queues, "ok").stats.delivered == 1)
     _wait(lambda: queues.peek_all("work-ok") == [])
     _next_visibility_window(queues)
     _next_visibility_window(queues)
@@ -99,7 +99,7 @@ def test_a_failed_delivery_comes_back_with_the_same_message(queues: HostHarness)
     queues.queue("work-flaky").send_message(Message(body))
     (first,) = queues.wait_recorded("flaky", 1)
     assert first["first"] is True
-    _wait(lambda: _trigger(queues, "flaky").failed == 1)
+    _wait(lambda: _trigger(queues, "flaky").stats.failed == 1)
     # still in the queue, invisible until its visibility timeout passes
     (held,) = queues.peek_all("work-flaky")
     assert held["state"] == "inactive" and held["dequeue_count"] == 1
@@ -116,7 +116,7 @@ def _fail_until_dead_lettered(queues: HostHarness, function: str, trigger: str,
                               deliveries: int) -> None:
     for n in range(1, deliveries + 1):
         queues.wait_recorded(function, n)
-        _wait(lambda n=n: _trigger(queues, trigger).failed == n)
+        _wait(lambda n=n: _trigger(queues, trigger).stats.failed == n)
         if n < deliveries:
             _next_visibility_window(queues)
 
@@ -125,7 +125,7 @@ def test_a_message_that_always_fails_goes_to_the_dead_letter_queue(queues: HostH
     # poison: MaximumRetryAttempts 2 -> 3 deliveries, then the DLQ
     queues.queue("work-poison").send_message(Message("not a follow-up at all"))
     _fail_until_dead_lettered(queues, "poison", "poison", 3)
-    _wait(lambda: _trigger(queues, "poison").dead_lettered == 1)
+    _wait(lambda: _trigger(queues, "poison").stats.dead_lettered == 1)
     assert queues.peek_all("work-poison") == []
     dead = queues.receive("work-dead-letters")
     assert dead is not None and dead.message_body == "not a follow-up at all"  # body unchanged
@@ -140,7 +140,7 @@ def test_a_message_that_always_fails_goes_to_the_dead_letter_queue(queues: HostH
 def test_backoff_retry_by_default_means_four_deliveries(queues: HostHarness) -> None:
     queues.queue("work-default-retry").send_message(Message("tried four times"))
     _fail_until_dead_lettered(queues, "default-retry", "default-retry", 4)
-    _wait(lambda: _trigger(queues, "default-retry").dead_lettered == 1)
+    _wait(lambda: _trigger(queues, "default-retry").stats.dead_lettered == 1)
     dead = queues.receive("work-dead-letters")
     assert dead is not None and dead.message_body == "tried four times"
 
@@ -156,17 +156,18 @@ def test_a_message_received_too_often_is_dead_lettered_without_another_try(
         for _ in range(3):
             assert harness.receive("work-poison") is not None
             harness.advance(VISIBILITY + 1)
-        late = QueueTrigger("poison-again", _trigger(harness, "poison").runtime,
+        assert harness.host is not None
+        late = QueueTrigger("poison-again", "poison",
                             {"eventSourceConfig": {"eventSourceParameters": {
                                 "sourceMNSParameters": {"QueueName": "work-poison"}}},
                              "runOptions": {"retryStrategy": {"MaximumRetryAttempts": 2},
                                             "deadLetterQueue": {"Arn": "acs:mns:r:1:/queues/"
                                                                        "work-dead-letters"}}},
-                            harness.host.mns, "cn-hangzhou", "1",  # type: ignore[union-attr]
-                            label=harness.host.label)  # type: ignore[union-attr]
+                            harness.host.mns, "cn-hangzhou", "1", label=harness.host.label)
+        late.attach(_trigger(harness, "poison").runtime)
         late.start()
         try:
-            _wait(lambda: late.dead_lettered == 1)
+            _wait(lambda: late.stats.dead_lettered == 1)
         finally:
             late.stop()
         assert harness.recorded("poison") == []  # the function never saw it

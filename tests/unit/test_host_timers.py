@@ -14,8 +14,14 @@ from typing import Any
 
 import pytest
 
+from local.host.http_trigger import HttpTrigger
 from local.host.template import TemplateError
-from local.host.timer_trigger import Schedule, parse_duration, timer_event
+from local.host.timer_trigger import (
+    TimerSchedule,
+    TimerTrigger,
+    build_timer_event,
+    parse_duration,
+)
 from tests.fixtures.host.harness import HostHarness
 
 
@@ -48,25 +54,25 @@ def _iso(t: float) -> str:
 
 
 def test_six_field_cron_reads_seconds_first_in_utc() -> None:
-    daily = Schedule.parse("0 0 4 * * *")
+    daily = TimerSchedule.parse("0 0 4 * * *")
     assert _iso(daily.next_after(_utc("2026-01-01T03:59:59"))) == "2026-01-01T04:00:00"
     assert _iso(daily.next_after(_utc("2026-01-01T04:00:00"))) == "2026-01-02T04:00:00"
-    every_2s = Schedule.parse("*/2 * * * * *")
+    every_2s = TimerSchedule.parse("*/2 * * * * *")
     assert _iso(every_2s.next_after(_utc("2026-01-01T00:00:00"))) == "2026-01-01T00:00:02"
     # day-of-week 1-7 = MON-SUN and '?' as FC documents them
-    monday = Schedule.parse("0 30 9 ? * MON")
+    monday = TimerSchedule.parse("0 30 9 ? * MON")
     assert _iso(monday.next_after(_utc("2026-01-01T00:00:00"))) == "2026-01-05T09:30:00"
-    assert Schedule.parse("0 30 9 ? * 1").next_after(_utc("2026-01-01T00:00:00")) == \
+    assert TimerSchedule.parse("0 30 9 ? * 1").next_after(_utc("2026-01-01T00:00:00")) == \
         monday.next_after(_utc("2026-01-01T00:00:00"))
 
 
 def test_cron_tz_prefix_shifts_the_schedule() -> None:
-    beijing = Schedule.parse("CRON_TZ=Asia/Shanghai 0 0 4 * * *")
+    beijing = TimerSchedule.parse("CRON_TZ=Asia/Shanghai 0 0 4 * * *")
     assert _iso(beijing.next_after(_utc("2026-01-01T00:00:00"))) == "2026-01-01T20:00:00"
 
 
 def test_every_counts_from_its_anchor_and_never_replays_the_past() -> None:
-    schedule = Schedule.parse("@every 4m", anchor=1000.0)
+    schedule = TimerSchedule.parse("@every 4m", anchor=1000.0)
     assert schedule.next_after(1000.0) == 1240.0
     assert schedule.next_after(1239.9) == 1240.0
     assert schedule.next_after(1240.0) == 1480.0
@@ -80,11 +86,11 @@ def test_every_counts_from_its_anchor_and_never_replays_the_past() -> None:
                                  "@every 5", "@every -1s", "@every 2x", "CRON_TZ=Mars/Base 0 * * * * *"])
 def test_bad_schedules_are_refused_with_a_reason(bad: str) -> None:
     with pytest.raises(ValueError):
-        Schedule.parse(bad)
+        TimerSchedule.parse(bad)
 
 
 def test_timer_event_is_fcs_shape_with_a_string_payload() -> None:
-    event = timer_event("nightly", _utc("2026-11-26T04:00:00.730"), '{"a": 1}')
+    event = build_timer_event("nightly", _utc("2026-11-26T04:00:00.730"), '{"a": 1}')
     assert event == {"triggerTime": "2026-11-26T04:00:00Z", "triggerName": "nightly",
                      "payload": '{"a": 1}'}
 
@@ -120,7 +126,7 @@ def test_a_disabled_timer_never_fires(timers: HostHarness) -> None:
     time.sleep(max(0.0, 3.0 - elapsed))
     assert timers.recorded("never") == []
     assert timers.host is not None
-    assert timers.host.timer_triggers["never"].fired == []
+    assert timers.host.trigger("never", TimerTrigger).fired == []
 
 
 def test_a_slow_function_does_not_delay_the_next_tick(timers: HostHarness) -> None:
@@ -138,7 +144,7 @@ def test_a_slow_function_does_not_delay_the_next_tick(timers: HostHarness) -> No
 # --- HTTP triggers ------------------------------------------------------------------------------
 def test_a_post_only_trigger_answers_get_with_405(timers: HostHarness) -> None:
     assert timers.host is not None
-    url = timers.host.http_triggers["post-only"].url
+    url = timers.host.trigger("post-only", HttpTrigger).url
     status, headers, body = _request(url, "GET")
     assert status == 405
     assert headers["Allow"] == "POST"
@@ -148,7 +154,7 @@ def test_a_post_only_trigger_answers_get_with_405(timers: HostHarness) -> None:
 
 def test_http_event_and_response_mapping(timers: HostHarness) -> None:
     assert timers.host is not None
-    url = timers.host.http_triggers["post-only"].url + "hooks/a%20b?x=1&x=2&y=3"
+    url = timers.host.trigger("post-only", HttpTrigger).url + "hooks/a%20b?x=1&x=2&y=3"
     status, headers, body = _request(url, "POST", b'{"hello": "world"}',
                                      {"Content-Type": "application/json", "X-Multi": "v1"})
     assert status == 201  # the handler's statusCode
@@ -167,7 +173,7 @@ def test_http_event_and_response_mapping(timers: HostHarness) -> None:
 
 def test_binary_bodies_arrive_base64_encoded(timers: HostHarness) -> None:
     assert timers.host is not None
-    url = timers.host.http_triggers["post-only"].url
+    url = timers.host.trigger("post-only", HttpTrigger).url
     status, _, body = _request(url, "POST", b"\xff\x00\xfe")
     assert status == 201
     event = json.loads(body)
@@ -176,7 +182,7 @@ def test_binary_bodies_arrive_base64_encoded(timers: HostHarness) -> None:
 
 def test_auth_type_function_needs_an_authorization_header(timers: HostHarness) -> None:
     assert timers.host is not None
-    url = timers.host.http_triggers["signed"].url
+    url = timers.host.trigger("signed", HttpTrigger).url
     status, _, body = _request(url, "GET")
     assert status == 401 and json.loads(body)["ErrorCode"] == "MissingRequiredHeader"
     status, _, _ = _request(url, "GET", headers={"Authorization": "FC whatever"})
@@ -185,7 +191,7 @@ def test_auth_type_function_needs_an_authorization_header(timers: HostHarness) -
 
 def test_async_http_invocation_answers_202_and_runs_later(timers: HostHarness) -> None:
     assert timers.host is not None
-    url = timers.host.http_triggers["post-only"].url
+    url = timers.host.trigger("post-only", HttpTrigger).url
     before = len(timers.recorded("http"))
     status, headers, body = _request(url, "POST", b"{}", {"X-Fc-Invocation-Type": "Async"})
     assert status == 202 and body == b""
