@@ -43,7 +43,7 @@ from werkzeug.wrappers import Request, Response
 from local.emulators.base import KeyRing
 from local.host.async_invoke import AsyncInvoker
 from local.host.runtime import FunctionRuntime, Invocation
-from local.host.server import LoopbackServer
+from local.server import LoopbackServer
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

@@ -19,8 +19,8 @@ from werkzeug.wrappers import Request, Response
 
 from local.host.async_invoke import AsyncInvoker
 from local.host.runtime import Invocation
-from local.host.server import LoopbackServer
 from local.host.trigger import Trigger, TriggerContext
+from local.server import LoopbackServer
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
