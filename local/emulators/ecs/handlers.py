@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from local.emulators.ecs import rules
-from local.emulators.ecs.errors import forbidden, missing
+from local.emulators.ecs.errors import InstanceIdsExceedLimit, MissingParameter
 from local.emulators.ecs.model import CloudAssistant, CommandSpec, InvokeSpec
 from local.emulators.ecs.params import Params, page
 from local.emulators.ecs.rules import iso, legacy_overall, legacy_status, overall_status
@@ -67,7 +67,7 @@ def create_command(m: CloudAssistant, p: Params) -> dict[str, Any]:
     def produce() -> dict[str, Any]:
         spec = _command_spec(p, "Base64")
         if not spec.name:
-            raise missing("Name")
+            raise MissingParameter(name="Name")
         return {"CommandId": m.create_command(spec)}
 
     return m.idempotent("CreateCommand", p.text("ClientToken"), p.fingerprint(), produce)
@@ -224,7 +224,7 @@ def stop_invocation(m: CloudAssistant, p: Params) -> dict[str, Any]:
 def describe_instances(m: CloudAssistant, p: Params) -> dict[str, Any]:
     wanted = p.repeated("InstanceIds")
     if len(wanted) > 100:
-        raise forbidden("InstanceIds.ExceedLimit", "At most 100 InstanceIds may be given.")
+        raise InstanceIdsExceedLimit(limit="100", what="InstanceIds may be given")
     status = p.text("Status")
     chosen = set(wanted)
     items = [i for i in m.instances.values()
@@ -242,7 +242,8 @@ def describe_instances(m: CloudAssistant, p: Params) -> dict[str, Any]:
 def describe_cloud_assistant_status(m: CloudAssistant, p: Params) -> dict[str, Any]:
     wanted = p.repeated("InstanceId")
     if len(wanted) > rules.MAX_INSTANCES_PER_STATUS:
-        raise forbidden("InstanceIds.ExceedLimit", "At most 50 instances may be given.")
+        raise InstanceIdsExceedLimit(limit=str(rules.MAX_INSTANCES_PER_STATUS),
+                                     what="instances may be given")
     os_type = p.text("OSType").lower()
     items = [m.instance(i) for i in wanted] if wanted else list(m.instances.values())
     items = [i for i in items if not os_type or i.OSType == os_type]

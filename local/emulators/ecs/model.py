@@ -23,7 +23,29 @@ from typing import Any
 
 from local.emulators.base import Clock
 from local.emulators.ecs import rules
-from local.emulators.ecs.errors import EcsApiError, forbidden, invalid, not_found
+from local.emulators.ecs.errors import (
+    CmdContentExceedLimit,
+    CmdCountExceedQuota,
+    CmdDescExceedLimit,
+    CmdNameExceedLimit,
+    ContentWithParametersExceedLimit,
+    DryRunOperation,
+    EcsError,
+    IdempotentParameterMismatch,
+    InstanceIdsExceedLimit,
+    InvalidClientTokenMalformed,
+    InvalidCmdTypeNotFound,
+    InvalidInstanceIdNotFound,
+    InvalidInstanceNotFound,
+    InvalidInstanceNotMatch,
+    InvalidLauncherLengthLimitExceeded,
+    InvalidParameter,
+    InvalidRepeatModeNotFound,
+    InvalidTerminationModeNotFound,
+    MissingParamFrequency,
+    MissingParamInstanceId,
+    UsernameExceedLimit,
+)
 from local.emulators.ecs.events import EventPublisher, task_completed
 from local.emulators.ecs.executor import Agent, Outcome, RunKey, Task
 from local.emulators.ecs.frequency import Never, Schedule, parse_frequency
@@ -96,11 +118,11 @@ class CloudAssistant(Queries):
     def reload_inventory(self) -> None:
         self.instances = {i.InstanceId: i for i in load_inventory(self.inventory_path)}
 
-    def instance(self, instance_id: str, code: str = "InvalidInstance.NotFound") -> Instance:
+    def instance(self, instance_id: str) -> Instance:
         try:
             return self.instances[instance_id]
         except KeyError:
-            raise not_found(code, f"instance \"{instance_id}\"") from None
+            raise InvalidInstanceNotFound(instance_id=instance_id) from None
 
     # --- idempotency ---------------------------------------------------------------------
     def idempotent(self, action: str, token: str, request_hash: str,
@@ -112,15 +134,13 @@ class CloudAssistant(Queries):
         if not token:
             return produce()
         if len(token) > rules.MAX_CLIENT_TOKEN or not token.isascii():
-            raise EcsApiError("InvalidClientToken.Malformed",
-                              "The ClientToken must be at most 64 ASCII characters.", 400)
+            raise InvalidClientTokenMalformed()
         with self._token_lock:  # a concurrent duplicate waits and then gets the same answer
             prior = self.store.one("SELECT request_hash, response FROM tokens"
                                    " WHERE action = ? AND token = ?", (action, token))
             if prior is not None:
                 if prior["request_hash"] != request_hash:
-                    raise forbidden("IdempotentParameterMismatch",
-                                    "The ClientToken was used before with other parameters.")
+                    raise IdempotentParameterMismatch()
                 answer: dict[str, Any] = json.loads(prior["response"])
                 return answer
             answer = produce()
@@ -134,9 +154,7 @@ class CloudAssistant(Queries):
         if keep:
             count = self.store.one("SELECT COUNT(*) AS n FROM commands WHERE keep = 1")
             if count is not None and count["n"] >= self.command_quota:
-                raise forbidden("CmdCount.ExceedQuota",
-                                f"The region already retains {self.command_quota} commands; "
-                                "delete some first.")
+                raise CmdCountExceedQuota(quota=str(self.command_quota))
         command_id = _new_id("c-")
         self.store.execute(
             "INSERT INTO commands (command_id, name, description, type, content, working_dir,"
@@ -149,16 +167,13 @@ class CloudAssistant(Queries):
 
     def _check_command(self, spec: CommandSpec) -> None:
         if spec.type not in rules.COMMAND_TYPES:
-            raise forbidden("InvalidCmdType.NotFound",
-                            f"The specified command type \"{spec.type}\" is not supported; "
-                            f"use one of {', '.join(rules.COMMAND_TYPES)}.")
+            raise InvalidCmdTypeNotFound(type=spec.type, types=", ".join(rules.COMMAND_TYPES))
         if len(spec.content_b64) > rules.MAX_CONTENT_B64:
-            raise forbidden("CmdContent.ExceedLimit",
-                            "The Base64-encoded command content exceeds 24 KB.")
+            raise CmdContentExceedLimit()
         try:
             script = base64.b64decode(spec.content_b64, validate=True).decode("utf-8", "replace")
         except (binascii.Error, ValueError):
-            raise invalid("CommandContent", "it is not valid Base64") from None
+            raise InvalidParameter(param="CommandContent", detail="it is not valid Base64") from None
         self._check_limits(spec.name, spec.description, spec.working_dir, spec.timeout,
                            spec.launcher)
         if spec.enable_parameter:
@@ -168,15 +183,15 @@ class CloudAssistant(Queries):
     def _check_limits(name: str, description: str, working_dir: str, timeout: int,
                       launcher: str) -> None:
         if len(name) > rules.MAX_NAME:
-            raise forbidden("CmdName.ExceedLimit", "The command name exceeds 128 characters.")
+            raise CmdNameExceedLimit()
         if len(description) > rules.MAX_DESCRIPTION:
-            raise forbidden("CmdDesc.ExceedLimit", "The command description exceeds 512 characters.")
+            raise CmdDescExceedLimit()
         if len(working_dir) > rules.MAX_WORKING_DIR:
-            raise invalid("WorkingDir", "it exceeds 200 characters")
+            raise InvalidParameter(param="WorkingDir", detail="it exceeds 200 characters")
         if timeout < 1:  # no maximum is documented (§9.2)
-            raise invalid("Timeout", "it must be a positive number of seconds")
+            raise InvalidParameter(param="Timeout", detail="it must be a positive number of seconds")
         if len(launcher.encode()) > rules.MAX_LAUNCHER:
-            raise forbidden("InvalidLauncher.LengthLimitExceeded", "The Launcher exceeds 1 KB.")
+            raise InvalidLauncherLengthLimitExceeded()
 
     def modify_command(self, command_id: str, changes: dict[str, Any]) -> None:
         row = self.command_row(command_id)
@@ -200,45 +215,43 @@ class CloudAssistant(Queries):
         invoke.command_id = command_id
         try:
             return {"CommandId": command_id, "InvokeId": self.invoke(invoke, own_command=True)}
-        except EcsApiError:
+        except EcsError:
             self.store.execute("DELETE FROM commands WHERE command_id = ?", (command_id,))
             raise
 
     def invoke(self, spec: InvokeSpec, own_command: bool = False) -> str:
         mode = "Period" if spec.frequency else spec.repeat_mode  # Frequency implies Period
         if mode not in rules.REPEAT_MODES:
-            raise not_found("InvalidRepeatMode.NotFound", f"repeat mode \"{mode}\"")
+            raise InvalidRepeatModeNotFound(mode=mode)
         if spec.termination_mode and spec.termination_mode not in rules.TERMINATION_MODES:
-            raise not_found("InvalidTerminationMode.NotFound",
-                            f"termination mode \"{spec.termination_mode}\"")
+            raise InvalidTerminationModeNotFound(mode=spec.termination_mode)
         if not spec.instance_ids:
-            raise EcsApiError("MissingParam.InstanceId", "The parameter InstanceId is required.", 400)
+            raise MissingParamInstanceId()
         if len(spec.instance_ids) > rules.MAX_INSTANCES_PER_INVOKE:
-            raise forbidden("InstanceIds.ExceedLimit", "At most "
-                            f"{rules.MAX_INSTANCES_PER_INVOKE} instances may be given per call.")
+            raise InstanceIdsExceedLimit(limit=str(rules.MAX_INSTANCES_PER_INVOKE),
+                                         what="instances may be given per call")
         if spec.timeout is not None and spec.timeout < rules.MIN_INVOKE_TIMEOUT:
-            raise invalid("Timeout", "an InvokeCommand timeout must be at least 10 seconds")
+            raise InvalidParameter(param="Timeout",
+                                   detail="an InvokeCommand timeout must be at least 10 seconds")
         if len(spec.username) > rules.MAX_USERNAME:
-            raise forbidden("Username.ExceedLimit", "The Username exceeds 255 characters.")
+            raise UsernameExceedLimit()
         if spec.working_dir is not None and len(spec.working_dir) > rules.MAX_WORKING_DIR:
-            raise invalid("WorkingDir", "it exceeds 200 characters")
+            raise InvalidParameter(param="WorkingDir", detail="it exceeds 200 characters")
         if spec.launcher is not None and len(spec.launcher.encode()) > rules.MAX_LAUNCHER:
-            raise forbidden("InvalidLauncher.LengthLimitExceeded", "The Launcher exceeds 1 KB.")
+            raise InvalidLauncherLengthLimitExceeded()
         command = self.command_row(spec.command_id, include_unkept=own_command)
         timeout = spec.timeout or int(command["timeout"])
         now = self.clock.now()
         schedule: Schedule | None = None
         if mode == "Period":
             if not spec.frequency:
-                raise EcsApiError("MissingParam.Frequency",
-                                  "RepeatMode=Period needs a Frequency.", 400)
+                raise MissingParamFrequency()
             schedule = parse_frequency(spec.frequency, now, timeout)
         script = base64.b64decode(command["content"]).decode("utf-8", "replace")
         params = rules.check_parameters(script, bool(command["enable_parameter"]), spec.parameters)
         if params and len(base64.b64encode(rules.substitute(script, params, {}).encode())) \
                 > rules.MAX_CONTENT_B64:
-            raise forbidden("CmdContent.ExceedLimit",
-                            "The command content with its Parameters exceeds 24 KB in Base64.")
+            raise ContentWithParametersExceedLimit()
         instances = [self.instance(i) for i in dict.fromkeys(spec.instance_ids)]
         if mode == "DryRun":
             self._dry_run(instances, command["type"])
@@ -282,11 +295,9 @@ class CloudAssistant(Queries):
         for inst in instances:
             refusal = rules.refusal(inst, command_type)
             if refusal is not None:
-                raise EcsApiError("InvalidInstance.NotMatch",
-                                  f"Instance {inst.InstanceId} cannot run the command: "
-                                  f"{refusal[1]} ({refusal[2]}).", 400)
-        raise EcsApiError("DryRunOperation",
-                          "Request validation has been passed with DryRun flag set.", 400)
+                raise InvalidInstanceNotMatch(instance_id=inst.InstanceId, error_code=refusal[1],
+                                              error_info=refusal[2])
+        raise DryRunOperation()
 
     def _schedule_next(self, invoke_id: str, schedule: Schedule, after: float) -> None:
         when = schedule.next_after(after)
@@ -373,8 +384,8 @@ class CloudAssistant(Queries):
     def stop(self, invoke_id: str, instance_ids: list[str]) -> None:
         """StopInvocation: Running → Stopping → Terminated, Pending/Scheduled → Cancelled."""
         if len(instance_ids) > rules.MAX_INSTANCES_PER_STOP:
-            raise forbidden("InstanceIds.ExceedLimit",
-                            f"At most {rules.MAX_INSTANCES_PER_STOP} instances may be stopped at once.")
+            raise InstanceIdsExceedLimit(limit=str(rules.MAX_INSTANCES_PER_STOP),
+                                         what="instances may be stopped at once")
         self.invocation_row(invoke_id)
         stamp = iso(self.clock.now())
         kill: list[RunKey] = []
@@ -387,8 +398,7 @@ class CloudAssistant(Queries):
             known = {r["instance_id"] for r in rows}
             for wanted in instance_ids:
                 if wanted not in known:
-                    raise not_found("InvalidInstanceId.NotFound",
-                                    f"instance \"{wanted}\" in invocation {invoke_id}")
+                    raise InvalidInstanceIdNotFound(instance_id=wanted, invoke_id=invoke_id)
             for row in rows:
                 if instance_ids and row["instance_id"] not in instance_ids:
                     continue
@@ -508,7 +518,7 @@ class CloudAssistant(Queries):
                                     " AND schedule_done = 0"):
             try:
                 schedule = parse_frequency(inv["frequency"], inv["created_at"], 0)
-            except EcsApiError:  # an at() that passed while the cloud was down
+            except EcsError:  # an at() that passed while the cloud was down
                 self.store.execute("UPDATE invocations SET schedule_done = 1 WHERE invoke_id"
                                    " = ?", (inv["invoke_id"],))
                 continue

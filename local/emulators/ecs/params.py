@@ -6,7 +6,12 @@ import hashlib
 import json
 from typing import Any
 
-from local.emulators.ecs.errors import EcsApiError, invalid, missing
+from local.emulators.ecs.errors import (
+    InvalidParameter,
+    InvalidParamPageNumber,
+    InvalidParamPageSize,
+    MissingParameter,
+)
 
 # Parameters the transport adds (signing, format): not part of what a ClientToken protects.
 TRANSPORT_PARAMS = frozenset({
@@ -31,7 +36,7 @@ class Params:
     def required(self, name: str) -> str:
         value = self.raw.get(name, "")
         if value == "":
-            raise missing(name)
+            raise MissingParameter(name=name)
         return value
 
     def number(self, name: str, default: int | None = None) -> int | None:
@@ -41,7 +46,7 @@ class Params:
         try:
             return int(value)
         except ValueError:
-            raise invalid(name, f"{value!r} is not an integer") from None
+            raise InvalidParameter(param=name, detail=f"{value!r} is not an integer") from None
 
     def flag(self, name: str, default: bool = False) -> bool:
         # aliyunsdkcore sends Python's "True"/"False" (research §8): case does not matter.
@@ -49,7 +54,7 @@ class Params:
         if value == "":
             return default
         if value.lower() not in ("true", "false"):
-            raise invalid(name, f"{value!r} is not a boolean")
+            raise InvalidParameter(param=name, detail=f"{value!r} is not a boolean")
         return value.lower() == "true"
 
     def repeated(self, name: str) -> list[str]:
@@ -58,7 +63,7 @@ class Params:
             try:
                 return [str(x) for x in json.loads(self.raw[name])]
             except ValueError:
-                raise invalid(name, "it is not a JSON array") from None
+                raise InvalidParameter(param=name, detail="it is not a JSON array") from None
         numbered = []
         for key, value in self.raw.items():
             prefix, _, index = key.rpartition(".")
@@ -73,9 +78,10 @@ class Params:
         try:
             data = json.loads(value)
         except ValueError:
-            raise invalid(name, "it must be a JSON object (send json.dumps(dict))") from None
+            raise InvalidParameter(
+                param=name, detail="it must be a JSON object (send json.dumps(dict))") from None
         if not isinstance(data, dict):
-            raise invalid(name, "it must be a JSON object")
+            raise InvalidParameter(param=name, detail="it must be a JSON object")
         return {str(k): "" if v is None else str(v) for k, v in data.items()}
 
     def fingerprint(self) -> str:
@@ -95,11 +101,12 @@ def page(items: list[Any], p: Params, max_size: int = 50) -> tuple[list[Any], di
     if max_results is not None or token:
         size = max_results or 10
         if not 1 <= size <= max_size:
-            raise invalid("MaxResults", f"it must be between 1 and {max_size}")
+            raise InvalidParameter(param="MaxResults", detail=f"it must be between 1 and {max_size}")
         try:
             start = int(token, 16) if token else 0
         except ValueError:
-            raise invalid("NextToken", "it is not a token this API returned") from None
+            raise InvalidParameter(param="NextToken",
+                                   detail="it is not a token this API returned") from None
         chunk = items[start:start + size]
         more = start + size < len(items)
         return chunk, {"TotalCount": len(items), "PageNumber": 1, "PageSize": size,
@@ -107,9 +114,9 @@ def page(items: list[Any], p: Params, max_size: int = 50) -> tuple[list[Any], di
     number = p.number("PageNumber", 1) or 0
     size = p.number("PageSize", 10) or 0
     if number < 1:
-        raise EcsApiError("InvalidParam.PageNumber", "PageNumber must be at least 1.", 403)
+        raise InvalidParamPageNumber()
     if not 1 <= size <= max_size:
-        raise EcsApiError("InvalidParam.PageSize", f"PageSize must be 1 to {max_size}.", 403)
+        raise InvalidParamPageSize(limit=str(max_size))
     chunk = items[(number - 1) * size: number * size]
     return chunk, {"TotalCount": len(items), "PageNumber": number, "PageSize": size,
                    "NextToken": ""}

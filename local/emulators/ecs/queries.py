@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from local.emulators.ecs import rules
-from local.emulators.ecs.errors import not_found
+from local.emulators.ecs.errors import InvalidCmdIdNotFound, InvalidInvokeIdNotFound
 
 if TYPE_CHECKING:
     from local.emulators.ecs.inventory import Instance
@@ -37,7 +37,7 @@ class Queries:
         row = self.store.one("SELECT * FROM commands WHERE command_id = ? AND keep >= ?",
                              (command_id, 0 if include_unkept else 1))
         if row is None:
-            raise not_found("InvalidCmdId.NotFound", f"command \"{command_id}\"")
+            raise InvalidCmdIdNotFound(command_id=command_id)
         return row
 
     def list_commands(self, command_id: str = "", name: str = "", type_: str = "",
@@ -55,7 +55,7 @@ class Queries:
     def invocation_row(self, invoke_id: str) -> Any:
         row = self.store.one("SELECT * FROM invocations WHERE invoke_id = ?", (invoke_id,))
         if row is None:
-            raise not_found("InvalidInvokeId.NotFound", f"invocation \"{invoke_id}\"")
+            raise InvalidInvokeIdNotFound(invoke_id=invoke_id)
         return row
 
     def list_invocations(self, invoke_id: str = "", command_id: str = "", instance_id: str = "",

@@ -12,7 +12,17 @@ import re
 import time
 from typing import TYPE_CHECKING
 
-from local.emulators.ecs.errors import EcsApiError, forbidden
+from local.emulators.ecs.errors import (
+    CmdParamEmptyKey,
+    CmdParamInvalidParamName,
+    CmdParamNameExceedLimit,
+    DefinedParameterCountExceedLimit,
+    ParameterCountExceedLimit,
+    ParameterDisabled,
+    ParameterKeyExceedLimit,
+    ParameterNotMatched,
+    ReservedParamName,
+)
 
 if TYPE_CHECKING:
     from local.emulators.ecs.inventory import Instance
@@ -118,22 +128,17 @@ def check_definitions(script: str) -> None:
     """CreateCommand's checks of the ``{{name}}`` parameters in an EnableParameter command."""
     for raw in _PARAM.findall(script):
         if not raw:
-            raise forbidden("CmdParam.EmptyKey", "A {{}} parameter in the content has no name.")
+            raise CmdParamEmptyKey()
         if raw.upper().startswith("ACS::"):
             if raw.upper() not in (b.upper() for b in BUILT_INS):
-                raise forbidden("CmdParam.InvalidParamName",
-                                f"{raw} is not a built-in parameter; the acs:: prefix is "
-                                "reserved for built-ins.")
+                raise ReservedParamName(name=raw)
             continue
         if not _PARAM_NAME.fullmatch(raw):
-            raise forbidden("CmdParam.InvalidParamName",
-                            f"Parameter name {raw!r} may contain only letters, digits, - and _.")
+            raise CmdParamInvalidParamName(name=raw)
         if len(raw.encode()) > MAX_PARAMETER_NAME:
-            raise forbidden("CmdParamName.ExceedLimit",
-                            f"Parameter name {raw[:20]}… exceeds {MAX_PARAMETER_NAME} bytes.")
+            raise CmdParamNameExceedLimit(name=raw[:20], limit=str(MAX_PARAMETER_NAME))
     if len(defined_parameters(script)) > MAX_DEFINED_PARAMETERS:
-        raise forbidden("ParameterCount.ExceedLimit",
-                        f"A command may define at most {MAX_DEFINED_PARAMETERS} parameters.")
+        raise DefinedParameterCountExceedLimit(limit=str(MAX_DEFINED_PARAMETERS))
 
 
 def check_parameters(script: str, enabled: bool, values: dict[str, str]) -> dict[str, str]:
@@ -141,19 +146,15 @@ def check_parameters(script: str, enabled: bool, values: dict[str, str]) -> dict
     if not values:
         return {}
     if not enabled:
-        raise EcsApiError("Parameter.Disabled",
-                          "Parameters were given but the command has EnableParameter=false.", 400)
+        raise ParameterDisabled()
     if len(values) > MAX_PARAMETERS:
-        raise forbidden("ParameterCount.ExceedLimit",
-                        f"At most {MAX_PARAMETERS} Parameters may be passed.")
+        raise ParameterCountExceedLimit(limit=str(MAX_PARAMETERS))
     defined = {n.lower() for n in defined_parameters(script)}
     for key in values:
         if not key or len(key) > MAX_PARAMETER_NAME:
-            raise forbidden("ParameterKey.ExceedLimit",
-                            f"Parameter keys must be 1 to {MAX_PARAMETER_NAME} characters.")
+            raise ParameterKeyExceedLimit(limit=str(MAX_PARAMETER_NAME))
         if key.lower() not in defined:
-            raise forbidden("Parameter.NotMatched",
-                            f"Parameter {key!r} is not defined in the command content.")
+            raise ParameterNotMatched(key=key)
     return values
 
 

@@ -32,7 +32,7 @@ from local.emulators.base import (
     new_request_id,
 )
 from local.emulators.ecs import handlers
-from local.emulators.ecs.errors import EcsApiError, throttled
+from local.emulators.ecs.errors import EcsError, InvalidActionNotFound
 from local.emulators.ecs.model import CloudAssistant
 from local.emulators.ecs.params import Params
 from local.emulators.ecs.signing import (  # re-exported: older callers import them from here
@@ -78,16 +78,12 @@ class EcsApp(EmulatorApp):
                 if rule.delay:
                     time.sleep(rule.delay)  # a slow network, in real time: the SDK's timeouts
                 if rule.code:
-                    default = throttled().message if rule.code.startswith("Throttling") else ""
-                    raise EcsApiError(rule.code, rule.message or default
-                                      or f"injected fault {rule.code}", rule.status)
+                    raise EcsError.from_code(rule.code, rule.message or None, rule.status)
             handler = handlers.ACTIONS.get(action)
             if handler is None:
-                raise EcsApiError("InvalidAction.NotFound",
-                                  f"Specified api \"{action}\" is not found, please check your url"
-                                  " and method.", 404)
+                raise InvalidActionNotFound(action=action)
             answer = handler(self.model, Params(params))
-        except EcsApiError as err:
+        except EcsError as err:
             return json_response({"RequestId": request_id, "HostId": HOST_ID,
                                   "Code": err.code, "Message": err.message}, err.status)
         answer["RequestId"] = request_id
