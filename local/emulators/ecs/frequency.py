@@ -31,7 +31,9 @@ _MONTHS = {m.upper(): i for i, m in enumerate(calendar.month_abbr) if m}
 _DAYS = {d: i + 1 for i, d in enumerate(("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"))}
 
 
-class Schedule(Protocol):
+class Recurrence(Protocol):
+    """When an invocation runs next by the clock: a rate, an at() time or a cron expression."""
+
     def next_after(self, ts: float) -> float | None:
         """The first run time strictly after ``ts`` (epoch seconds), None when none is left."""
 
@@ -198,7 +200,7 @@ class Cron:
 
 
 def parse_frequency(text: str, now: float, timeout: int, default_tz: tzinfo = timezone.utc
-                    ) -> Schedule:
+                    ) -> Recurrence:
     """The schedule ``text`` describes for an invocation created at ``now``.
 
     Raises ``InvalidParam.Frequency`` for a malformed expression, an interval outside the

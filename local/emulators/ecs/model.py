@@ -48,7 +48,7 @@ from local.emulators.ecs.errors import (
 )
 from local.emulators.ecs.events import EventPublisher, task_completed
 from local.emulators.ecs.executor import Agent, Outcome, RunKey, Task
-from local.emulators.ecs.frequency import Never, Schedule, parse_frequency
+from local.emulators.ecs.frequency import Never, Recurrence, parse_frequency
 from local.emulators.ecs.inventory import Instance, load_inventory
 from local.emulators.ecs.queries import Queries
 from local.emulators.ecs.rules import iso
@@ -242,7 +242,7 @@ class CloudAssistant(Queries):
         command = self.command_row(spec.command_id, include_unkept=own_command)
         timeout = spec.timeout or int(command["timeout"])
         now = self.clock.now()
-        schedule: Schedule | None = None
+        schedule: Recurrence | None = None
         if mode == "Period":
             if not spec.frequency:
                 raise MissingParamFrequency()
@@ -299,7 +299,7 @@ class CloudAssistant(Queries):
                                               error_info=refusal[2])
         raise DryRunOperation()
 
-    def _schedule_next(self, invoke_id: str, schedule: Schedule, after: float) -> None:
+    def _schedule_next(self, invoke_id: str, schedule: Recurrence, after: float) -> None:
         when = schedule.next_after(after)
         if when is None:
             self.store.execute("UPDATE invocations SET schedule_done = 1 WHERE invoke_id = ?",
@@ -307,7 +307,7 @@ class CloudAssistant(Queries):
             return
         self.agent.scheduler.at(when, lambda: self._fire(invoke_id, schedule, when))
 
-    def _fire(self, invoke_id: str, schedule: Schedule, when: float,
+    def _fire(self, invoke_id: str, schedule: Recurrence, when: float,
               only: set[str] | None = None) -> None:
         """One period (or reboot) is due: start a run on every target still Scheduled."""
         inv = self.store.one("SELECT * FROM invocations WHERE invoke_id = ?", (invoke_id,))
