@@ -8,12 +8,14 @@ API's JSON is derived from its XML. No rules here: validation of values lives in
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Callable
 from typing import Any
 
 from local.emulators.ecs import rules
+from local.emulators.ecs.entities import Activity, CommandSpec, InvokeSpec, Record
 from local.emulators.ecs.errors import InstanceIdsExceedLimit, MissingParameter
-from local.emulators.ecs.model import CloudAssistant, CommandSpec, InvokeSpec
+from local.emulators.ecs.model import EcsModel
 from local.emulators.ecs.params import Params, page
 from local.emulators.ecs.rules import iso, legacy_overall, legacy_status, overall_status
 
@@ -63,7 +65,7 @@ def _invoke_spec(p: Params, command_id: str) -> InvokeSpec:
     )
 
 
-def create_command(m: CloudAssistant, p: Params) -> dict[str, Any]:
+def create_command(m: EcsModel, p: Params) -> dict[str, Any]:
     def produce() -> dict[str, Any]:
         spec = _command_spec(p, "Base64")
         if not spec.name:
@@ -73,13 +75,13 @@ def create_command(m: CloudAssistant, p: Params) -> dict[str, Any]:
     return m.idempotent("CreateCommand", p.text("ClientToken"), p.fingerprint(), produce)
 
 
-def invoke_command(m: CloudAssistant, p: Params) -> dict[str, Any]:
+def invoke_command(m: EcsModel, p: Params) -> dict[str, Any]:
     spec = _invoke_spec(p, p.required("CommandId"))
     return m.idempotent("InvokeCommand", p.text("ClientToken"), p.fingerprint(),
                         lambda: {"InvokeId": m.invoke(spec)})
 
 
-def run_command(m: CloudAssistant, p: Params) -> dict[str, Any]:
+def run_command(m: EcsModel, p: Params) -> dict[str, Any]:
     def produce() -> dict[str, Any]:
         command = _command_spec(p, "PlainText")
         command.name = command.name or "RunCommand"
@@ -91,7 +93,7 @@ def run_command(m: CloudAssistant, p: Params) -> dict[str, Any]:
     return m.idempotent("RunCommand", p.text("ClientToken"), p.fingerprint(), produce)
 
 
-def modify_command(m: CloudAssistant, p: Params) -> dict[str, Any]:
+def modify_command(m: EcsModel, p: Params) -> dict[str, Any]:
     # CommandContent is deprecated on ModifyCommand and has no effect (TEA).
     changes: dict[str, Any] = {}
     for name, column in (("Name", "name"), ("Description", "description"),
@@ -104,58 +106,57 @@ def modify_command(m: CloudAssistant, p: Params) -> dict[str, Any]:
     return {}
 
 
-def delete_command(m: CloudAssistant, p: Params) -> dict[str, Any]:
+def delete_command(m: EcsModel, p: Params) -> dict[str, Any]:
     m.delete_command(p.required("CommandId"))
     return {}
 
 
-def describe_commands(m: CloudAssistant, p: Params) -> dict[str, Any]:
+def describe_commands(m: EcsModel, p: Params) -> dict[str, Any]:
     # Provider set = Alibaba's public commands, of which the local cloud has none.
-    rows = [] if p.text("Provider") else m.list_commands(
+    rows = [] if p.text("Provider") else m.store.commands(
         p.text("CommandId"), p.text("Name"), p.text("Type"), p.text("Description"))
     chunk, meta = page(rows, p)
     encoding = _encoding(p)
     commands = []
     for r in chunk:
-        script = base64.b64decode(r["content"]).decode("utf-8", "replace")
-        names = rules.defined_parameters(script) if r["enable_parameter"] else []
+        names = r.parameter_names()
         commands.append({
-            "CommandId": r["command_id"], "Name": r["name"], "Type": r["type"],
-            "Description": r["description"], "CommandContent": _content(r["content"], encoding),
-            "WorkingDir": r["working_dir"], "Timeout": r["timeout"],
-            "EnableParameter": bool(r["enable_parameter"]), "InvokeTimes": r["invoke_times"],
-            "CreationTime": r["creation_time"], "Launcher": r["launcher"],
+            "CommandId": r.command_id, "Name": r.name, "Type": r.type,
+            "Description": r.description, "CommandContent": _content(r.content, encoding),
+            "WorkingDir": r.working_dir, "Timeout": r.timeout,
+            "EnableParameter": bool(r.enable_parameter), "InvokeTimes": r.invoke_times,
+            "CreationTime": r.creation_time, "Launcher": r.launcher,
             "ParameterNames": {"ParameterName": names}, "Provider": "", "Category": "",
             "Version": 1, "Latest": True, "ResourceGroupId": "", "Tags": {"Tag": []},
         })
     return {**meta, "Commands": {"Command": commands}}
 
 
-def _record_fields(r: dict[str, Any], encoding: str) -> dict[str, Any]:
+def _record_fields(r: Record, encoding: str) -> dict[str, Any]:
     return {
-        "InstanceId": r["instance_id"], "InvocationStatus": r["status"],
-        "ExitCode": r["exit_code"] if r["exit_code"] is not None else 0,
-        "Output": _output(r["output"], encoding), "Dropped": r["dropped"],
-        "ErrorCode": r["error_code"], "ErrorInfo": r["error_info"],
-        "StartTime": r["start_time"], "StopTime": r["stop_time"], "Repeats": r["repeats"],
+        "InstanceId": r.instance_id, "InvocationStatus": r.status,
+        "ExitCode": r.exit_code if r.exit_code is not None else 0,
+        "Output": _output(r.output, encoding), "Dropped": r.dropped,
+        "ErrorCode": r.error_code, "ErrorInfo": r.error_info,
+        "StartTime": r.start_time, "StopTime": r.stop_time, "Repeats": r.repeats,
     }
 
 
-def describe_invocations(m: CloudAssistant, p: Params) -> dict[str, Any]:
+def describe_invocations(m: EcsModel, p: Params) -> dict[str, Any]:
     timed = p.flag("Timed") if p.text("Timed") else None
-    rows = m.list_invocations(p.text("InvokeId"), p.text("CommandId"), p.text("InstanceId"),
+    rows = m.store.invocations(p.text("InvokeId"), p.text("CommandId"), p.text("InstanceId"),
                               p.text("CommandName"), p.text("CommandType"),
                               p.text("RepeatMode"), timed)
-    records: dict[str, list[dict[str, Any]]] = {}
+    records: dict[str, list[Record]] = {}
 
-    def targets_of(invoke_id: str) -> list[dict[str, Any]]:
+    def targets_of(invoke_id: str) -> list[Record]:
         if invoke_id not in records:
-            records[invoke_id] = m.records(invoke_id=invoke_id)
+            records[invoke_id] = m.store.records(invoke_id=invoke_id)
         return records[invoke_id]
 
     wanted_status = p.text("InvokeStatus")
     if wanted_status:
-        rows = [inv for inv in rows if wanted_status in _overall(targets_of(inv["invoke_id"]))]
+        rows = [inv for inv in rows if wanted_status in _overall(targets_of(inv.invoke_id))]
     chunk, meta = page(rows, p)
     encoding = _encoding(p)
     # IncludeOutput needs InvokeId or InstanceId (TEA); without either, Output stays empty.
@@ -163,65 +164,65 @@ def describe_invocations(m: CloudAssistant, p: Params) -> dict[str, Any]:
     invocations = []
     for inv in chunk:
         instances = []
-        targets = targets_of(inv["invoke_id"])
+        targets = targets_of(inv.invoke_id)
         for r in targets:
             item = _record_fields(r, encoding)
             if not include_output:
                 item["Output"] = ""
-            item.update(FinishTime=r["finished_time"], CreationTime=r["creation_time"],
-                        UpdateTime=r["update_time"], InstanceInvokeStatus=legacy_status(r["status"]),
-                        Timed=inv["repeat_mode"] != "Once")
+            item.update(FinishTime=r.finished_time, CreationTime=r.creation_time,
+                        UpdateTime=r.update_time, InstanceInvokeStatus=legacy_status(r.status),
+                        Timed=inv.repeat_mode != "Once")
             instances.append(item)
-        statuses = [r["status"] for r in targets]
+        statuses = [r.status for r in targets]
         invocations.append({
-            "InvokeId": inv["invoke_id"], "CommandId": inv["command_id"],
-            "CommandName": inv["command_name"], "CommandType": inv["command_type"],
-            "CommandDescription": inv["command_description"],
-            "CommandContent": _content(inv["command_content"], encoding),
+            "InvokeId": inv.invoke_id, "CommandId": inv.command_id,
+            "CommandName": inv.command_name, "CommandType": inv.command_type,
+            "CommandDescription": inv.command_description,
+            "CommandContent": _content(inv.command_content, encoding),
             "InvocationStatus": overall_status(statuses), "InvokeStatus": legacy_overall(statuses),
-            "RepeatMode": inv["repeat_mode"], "Frequency": inv["frequency"],
-            "Timed": inv["repeat_mode"] != "Once", "CreationTime": inv["creation_time"],
-            "Parameters": inv["parameters"], "Username": inv["username"],
-            "Timeout": inv["timeout"], "WorkingDir": inv["working_dir"],
-            "TerminationMode": inv["termination_mode"], "Launcher": inv["launcher"],
+            "RepeatMode": inv.repeat_mode, "Frequency": inv.frequency,
+            "Timed": inv.repeat_mode != "Once", "CreationTime": inv.creation_time,
+            "Parameters": json.dumps(inv.parameters), "Username": inv.username,
+            "Timeout": inv.timeout, "WorkingDir": inv.working_dir,
+            "TerminationMode": inv.termination_mode, "Launcher": inv.launcher,
             "ContainerId": "", "ContainerName": "", "Tags": {"Tag": []},
             "InvokeInstances": {"InvokeInstance": instances},
         })
     return {**meta, "Invocations": {"Invocation": invocations}}
 
 
-def _overall(records: list[dict[str, Any]]) -> tuple[str, str]:
-    statuses = [r["status"] for r in records]
+def _overall(records: list[Record]) -> tuple[str, str]:
+    statuses = [r.status for r in records]
     return overall_status(statuses), legacy_overall(statuses)
 
 
-def describe_invocation_results(m: CloudAssistant, p: Params) -> dict[str, Any]:
+def describe_invocation_results(m: EcsModel, p: Params) -> dict[str, Any]:
     invoke_id = p.text("InvokeId")
     if invoke_id:
-        m.invocation_row(invoke_id)  # InvalidInvokeId.NotFound for an unknown id
-    rows = m.records(invoke_id, p.text("InstanceId"), p.text("CommandId"),
+        m.invocation(invoke_id)  # InvalidInvokeId.NotFound for an unknown id
+    rows = m.store.records(invoke_id, p.text("InstanceId"), p.text("CommandId"),
                      include_history=p.flag("IncludeHistory"))
     wanted = p.text("InvokeRecordStatus")
     if wanted:
-        rows = [r for r in rows if wanted in (r["status"], legacy_status(r["status"]))]
+        rows = [r for r in rows if wanted in (r.status, legacy_status(r.status))]
     chunk, meta = page(rows, p)
     encoding = _encoding(p)
     results = []
     for r in chunk:
         item = _record_fields(r, encoding)
-        item.update(InvokeId=r["invoke_id"], CommandId=r["command_id"],
-                    FinishedTime=r["finished_time"], InvokeRecordStatus=legacy_status(r["status"]),
+        item.update(InvokeId=r.invoke_id, CommandId=r.command_id,
+                    FinishedTime=r.finished_time, InvokeRecordStatus=legacy_status(r.status),
                     Username="", ContainerId="", ContainerName="", Tags={"Tag": []})
         results.append(item)
     return {"Invocation": {**meta, "InvocationResults": {"InvocationResult": results}}}
 
 
-def stop_invocation(m: CloudAssistant, p: Params) -> dict[str, Any]:
+def stop_invocation(m: EcsModel, p: Params) -> dict[str, Any]:
     m.stop(p.required("InvokeId"), p.repeated("InstanceId"))
     return {}
 
 
-def describe_instances(m: CloudAssistant, p: Params) -> dict[str, Any]:
+def describe_instances(m: EcsModel, p: Params) -> dict[str, Any]:
     wanted = p.repeated("InstanceIds")
     if len(wanted) > 100:
         raise InstanceIdsExceedLimit(limit="100", what="InstanceIds may be given")
@@ -239,7 +240,7 @@ def describe_instances(m: CloudAssistant, p: Params) -> dict[str, Any]:
     } for i in chunk]}}
 
 
-def describe_cloud_assistant_status(m: CloudAssistant, p: Params) -> dict[str, Any]:
+def describe_cloud_assistant_status(m: EcsModel, p: Params) -> dict[str, Any]:
     wanted = p.repeated("InstanceId")
     if len(wanted) > rules.MAX_INSTANCES_PER_STATUS:
         raise InstanceIdsExceedLimit(limit=str(rules.MAX_INSTANCES_PER_STATUS),
@@ -252,25 +253,25 @@ def describe_cloud_assistant_status(m: CloudAssistant, p: Params) -> dict[str, A
                               "PageSize": len(items), "NextToken": ""}
     else:
         chunk, meta = page(items, p)
-    activity = m.instance_activity([i.InstanceId for i in chunk])
+    activity = m.store.activity([i.InstanceId for i in chunk])
     now = m.clock.now()
     statuses = []
     for i in chunk:
-        seen = activity.get(i.InstanceId, {})
+        seen = activity.get(i.InstanceId, Activity())
         statuses.append({
             "InstanceId": i.InstanceId, "CloudAssistantStatus": "true" if i.ready else "false",
             "CloudAssistantVersion": i.AgentVersion if i.AgentInstalled else "",
             # heartbeats come about every minute from a live agent
             "LastHeartbeatTime": iso(now - now % 60) if i.ready else "",
-            "ActiveTaskCount": seen.get("active", 0), "InvocationCount": seen.get("runs", 0),
-            "LastInvokedTime": seen.get("last", ""),
+            "ActiveTaskCount": seen.active, "InvocationCount": seen.runs,
+            "LastInvokedTime": seen.last,
             "OSType": "Linux" if i.OSType == "linux" else "Windows",
             "SupportSessionManager": i.ready,
         })
     return {**meta, "InstanceCloudAssistantStatusSet": {"InstanceCloudAssistantStatus": statuses}}
 
 
-ACTIONS: dict[str, Callable[[CloudAssistant, Params], dict[str, Any]]] = {
+ACTIONS: dict[str, Callable[[EcsModel, Params], dict[str, Any]]] = {
     "CreateCommand": create_command,
     "InvokeCommand": invoke_command,
     "RunCommand": run_command,

@@ -8,23 +8,38 @@ pages of RunCommand, CreateCommand, InvokeCommand) and the request models of
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 import time
 from typing import TYPE_CHECKING
 
 from local.emulators.ecs.errors import (
+    CmdContentExceedLimit,
+    CmdDescExceedLimit,
+    CmdNameExceedLimit,
     CmdParamEmptyKey,
     CmdParamInvalidParamName,
     CmdParamNameExceedLimit,
+    ContentWithParametersExceedLimit,
     DefinedParameterCountExceedLimit,
+    InstanceIdsExceedLimit,
+    InvalidCmdTypeNotFound,
+    InvalidLauncherLengthLimitExceeded,
+    InvalidParameter,
+    InvalidRepeatModeNotFound,
+    InvalidTerminationModeNotFound,
+    MissingParamInstanceId,
     ParameterCountExceedLimit,
     ParameterDisabled,
     ParameterKeyExceedLimit,
     ParameterNotMatched,
     ReservedParamName,
+    UsernameExceedLimit,
 )
 
 if TYPE_CHECKING:
+    from local.emulators.ecs.entities import CommandSpec, InvokeSpec
     from local.emulators.ecs.inventory import Instance
 
 COMMAND_TYPES = ("RunShellScript", "RunPowerShellScript", "RunBatScript")
@@ -114,6 +129,58 @@ def legacy_overall(statuses: list[str]) -> str:
     return "Failed" if failed else "Stopped"
 
 
+def check_command(spec: CommandSpec) -> None:
+    """CreateCommand's checks of a command (RunCommand's implicit one included)."""
+    if spec.type not in COMMAND_TYPES:
+        raise InvalidCmdTypeNotFound(type=spec.type, types=", ".join(COMMAND_TYPES))
+    if len(spec.content_b64) > MAX_CONTENT_B64:
+        raise CmdContentExceedLimit()
+    try:
+        script = base64.b64decode(spec.content_b64, validate=True).decode("utf-8", "replace")
+    except (binascii.Error, ValueError):
+        raise InvalidParameter(param="CommandContent", detail="it is not valid Base64") from None
+    check_limits(spec.name, spec.description, spec.working_dir, spec.timeout, spec.launcher)
+    if spec.enable_parameter:
+        check_definitions(script)
+
+
+def check_limits(name: str, description: str, working_dir: str, timeout: int,
+                 launcher: str) -> None:
+    """The length limits CreateCommand and ModifyCommand share."""
+    if len(name) > MAX_NAME:
+        raise CmdNameExceedLimit()
+    if len(description) > MAX_DESCRIPTION:
+        raise CmdDescExceedLimit()
+    if len(working_dir) > MAX_WORKING_DIR:
+        raise InvalidParameter(param="WorkingDir", detail="it exceeds 200 characters")
+    if timeout < 1:  # no maximum is documented
+        raise InvalidParameter(param="Timeout", detail="it must be a positive number of seconds")
+    if len(launcher.encode()) > MAX_LAUNCHER:
+        raise InvalidLauncherLengthLimitExceeded()
+
+
+def check_invoke(spec: InvokeSpec) -> None:
+    """InvokeCommand's checks of its own parameters, before the command is looked up."""
+    if spec.mode not in REPEAT_MODES:
+        raise InvalidRepeatModeNotFound(mode=spec.mode)
+    if spec.termination_mode and spec.termination_mode not in TERMINATION_MODES:
+        raise InvalidTerminationModeNotFound(mode=spec.termination_mode)
+    if not spec.instance_ids:
+        raise MissingParamInstanceId()
+    if len(spec.instance_ids) > MAX_INSTANCES_PER_INVOKE:
+        raise InstanceIdsExceedLimit(limit=str(MAX_INSTANCES_PER_INVOKE),
+                                     what="instances may be given per call")
+    if spec.timeout is not None and spec.timeout < MIN_INVOKE_TIMEOUT:
+        raise InvalidParameter(param="Timeout",
+                               detail="an InvokeCommand timeout must be at least 10 seconds")
+    if len(spec.username) > MAX_USERNAME:
+        raise UsernameExceedLimit()
+    if spec.working_dir is not None and len(spec.working_dir) > MAX_WORKING_DIR:
+        raise InvalidParameter(param="WorkingDir", detail="it exceeds 200 characters")
+    if spec.launcher is not None and len(spec.launcher.encode()) > MAX_LAUNCHER:
+        raise InvalidLauncherLengthLimitExceeded()
+
+
 def defined_parameters(script: str) -> list[str]:
     """The custom ``{{name}}`` parameters a command defines, built-ins excluded, in order."""
     names: dict[str, str] = {}
@@ -142,7 +209,8 @@ def check_definitions(script: str) -> None:
 
 
 def check_parameters(script: str, enabled: bool, values: dict[str, str]) -> dict[str, str]:
-    """Validate a run's ``Parameters`` against the command; the full name → value map."""
+    """Validate a run's ``Parameters`` against the command (the content they fill in must
+    still fit the content limit); the name → value map."""
     if not values:
         return {}
     if not enabled:
@@ -155,6 +223,8 @@ def check_parameters(script: str, enabled: bool, values: dict[str, str]) -> dict
             raise ParameterKeyExceedLimit(limit=str(MAX_PARAMETER_NAME))
         if key.lower() not in defined:
             raise ParameterNotMatched(key=key)
+    if len(base64.b64encode(substitute(script, values, {}).encode())) > MAX_CONTENT_B64:
+        raise ContentWithParametersExceedLimit()
     return values
 
 

@@ -33,7 +33,7 @@ from local.emulators.base import (
 )
 from local.emulators.ecs import handlers
 from local.emulators.ecs.errors import EcsError, InvalidActionNotFound
-from local.emulators.ecs.model import CloudAssistant
+from local.emulators.ecs.model import EcsModel
 from local.emulators.ecs.params import Params
 from local.emulators.ecs.signing import (  # re-exported: older callers import them from here
     Authenticator,
@@ -57,7 +57,7 @@ class EcsApp(EmulatorApp):
                  region: str = "cn-hangzhou", agent_workers: int = 32) -> None:
         super().__init__(keyring, clock)
         # agent_workers: process-mode runs at once; the rest wait as Pending
-        self.model = CloudAssistant(state_dir, self.clock, region, agent_workers)
+        self.model = EcsModel(state_dir, self.clock, region, agent_workers)
         self.auth = Authenticator(keyring)
 
     def dispatch(self, request: Request) -> Response:
@@ -112,21 +112,7 @@ class EcsApp(EmulatorApp):
         return self.clock.now()
 
     def dump_state(self) -> dict[str, Any]:
-        invocations = []
-        for inv in self.model.list_invocations():
-            records = self.model.records(invoke_id=inv["invoke_id"])
-            invocations.append({
-                "InvokeId": inv["invoke_id"], "CommandId": inv["command_id"],
-                "RepeatMode": inv["repeat_mode"],
-                "Results": {r["instance_id"]: r["status"] for r in records},
-            })
-        return {
-            "instances": sorted(self.model.instances),
-            "commands": [r["command_id"] for r in self.model.list_commands()],
-            "invocations": invocations,
-            "scheduled": self.model.agent.scheduler.pending(),
-            "calls": self.calls.snapshot(),
-        }
+        return {**self.model.dump(), "calls": self.calls.snapshot()}
 
     def reset_state(self) -> None:
         self.model.reset()
