@@ -1,13 +1,17 @@
 """``Frequency`` of scheduled invocations: ``rate()``, ``at()`` and Cloud Assistant cron.
 
-Rules from research cloud-assistant-api.md §4 and the Cloud Assistant cron reference
-(doc 64769): ``rate(<n><s|m|h|d>)`` runs every interval (60 s … 7 days, longer than the
-Timeout), first one interval after creation; ``at(yyyy-MM-dd HH:mm:ss [tz])`` runs once (UTC by
-default); cron is ``<sec> <min> <hour> <dom> <month> <dow> [<year>] [<tz>]`` where day-of-week
-1–7 means **Monday–Sunday** (unlike Quartz) and ``? L W #`` are supported. Time zones: IANA
-names, ``GMT+8:00`` (no leading zero on the hour) or ``UTC``.
+Sources: the ``Frequency`` parameter of InvokeCommand
+(https://help.aliyun.com/zh/ecs/developer-reference/api-ecs-2014-05-26-invokecommand, and its
+docstring in ``alibabacloud-ecs20140526`` 7.11.8) and Cloud Assistant's cron reference
+(https://www.alibabacloud.com/help/en/ecs/user-guide/cron-expressions).
 
-Every schedule answers one question: the first run time strictly after a given instant.
+``rate(<n><s|m|h|d>)`` runs every interval (60 s … 7 days, longer than the Timeout), first one
+interval after creation; ``at(yyyy-MM-dd HH:mm:ss [tz])`` runs once (UTC by default); cron is
+``<sec> <min> <hour> <dom> <month> <dow> [<year>] [<tz>]`` where day-of-week 1–7 means
+**Monday–Sunday** (unlike Quartz) and ``? L W #`` are supported. Time zones: IANA names,
+``GMT+8:00`` (no leading zero on the hour) or ``UTC``.
+
+Every recurrence answers one question: the first run time strictly after a given instant.
 """
 
 from __future__ import annotations

@@ -45,7 +45,9 @@ if TYPE_CHECKING:
 COMMAND_TYPES = ("RunShellScript", "RunPowerShellScript", "RunBatScript")
 REPEAT_MODES = ("Once", "Period", "NextRebootOnly", "EveryReboot", "DryRun")
 TERMINATION_MODES = ("Process", "ProcessTree")
-MAX_CONTENT_B64 = 24 * 1024  # TEA 7.11.8; the D-INV page says 18 KB (§9.3): we follow TEA
+# CommandContent, and content with its Parameters, after Base64: 24 KB in the SDK's metadata
+# (alibabacloud-ecs20140526 7.11.8), which is followed; the InvokeCommand page says 18 KB.
+MAX_CONTENT_B64 = 24 * 1024
 MAX_INSTANCES_PER_INVOKE = 100
 MAX_INSTANCES_PER_STOP = 50
 MAX_INSTANCES_PER_STATUS = 50
@@ -55,12 +57,14 @@ MAX_WORKING_DIR = 200
 MAX_USERNAME = 255
 MAX_LAUNCHER = 1024
 MAX_CLIENT_TOKEN = 64
-MAX_PARAMETERS = 10  # pairs passed in Parameters (§9.7: taken as a hard cap)
+MAX_PARAMETERS = 10  # pairs passed in Parameters ("0 to 10" in its docstring): a hard cap
 MAX_DEFINED_PARAMETERS = 20  # {{names}} a command may define
 MAX_PARAMETER_NAME = 64
 MIN_INVOKE_TIMEOUT = 10
 DEFAULT_TIMEOUT = 60
-COMMAND_QUOTA = 500  # retained commands per region (D-CC: 500 … 50,000 by account level)
+# Retained commands per region: 500 to 50,000 by account level (CreateCommand reference,
+# https://help.aliyun.com/zh/ecs/developer-reference/api-ecs-2014-05-26-createcommand).
+COMMAND_QUOTA = 500
 
 TERMINAL = ("Success", "Failed", "Timeout", "Error", "Invalid", "Aborted", "Cancelled", "Terminated")
 FAILED_CLASS = ("Failed", "Timeout", "Error", "Invalid", "Aborted")
@@ -244,8 +248,9 @@ def substitute(script: str, values: dict[str, str], built_ins: dict[str, str]) -
 
 def refusal(inst: Instance, command_type: str) -> tuple[str, str, str] | None:
     """Why the agent cannot take a run on ``inst``: (status, ErrorCode, ErrorInfo), or None."""
-    # Fidelity choice (§9.4): an unfit instance does not fail the call; its record ends
-    # at once (the real service gives up after about a minute) — Aborted when the task
+    # The API reference does not say whether an unfit instance fails the call. Here it does
+    # not: its record ends at once (the service gives up after about a minute) with the
+    # per-instance ErrorCode DescribeInvocationResults documents — Aborted when the task
     # cannot be delivered, Invalid when the command does not fit the OS.
     if inst.Status != "Running":
         return ("Aborted", "InstanceNotRunning",

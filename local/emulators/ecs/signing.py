@@ -5,7 +5,9 @@ Two schemes reach an ECS endpoint from Alibaba's SDKs:
 * **RPC v1.0** (aliyunsdkcore, and the Tea SDK with ``signature_algorithm="v2"``): every
   parameter, the signature's own included, travels in the query string (a form body is merged
   in); ``Signature = Base64(HMAC-SHA1(secret + "&", METHOD&%2F&pct(sorted k=v)))``
-  (research cloud-assistant-api.md §2.3). STS: a signed ``SecurityToken`` parameter.
+  ("Request signatures" in the ECS API reference, github.com/AlibabaCloudDocs/ecs; and
+  ``aliyunsdkcore/auth/composer/rpc_signature_composer.py``, aliyun-python-sdk-core 2.16.1).
+  STS: a signed ``SecurityToken`` parameter.
 * **ACS3-HMAC-SHA256** (``alibabacloud_tea_openapi`` >= 0.3 default, e.g.
   ``alibabacloud-ecs20140526``): the action is the ``x-acs-action`` header, business
   parameters are in the query, and ``Authorization: ACS3-HMAC-SHA256 Credential=<ak>,
