@@ -25,7 +25,7 @@ from local.emulators.ecs import wire
 from local.emulators.ecs.errors import EcsError, InvalidActionNotFound
 from local.emulators.ecs.model import EcsModel
 from local.emulators.ecs.operations import OPERATIONS
-from local.emulators.ecs.signing import Authenticator
+from local.emulators.ecs.signing import EcsAuthenticator
 
 
 class EcsApp(EmulatorApp):
@@ -40,7 +40,7 @@ class EcsApp(EmulatorApp):
         super().__init__(keyring, clock)
         # agent_workers: process-mode runs at once; the rest wait as Pending
         self.model = EcsModel(state_dir, self.clock, region, agent_workers)
-        self.auth = Authenticator(keyring)
+        self.auth = EcsAuthenticator(keyring)
 
     def parse(self, call: Call) -> None:
         request = wire.read_request(call.request)

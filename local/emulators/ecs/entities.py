@@ -3,10 +3,11 @@
 * ``CommandSpec`` / ``InvokeSpec`` — what a CreateCommand / InvokeCommand (or RunCommand, which
   is both) asks for, before any rule has looked at it.
 * ``Command`` — a command as CreateCommand keeps it (``content`` in Base64).
-* ``Invocation`` — one InvokeCommand / RunCommand (``InvokeId``), with a copy of the command
-  as it was run.
-* ``Target`` — the invocation on one instance: the per-instance status DescribeInvocations
-  reports (``Scheduled`` between the runs of a periodic task) and how many runs it had.
+* ``CommandInvocation`` — one InvokeCommand / RunCommand (``InvokeId``), with a copy of the
+  command as it was run.
+* ``InvocationTarget`` — the invocation on one instance: the per-instance status
+  DescribeInvocations reports (``Scheduled`` between the runs of a periodic task) and how many
+  runs it had.
 * ``Run`` — one execution on one instance (``run`` 1, 2, …): what the agent reported.
 * ``Record`` — what DescribeInvocationResults lists: one per target (its status with its
   latest run's output), or one per run with ``IncludeHistory``.
@@ -93,7 +94,7 @@ class Command:
 
 
 @dataclass
-class Invocation:
+class CommandInvocation:
     invoke_id: str
     command_id: str
     command_name: str
@@ -139,7 +140,7 @@ class Invocation:
 
 
 @dataclass
-class Target:
+class InvocationTarget:
     invoke_id: str
     instance_id: str
     status: str

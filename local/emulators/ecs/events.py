@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from local.emulators.ecs.entities import Invocation, Run
+    from local.emulators.ecs.entities import CommandInvocation, Run
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ Sink = Callable[[dict[str, Any]], object]
 
 
 def task_completed(*, region: str, account_id: str, time: str, run: Run,
-                   invocation: Invocation) -> dict[str, Any]:
+                   invocation: CommandInvocation) -> dict[str, Any]:
     """The event for one settled run of ``invocation``."""
     return {
         "id": str(uuid.uuid4()),

@@ -25,11 +25,11 @@ from local.emulators.base import Clock
 from local.emulators.ecs import rules
 from local.emulators.ecs.entities import (
     Command,
+    CommandInvocation,
     CommandSpec,
-    Invocation,
+    InvocationTarget,
     InvokeSpec,
     Run,
-    Target,
 )
 from local.emulators.ecs.errors import (
     CmdCountExceedQuota,
@@ -147,7 +147,7 @@ class EcsModel:
         self.store.delete_command(command_id)
 
     # --- invocations -----------------------------------------------------------------------
-    def invocation(self, invoke_id: str) -> Invocation:
+    def invocation(self, invoke_id: str) -> CommandInvocation:
         inv = self.store.invocation(invoke_id)
         if inv is None:
             raise InvalidInvokeIdNotFound(invoke_id=invoke_id)
@@ -178,7 +178,7 @@ class EcsModel:
         instances = [self.instance(i) for i in dict.fromkeys(spec.instance_ids)]
         if spec.mode == "DryRun":
             self._dry_run(instances, command.type)
-        inv = Invocation(
+        inv = CommandInvocation(
             _new_id("t-"), command.command_id, command.name, command.type, command.content,
             command.description,
             spec.working_dir if spec.working_dir is not None else command.working_dir,
@@ -188,8 +188,9 @@ class EcsModel:
         once = spec.mode == "Once"
         stamp = inv.creation_time
         self.store.insert_invocation(
-            inv, [Target(inv.invoke_id, i.InstanceId, "Pending" if once else "Scheduled",
-                         int(once), stamp, stamp) for i in instances],
+            inv, [InvocationTarget(inv.invoke_id, i.InstanceId,
+                                   "Pending" if once else "Scheduled", int(once), stamp, stamp)
+                  for i in instances],
             [Run(inv.invoke_id, i.InstanceId, 1, "Pending", stamp, stamp)
              for i in instances] if once else [])
         if once:
@@ -209,7 +210,7 @@ class EcsModel:
                                               error_info=refusal[2])
         raise DryRunOperation()
 
-    def dispatch(self, inv: Invocation, runs: list[tuple[Instance, int]],
+    def dispatch(self, inv: CommandInvocation, runs: list[tuple[Instance, int]],
                  start: float | None) -> None:
         """Hand runs to the agent, or settle at once those the agent cannot take."""
         built_ins = {"ACS::RegionId": self.region, "ACS::AccountId": self.account_id}
@@ -269,7 +270,7 @@ class EcsModel:
 
     def _finished(self, reports: list[tuple[Task, Outcome]], now: float) -> None:
         stamp = iso(now)
-        invocations: dict[str, Invocation | None] = {}
+        invocations: dict[str, CommandInvocation | None] = {}
         settled: list[RunKey] = []
         with self.store.atomic():
             for task, outcome in reports:
@@ -290,7 +291,7 @@ class EcsModel:
         if self.events.sink is None or not keys:
             return
         events = []
-        invocations: dict[str, Invocation | None] = {}
+        invocations: dict[str, CommandInvocation | None] = {}
         for key in keys:
             run = self.store.run(key)
             if run is None or run.status not in rules.TERMINAL:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from local.emulators.base import Clock
-from local.emulators.ecs.entities import ACTIVE, Invocation, Run
+from local.emulators.ecs.entities import ACTIVE, CommandInvocation, Run
 from local.emulators.ecs.errors import InvalidParamFrequency
 from local.emulators.ecs.executor import Scheduler
 from local.emulators.ecs.frequency import Never, Recurrence, parse_frequency
@@ -28,7 +28,7 @@ from local.emulators.ecs.store import EcsStore
 ON_REBOOT = ("NextRebootOnly", "EveryReboot")
 
 # (invocation, [(instance, run number)], when the runs were due)
-Dispatch = Callable[[Invocation, list[tuple[Instance, int]], float | None], None]
+Dispatch = Callable[[CommandInvocation, list[tuple[Instance, int]], float | None], None]
 
 
 class RecurringRuns:

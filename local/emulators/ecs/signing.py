@@ -91,7 +91,7 @@ class SignedRequest:
     body: bytes
 
 
-class Authenticator:
+class EcsAuthenticator:
     """Verifies either scheme against a ``KeyRing`` and rejects reused nonces."""
 
     def __init__(self, keyring: KeyRing, nonce_window: float = NONCE_WINDOW) -> None:

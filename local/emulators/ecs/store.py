@@ -1,8 +1,8 @@
 """SQLite persistence of Cloud Assistant commands, invocations, targets and runs.
 
 * ``commands`` — ``Command``; ``keep = 0`` for RunCommand's own (KeepCommand=false).
-* ``invocations`` — ``Invocation``, with a copy of the command as it was run.
-* ``targets`` — ``Target``: one per (invocation, instance).
+* ``invocations`` — ``CommandInvocation``, with a copy of the command as it was run.
+* ``targets`` — ``InvocationTarget``: one per (invocation, instance).
 * ``results`` — ``Run``: one per execution (``run`` 1, 2, …). A one-time task has one; a
   periodic one gains one per period (DescribeInvocationResults ``IncludeHistory``).
 * ``tokens`` — ClientToken idempotency: the answer given to (action, token).
@@ -26,10 +26,10 @@ from typing import Any
 from local.emulators.ecs.entities import (
     Activity,
     Command,
-    Invocation,
+    CommandInvocation,
+    InvocationTarget,
     Record,
     Run,
-    Target,
 )
 from local.emulators.ecs.executor import RunKey
 from local.emulators.sqlite import SqliteStore
@@ -101,8 +101,8 @@ def _command(row: sqlite3.Row) -> Command:
                    row["invoke_times"], bool(row["keep"]))
 
 
-def _invocation(row: sqlite3.Row) -> Invocation:
-    return Invocation(
+def _invocation(row: sqlite3.Row) -> CommandInvocation:
+    return CommandInvocation(
         row["invoke_id"], row["command_id"], row["command_name"], row["command_type"],
         row["command_content"], row["command_description"], row["working_dir"], row["timeout"],
         bool(row["enable_parameter"]), json.loads(row["parameters"]), row["repeat_mode"],
@@ -217,7 +217,8 @@ class EcsStore(SqliteStore):
                      (action, token, answer.request_hash, json.dumps(answer.response)))
 
     # --- invocations -----------------------------------------------------------------------
-    def insert_invocation(self, inv: Invocation, targets: list[Target], runs: list[Run]) -> None:
+    def insert_invocation(self, inv: CommandInvocation, targets: list[InvocationTarget],
+                          runs: list[Run]) -> None:
         """The invocation, its targets and first runs, and one more InvokeTimes of its command."""
         with self.atomic() as db:
             db.execute(
@@ -240,13 +241,13 @@ class EcsStore(SqliteStore):
                   t.update_time) for t in targets])
             self._insert_runs(db, runs)
 
-    def invocation(self, invoke_id: str) -> Invocation | None:
+    def invocation(self, invoke_id: str) -> CommandInvocation | None:
         row = self.one("SELECT * FROM invocations WHERE invoke_id = ?", (invoke_id,))
         return _invocation(row) if row is not None else None
 
     def invocations(self, invoke_id: str = "", command_id: str = "", instance_id: str = "",
                     command_name: str = "", command_type: str = "", repeat_mode: str = "",
-                    timed: bool | None = None) -> list[Invocation]:
+                    timed: bool | None = None) -> list[CommandInvocation]:
         """Invocations, newest first; ``timed``: only those (not) repeating."""
         sql, args = _where((("invoke_id", invoke_id), ("command_id", command_id),
                             ("command_name", command_name), ("command_type", command_type),
@@ -260,7 +261,7 @@ class EcsStore(SqliteStore):
         return [_invocation(r) for r in rows]
 
     def scheduled_invocations(self, repeat_modes: tuple[str, ...],
-                              waiting_only: bool = False) -> list[Invocation]:
+                              waiting_only: bool = False) -> list[CommandInvocation]:
         """Invocations in these repeat modes whose schedule has not ended; ``waiting_only``:
         only those with a target Scheduled."""
         marks = ",".join("?" * len(repeat_modes))
@@ -275,13 +276,13 @@ class EcsStore(SqliteStore):
                      (invoke_id,))
 
     # --- targets and runs ------------------------------------------------------------------
-    def targets_of(self, invoke_id: str) -> list[Target]:
+    def targets_of(self, invoke_id: str) -> list[InvocationTarget]:
         """The invocation's targets, each with the status of its latest run."""
         rows = self.query(
             "SELECT t.*, COALESCE(r.status, '') AS run_status FROM targets t LEFT JOIN results r"
             " ON r.invoke_id = t.invoke_id AND r.instance_id = t.instance_id AND r.run = t.repeats"
             " WHERE t.invoke_id = ? ORDER BY t.rowid", (invoke_id,))
-        return [Target(r["invoke_id"], r["instance_id"], r["status"], r["repeats"],
+        return [InvocationTarget(r["invoke_id"], r["instance_id"], r["status"], r["repeats"],
                        r["creation_time"], r["update_time"], r["stop_time"], r["run_status"])
                 for r in rows]
 
@@ -319,7 +320,7 @@ class EcsStore(SqliteStore):
                 [(stamp, k[0], k[1]) for k in started])
         return started
 
-    def stop_target(self, target: Target, status: str, stamp: str) -> None:
+    def stop_target(self, target: InvocationTarget, status: str, stamp: str) -> None:
         """The target, and its latest run if Pending or Running, take ``status`` at ``stamp``
         (a Stopping run gets its finish time when the agent reports)."""
         with self.atomic() as db:
