@@ -9,6 +9,7 @@
   DescribeInvocations reports (``Scheduled`` between the runs of a periodic task) and how many
   runs it had.
 * ``Run`` — one execution on one instance (``run`` 1, 2, …): what the agent reported.
+* ``TokenAnswer`` — what a ClientToken was first answered (idempotency).
 * ``Record`` — what DescribeInvocationResults lists: one per target (its status with its
   latest run's output), or one per run with ``IncludeHistory``.
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from local.emulators.ecs import rules
 from local.emulators.ecs.executor import Outcome, RunKey, Task
@@ -214,6 +216,14 @@ class Record:
     error_info: str
     start_time: str
     finished_time: str
+
+
+@dataclass(frozen=True)
+class TokenAnswer:
+    """The answer first given to a ClientToken, and a hash of the parameters it came with."""
+
+    request_hash: str
+    response: dict[str, Any]
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from local.emulators.ecs.entities import (
     InvocationTarget,
     InvokeSpec,
     Run,
+    TokenAnswer,
 )
 from local.emulators.ecs.errors import (
     CmdCountExceedQuota,
@@ -51,7 +52,7 @@ from local.emulators.ecs.frequency import Recurrence, parse_frequency
 from local.emulators.ecs.inventory import Instance, load_inventory
 from local.emulators.ecs.recurring import RecurringRuns
 from local.emulators.ecs.rules import iso
-from local.emulators.ecs.store import EcsStore, TokenAnswer
+from local.emulators.ecs.store import EcsStore
 
 log = logging.getLogger(__name__)
 

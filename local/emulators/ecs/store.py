@@ -19,7 +19,6 @@ import json
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from local.emulators.ecs.entities import (
     InvocationTarget,
     Record,
     Run,
+    TokenAnswer,
 )
 from local.emulators.ecs.executor import RunKey
 from local.emulators.sqlite import SqliteStore
@@ -84,14 +84,6 @@ CREATE TABLE IF NOT EXISTS tokens (
 _RUN_COLUMNS = ("r.exit_code, r.output, r.dropped, r.error_code, r.error_info, r.start_time,"
                 " r.finished_time")
 _TARGET_COLUMNS = ("t.invoke_id, t.instance_id, i.command_id, i.repeat_mode, t.creation_time")
-
-
-@dataclass(frozen=True)
-class TokenAnswer:
-    """The answer first given to a ClientToken, and a hash of the parameters it came with."""
-
-    request_hash: str
-    response: dict[str, Any]
 
 
 def _command(row: sqlite3.Row) -> Command:
