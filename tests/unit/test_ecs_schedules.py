@@ -16,7 +16,7 @@ from aliyunsdkecs.request.v20140526.InvokeCommandRequest import InvokeCommandReq
 from aliyunsdkecs.request.v20140526.RunCommandRequest import RunCommandRequest
 from aliyunsdkecs.request.v20140526.StopInvocationRequest import StopInvocationRequest
 
-from local.emulators.ecs.errors import EcsApiError
+from local.emulators.ecs.errors import InvalidParamFrequency
 from local.emulators.ecs.frequency import parse_frequency
 from tests.unit.test_ecs_emulator import SIM_IDS, Ecs, alive, b64, make, start_ecs
 
@@ -224,7 +224,7 @@ def test_frequency_first_run(frequency: str, first: str) -> None:
 
 
 def test_a_cron_with_a_year_in_the_past_is_invalid() -> None:
-    with pytest.raises(EcsApiError, match="Frequency"):
+    with pytest.raises(InvalidParamFrequency, match="Frequency"):
         parse_frequency("0 0 12 * * ? 2020", NOW, 60)
 
 

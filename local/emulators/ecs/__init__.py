@@ -1,5 +1,5 @@
 """Local Cloud Assistant (ECS RPC) emulator."""
 
-from local.emulators.ecs.wire import EcsApp
+from local.emulators.ecs.app import EcsApp
 
 __all__ = ["EcsApp"]

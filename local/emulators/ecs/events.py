@@ -18,7 +18,10 @@ import queue
 import threading
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from local.emulators.ecs.entities import CommandInvocation, Run
 
 log = logging.getLogger(__name__)
 
@@ -28,13 +31,14 @@ TASK_COMPLETED = "ecs:CloudAssistant:TaskCompleted"
 Sink = Callable[[dict[str, Any]], object]
 
 
-def task_completed(*, region: str, account_id: str, time: str, row: Any) -> dict[str, Any]:
-    """The event for one settled run; ``row`` has the result and its invocation's columns."""
+def task_completed(*, region: str, account_id: str, time: str, run: Run,
+                   invocation: CommandInvocation) -> dict[str, Any]:
+    """The event for one settled run of ``invocation``."""
     return {
         "id": str(uuid.uuid4()),
         "source": SOURCE,
         "specversion": "1.0",
-        "subject": f"acs.ecs:{region}:{account_id}:{row['invoke_id']}",
+        "subject": f"acs.ecs:{region}:{account_id}:{run.invoke_id}",
         "time": time,
         "type": TASK_COMPLETED,
         "datacontenttype": "application/json;charset=utf-8",
@@ -44,16 +48,16 @@ def task_completed(*, region: str, account_id: str, time: str, row: Any) -> dict
         "aliyunregionid": region,
         "aliyunpublishaddr": "127.0.0.1",
         "data": {
-            "commandId": row["command_id"],
-            "commandName": row["command_name"],
-            "exitCode": "" if row["exit_code"] is None else str(row["exit_code"]),
-            "finishTime": row["finished_time"],
-            "instanceId": row["instance_id"],
-            "invocationStatus": row["status"],
-            "invokeId": row["invoke_id"],
-            "repeatMode": row["repeat_mode"],
-            "repeats": row["run"],
-            "startTime": row["start_time"],
+            "commandId": invocation.command_id,
+            "commandName": invocation.command_name,
+            "exitCode": "" if run.exit_code is None else str(run.exit_code),
+            "finishTime": run.finished_time,
+            "instanceId": run.instance_id,
+            "invocationStatus": run.status,
+            "invokeId": run.invoke_id,
+            "repeatMode": invocation.repeat_mode,
+            "repeats": run.run,
+            "startTime": run.start_time,
         },
     }
 

@@ -1,13 +1,17 @@
 """``Frequency`` of scheduled invocations: ``rate()``, ``at()`` and Cloud Assistant cron.
 
-Rules from research cloud-assistant-api.md §4 and the Cloud Assistant cron reference
-(doc 64769): ``rate(<n><s|m|h|d>)`` runs every interval (60 s … 7 days, longer than the
-Timeout), first one interval after creation; ``at(yyyy-MM-dd HH:mm:ss [tz])`` runs once (UTC by
-default); cron is ``<sec> <min> <hour> <dom> <month> <dow> [<year>] [<tz>]`` where day-of-week
-1–7 means **Monday–Sunday** (unlike Quartz) and ``? L W #`` are supported. Time zones: IANA
-names, ``GMT+8:00`` (no leading zero on the hour) or ``UTC``.
+Sources: the ``Frequency`` parameter of InvokeCommand
+(https://help.aliyun.com/zh/ecs/developer-reference/api-ecs-2014-05-26-invokecommand, and its
+docstring in ``alibabacloud-ecs20140526`` 7.11.8) and Cloud Assistant's cron reference
+(https://www.alibabacloud.com/help/en/ecs/user-guide/cron-expressions).
 
-Every schedule answers one question: the first run time strictly after a given instant.
+``rate(<n><s|m|h|d>)`` runs every interval (60 s … 7 days, longer than the Timeout), first one
+interval after creation; ``at(yyyy-MM-dd HH:mm:ss [tz])`` runs once (UTC by default); cron is
+``<sec> <min> <hour> <dom> <month> <dow> [<year>] [<tz>]`` where day-of-week 1–7 means
+**Monday–Sunday** (unlike Quartz) and ``? L W #`` are supported. Time zones: IANA names,
+``GMT+8:00`` (no leading zero on the hour) or ``UTC``.
+
+Every recurrence answers one question: the first run time strictly after a given instant.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from local.emulators.ecs.errors import bad_frequency
+from local.emulators.ecs.errors import InvalidParamFrequency
 
 MIN_RATE = 60
 MAX_RATE = 7 * 86400
@@ -31,7 +35,9 @@ _MONTHS = {m.upper(): i for i, m in enumerate(calendar.month_abbr) if m}
 _DAYS = {d: i + 1 for i, d in enumerate(("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"))}
 
 
-class Schedule(Protocol):
+class Recurrence(Protocol):
+    """When an invocation runs next by the clock: a rate, an at() time or a cron expression."""
+
     def next_after(self, ts: float) -> float | None:
         """The first run time strictly after ``ts`` (epoch seconds), None when none is left."""
 
@@ -48,7 +54,8 @@ def parse_timezone(text: str) -> tzinfo:
             return ZoneInfo(text)
         except (ZoneInfoNotFoundError, ValueError):
             pass
-    raise bad_frequency(f"unknown time zone {text!r} (use an IANA name, GMT+8:00 or UTC)")
+    raise InvalidParamFrequency(
+        detail=f"unknown time zone {text!r} (use an IANA name, GMT+8:00 or UTC)")
 
 
 class Never:
@@ -81,10 +88,10 @@ def _number(token: str, names: dict[str, int], lo: int, hi: int) -> int:
     if token in names:
         return names[token]
     if not token.isdigit() or (len(token) > 2 and token.startswith("00")):
-        raise bad_frequency(f"{token!r} is not a value")  # at most one leading zero
+        raise InvalidParamFrequency(detail=f"{token!r} is not a value")  # at most one leading zero
     value = int(token)
     if not lo <= value <= hi:
-        raise bad_frequency(f"{value} is outside {lo}-{hi}")
+        raise InvalidParamFrequency(detail=f"{value} is outside {lo}-{hi}")
     return value
 
 
@@ -103,7 +110,7 @@ def _values(field: str, lo: int, hi: int, names: dict[str, int] | None = None) -
             start = _number(body, names, lo, hi)
             end = hi if step_text else start
         if start > end:
-            raise bad_frequency(f"range {body!r} runs backwards")
+            raise InvalidParamFrequency(detail=f"range {body!r} runs backwards")
         out.update(range(start, end + 1, step))
     return out
 
@@ -128,11 +135,12 @@ class Cron:
         if len(tokens) >= 7 and re.search(r"[A-Za-z]", tokens[-1]):
             tz = parse_timezone(tokens.pop())
         if len(tokens) not in (6, 7):
-            raise bad_frequency("a cron expression has 6 or 7 fields plus an optional time zone")
+            raise InvalidParamFrequency(
+                detail="a cron expression has 6 or 7 fields plus an optional time zone")
         sec, minute, hour, dom, month, dow = tokens[:6]
         year = tokens[6] if len(tokens) == 7 else "*"
         if dom not in ("*", "?") and dow not in ("*", "?"):
-            raise bad_frequency("give day-of-month or day-of-week, and '?' for the other")
+            raise InvalidParamFrequency(detail="give day-of-month or day-of-week, and '?' for the other")
         cron = cls(frozenset(_values(sec, 0, 59)), frozenset(_values(minute, 0, 59)),
                    frozenset(_values(hour, 0, 23)), frozenset(_values(month, 1, 12, _MONTHS)),
                    frozenset(y for y in _values(year, 1970, MAX_YEAR) if y >= this_year),
@@ -196,7 +204,7 @@ class Cron:
 
 
 def parse_frequency(text: str, now: float, timeout: int, default_tz: tzinfo = timezone.utc
-                    ) -> Schedule:
+                    ) -> Recurrence:
     """The schedule ``text`` describes for an invocation created at ``now``.
 
     Raises ``InvalidParam.Frequency`` for a malformed expression, an interval outside the
@@ -207,9 +215,9 @@ def parse_frequency(text: str, now: float, timeout: int, default_tz: tzinfo = ti
     if rate:
         interval = int(rate.group(1)) * _UNITS[rate.group(2)]
         if not MIN_RATE <= interval <= MAX_RATE:
-            raise bad_frequency("a rate() interval must be between 60 seconds and 7 days")
+            raise InvalidParamFrequency(detail="a rate() interval must be between 60 seconds and 7 days")
         if interval <= timeout:
-            raise bad_frequency("a rate() interval must be longer than the Timeout")
+            raise InvalidParamFrequency(detail="a rate() interval must be longer than the Timeout")
         return Rate(interval, now)
     at = re.fullmatch(r"at\(\s*(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2})\s*([^)]*?)\s*\)", text)
     if at:
@@ -217,12 +225,12 @@ def parse_frequency(text: str, now: float, timeout: int, default_tz: tzinfo = ti
         try:
             when = datetime.strptime(at.group(1), "%Y-%m-%d %H:%M:%S").replace(tzinfo=tz)
         except ValueError:
-            raise bad_frequency(f"{at.group(1)!r} is not a date and time") from None
+            raise InvalidParamFrequency(detail=f"{at.group(1)!r} is not a date and time") from None
         if when.timestamp() <= now:
-            raise bad_frequency("the at() time has already passed")
+            raise InvalidParamFrequency(detail="the at() time has already passed")
         return At(when.timestamp())
     if text.startswith(("rate(", "at(")):
-        raise bad_frequency(f"{text!r} is malformed")
+        raise InvalidParamFrequency(detail=f"{text!r} is malformed")
     cron = Cron.parse(text, default_tz, datetime.fromtimestamp(now, timezone.utc).year)
     runs, ts = [], now
     for _ in range(4):
@@ -232,8 +240,8 @@ def parse_frequency(text: str, now: float, timeout: int, default_tz: tzinfo = ti
         runs.append(nxt)
         ts = nxt
     if not runs:
-        raise bad_frequency("the cron expression never fires again")
+        raise InvalidParamFrequency(detail="the cron expression never fires again")
     gaps = [b - a for a, b in itertools.pairwise(runs)]
     if gaps and min(gaps) < max(MIN_CRON_INTERVAL, timeout):
-        raise bad_frequency("cron runs must be at least 10 seconds and the Timeout apart")
+        raise InvalidParamFrequency(detail="cron runs must be at least 10 seconds and the Timeout apart")
     return cron

@@ -1,79 +1,69 @@
-"""Cloud Assistant's state and rules: commands, invocations, per-instance targets and runs.
+"""Cloud Assistant's state and rules: one account, one region, one fleet.
 
-No HTTP here: the wire layer parses a request into the typed arguments of these methods and
-renders what they return. Limits, defaults and status rules follow
-../shared/research/cloud-assistant-api.md (§3 parameters, §4 Frequency, §5 statuses, §6
-errors); the pure rules are in ``rules.py``, schedules in ``frequency.py``, reads in
-``queries.py``. Time comes only from the clock, and scheduled work from the agent's
-``Scheduler``, so tests drive periodic invocations by advancing the clock.
+``EcsModel`` holds what it works with explicitly: the fleet (``inventory.py``), the store
+(``store.py``, entities in ``entities.py``), the agent that runs commands (``executor.py``),
+the periodic and reboot-triggered runs (``recurring.py``) and the TaskCompleted publisher
+(``events.py``). Each API action is one method here; it checks the request with the pure rules
+of ``rules.py``, writes through named store methods and hands runs to the agent. No HTTP and no
+SQL: ``operations.py`` turns requests into these calls, and ``store.py`` persists.
+
+Time comes only from the clock, and due work from the agent's ``Scheduler``, so tests drive
+periodic invocations by advancing the clock.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import logging
 import secrets
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from local.emulators.base import Clock
 from local.emulators.ecs import rules
-from local.emulators.ecs.errors import EcsApiError, forbidden, invalid, not_found
+from local.emulators.ecs.entities import (
+    Command,
+    CommandInvocation,
+    CommandSpec,
+    InvocationTarget,
+    InvokeSpec,
+    Run,
+    TokenAnswer,
+)
+from local.emulators.ecs.errors import (
+    CmdCountExceedQuota,
+    DryRunOperation,
+    EcsError,
+    IdempotentParameterMismatch,
+    InstanceIdsExceedLimit,
+    InvalidClientTokenMalformed,
+    InvalidCmdIdNotFound,
+    InvalidInstanceIdNotFound,
+    InvalidInstanceNotFound,
+    InvalidInstanceNotMatch,
+    InvalidInvokeIdNotFound,
+    MissingParamFrequency,
+)
 from local.emulators.ecs.events import EventPublisher, task_completed
 from local.emulators.ecs.executor import Agent, Outcome, RunKey, Task
-from local.emulators.ecs.frequency import Never, Schedule, parse_frequency
+from local.emulators.ecs.frequency import Recurrence, parse_frequency
 from local.emulators.ecs.inventory import Instance, load_inventory
-from local.emulators.ecs.queries import Queries
+from local.emulators.ecs.recurring import RecurringRuns
 from local.emulators.ecs.rules import iso
-from local.emulators.ecs.store import Store
+from local.emulators.ecs.store import EcsStore
 
 log = logging.getLogger(__name__)
 
 LOCAL_ACCOUNT_ID = "1000000000000001"  # what {{ACS::AccountId}} says on the local cloud
-CONTINUING = ("Period", "EveryReboot")  # repeat modes whose targets go back to Scheduled
-ON_REBOOT = ("NextRebootOnly", "EveryReboot")
 
 
 def _new_id(prefix: str) -> str:
     return prefix + secrets.token_hex(10)
 
 
-@dataclass
-class CommandSpec:
-    """What CreateCommand (or RunCommand's implicit command) defines."""
-
-    name: str
-    type: str
-    content_b64: str
-    description: str = ""
-    working_dir: str = ""
-    timeout: int = rules.DEFAULT_TIMEOUT
-    enable_parameter: bool = False
-    launcher: str = ""
-
-
-@dataclass
-class InvokeSpec:
-    """What InvokeCommand (or RunCommand) asks for."""
-
-    command_id: str
-    instance_ids: list[str]
-    parameters: dict[str, str] = field(default_factory=dict)
-    timeout: int | None = None  # None: the command's
-    working_dir: str | None = None
-    username: str = ""
-    repeat_mode: str = "Once"
-    frequency: str = ""
-    termination_mode: str = ""
-    launcher: str | None = None
-
-
-class CloudAssistant(Queries):
+class EcsModel:
     """The model: one account, one region, one fleet."""
 
     def __init__(self, state_dir: Path, clock: Clock, region: str = "cn-hangzhou",
@@ -85,282 +75,151 @@ class CloudAssistant(Queries):
         self.inventory_path = state_dir / "instances.json"
         self.instances: dict[str, Instance] = {}
         self.reload_inventory()
-        self.store = Store(state_dir / "ecs.sqlite3")
+        self.store = EcsStore(state_dir / "ecs.sqlite3")
         self._token_lock = threading.Lock()
         self.events = EventPublisher()  # TaskCompleted events, once something subscribes
+        # agent_workers: process-mode runs at once; the rest wait as Pending
         self.agent = Agent(state_dir / "instances", clock, self._started, self._finished,
                            max_parallel=agent_workers)
+        self.recurring = RecurringRuns(self.store, self.agent.scheduler, clock,
+                                       lambda: self.instances, self.dispatch)
         self._recover()
 
-    # --- fleet ---------------------------------------------------------------------------
+    # --- fleet -----------------------------------------------------------------------------
     def reload_inventory(self) -> None:
         self.instances = {i.InstanceId: i for i in load_inventory(self.inventory_path)}
 
-    def instance(self, instance_id: str, code: str = "InvalidInstance.NotFound") -> Instance:
+    def instance(self, instance_id: str) -> Instance:
         try:
             return self.instances[instance_id]
         except KeyError:
-            raise not_found(code, f"instance \"{instance_id}\"") from None
+            raise InvalidInstanceNotFound(instance_id=instance_id) from None
 
-    # --- idempotency ---------------------------------------------------------------------
+    # --- idempotency -----------------------------------------------------------------------
     def idempotent(self, action: str, token: str, request_hash: str,
                    produce: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         """``produce()`` once per (action, ClientToken); the same answer for a repeat.
 
-        A repeat with other parameters is ``IdempotentParameterMismatch`` (G-IDEM).
+        A repeat with other parameters is ``IdempotentParameterMismatch`` (HTTP 403 in the
+        InvokeCommand reference's error table; "How to ensure idempotence" in the ECS API
+        reference, github.com/AlibabaCloudDocs/ecs, ``API Reference/Appendix``).
         """
         if not token:
             return produce()
         if len(token) > rules.MAX_CLIENT_TOKEN or not token.isascii():
-            raise EcsApiError("InvalidClientToken.Malformed",
-                              "The ClientToken must be at most 64 ASCII characters.", 400)
+            raise InvalidClientTokenMalformed()
         with self._token_lock:  # a concurrent duplicate waits and then gets the same answer
-            prior = self.store.one("SELECT request_hash, response FROM tokens"
-                                   " WHERE action = ? AND token = ?", (action, token))
+            prior = self.store.token_answer(action, token)
             if prior is not None:
-                if prior["request_hash"] != request_hash:
-                    raise forbidden("IdempotentParameterMismatch",
-                                    "The ClientToken was used before with other parameters.")
-                answer: dict[str, Any] = json.loads(prior["response"])
-                return answer
+                if prior.request_hash != request_hash:
+                    raise IdempotentParameterMismatch()
+                return prior.response
             answer = produce()
-            self.store.execute("INSERT INTO tokens VALUES (?,?,?,?)",
-                               (action, token, request_hash, json.dumps(answer)))
+            self.store.save_token_answer(action, token, TokenAnswer(request_hash, answer))
             return answer
 
-    # --- commands ------------------------------------------------------------------------
+    # --- commands --------------------------------------------------------------------------
+    def command(self, command_id: str, include_unkept: bool = False) -> Command:
+        """A retained command; RunCommand's own (KeepCommand=false) only for its run."""
+        command = self.store.command(command_id, include_unkept)
+        if command is None:
+            raise InvalidCmdIdNotFound(command_id=command_id)
+        return command
+
     def create_command(self, spec: CommandSpec, keep: bool = True) -> str:
-        self._check_command(spec)
-        if keep:
-            count = self.store.one("SELECT COUNT(*) AS n FROM commands WHERE keep = 1")
-            if count is not None and count["n"] >= self.command_quota:
-                raise forbidden("CmdCount.ExceedQuota",
-                                f"The region already retains {self.command_quota} commands; "
-                                "delete some first.")
-        command_id = _new_id("c-")
-        self.store.execute(
-            "INSERT INTO commands (command_id, name, description, type, content, working_dir,"
-            " timeout, enable_parameter, launcher, creation_time, keep)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            (command_id, spec.name, spec.description, spec.type, spec.content_b64,
-             spec.working_dir, spec.timeout, int(spec.enable_parameter), spec.launcher,
-             iso(self.clock.now()), int(keep)))
-        return command_id
-
-    def _check_command(self, spec: CommandSpec) -> None:
-        if spec.type not in rules.COMMAND_TYPES:
-            raise forbidden("InvalidCmdType.NotFound",
-                            f"The specified command type \"{spec.type}\" is not supported; "
-                            f"use one of {', '.join(rules.COMMAND_TYPES)}.")
-        if len(spec.content_b64) > rules.MAX_CONTENT_B64:
-            raise forbidden("CmdContent.ExceedLimit",
-                            "The Base64-encoded command content exceeds 24 KB.")
-        try:
-            script = base64.b64decode(spec.content_b64, validate=True).decode("utf-8", "replace")
-        except (binascii.Error, ValueError):
-            raise invalid("CommandContent", "it is not valid Base64") from None
-        self._check_limits(spec.name, spec.description, spec.working_dir, spec.timeout,
-                           spec.launcher)
-        if spec.enable_parameter:
-            rules.check_definitions(script)
-
-    @staticmethod
-    def _check_limits(name: str, description: str, working_dir: str, timeout: int,
-                      launcher: str) -> None:
-        if len(name) > rules.MAX_NAME:
-            raise forbidden("CmdName.ExceedLimit", "The command name exceeds 128 characters.")
-        if len(description) > rules.MAX_DESCRIPTION:
-            raise forbidden("CmdDesc.ExceedLimit", "The command description exceeds 512 characters.")
-        if len(working_dir) > rules.MAX_WORKING_DIR:
-            raise invalid("WorkingDir", "it exceeds 200 characters")
-        if timeout < 1:  # no maximum is documented (§9.2)
-            raise invalid("Timeout", "it must be a positive number of seconds")
-        if len(launcher.encode()) > rules.MAX_LAUNCHER:
-            raise forbidden("InvalidLauncher.LengthLimitExceeded", "The Launcher exceeds 1 KB.")
+        rules.check_command(spec)
+        if keep and self.store.kept_command_count() >= self.command_quota:
+            raise CmdCountExceedQuota(quota=str(self.command_quota))
+        command = Command(_new_id("c-"), spec.name, spec.type, spec.content_b64,
+                          spec.description, spec.working_dir, spec.timeout,
+                          spec.enable_parameter, spec.launcher, iso(self.clock.now()), keep=keep)
+        self.store.insert_command(command)
+        return command.command_id
 
     def modify_command(self, command_id: str, changes: dict[str, Any]) -> None:
-        row = self.command_row(command_id)
-        merged = {k: row[k] for k in ("name", "description", "working_dir", "timeout", "launcher")}
-        merged.update(changes)
-        self._check_limits(merged["name"], merged["description"], merged["working_dir"],
-                           int(merged["timeout"]), merged["launcher"])
-        self.store.execute(
-            "UPDATE commands SET name = ?, description = ?, working_dir = ?, timeout = ?,"
-            " launcher = ? WHERE command_id = ?",
-            (merged["name"], merged["description"], merged["working_dir"], merged["timeout"],
-             merged["launcher"], command_id))
+        """``changes``: new values of name, description, working_dir, timeout, launcher."""
+        command = replace(self.command(command_id), **changes)
+        rules.check_limits(command.name, command.description, command.working_dir,
+                           int(command.timeout), command.launcher)
+        self.store.update_command(command)
 
     def delete_command(self, command_id: str) -> None:
-        self.command_row(command_id)
-        self.store.execute("DELETE FROM commands WHERE command_id = ?", (command_id,))
+        self.command(command_id)
+        self.store.delete_command(command_id)
 
-    # --- invocations ---------------------------------------------------------------------
+    # --- invocations -----------------------------------------------------------------------
+    def invocation(self, invoke_id: str) -> CommandInvocation:
+        inv = self.store.invocation(invoke_id)
+        if inv is None:
+            raise InvalidInvokeIdNotFound(invoke_id=invoke_id)
+        return inv
+
     def run_command(self, command: CommandSpec, invoke: InvokeSpec, keep: bool) -> dict[str, str]:
         command_id = self.create_command(command, keep=keep)
         invoke.command_id = command_id
         try:
             return {"CommandId": command_id, "InvokeId": self.invoke(invoke, own_command=True)}
-        except EcsApiError:
-            self.store.execute("DELETE FROM commands WHERE command_id = ?", (command_id,))
+        except EcsError:
+            self.store.delete_command(command_id)
             raise
 
     def invoke(self, spec: InvokeSpec, own_command: bool = False) -> str:
-        mode = "Period" if spec.frequency else spec.repeat_mode  # Frequency implies Period
-        if mode not in rules.REPEAT_MODES:
-            raise not_found("InvalidRepeatMode.NotFound", f"repeat mode \"{mode}\"")
-        if spec.termination_mode and spec.termination_mode not in rules.TERMINATION_MODES:
-            raise not_found("InvalidTerminationMode.NotFound",
-                            f"termination mode \"{spec.termination_mode}\"")
-        if not spec.instance_ids:
-            raise EcsApiError("MissingParam.InstanceId", "The parameter InstanceId is required.", 400)
-        if len(spec.instance_ids) > rules.MAX_INSTANCES_PER_INVOKE:
-            raise forbidden("InstanceIds.ExceedLimit", "At most "
-                            f"{rules.MAX_INSTANCES_PER_INVOKE} instances may be given per call.")
-        if spec.timeout is not None and spec.timeout < rules.MIN_INVOKE_TIMEOUT:
-            raise invalid("Timeout", "an InvokeCommand timeout must be at least 10 seconds")
-        if len(spec.username) > rules.MAX_USERNAME:
-            raise forbidden("Username.ExceedLimit", "The Username exceeds 255 characters.")
-        if spec.working_dir is not None and len(spec.working_dir) > rules.MAX_WORKING_DIR:
-            raise invalid("WorkingDir", "it exceeds 200 characters")
-        if spec.launcher is not None and len(spec.launcher.encode()) > rules.MAX_LAUNCHER:
-            raise forbidden("InvalidLauncher.LengthLimitExceeded", "The Launcher exceeds 1 KB.")
-        command = self.command_row(spec.command_id, include_unkept=own_command)
-        timeout = spec.timeout or int(command["timeout"])
+        """InvokeCommand: check, record the invocation, then run it now or schedule it."""
+        rules.check_invoke(spec)
+        command = self.command(spec.command_id, include_unkept=own_command)
+        timeout = spec.timeout or int(command.timeout)
         now = self.clock.now()
-        schedule: Schedule | None = None
-        if mode == "Period":
+        recurrence: Recurrence | None = None
+        if spec.mode == "Period":
             if not spec.frequency:
-                raise EcsApiError("MissingParam.Frequency",
-                                  "RepeatMode=Period needs a Frequency.", 400)
-            schedule = parse_frequency(spec.frequency, now, timeout)
-        script = base64.b64decode(command["content"]).decode("utf-8", "replace")
-        params = rules.check_parameters(script, bool(command["enable_parameter"]), spec.parameters)
-        if params and len(base64.b64encode(rules.substitute(script, params, {}).encode())) \
-                > rules.MAX_CONTENT_B64:
-            raise forbidden("CmdContent.ExceedLimit",
-                            "The command content with its Parameters exceeds 24 KB in Base64.")
+                raise MissingParamFrequency()
+            recurrence = parse_frequency(spec.frequency, now, timeout)
+        params = rules.check_parameters(command.script, command.enable_parameter,
+                                        spec.parameters)
         instances = [self.instance(i) for i in dict.fromkeys(spec.instance_ids)]
-        if mode == "DryRun":
-            self._dry_run(instances, command["type"])
-        invoke_id = _new_id("t-")
-        stamp = iso(now)
-        first_status = "Pending" if mode == "Once" else "Scheduled"
-        with self.store.transaction() as db:
-            db.execute(
-                "INSERT INTO invocations (invoke_id, command_id, command_name, command_type,"
-                " command_content, command_description, working_dir, timeout, enable_parameter,"
-                " parameters, repeat_mode, frequency, username, termination_mode, launcher,"
-                " creation_time, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (invoke_id, command["command_id"], command["name"], command["type"],
-                 command["content"], command["description"],
-                 spec.working_dir if spec.working_dir is not None else command["working_dir"],
-                 timeout, command["enable_parameter"], json.dumps(params), mode,
-                 spec.frequency, spec.username, spec.termination_mode,
-                 spec.launcher if spec.launcher is not None else command["launcher"],
-                 stamp, now))
-            db.execute("UPDATE commands SET invoke_times = invoke_times + 1 WHERE command_id = ?",
-                       (command["command_id"],))
-            db.executemany(
-                "INSERT INTO targets (invoke_id, instance_id, status, repeats, creation_time,"
-                " update_time) VALUES (?,?,?,?,?,?)",
-                [(invoke_id, i.InstanceId, first_status, int(mode == "Once"), stamp, stamp)
-                 for i in instances])
-            if mode == "Once":
-                db.executemany(
-                    "INSERT INTO results (invoke_id, instance_id, run, status, creation_time,"
-                    " update_time) VALUES (?,?,1,'Pending',?,?)",
-                    [(invoke_id, i.InstanceId, stamp, stamp) for i in instances])
-        if mode == "Once":
-            self._dispatch(self.invocation_row(invoke_id), [(i, 1) for i in instances], None)
-        elif schedule is not None:
-            self._schedule_next(invoke_id, schedule, now)
-        return invoke_id
+        if spec.mode == "DryRun":
+            self._dry_run(instances, command.type)
+        inv = CommandInvocation(
+            _new_id("t-"), command.command_id, command.name, command.type, command.content,
+            command.description,
+            spec.working_dir if spec.working_dir is not None else command.working_dir,
+            timeout, command.enable_parameter, params, spec.mode, spec.frequency,
+            spec.username, spec.termination_mode,
+            spec.launcher if spec.launcher is not None else command.launcher, iso(now), now)
+        once = spec.mode == "Once"
+        stamp = inv.creation_time
+        self.store.insert_invocation(
+            inv, [InvocationTarget(inv.invoke_id, i.InstanceId,
+                                   "Pending" if once else "Scheduled", int(once), stamp, stamp)
+                  for i in instances],
+            [Run(inv.invoke_id, i.InstanceId, 1, "Pending", stamp, stamp)
+             for i in instances] if once else [])
+        if once:
+            self.dispatch(inv, [(i, 1) for i in instances], None)
+        elif recurrence is not None:
+            self.recurring.schedule_next(inv.invoke_id, recurrence, now)
+        return inv.invoke_id
 
-    def _dry_run(self, instances: list[Instance], command_type: str) -> None:
-        # Fidelity choice: ECS's DryRun convention (RunInstances) — checks pass → the
-        # DryRunOperation error; a check fails → InvalidInstance.NotMatch naming the reason.
+    @staticmethod
+    def _dry_run(instances: list[Instance], command_type: str) -> None:
+        # ECS's DryRun convention (as on RunInstances): the checks pass -> the DryRunOperation
+        # error; one fails -> InvalidInstance.NotMatch naming the reason.
         for inst in instances:
             refusal = rules.refusal(inst, command_type)
             if refusal is not None:
-                raise EcsApiError("InvalidInstance.NotMatch",
-                                  f"Instance {inst.InstanceId} cannot run the command: "
-                                  f"{refusal[1]} ({refusal[2]}).", 400)
-        raise EcsApiError("DryRunOperation",
-                          "Request validation has been passed with DryRun flag set.", 400)
+                raise InvalidInstanceNotMatch(instance_id=inst.InstanceId, error_code=refusal[1],
+                                              error_info=refusal[2])
+        raise DryRunOperation()
 
-    def _schedule_next(self, invoke_id: str, schedule: Schedule, after: float) -> None:
-        when = schedule.next_after(after)
-        if when is None:
-            self.store.execute("UPDATE invocations SET schedule_done = 1 WHERE invoke_id = ?",
-                               (invoke_id,))
-            return
-        self.agent.scheduler.at(when, lambda: self._fire(invoke_id, schedule, when))
-
-    def _fire(self, invoke_id: str, schedule: Schedule, when: float,
-              only: set[str] | None = None) -> None:
-        """One period (or reboot) is due: start a run on every target still Scheduled."""
-        inv = self.store.one("SELECT * FROM invocations WHERE invoke_id = ?", (invoke_id,))
-        if inv is None or inv["schedule_done"]:
-            return  # deleted by a reset, or stopped
-        last = inv["repeat_mode"] == "Period" and schedule.next_after(when) is None
-        stamp = iso(when)
-        runs: list[tuple[Instance, int]] = []
-        with self.store.transaction() as db:
-            targets = db.execute("SELECT instance_id, repeats FROM targets WHERE invoke_id = ?"
-                                 " AND status = 'Scheduled'", (invoke_id,)).fetchall()
-            if not targets and not db.execute(
-                    "SELECT 1 FROM targets WHERE invoke_id = ? AND status IN"
-                    " ('Pending', 'Running', 'Stopping')", (invoke_id,)).fetchone():
-                # every target was stopped: the schedule ends instead of ticking idly
-                db.execute("UPDATE invocations SET schedule_done = 1 WHERE invoke_id = ?",
-                           (invoke_id,))
-                return
-            for t in targets:
-                if (only is not None and t["instance_id"] not in only) \
-                        or t["instance_id"] not in self.instances:
-                    continue
-                runs.append((self.instances[t["instance_id"]], t["repeats"] + 1))
-            db.executemany("UPDATE targets SET status = 'Pending', repeats = ?, update_time = ?"
-                           " WHERE invoke_id = ? AND instance_id = ?",
-                           [(run, stamp, invoke_id, i.InstanceId) for i, run in runs])
-            db.executemany("INSERT INTO results (invoke_id, instance_id, run, status,"
-                           " creation_time, update_time) VALUES (?,?,?,'Pending',?,?)",
-                           [(invoke_id, i.InstanceId, run, stamp, stamp) for i, run in runs])
-            if last:
-                db.execute("UPDATE invocations SET schedule_done = 1 WHERE invoke_id = ?",
-                           (invoke_id,))
-        self._dispatch(self.invocation_row(invoke_id), runs, when)
-        if inv["repeat_mode"] == "Period" and not last:
-            self._schedule_next(invoke_id, schedule, when)
-
-    def reboot(self, instance_ids: list[str]) -> None:
-        """The instances restarted: NextRebootOnly / EveryReboot tasks run on them now."""
-        wanted = set(instance_ids)
-        rows = self.store.query(
-            "SELECT DISTINCT t.invoke_id FROM targets t JOIN invocations i USING (invoke_id)"
-            f" WHERE i.repeat_mode IN {ON_REBOOT} AND i.schedule_done = 0"
-            " AND t.status = 'Scheduled'")
-        for row in rows:
-            self._fire(row["invoke_id"], Never(), self.clock.now(), only=wanted)
-
-    def _dispatch(self, inv: Any, runs: list[tuple[Instance, int]], start: float | None) -> None:
+    def dispatch(self, inv: CommandInvocation, runs: list[tuple[Instance, int]],
+                 start: float | None) -> None:
         """Hand runs to the agent, or settle at once those the agent cannot take."""
-        script = base64.b64decode(inv["command_content"]).decode("utf-8", errors="replace")
-        params = json.loads(inv["parameters"])
+        built_ins = {"ACS::RegionId": self.region, "ACS::AccountId": self.account_id}
         refused: list[tuple[Task, Outcome]] = []
         tasks: list[Task] = []
         for inst, run in runs:
-            body = script
-            if inv["enable_parameter"]:
-                body = rules.substitute(script, params, {
-                    "ACS::RegionId": self.region, "ACS::AccountId": self.account_id,
-                    "ACS::InstanceId": inst.InstanceId, "ACS::InstanceName": inst.InstanceName,
-                    "ACS::InvokeId": inv["invoke_id"], "ACS::CommandId": inv["command_id"]})
-            task = Task(inv["invoke_id"], inst, run, body,
-                        inv["working_dir"] or ("/root" if inst.OSType == "linux" else ""),
-                        int(inv["timeout"]), inv["termination_mode"] or "ProcessTree",
-                        inv["username"], start)
-            refusal = rules.refusal(inst, inv["command_type"])
+            task = inv.task(inst, run, start, built_ins)
+            refusal = rules.refusal(inst, inv.command_type)
             if refusal is None:
                 tasks.append(task)
             else:
@@ -373,148 +232,120 @@ class CloudAssistant(Queries):
     def stop(self, invoke_id: str, instance_ids: list[str]) -> None:
         """StopInvocation: Running → Stopping → Terminated, Pending/Scheduled → Cancelled."""
         if len(instance_ids) > rules.MAX_INSTANCES_PER_STOP:
-            raise forbidden("InstanceIds.ExceedLimit",
-                            f"At most {rules.MAX_INSTANCES_PER_STOP} instances may be stopped at once.")
-        self.invocation_row(invoke_id)
+            raise InstanceIdsExceedLimit(limit=str(rules.MAX_INSTANCES_PER_STOP),
+                                         what="instances may be stopped at once")
+        self.invocation(invoke_id)
         stamp = iso(self.clock.now())
         kill: list[RunKey] = []
         ended: list[RunKey] = []  # final now (Stopping ones end when the agent reports)
-        with self.store.transaction() as db:
-            rows = db.execute("SELECT t.instance_id, t.status, t.repeats, r.status AS run_status"
-                              " FROM targets t LEFT JOIN results r ON r.invoke_id = t.invoke_id"
-                              " AND r.instance_id = t.instance_id AND r.run = t.repeats"
-                              " WHERE t.invoke_id = ?", (invoke_id,)).fetchall()
-            known = {r["instance_id"] for r in rows}
+        with self.store.atomic():
+            targets = self.store.targets_of(invoke_id)
+            known = {t.instance_id for t in targets}
             for wanted in instance_ids:
                 if wanted not in known:
-                    raise not_found("InvalidInstanceId.NotFound",
-                                    f"instance \"{wanted}\" in invocation {invoke_id}")
-            for row in rows:
-                if instance_ids and row["instance_id"] not in instance_ids:
+                    raise InvalidInstanceIdNotFound(instance_id=wanted, invoke_id=invoke_id)
+            for target in targets:
+                if instance_ids and target.instance_id not in instance_ids:
                     continue
-                key = (invoke_id, row["instance_id"], row["repeats"])
-                inst = self.instances.get(row["instance_id"])
-                if row["run_status"] == "Running" and inst is not None and inst.Mode == "process":
-                    new = "Stopping"  # the agent kills the process, then reports Terminated
-                    kill.append(key)
-                elif row["run_status"] == "Running":
-                    new = "Terminated"  # nothing to kill on a simulated instance
-                elif row["status"] in ("Pending", "Scheduled"):
-                    new = "Cancelled"
-                else:
+                inst = self.instances.get(target.instance_id)
+                status = target.stopped_as(killable=inst is not None and inst.Mode == "process")
+                if status is None:
                     continue
-                db.execute("UPDATE results SET status = ?, stop_time = ?, update_time = ?,"
-                           " finished_time = CASE WHEN ? = 'Stopping' THEN '' ELSE ? END"
-                           " WHERE invoke_id = ? AND instance_id = ? AND run = ?"
-                           " AND status IN ('Pending', 'Running')",
-                           (new, stamp, stamp, new, stamp, *key))
-                db.execute("UPDATE targets SET status = ?, stop_time = ?, update_time = ?"
-                           " WHERE invoke_id = ? AND instance_id = ?",
-                           (new, stamp, stamp, invoke_id, row["instance_id"]))
-                if new != "Stopping":
-                    ended.append(key)
-            if not db.execute("SELECT 1 FROM targets WHERE invoke_id = ? AND status IN"
-                              " ('Scheduled', 'Pending', 'Running')", (invoke_id,)).fetchone():
-                db.execute("UPDATE invocations SET schedule_done = 1 WHERE invoke_id = ?",
-                           (invoke_id,))
+                self.store.stop_target(target, status, stamp)
+                target.status = status
+                key = (invoke_id, target.instance_id, target.repeats)
+                (kill if status == "Stopping" else ended).append(key)
+            if not any(t.status in ("Scheduled", "Pending", "Running") for t in targets):
+                self.store.end_schedule(invoke_id)
         if kill:
             self.agent.stop(kill)
         self._announce(ended)
 
-    # --- agent callbacks -----------------------------------------------------------------
+    def reboot(self, instance_ids: list[str]) -> None:
+        """The instances restarted: NextRebootOnly / EveryReboot tasks run on them now."""
+        self.recurring.reboot(instance_ids)
+
+    # --- agent callbacks -------------------------------------------------------------------
     def _started(self, tasks: list[Task], now: float) -> set[RunKey]:
-        stamp = iso(now)
-        allowed: set[RunKey] = set()
-        with self.store.transaction() as db:
-            for task in tasks:
-                cur = db.execute("UPDATE results SET status = 'Running', start_time = ?,"
-                                 " update_time = ? WHERE invoke_id = ? AND instance_id = ?"
-                                 " AND run = ? AND status = 'Pending'", (stamp, stamp, *task.key))
-                if cur.rowcount:
-                    allowed.add(task.key)
-            db.executemany("UPDATE targets SET status = 'Running', update_time = ?"
-                           " WHERE invoke_id = ? AND instance_id = ? AND status = 'Pending'",
-                           [(stamp, k[0], k[1]) for k in allowed])
-        return allowed
+        return self.store.mark_running([task.key for task in tasks], iso(now))
 
     def _finished(self, reports: list[tuple[Task, Outcome]], now: float) -> None:
         stamp = iso(now)
-        modes: dict[str, tuple[str, int]] = {}
+        invocations: dict[str, CommandInvocation | None] = {}
         settled: list[RunKey] = []
-        with self.store.transaction() as db:
+        with self.store.atomic():
             for task, outcome in reports:
-                if task.invoke_id not in modes:
-                    inv = db.execute("SELECT repeat_mode, schedule_done FROM invocations"
-                                     " WHERE invoke_id = ?", (task.invoke_id,)).fetchone()
-                    if inv is None:
-                        continue  # reset while it ran
-                    modes[task.invoke_id] = (inv["repeat_mode"], inv["schedule_done"])
-                mode, done = modes[task.invoke_id]
-                row = db.execute("SELECT status FROM results WHERE invoke_id = ? AND"
-                                 " instance_id = ? AND run = ?", task.key).fetchone()
-                if row is None or row["status"] not in ("Pending", "Running", "Stopping"):
-                    continue  # already settled (stopped, or reported twice)
-                status = "Terminated" if row["status"] == "Stopping" else outcome.status
-                db.execute(
-                    "UPDATE results SET status = ?, exit_code = ?, output = ?, dropped = ?,"
-                    " error_code = ?, error_info = ?, finished_time = ?, update_time = ?,"
-                    " start_time = CASE WHEN start_time = '' THEN ? ELSE start_time END"
-                    " WHERE invoke_id = ? AND instance_id = ? AND run = ?",
-                    (status, outcome.exit_code, outcome.output, outcome.dropped,
-                     outcome.error_code, outcome.error_info, stamp, stamp, stamp, *task.key))
-                again = mode in CONTINUING and not done and status not in rules.STOPPED_CLASS
-                db.execute("UPDATE targets SET status = ?, update_time = ? WHERE invoke_id = ?"
-                           " AND instance_id = ? AND repeats = ?",
-                           ("Scheduled" if again else status, stamp, *task.key))
-                settled.append(task.key)
+                if task.invoke_id not in invocations:
+                    invocations[task.invoke_id] = self.store.invocation(task.invoke_id)
+                inv = invocations[task.invoke_id]
+                run = self.store.run(task.key)
+                if inv is None or run is None or not run.active:
+                    continue  # reset while it ran, or already settled (stopped, reported twice)
+                run = run.finished(outcome, stamp)
+                again = inv.continuing and run.status not in rules.STOPPED_CLASS
+                self.store.settle_run(run, "Scheduled" if again else run.status)
+                settled.append(run.key)
         self._announce(settled)
 
     def _announce(self, keys: list[RunKey]) -> None:
         """Publish TaskCompleted for each of these runs that is now final."""
-        if self.events.sink is not None and keys:
-            self.events.publish([
-                task_completed(region=self.region, account_id=self.account_id,
-                               time=row["finished_time"] or iso(self.clock.now()), row=row)
-                for row in self.final_runs(keys)])
+        if self.events.sink is None or not keys:
+            return
+        events = []
+        invocations: dict[str, CommandInvocation | None] = {}
+        for key in keys:
+            run = self.store.run(key)
+            if run is None or run.status not in rules.TERMINAL:
+                continue
+            if run.invoke_id not in invocations:
+                invocations[run.invoke_id] = self.store.invocation(run.invoke_id)
+            inv = invocations[run.invoke_id]
+            if inv is not None:
+                events.append(task_completed(
+                    region=self.region, account_id=self.account_id,
+                    time=run.finished_time or iso(self.clock.now()), run=run, invocation=inv))
+        self.events.publish(events)
 
     def _recover(self) -> None:
         """After a restart: runs that were executing are lost, runs not yet started go on,
         periodic tasks resume from now (periods missed while down are skipped)."""
         now = self.clock.now()
-        lost = self.store.query("SELECT invoke_id, instance_id, run, status FROM results"
-                                " WHERE status IN ('Running', 'Stopping')")
-        reports = []
-        for row in lost:
-            inst = self.instances.get(row["instance_id"]) or Instance(row["instance_id"])
-            task = Task(row["invoke_id"], inst, row["run"], "", "", 0)
-            reports.append((task, Outcome("Failed", None, b"", 0, "InstanceRestarted",
-                                          "the local cloud restarted while the command ran")))
-        self._finished(reports, now)
+        self._finished([(self._orphan(run), Outcome(
+            "Failed", None, b"", 0, "InstanceRestarted",
+            "the local cloud restarted while the command ran"))
+            for run in self.store.runs_in(("Running", "Stopping"))], now)
         pending: dict[str, list[tuple[Instance, int]]] = {}
-        for row in self.store.query("SELECT invoke_id, instance_id, run FROM results"
-                                    " WHERE status = 'Pending'"):
-            found = self.instances.get(row["instance_id"])
+        for run in self.store.runs_in(("Pending",)):
+            found = self.instances.get(run.instance_id)
             if found is None:
-                task = Task(row["invoke_id"], Instance(row["instance_id"]), row["run"], "", "", 0)
-                self._finished([(task, Outcome("Invalid", None, b"", 0, "InstanceNotExists",
-                                               "the instance is no longer in the inventory"))],
-                               now)
+                self._finished([(self._orphan(run), Outcome(
+                    "Invalid", None, b"", 0, "InstanceNotExists",
+                    "the instance is no longer in the inventory"))], now)
             else:
-                pending.setdefault(row["invoke_id"], []).append((found, row["run"]))
+                pending.setdefault(run.invoke_id, []).append((found, run.run))
         for invoke_id, runs in pending.items():
-            self._dispatch(self.invocation_row(invoke_id), runs, None)
-        for inv in self.store.query("SELECT invoke_id, frequency, timeout, created_at FROM"
-                                    " invocations WHERE repeat_mode = 'Period'"
-                                    " AND schedule_done = 0"):
-            try:
-                schedule = parse_frequency(inv["frequency"], inv["created_at"], 0)
-            except EcsApiError:  # an at() that passed while the cloud was down
-                self.store.execute("UPDATE invocations SET schedule_done = 1 WHERE invoke_id"
-                                   " = ?", (inv["invoke_id"],))
-                continue
-            self._schedule_next(inv["invoke_id"], schedule, now)
+            self.dispatch(self.invocation(invoke_id), runs, None)
+        self.recurring.resume(now)
 
-    # --- lifecycle -----------------------------------------------------------------------
+    def _orphan(self, run: Run) -> Task:
+        """A task standing for ``run`` when only its outcome is left to report."""
+        inst = self.instances.get(run.instance_id) or Instance(run.instance_id)
+        return Task(run.invoke_id, inst, run.run, "", "", 0)
+
+    # --- control API -----------------------------------------------------------------------
+    def dump(self) -> dict[str, Any]:
+        return {
+            "instances": sorted(self.instances),
+            "commands": [c.command_id for c in self.store.commands()],
+            "invocations": [{
+                "InvokeId": inv.invoke_id, "CommandId": inv.command_id,
+                "RepeatMode": inv.repeat_mode,
+                "Results": {r.instance_id: r.status
+                            for r in self.store.records(invoke_id=inv.invoke_id)},
+            } for inv in self.store.invocations()],
+            "scheduled": self.agent.scheduler.pending(),
+        }
+
     def reset(self) -> None:
         self.store.wipe()
 
@@ -522,4 +353,3 @@ class CloudAssistant(Queries):
         self.agent.close()
         self.events.close()
         self.store.close()
-

@@ -8,19 +8,46 @@ pages of RunCommand, CreateCommand, InvokeCommand) and the request models of
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 import time
 from typing import TYPE_CHECKING
 
-from local.emulators.ecs.errors import EcsApiError, forbidden
+from local.emulators.ecs.errors import (
+    CmdContentExceedLimit,
+    CmdDescExceedLimit,
+    CmdNameExceedLimit,
+    CmdParamEmptyKey,
+    CmdParamInvalidParamName,
+    CmdParamNameExceedLimit,
+    ContentWithParametersExceedLimit,
+    DefinedParameterCountExceedLimit,
+    InstanceIdsExceedLimit,
+    InvalidCmdTypeNotFound,
+    InvalidLauncherLengthLimitExceeded,
+    InvalidParameter,
+    InvalidRepeatModeNotFound,
+    InvalidTerminationModeNotFound,
+    MissingParamInstanceId,
+    ParameterCountExceedLimit,
+    ParameterDisabled,
+    ParameterKeyExceedLimit,
+    ParameterNotMatched,
+    ReservedParamName,
+    UsernameExceedLimit,
+)
 
 if TYPE_CHECKING:
+    from local.emulators.ecs.entities import CommandSpec, InvokeSpec
     from local.emulators.ecs.inventory import Instance
 
 COMMAND_TYPES = ("RunShellScript", "RunPowerShellScript", "RunBatScript")
 REPEAT_MODES = ("Once", "Period", "NextRebootOnly", "EveryReboot", "DryRun")
 TERMINATION_MODES = ("Process", "ProcessTree")
-MAX_CONTENT_B64 = 24 * 1024  # TEA 7.11.8; the D-INV page says 18 KB (§9.3): we follow TEA
+# CommandContent, and content with its Parameters, after Base64: 24 KB in the SDK's metadata
+# (alibabacloud-ecs20140526 7.11.8), which is followed; the InvokeCommand page says 18 KB.
+MAX_CONTENT_B64 = 24 * 1024
 MAX_INSTANCES_PER_INVOKE = 100
 MAX_INSTANCES_PER_STOP = 50
 MAX_INSTANCES_PER_STATUS = 50
@@ -30,12 +57,14 @@ MAX_WORKING_DIR = 200
 MAX_USERNAME = 255
 MAX_LAUNCHER = 1024
 MAX_CLIENT_TOKEN = 64
-MAX_PARAMETERS = 10  # pairs passed in Parameters (§9.7: taken as a hard cap)
+MAX_PARAMETERS = 10  # pairs passed in Parameters ("0 to 10" in its docstring): a hard cap
 MAX_DEFINED_PARAMETERS = 20  # {{names}} a command may define
 MAX_PARAMETER_NAME = 64
 MIN_INVOKE_TIMEOUT = 10
 DEFAULT_TIMEOUT = 60
-COMMAND_QUOTA = 500  # retained commands per region (D-CC: 500 … 50,000 by account level)
+# Retained commands per region: 500 to 50,000 by account level (CreateCommand reference,
+# https://help.aliyun.com/zh/ecs/developer-reference/api-ecs-2014-05-26-createcommand).
+COMMAND_QUOTA = 500
 
 TERMINAL = ("Success", "Failed", "Timeout", "Error", "Invalid", "Aborted", "Cancelled", "Terminated")
 FAILED_CLASS = ("Failed", "Timeout", "Error", "Invalid", "Aborted")
@@ -104,6 +133,58 @@ def legacy_overall(statuses: list[str]) -> str:
     return "Failed" if failed else "Stopped"
 
 
+def check_command(spec: CommandSpec) -> None:
+    """CreateCommand's checks of a command (RunCommand's implicit one included)."""
+    if spec.type not in COMMAND_TYPES:
+        raise InvalidCmdTypeNotFound(type=spec.type, types=", ".join(COMMAND_TYPES))
+    if len(spec.content_b64) > MAX_CONTENT_B64:
+        raise CmdContentExceedLimit()
+    try:
+        script = base64.b64decode(spec.content_b64, validate=True).decode("utf-8", "replace")
+    except (binascii.Error, ValueError):
+        raise InvalidParameter(param="CommandContent", detail="it is not valid Base64") from None
+    check_limits(spec.name, spec.description, spec.working_dir, spec.timeout, spec.launcher)
+    if spec.enable_parameter:
+        check_definitions(script)
+
+
+def check_limits(name: str, description: str, working_dir: str, timeout: int,
+                 launcher: str) -> None:
+    """The length limits CreateCommand and ModifyCommand share."""
+    if len(name) > MAX_NAME:
+        raise CmdNameExceedLimit()
+    if len(description) > MAX_DESCRIPTION:
+        raise CmdDescExceedLimit()
+    if len(working_dir) > MAX_WORKING_DIR:
+        raise InvalidParameter(param="WorkingDir", detail="it exceeds 200 characters")
+    if timeout < 1:  # no maximum is documented
+        raise InvalidParameter(param="Timeout", detail="it must be a positive number of seconds")
+    if len(launcher.encode()) > MAX_LAUNCHER:
+        raise InvalidLauncherLengthLimitExceeded()
+
+
+def check_invoke(spec: InvokeSpec) -> None:
+    """InvokeCommand's checks of its own parameters, before the command is looked up."""
+    if spec.mode not in REPEAT_MODES:
+        raise InvalidRepeatModeNotFound(mode=spec.mode)
+    if spec.termination_mode and spec.termination_mode not in TERMINATION_MODES:
+        raise InvalidTerminationModeNotFound(mode=spec.termination_mode)
+    if not spec.instance_ids:
+        raise MissingParamInstanceId()
+    if len(spec.instance_ids) > MAX_INSTANCES_PER_INVOKE:
+        raise InstanceIdsExceedLimit(limit=str(MAX_INSTANCES_PER_INVOKE),
+                                     what="instances may be given per call")
+    if spec.timeout is not None and spec.timeout < MIN_INVOKE_TIMEOUT:
+        raise InvalidParameter(param="Timeout",
+                               detail="an InvokeCommand timeout must be at least 10 seconds")
+    if len(spec.username) > MAX_USERNAME:
+        raise UsernameExceedLimit()
+    if spec.working_dir is not None and len(spec.working_dir) > MAX_WORKING_DIR:
+        raise InvalidParameter(param="WorkingDir", detail="it exceeds 200 characters")
+    if spec.launcher is not None and len(spec.launcher.encode()) > MAX_LAUNCHER:
+        raise InvalidLauncherLengthLimitExceeded()
+
+
 def defined_parameters(script: str) -> list[str]:
     """The custom ``{{name}}`` parameters a command defines, built-ins excluded, in order."""
     names: dict[str, str] = {}
@@ -118,42 +199,36 @@ def check_definitions(script: str) -> None:
     """CreateCommand's checks of the ``{{name}}`` parameters in an EnableParameter command."""
     for raw in _PARAM.findall(script):
         if not raw:
-            raise forbidden("CmdParam.EmptyKey", "A {{}} parameter in the content has no name.")
+            raise CmdParamEmptyKey()
         if raw.upper().startswith("ACS::"):
             if raw.upper() not in (b.upper() for b in BUILT_INS):
-                raise forbidden("CmdParam.InvalidParamName",
-                                f"{raw} is not a built-in parameter; the acs:: prefix is "
-                                "reserved for built-ins.")
+                raise ReservedParamName(name=raw)
             continue
         if not _PARAM_NAME.fullmatch(raw):
-            raise forbidden("CmdParam.InvalidParamName",
-                            f"Parameter name {raw!r} may contain only letters, digits, - and _.")
+            raise CmdParamInvalidParamName(name=raw)
         if len(raw.encode()) > MAX_PARAMETER_NAME:
-            raise forbidden("CmdParamName.ExceedLimit",
-                            f"Parameter name {raw[:20]}… exceeds {MAX_PARAMETER_NAME} bytes.")
+            raise CmdParamNameExceedLimit(name=raw[:20], limit=str(MAX_PARAMETER_NAME))
     if len(defined_parameters(script)) > MAX_DEFINED_PARAMETERS:
-        raise forbidden("ParameterCount.ExceedLimit",
-                        f"A command may define at most {MAX_DEFINED_PARAMETERS} parameters.")
+        raise DefinedParameterCountExceedLimit(limit=str(MAX_DEFINED_PARAMETERS))
 
 
 def check_parameters(script: str, enabled: bool, values: dict[str, str]) -> dict[str, str]:
-    """Validate a run's ``Parameters`` against the command; the full name → value map."""
+    """Validate a run's ``Parameters`` against the command (the content they fill in must
+    still fit the content limit); the name → value map."""
     if not values:
         return {}
     if not enabled:
-        raise EcsApiError("Parameter.Disabled",
-                          "Parameters were given but the command has EnableParameter=false.", 400)
+        raise ParameterDisabled()
     if len(values) > MAX_PARAMETERS:
-        raise forbidden("ParameterCount.ExceedLimit",
-                        f"At most {MAX_PARAMETERS} Parameters may be passed.")
+        raise ParameterCountExceedLimit(limit=str(MAX_PARAMETERS))
     defined = {n.lower() for n in defined_parameters(script)}
     for key in values:
         if not key or len(key) > MAX_PARAMETER_NAME:
-            raise forbidden("ParameterKey.ExceedLimit",
-                            f"Parameter keys must be 1 to {MAX_PARAMETER_NAME} characters.")
+            raise ParameterKeyExceedLimit(limit=str(MAX_PARAMETER_NAME))
         if key.lower() not in defined:
-            raise forbidden("Parameter.NotMatched",
-                            f"Parameter {key!r} is not defined in the command content.")
+            raise ParameterNotMatched(key=key)
+    if len(base64.b64encode(substitute(script, values, {}).encode())) > MAX_CONTENT_B64:
+        raise ContentWithParametersExceedLimit()
     return values
 
 
@@ -173,8 +248,9 @@ def substitute(script: str, values: dict[str, str], built_ins: dict[str, str]) -
 
 def refusal(inst: Instance, command_type: str) -> tuple[str, str, str] | None:
     """Why the agent cannot take a run on ``inst``: (status, ErrorCode, ErrorInfo), or None."""
-    # Fidelity choice (§9.4): an unfit instance does not fail the call; its record ends
-    # at once (the real service gives up after about a minute) — Aborted when the task
+    # The API reference does not say whether an unfit instance fails the call. Here it does
+    # not: its record ends at once (the service gives up after about a minute) with the
+    # per-instance ErrorCode DescribeInvocationResults documents — Aborted when the task
     # cannot be delivered, Invalid when the command does not fit the OS.
     if inst.Status != "Running":
         return ("Aborted", "InstanceNotRunning",

@@ -5,7 +5,9 @@ Two schemes reach an ECS endpoint from Alibaba's SDKs:
 * **RPC v1.0** (aliyunsdkcore, and the Tea SDK with ``signature_algorithm="v2"``): every
   parameter, the signature's own included, travels in the query string (a form body is merged
   in); ``Signature = Base64(HMAC-SHA1(secret + "&", METHOD&%2F&pct(sorted k=v)))``
-  (research cloud-assistant-api.md §2.3). STS: a signed ``SecurityToken`` parameter.
+  ("Request signatures" in the ECS API reference, github.com/AlibabaCloudDocs/ecs; and
+  ``aliyunsdkcore/auth/composer/rpc_signature_composer.py``, aliyun-python-sdk-core 2.16.1).
+  STS: a signed ``SecurityToken`` parameter.
 * **ACS3-HMAC-SHA256** (``alibabacloud_tea_openapi`` >= 0.3 default, e.g.
   ``alibabacloud-ecs20140526``): the action is the ``x-acs-action`` header, business
   parameters are in the query, and ``Authorization: ACS3-HMAC-SHA256 Credential=<ak>,
@@ -28,7 +30,17 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from local.emulators.base import KeyRing
-from local.emulators.ecs.errors import EcsApiError
+from local.emulators.ecs.errors import (
+    Acs3SignatureNotMatched,
+    IncompleteSignature,
+    InvalidAccessKeyIdNotFound,
+    InvalidSecurityTokenMismatch,
+    MissingSignature,
+    SignatureNonceUsed,
+    SignatureNotMatched,
+    UnsupportedSignatureAlgorithm,
+    UnsupportedSignatureMethod,
+)
 
 ACS3_ALGORITHM = "ACS3-HMAC-SHA256"
 NONCE_WINDOW = 15 * 60.0  # seconds a nonce is remembered; the service's timestamp tolerance
@@ -79,7 +91,7 @@ class SignedRequest:
     body: bytes
 
 
-class Authenticator:
+class EcsAuthenticator:
     """Verifies either scheme against a ``KeyRing`` and rejects reused nonces."""
 
     def __init__(self, keyring: KeyRing, nonce_window: float = NONCE_WINDOW) -> None:
@@ -89,7 +101,7 @@ class Authenticator:
         self._lock = threading.Lock()
 
     def verify(self, req: SignedRequest) -> str:
-        """The access key id that signed ``req``; raises ``EcsApiError`` otherwise."""
+        """The access key id that signed ``req``; raises an ``EcsError`` otherwise."""
         authorization = req.headers.get("authorization", "")
         if authorization.startswith("ACS3-"):
             return self._verify_acs3(req, authorization)
@@ -98,53 +110,41 @@ class Authenticator:
     def _secret(self, access_key_id: str, token: str | None) -> str:
         secret = self._keyring.secret_for(access_key_id)
         if secret is None:
-            raise EcsApiError("InvalidAccessKeyId.NotFound", "Specified access key is not found.",
-                              404)
+            raise InvalidAccessKeyIdNotFound()
         if not self._keyring.token_ok(access_key_id, token):
-            raise EcsApiError("InvalidSecurityToken.Mismatch",
-                              "Specified SecurityToken does not match the access key.", 400)
+            raise InvalidSecurityTokenMismatch()
         return secret
 
     def _verify_rpc(self, req: SignedRequest) -> str:
         params = req.params
         access_key_id = params.get("AccessKeyId", "")
         if not access_key_id or "Signature" not in params:
-            raise EcsApiError("MissingParameter", "AccessKeyId and Signature are required.", 400)
+            raise MissingSignature()
         secret = self._secret(access_key_id, params.get("SecurityToken"))
         if params.get("SignatureMethod", "HMAC-SHA1") != "HMAC-SHA1":
-            raise EcsApiError("InvalidParameter.SignatureMethod",
-                              "Only HMAC-SHA1 is supported for signature version 1.0.", 400)
+            raise UnsupportedSignatureMethod()
         sts = rpc_string_to_sign(req.method, params)
         if not hmac.compare_digest(rpc_signature(secret, sts), params["Signature"]):
-            # aliyunsdkcore splits this message on ':' and compares the tail with its own string.
-            raise EcsApiError("SignatureDoesNotMatch",
-                              "Specified signature is not matched with our calculation. "
-                              f"server string to sign is:{sts}", 400)
+            raise SignatureNotMatched(string_to_sign=sts)
         self._use_nonce(params.get("SignatureNonce", ""))
         return access_key_id
 
     def _verify_acs3(self, req: SignedRequest, authorization: str) -> str:
         algorithm, _, rest = authorization.partition(" ")
         if algorithm != ACS3_ALGORITHM:
-            raise EcsApiError("InvalidParameter.SignatureMethod",
-                              f"Signature algorithm {algorithm} is not supported here; "
-                              f"use {ACS3_ALGORITHM}.", 400)
+            raise UnsupportedSignatureAlgorithm(algorithm=algorithm, supported=ACS3_ALGORITHM)
         fields = dict(part.strip().partition("=")[::2] for part in rest.split(","))
         access_key_id = fields.get("Credential", "")
         signature = fields.get("Signature", "")
         signed_headers = [h for h in fields.get("SignedHeaders", "").split(";") if h]
         if not access_key_id or not signature or not signed_headers:
-            raise EcsApiError("IncompleteSignature",
-                              "The Authorization header must carry Credential, SignedHeaders "
-                              "and Signature.", 400)
+            raise IncompleteSignature()
         secret = self._secret(access_key_id, req.headers.get("x-acs-security-token"))
         canonical = acs3_canonical_request(req.method, req.path, req.query, req.headers,
                                            signed_headers, req.body)
         sts = acs3_string_to_sign(canonical)
         if not hmac.compare_digest(acs3_signature(secret, sts), signature):
-            raise EcsApiError("SignatureDoesNotMatch",
-                              "The request signature does not conform to Aliyun standards. "
-                              f"server string to sign is:{sts}", 400)
+            raise Acs3SignatureNotMatched(string_to_sign=sts)
         self._use_nonce(req.headers.get("x-acs-signature-nonce", ""))
         return access_key_id
 
@@ -160,6 +160,5 @@ class Authenticator:
                     break
                 del self._nonces[oldest]
             if nonce in self._nonces:
-                raise EcsApiError("SignatureNonceUsed",
-                                  "Specified signature nonce was used already.", 400)
+                raise SignatureNonceUsed()
             self._nonces[nonce] = now
