@@ -13,6 +13,13 @@ Every emulator (``ecs/``, ``mns/``, ``oss/``) has the same modules with the same
 * ``store.py`` — persistence (an ``SqliteStore``), with named methods that return typed rows;
 * ``errors.py`` — one ``ServiceError`` subclass per error code the service answers.
 
+Beside them, a service keeps what only it has: ECS its agent (``executor.py``), fleet
+(``inventory.py``), schedules (``frequency.py``, ``recurring.py``), pure rules (``rules.py``),
+events (``events.py``) and — being the largest model — its entity classes in ``entities.py``;
+MNS its topics (``topics.py``) and documented limits (``limits.py``); OSS its CRC-64
+(``crc64.py``). What all of them use lives here, in ``faults.py`` (the fault table),
+``sqlite.py`` (the store base) and ``server.py`` (serving an app on loopback).
+
 This module knows no service. ``EmulatorApp.dispatch`` runs one pipeline for all of them::
 
     parse (app) -> count the call -> authenticate (app) -> intercept: the per-call hooks
@@ -36,17 +43,18 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request, Response
+
+from local.emulators.faults import FaultRule, Faults
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -196,76 +204,6 @@ class Operations(dict[str, Callable[[Any, Call], Any]], Generic[M]):
             return function
 
         return add
-
-
-# --- faults ----------------------------------------------------------------------------------
-@dataclass
-class FaultRule:
-    """"The next ``count`` calls of ``action`` answer ``code`` / ``status`` after ``delay`` s.
-
-    ``action`` is the service's operation name (``InvokeCommand``, ``SendMessage``,
-    ``PutObject``) or ``*`` for every operation. ``code`` empty with a ``delay`` only slows
-    the call down; ``probability`` below 1 makes the rule fire on a random fraction of calls
-    (``count`` then counts only the calls it fired on; ``count`` 0 means unlimited).
-    """
-
-    action: str = "*"
-    count: int = 1
-    code: str = ""
-    status: int = 500
-    message: str = ""
-    delay: float = 0.0
-    probability: float = 1.0
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> FaultRule:
-        known = set(cls.__dataclass_fields__)
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown fault fields: {sorted(unknown)}; known: {sorted(known)}")
-        rule = cls(**data)
-        if rule.count < 0 or not 0 < rule.probability <= 1 or rule.delay < 0:
-            raise ValueError("count must be >= 0, probability in (0, 1], delay >= 0")
-        return rule
-
-
-@dataclass
-class Faults:
-    """Thread-safe fault table, consulted once per API call by ``EmulatorApp.intercept``."""
-
-    rules: list[FaultRule] = field(default_factory=list)
-    fired: dict[str, int] = field(default_factory=dict)  # action -> faults injected so far
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _rng: random.Random | None = field(default=None, repr=False)
-
-    def add(self, rule: FaultRule) -> None:
-        with self._lock:
-            self.rules.append(rule)
-
-    def clear(self) -> None:
-        with self._lock:
-            self.rules.clear()
-
-    def take(self, action: str) -> FaultRule | None:
-        """The rule that applies to this call of ``action``, consuming one of its uses."""
-        rng = self._rng or random
-        with self._lock:
-            for rule in self.rules:
-                if rule.action not in ("*", action):
-                    continue
-                if rule.probability < 1 and rng.random() >= rule.probability:
-                    continue
-                if rule.count:
-                    rule.count -= 1
-                    if rule.count == 0:
-                        self.rules.remove(rule)
-                self.fired[action] = self.fired.get(action, 0) + 1
-                return rule
-        return None
-
-    def listing(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return [asdict(r) for r in self.rules]
 
 
 class CallCounter:

@@ -216,7 +216,7 @@ def test_a_queue_notification_carries_the_summary(endpoints: Endpoints) -> None:
 
 
 def _slow_puts() -> Any:
-    from local.emulators.base import FaultRule
+    from local.emulators.faults import FaultRule
 
     return FaultRule(action="PutObject", count=50, delay=0.3)
 

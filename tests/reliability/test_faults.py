@@ -18,7 +18,7 @@ import pytest
 from aliyunsdkecs.request.v20140526.DescribeInvocationsRequest import DescribeInvocationsRequest
 
 from local.cloud import LocalCloud
-from local.emulators.base import FaultRule
+from local.emulators.faults import FaultRule
 from tests.conftest import write_fleet
 from tests.localcloud import Endpoints, get_object, wait_for
 
