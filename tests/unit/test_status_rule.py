@@ -64,6 +64,25 @@ def test_summary_and_describe_invocations_aggregate_as_documented(
     assert emulator.overall_status(list(statuses)) == expected
 
 
+def documented_legacy(statuses: tuple[str, ...]) -> str:
+    """The deprecated ``InvokeStatus``: an instance that finished, with any exit code, is
+    ``Finished``; one that could not run (Invalid, Aborted, Timeout, Error) ``Failed``."""
+    kinds = {"Finished" if s in ("Success", "Failed") else "Stopped" if s in STOPPED_LIKE
+             else "Failed" for s in statuses}
+    if kinds == {"Stopped"}:
+        return "Stopped"
+    if kinds <= {"Finished", "Stopped"}:
+        return "Finished"
+    if kinds <= {"Failed", "Stopped"}:
+        return "Failed"
+    return "PartialFailed"
+
+
+@pytest.mark.parametrize("statuses", CASES, ids="+".join)
+def test_the_legacy_invoke_status_aggregates_as_documented(statuses: tuple[str, ...]) -> None:
+    assert emulator.legacy_overall(list(statuses)) == documented_legacy(statuses)
+
+
 @pytest.mark.parametrize("statuses", [
     ("Success", "Cancelled"), ("Success", "Terminated"), ("Terminated", "Success", "Success"),
 ])

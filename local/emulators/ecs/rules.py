@@ -118,19 +118,14 @@ def legacy_status(status: str) -> str:
 def legacy_overall(statuses: list[str]) -> str:
     """The deprecated overall ``InvokeStatus``: Running, Finished, Failed, PartialFailed, Stopped.
 
-    Documented like ``InvocationStatus`` (same sources): instances stopped by hand beside
-    finished ones still make the invocation ``Finished``.
+    Documented like ``InvocationStatus`` (same sources), with the legacy wording of each
+    instance: a non-zero exit is ``Finished`` like a zero one, so the rule is
+    ``overall_status`` with ``Failed`` runs counted as successes; instances stopped by hand
+    beside finished ones still make the invocation ``Finished``.
     """
-    legacy = {legacy_status(s) for s in statuses}
-    for transient in ("Running", "Stopping", "Pending", "Scheduled"):
-        if transient in legacy:
-            return "Running"
-    finished, failed = "Finished" in legacy, "Failed" in legacy
-    if finished and failed:
-        return "PartialFailed"
-    if finished:
-        return "Finished"
-    return "Failed" if failed else "Stopped"
+    overall = overall_status(["Success" if s == "Failed" else s for s in statuses])
+    return {"Success": "Finished", "Failed": "Failed", "PartialFailed": "PartialFailed",
+            "Stopped": "Stopped"}.get(overall, "Running")
 
 
 def check_command(spec: CommandSpec) -> None:
