@@ -355,14 +355,33 @@ class Results:
             logging.getLogger("oss2").setLevel(logging.WARNING)
         return self._bucket
 
-    def put(self, key: str, data: bytes, content_type: str, forbid_overwrite: bool = False) -> None:
-        """Write an object. With ``forbid_overwrite`` (a claim) a failure is not retried: had
-        the first attempt landed, the retry would see its own claim as someone else's."""
-        headers = {"Content-Type": content_type}
-        if forbid_overwrite:
-            headers["x-oss-forbid-overwrite"] = "true"
-        self._call("PutObject", lambda: self.bucket.put_object(key, data, headers=headers),
-                   attempts=1 if forbid_overwrite else ATTEMPTS)
+    def put(self, key: str, data: bytes, content_type: str) -> None:
+        """Write an object (retried when transient: the same bytes again are harmless)."""
+        self._call("PutObject", lambda: self.bucket.put_object(
+            key, data, headers={"Content-Type": content_type}))
+
+    def claim(self, key: str) -> bool:
+        """Create the empty object ``key`` only if it is absent: True if this call created it,
+        False if it was already there (claimed before, by this or any other function instance).
+
+        With ``x-oss-forbid-overwrite: true`` OSS refuses to replace an existing object and
+        answers 409 ``FileAlreadyExists``
+        (https://help.aliyun.com/en/oss/user-guide/0026-00000002). A failed claim is not
+        retried: had the first attempt landed, the retry would see its own claim as another's.
+        """
+        headers = {"Content-Type": "application/octet-stream", "x-oss-forbid-overwrite": "true"}
+        try:
+            self._call("PutObject", lambda: self.bucket.put_object(key, b"", headers=headers),
+                       attempts=1)
+        except CloudCallError as exc:
+            if exc.error_code == "FileAlreadyExists":
+                return False
+            raise
+        return True
+
+    def release(self, key: str) -> None:
+        """Give up a claim (its work was not done), so the next attempt can claim it again."""
+        self.delete(key)
 
     def delete(self, key: str) -> None:
         self._call("DeleteObject", lambda: self.bucket.delete_object(key))

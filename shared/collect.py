@@ -150,13 +150,8 @@ def on_task_completed(data: dict[str, Any], clients: Clients, tries: int = 0) ->
         return Collected((instance_id,), (), None, finished=False)
     # The last instances' events arrive together; one of them finishes the invocation. If it
     # dies half-way, the watchdog follow-up (which ignores this claim) finishes instead.
-    try:
-        clients.results.put(finishing_key(invoke_id), b"", "application/octet-stream",
-                            forbid_overwrite=True)
-    except CloudCallError as exc:
-        if exc.error_code == "FileAlreadyExists":
-            return Collected((instance_id,), (), None, finished=False)
-        raise
+    if not clients.results.claim(finishing_key(invoke_id)):
+        return Collected((instance_id,), (), None, finished=False)
     records = {r["InstanceId"]: r for r in ecs.invocation_results(invoke_id)}
     _finish(clients, ecs, results, followup, records, frozenset(records) - {instance_id})
     return Collected((instance_id,), (), None, finished=True)

@@ -1,15 +1,15 @@
 """Webhook replay protection: each signed delivery is accepted once.
 
 The signature is claimed as an empty object ``{deliveries_prefix}/{signature}`` in the results
-bucket with ``x-oss-forbid-overwrite``, which OSS applies atomically: a second claim of the same
-signature fails with ``FileAlreadyExists`` — even from another function instance. A lifecycle
+bucket (``Results.claim``, atomic in OSS): a second claim of the same signature fails — even
+from another function instance. A lifecycle
 rule can expire the markers after the 300 s window; they are tiny either way.
 """
 
 from __future__ import annotations
 
 from shared.clients import Results
-from shared.errors import CloudCallError, UnauthorizedError
+from shared.errors import UnauthorizedError
 
 
 class Deliveries:
@@ -21,16 +21,11 @@ class Deliveries:
         return f"{self._prefix}/{signature}"
 
     def claim(self, signature: str) -> None:
-        try:
-            self._results.put(self._key(signature), b"", "application/octet-stream",
-                              forbid_overwrite=True)
-        except CloudCallError as exc:
-            if exc.error_code == "FileAlreadyExists":
-                raise UnauthorizedError("this signed delivery was already accepted; a replay is "
-                                        "refused (sign each new delivery with a fresh timestamp, "
-                                        "and use ClientToken to make retries safe)") from None
-            raise
+        if not self._results.claim(self._key(signature)):
+            raise UnauthorizedError("this signed delivery was already accepted; a replay is "
+                                    "refused (sign each new delivery with a fresh timestamp, "
+                                    "and use ClientToken to make retries safe)")
 
     def release(self, signature: str) -> None:
         """Forget a claim whose request was refused, so a corrected retry is not a replay."""
-        self._results.delete(self._key(signature))
+        self._results.release(self._key(signature))
