@@ -287,7 +287,7 @@ def _delete_command_when_idle(ecs: CloudAssistant, command_id: str, batches: int
     """
     try:
         busy = [] if batches == 1 else [
-            i["InvokeId"] for i in ecs.invocations_of(command_id)
+            i["InvokeId"] for i in ecs.describe_invocations(command_id=command_id)
             if i.get("InvocationStatus") not in FINISHED_INVOCATION]
         if not busy:
             ecs.delete_command(command_id)
