@@ -18,8 +18,9 @@ from shared.clients import Clients, CloudAssistant
 from shared.errors import CloudCallError
 from shared.followup import DEADLINE_MARGIN, FollowUp, first_delay
 from shared.preflight import Ineligible
+from shared.record import write_record
 from shared.request import DEFAULT_TIMEOUT, CommandRequest
-from shared.results import dumps, index_key, invoke_prefix, result_key, skipped_document
+from shared.results import dumps, invoke_prefix, result_key, skipped_document
 
 log = logging.getLogger("assistflow.dispatch")
 
@@ -122,8 +123,7 @@ def submit(request: CommandRequest, clients: Clients, *, source: str, idempotenc
             if index == 0 and skipped:
                 followup = _with_skipped(followup, skipped)
                 _record_skipped(clients, followup, skipped)
-            clients.results.put(index_key(invoke_id), followup.to_json().encode(),
-                                "application/json")
+            write_record(clients.results, followup)
             clients.queues.send(settings.followup_queue, followup.to_json(),
                                 first_delay(followup.watchdog))
             log.info("invoked %s on %d instance(s) as %s", command_id, len(group), invoke_id)

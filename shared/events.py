@@ -27,7 +27,8 @@ class EventInvalidError(AssistflowError):
     status = 400
 
 
-def _load(event: bytes | str | dict[str, Any] | list[Any]) -> Any:
+def load_event(event: bytes | str | dict[str, Any] | list[Any]) -> Any:
+    """The event as JSON data (FC passes bytes; tests may pass the data itself)."""
     if isinstance(event, (dict, list)):
         return event
     try:
@@ -48,7 +49,7 @@ class HttpEvent:
 
     @classmethod
     def parse(cls, event: bytes | str | dict[str, Any]) -> HttpEvent:
-        data = _load(event)
+        data = load_event(event)
         if not isinstance(data, dict) or "requestContext" not in data:
             raise EventInvalidError("not an FC 3.0 HTTP trigger event")
         raw = data.get("body") or ""
@@ -96,7 +97,7 @@ class QueueMessage:
 
 def queue_messages(event: bytes | str | dict[str, Any] | list[Any]) -> list[QueueMessage]:
     """The MNS messages in an EventBridge MNS-queue event (one CloudEvent or a batch)."""
-    data = _load(event)
+    data = load_event(event)
     items = data if isinstance(data, list) else [data]
     messages = []
     for item in items:
@@ -131,7 +132,7 @@ class TimerEvent:
 
 def timer_event(event: bytes | str | dict[str, Any]) -> TimerEvent:
     """The FC timer event; ``payload`` is the trigger's configured string."""
-    data = _load(event)
+    data = load_event(event)
     if not isinstance(data, dict) or "triggerTime" not in data or "triggerName" not in data:
         raise EventInvalidError("not an FC timer event: triggerTime and triggerName are required")
     payload = data.get("payload", "")
