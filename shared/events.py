@@ -127,15 +127,15 @@ def _text_body(body: str) -> str:
 class TimerEvent:
     trigger_time: str
     trigger_name: str
-    payload: str
+    payload: str  # the trigger's configured string
 
-
-def timer_event(event: bytes | str | dict[str, Any]) -> TimerEvent:
-    """The FC timer event; ``payload`` is the trigger's configured string."""
-    data = load_event(event)
-    if not isinstance(data, dict) or "triggerTime" not in data or "triggerName" not in data:
-        raise EventInvalidError("not an FC timer event: triggerTime and triggerName are required")
-    payload = data.get("payload", "")
-    if not isinstance(payload, str):  # tolerate a payload given as an object
-        payload = json.dumps(payload)
-    return TimerEvent(str(data["triggerTime"]), str(data["triggerName"]), payload)
+    @classmethod
+    def parse(cls, event: bytes | str | dict[str, Any]) -> TimerEvent:
+        data = load_event(event)
+        if not isinstance(data, dict) or "triggerTime" not in data or "triggerName" not in data:
+            raise EventInvalidError("not an FC timer event: triggerTime and triggerName are "
+                                    "required")
+        payload = data.get("payload", "")
+        if not isinstance(payload, str):  # tolerate a payload given as an object
+            payload = json.dumps(payload)
+        return cls(str(data["triggerTime"]), str(data["triggerName"]), payload)

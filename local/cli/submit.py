@@ -2,7 +2,7 @@
 
 ``--via http`` signs the body with the webhook secret and POSTs it to the webhook (the local
 cloud's by default); ``--via queue`` sends it to the request queue, as another system would;
-``--via direct`` runs ``shared.intake.accept`` in this process with the CLI's credentials
+``--via direct`` runs ``shared.intake.Intake.accept`` in this process with the CLI's credentials
 (source ``cli``) — no function involved.
 
 A queued request has no synchronous answer, so the CLI validates it first (exit 3 if invalid)
@@ -132,12 +132,11 @@ def via_queue(where: Target, body: bytes, wait: bool
 
 def via_direct(where: Target, body: bytes) -> dict[str, Any]:
     from shared.errors import AssistflowError, RequestInvalidError
-    from shared.intake import accept
+    from shared.intake import Intake
 
-    delivery = uuid.uuid4().hex
+    intake = Intake("cli", key=f"cli:{uuid.uuid4().hex}", clients=where.clients)
     try:
-        accepted = accept(body, where.clients, source="cli", idempotency_key=f"cli:{delivery}",
-                          request_id=f"cli-{delivery}")
+        accepted = intake.accept(body)
     except RequestInvalidError as exc:
         raise refusal(400, exc.to_dict()) from None
     except AssistflowError as exc:
