@@ -4,7 +4,8 @@ Two triggers feed the collector (``template.yml``):
 
 * the default event bus (EventBridge): a batch of Cloud Assistant's
   ``ecs:CloudAssistant:TaskCompleted`` events, each a CloudEvent whose ``data`` names the
-  invocation and the instance whose run just ended — a ``TaskCompleted``;
+  invocation and the instance whose run just ended — a ``TaskCompleted``
+  (https://www.alibabacloud.com/help/en/ecs/user-guide/subscribe-to-cloud-assistant-events);
 * the follow-up queue (MNS, via EventBridge): each message is a ``FollowUp``, or a
   ``LateEvent`` — a TaskCompleted that arrived before its invocation's record was written, sent
   back through the queue to be looked at again a little later. This module owns that

@@ -1,14 +1,20 @@
 """Read-only views of the Function Compute 3.0 events assistflow's functions receive.
 
-FC passes ``event`` as bytes. Shapes (research function-compute.md §1.4, §2.1, §2.3):
+FC passes ``event`` as bytes (https://www.alibabacloud.com/help/doc-detail/158690.html). Shapes:
 
 * HTTP trigger: ``{"version", "rawPath", "headers", "queryParameters", "body",
   "isBase64Encoded", "requestContext": {"http": {"method", …}, "requestId", …}}``; the handler
-  returns ``{"statusCode", "headers", "body", "isBase64Encoded"}``.
+  returns ``{"statusCode", "headers", "body", "isBase64Encoded"}``
+  (https://www.alibabacloud.com/help/en/functioncompute/fc-3-0/user-guide/http-trigger-invoking-function).
 * MNS queue trigger (EventBridge): a CloudEvent (or a list of them when batching) whose
-  ``data`` is ``{"requestId", "messageId", "messageBody"}``; ``messageBody`` is Base64 unless
-  the trigger sets ``IsBase64Decode``.
-* Timer trigger: ``{"triggerTime", "triggerName", "payload"}`` with ``payload`` a string.
+  ``data`` is ``{"requestId", "messageId", "messageBody"}``
+  (https://www.alibabacloud.com/help/en/functioncompute/fc/mns-queue-triggers); ``messageBody``
+  is Base64 unless the trigger sets ``IsBase64Decode`` (https://www.alibabacloud.com/help/en/
+  functioncompute/fc/developer-reference/api-fc-2023-03-30-struct-sourcemnsparameters).
+* Timer trigger: ``{"triggerTime", "triggerName", "payload"}`` with ``payload`` a string
+  (https://www.alibabacloud.com/help/en/functioncompute/fc-3-0/user-guide/formats-of-event-for-different-triggers-1).
+
+The collector's inputs are parsed in ``shared.collector_events``.
 """
 
 from __future__ import annotations
