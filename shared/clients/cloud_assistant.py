@@ -114,20 +114,10 @@ class CloudAssistant:
                        client_token: str = "") -> str:
         from aliyunsdkecs.request.v20140526.CreateCommandRequest import CreateCommandRequest
 
-        req = CreateCommandRequest()
-        req.set_Name(name)
-        req.set_Type(type_)
-        req.set_CommandContent(content_b64)
-        req.set_ContentEncoding("Base64")
-        req.set_Timeout(timeout)
-        if description:
-            req.set_Description(description)
-        if working_dir:
-            req.set_WorkingDir(working_dir)
-        if enable_parameter:
-            req.set_EnableParameter(True)
-        if client_token:
-            req.set_ClientToken(client_token)
+        req = _given(CreateCommandRequest(), Name=name, Type=type_, CommandContent=content_b64,
+                     ContentEncoding="Base64", Timeout=timeout, Description=description,
+                     WorkingDir=working_dir, EnableParameter=enable_parameter,
+                     ClientToken=client_token)
         return str(self.call(req)["CommandId"])
 
     def describe_commands(self, *, command_id: str = "", name: str = "", type_: str = "",
@@ -136,12 +126,7 @@ class CloudAssistant:
         from aliyunsdkecs.request.v20140526.DescribeCommandsRequest import DescribeCommandsRequest
 
         def page() -> RpcRequest:
-            req = DescribeCommandsRequest()
-            for setter, value in ((req.set_CommandId, command_id), (req.set_Name, name),
-                                  (req.set_Type, type_)):
-                if value:
-                    setter(value)
-            return req
+            return _given(DescribeCommandsRequest(), CommandId=command_id, Name=name, Type=type_)
 
         return self._pages(page, "Commands", "Command", limit=limit)
 
@@ -161,22 +146,16 @@ class CloudAssistant:
 
         req = ModifyCommandRequest()
         req.set_CommandId(command_id)
-        if name is not None:
-            req.set_Name(name)
-        if description is not None:
-            req.set_Description(description)
-        if timeout is not None:
-            req.set_Timeout(timeout)
-        if working_dir is not None:
-            req.set_WorkingDir(working_dir)
+        for field, value in (("Name", name), ("Description", description),
+                             ("Timeout", timeout), ("WorkingDir", working_dir)):
+            if value is not None:  # "" is a value here: it clears the field
+                getattr(req, f"set_{field}")(value)
         self.call(req)
 
     def delete_command(self, command_id: str) -> None:
         from aliyunsdkecs.request.v20140526.DeleteCommandRequest import DeleteCommandRequest
 
-        req = DeleteCommandRequest()
-        req.set_CommandId(command_id)
-        self.call(req)
+        self.call(_given(DeleteCommandRequest(), CommandId=command_id))
 
     # -- instances -------------------------------------------------------------------------
 
@@ -219,23 +198,12 @@ class CloudAssistant:
                        frequency: str = "") -> str:
         from aliyunsdkecs.request.v20140526.InvokeCommandRequest import InvokeCommandRequest
 
-        req = InvokeCommandRequest()
-        req.set_CommandId(command_id)
-        req.set_InstanceIds(instance_ids)
-        if parameters:
-            req.set_Parameters(json.dumps(parameters))  # a dict would be sent as its repr
-        if timeout is not None:
-            req.set_Timeout(timeout)
-        if working_dir:
-            req.set_WorkingDir(working_dir)
-        if username:
-            req.set_Username(username)
-        if repeat_mode and repeat_mode != "Once":
-            req.set_RepeatMode(repeat_mode)
-        if frequency:
-            req.set_Frequency(frequency)
-        if client_token:
-            req.set_ClientToken(client_token)
+        req = _given(InvokeCommandRequest(), CommandId=command_id, InstanceIds=instance_ids,
+                     # a dict would be sent as its repr
+                     Parameters=json.dumps(parameters) if parameters else "",
+                     Timeout=timeout, WorkingDir=working_dir, Username=username,
+                     RepeatMode="" if repeat_mode == "Once" else repeat_mode,
+                     Frequency=frequency, ClientToken=client_token)
         return str(self.call(req)["InvokeId"])
 
     def describe_invocations(self, *, invoke_id: str = "", command_id: str = "",
@@ -248,16 +216,10 @@ class CloudAssistant:
         )
 
         def page() -> RpcRequest:
-            req = DescribeInvocationsRequest()
-            for setter, value in ((req.set_InvokeId, invoke_id), (req.set_CommandId, command_id),
-                                  (req.set_InstanceId, instance_id),
-                                  (req.set_CommandName, command_name),
-                                  (req.set_InvokeStatus, status)):
-                if value:
-                    setter(value)
-            if include_output:
-                req.set_IncludeOutput(True)
-            return req
+            return _given(DescribeInvocationsRequest(), InvokeId=invoke_id,
+                          CommandId=command_id, InstanceId=instance_id,
+                          CommandName=command_name, InvokeStatus=status,
+                          IncludeOutput=include_output)
 
         return self._pages(page, "Invocations", "Invocation", limit=limit)
 
@@ -285,14 +247,9 @@ class CloudAssistant:
         )
 
         def page() -> RpcRequest:
-            req = DescribeInvocationResultsRequest()
-            req.set_InvokeId(invoke_id)
-            req.set_ContentEncoding("Base64")
-            if include_history:
-                req.set_IncludeHistory(True)
-            if instance_id:
-                req.set_InstanceId(instance_id)
-            return req
+            return _given(DescribeInvocationResultsRequest(), InvokeId=invoke_id,
+                          ContentEncoding="Base64", IncludeHistory=include_history,
+                          InstanceId=instance_id)
 
         return self._pages(page, "InvocationResults", "InvocationResult", within="Invocation")
 
@@ -300,8 +257,14 @@ class CloudAssistant:
         """Stop ``invoke_id`` on ``instance_ids`` (default: every instance)."""
         from aliyunsdkecs.request.v20140526.StopInvocationRequest import StopInvocationRequest
 
-        req = StopInvocationRequest()
-        req.set_InvokeId(invoke_id)
-        if instance_ids:
-            req.set_InstanceIds(instance_ids)
-        self.call(req)
+        self.call(_given(StopInvocationRequest(), InvokeId=invoke_id,
+                         InstanceIds=instance_ids or []))
+
+
+def _given(req: RpcRequest, **fields: Any) -> RpcRequest:
+    """``req`` with ``set_<Field>(value)`` called for each field that has a value; None, "",
+    False and [] leave the API's default (the field is not sent)."""
+    for field, value in fields.items():
+        if value is not None and value is not False and value != "" and value != []:
+            getattr(req, f"set_{field}")(value)
+    return req
