@@ -60,9 +60,9 @@ def receive(event: bytes | str | dict[str, Any], fc_request_id: str = "",
             raise
     except AssistflowError as err:
         if err.status >= 500:
-            log.error("%s failed: %s", intake.describe(), err.message)
+            log.error("%s failed: %s", intake.label, err.message)
         else:
-            log.info("%s refused (%s): %s", intake.describe(), err.code, err.message)
+            log.info("%s refused (%s): %s", intake.label, err.code, err.message)
         return http_response(err.status, intake.refusal(err))
     return http_response(202, accepted.to_dict())
 

@@ -86,15 +86,16 @@ class Intake:
     def dispatch(self, plan: Plan) -> Accepted:
         accepted = dispatch(self._validated(), plan, self.clients, source=self.source,
                             idempotency_key=self.idempotency_key, request_id=self.request_id)
-        log.info("request %s (FC request %s, via %s) accepted: %s", accepted.request_id,
-                 self.fc_request_id or "-", self.source, ", ".join(accepted.invoke_ids))
+        log.info("%s via %s accepted: %s", self.label, self.source,
+                 ", ".join(accepted.invoke_ids))
         return accepted
 
     def refusal(self, err: AssistflowError) -> dict[str, Any]:
         """The answer to a refused delivery: the error's shape and the logical request's id."""
         return {**err.to_dict(), "RequestId": self.request_id}
 
-    def describe(self) -> str:
+    @property
+    def label(self) -> str:
         """For log lines: the logical request's id with the FC request id beside it."""
         return f"request {self.request_id} (FC request {self.fc_request_id or '-'})"
 

@@ -30,7 +30,7 @@ def handler(event: bytes, context: Any) -> dict[str, Any]:
         try:
             result = intake.accept(message.body)
         except AssistflowError as err:
-            log.error("message %s, %s refused: %s", message.message_id, intake.describe(),
+            log.error("message %s, %s refused: %s", message.message_id, intake.label,
                       json.dumps(intake.refusal(err), ensure_ascii=False))
             raise
         accepted.append({"MessageId": message.message_id, **result.to_dict()})

@@ -26,6 +26,6 @@ def handler(event: bytes, context: Any) -> dict[str, Any]:
         accepted = intake.accept(timer.payload)
     except AssistflowError as err:
         log.error("timer %s at %s, %s refused: %s", timer.trigger_name, timer.trigger_time,
-                  intake.describe(), json.dumps(intake.refusal(err), ensure_ascii=False))
+                  intake.label, json.dumps(intake.refusal(err), ensure_ascii=False))
         raise
     return accepted.to_dict()
