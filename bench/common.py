@@ -38,7 +38,8 @@ from local.emulators.ecs.inventory import default_fleet
 from local.emulators.oss import OssApp
 from local.host.runtime import FunctionRuntime, Invocation
 from shared import webhook
-from shared.events import EventInvalidError, queue_messages
+from shared.collector_events import LateEvent, TaskCompleted, collector_items
+from shared.errors import AssistflowError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = Path(__file__).resolve().parent
@@ -46,7 +47,6 @@ RESULTS_DIR = BENCH_DIR / "results"
 
 SUBMIT_HTTP = "assistflow-submit-http"
 COLLECT = "assistflow-collect"
-TASK_COMPLETED = "ecs:CloudAssistant:TaskCompleted"
 
 # aliyunsdkcore ignores NO_PROXY: loopback calls must not see a proxy from the environment.
 for _var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy",
@@ -208,26 +208,21 @@ def classify(function: str, event: bytes, inv: Invocation) -> tuple[str, tuple[s
     finished = tuple(str(item.get("InvokeId")) for item in
                      (result.get("events") or []) + (result.get("collected") or [])
                      if item.get("Finished"))
-    data = json.loads(event)
-    items = data if isinstance(data, list) else [data]
-    if items and all(isinstance(i, dict) and i.get("type") == TASK_COMPLETED for i in items):
-        return "event", tuple(str((i.get("data") or {}).get("invokeId")) for i in items), finished
     try:
-        messages = queue_messages(items)
-    except EventInvalidError:
+        items = collector_items(event)
+    except AssistflowError:
         return "other", (), finished
-    ids: list[str] = []
     kind = "followup"
-    for message in messages:
-        try:
-            body = json.loads(message.body)
-        except ValueError:
-            continue
-        if isinstance(body.get("late_event"), dict):
+    ids: list[str] = []
+    for item in items:
+        if isinstance(item, TaskCompleted):
+            kind = "event"
+            ids.append(item.invoke_id)
+        elif isinstance(item, LateEvent):
             kind = "late_event"
-            ids.append(str(body["late_event"].get("invokeId")))
-        elif "invoke_id" in body:
-            ids.append(str(body["invoke_id"]))
+            ids.append(item.event.invoke_id)
+        else:
+            ids.append(item.invoke_id)
     return kind, tuple(ids), finished
 
 

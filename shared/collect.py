@@ -12,29 +12,26 @@ stored under ``{InstanceId}/runs/{n}/`` as it finishes (and the latest run at th
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
 from shared.clients import Clients, CloudAssistant, Results
+from shared.collector_events import LateEvent, TaskCompleted
 from shared.errors import CloudCallError
-from shared.followup import FollowUp, delay_for
+from shared.followup import FollowUp, InvocationRecord, delay_for
 from shared.notify import notify_once
+from shared.record import finishing_key, notified_key, read_record
 from shared.results import (
     TERMINAL,
     collector_timeout_document,
     decode_output,
     dumps,
-    finishing_key,
-    index_key,
     instance_prefix,
-    notified_key,
     result_document,
     result_key,
     run_prefix,
@@ -46,7 +43,6 @@ from shared.results import (
 log = logging.getLogger("assistflow.collect")
 
 STORE_THREADS = 8  # concurrent object writes per look (two objects per instance)
-LATE_EVENT = "late_event"  # a follow-up-queue message carrying a TaskCompleted event's data
 
 FINISHED_INVOCATION = ("Success", "Failed", "PartialFailed", "Stopped")
 
@@ -85,98 +81,75 @@ def handle(followup: FollowUp, clients: Clients, now: Callable[[], float] = time
 def collect(followup: FollowUp, clients: Clients, now: Callable[[], float] = time.time,
             rng: random.Random | None = None) -> Collected:
     ecs = clients.ecs_in(followup.region)
-    results = clients.results.named(followup.bucket)
+    bucket = clients.results.named(followup.bucket)
     if followup.periodic:
-        return _collect_periodic(followup, clients, ecs, results, now, rng)
-    if followup.watchdog and results.exists(summary_key(followup.prefix, followup.invoke_id)):
+        return _collect_periodic(followup, clients, ecs, bucket, now, rng)
+    if followup.watchdog and bucket.exists(summary_key(followup.prefix, followup.invoke_id)):
         return Collected((), (), None, finished=True)  # events did all the work already
-    records = {r["InstanceId"]: r for r in ecs.invocation_results(followup.invoke_id)}
-    finished = [records[i] for i in followup.pending
-                if i in records and records[i].get("InvocationStatus") in TERMINAL]
-    _store_all(results, followup, finished)
+    results = {r["InstanceId"]: r for r in ecs.invocation_results(followup.invoke_id)}
+    finished = [results[i] for i in followup.pending
+                if i in results and results[i].get("InvocationStatus") in TERMINAL]
+    _store_all(bucket, followup, finished)
     stored = [r["InstanceId"] for r in finished]
     pending = tuple(i for i in followup.pending if i not in stored)
     if pending and now() < followup.deadline:
         return _again(clients, followup.next(pending), tuple(stored), rng)
-    _finish(clients, ecs, results, followup, records)
+    _finish(clients, ecs, bucket, followup, results)
     return Collected(tuple(stored), pending, None, finished=True)
 
 
 LATE_EVENT_TRIES = 3  # an event can beat the index of its own invocation; look again 3 times
 
 
-def on_task_completed(data: dict[str, Any], clients: Clients, tries: int = 0) -> Collected | None:
+def on_task_completed(event: TaskCompleted, clients: Clients, tries: int = 0
+                      ) -> Collected | None:
     """Store one instance's result the moment Cloud Assistant says its run ended.
 
-    ``data`` is the ``data`` of an ``ecs:CloudAssistant:TaskCompleted`` event. Invocations
-    assistflow did not make (no record under ``invocations/``), and large batches its
-    follow-ups collect, are ignored. A fast command can finish before its submitter wrote the
-    record, so an unknown invocation is looked at again a few times (2, 4, 8 s later, through the
-    follow-up queue) before it is let go. When this was the invocation's last instance, the
-    summary is written and the requester notified right away; the follow-ups, then a watchdog,
-    find the work done.
+    Invocations assistflow did not make (no record under ``invocations/``), and large batches
+    its follow-ups collect, are ignored. A fast command can finish before its submitter wrote
+    the record, so an unknown invocation is looked at again a few times (2, 4, 8 s later, as a
+    ``LateEvent`` through the follow-up queue; ``tries`` counts them) before it is let go. When
+    this was the invocation's last instance, the summary is written and the requester notified
+    right away; the follow-ups, then a watchdog, find the work done.
     """
-    invoke_id, instance_id = str(data.get("invokeId", "")), str(data.get("instanceId", ""))
-    followup = _record(clients, invoke_id)
-    if followup is None:
+    invoke_id, instance_id = event.invoke_id, event.instance_id
+    record = read_record(clients.results, invoke_id)
+    if record is None:
         if invoke_id and tries < LATE_EVENT_TRIES:
             clients.queues.send(clients.settings.followup_queue,
-                                json.dumps({LATE_EVENT: data, "tries": tries + 1}), 2 ** (tries + 1))
+                                LateEvent(event, tries + 1).to_json(), 2 ** (tries + 1))
         else:
             log.debug("TaskCompleted for %s is not ours; ignored", invoke_id or "?")
         return None
-    if not followup.watchdog:  # a batch the follow-ups collect (see events_max_instances)
+    if not record.watchdog:  # a batch the follow-ups collect (see events_max_instances)
         return None
-    ecs = clients.ecs_in(followup.region)
-    results = clients.results.named(followup.bucket)
-    if followup.periodic:  # keep the run; the follow-ups keep latest and summary current
-        run = int(data.get("repeats") or 0)
-        for record in ecs.invocation_results(invoke_id, include_history=True,
+    ecs = clients.ecs_in(record.region)
+    bucket = clients.results.named(record.bucket)
+    if record.periodic:  # keep the run; the follow-ups keep latest and summary current
+        for result in ecs.invocation_results(invoke_id, include_history=True,
                                              instance_id=instance_id):
-            if int(record.get("Repeats") or 0) == run and \
-                    record.get("InvocationStatus") in TERMINAL:
-                _store(results, followup, record,
-                       run_prefix(followup.prefix, invoke_id, instance_id, run))
+            if int(result.get("Repeats") or 0) == event.repeats and \
+                    result.get("InvocationStatus") in TERMINAL:
+                _store(bucket, record, result,
+                       run_prefix(record.prefix, invoke_id, instance_id, event.repeats))
         return Collected((instance_id,), (), None, finished=False)
     found = [r for r in ecs.invocation_results(invoke_id, instance_id=instance_id)
              if r.get("InvocationStatus") in TERMINAL]
     if not found:  # not visible yet (eventually consistent): the watchdog will store it
         return Collected((), (instance_id,), None, finished=False)
-    _store(results, followup, found[0])
-    if len(followup.pending) == 1:  # the invocation's only instance: it is finished now
-        _finish(clients, ecs, results, followup, {instance_id: found[0]})
+    _store(bucket, record, found[0])
+    if len(record.pending) == 1:  # the invocation's only instance: it is finished now
+        _finish(clients, ecs, bucket, record, {instance_id: found[0]})
         return Collected((instance_id,), (), None, finished=True)
     if ecs.invocation_status(invoke_id) not in FINISHED_INVOCATION:
         return Collected((instance_id,), (), None, finished=False)
     # The last instances' events arrive together; one of them finishes the invocation. If it
     # dies half-way, the watchdog follow-up (which ignores this claim) finishes instead.
-    try:
-        clients.results.put(finishing_key(invoke_id), b"", "application/octet-stream",
-                            forbid_overwrite=True)
-    except CloudCallError as exc:
-        if exc.error_code == "FileAlreadyExists":
-            return Collected((instance_id,), (), None, finished=False)
-        raise
-    records = {r["InstanceId"]: r for r in ecs.invocation_results(invoke_id)}
-    _finish(clients, ecs, results, followup, records, frozenset(records) - {instance_id})
+    if not clients.results.claim(finishing_key(invoke_id)):
+        return Collected((instance_id,), (), None, finished=False)
+    results = {r["InstanceId"]: r for r in ecs.invocation_results(invoke_id)}
+    _finish(clients, ecs, bucket, record, results, frozenset(results) - {instance_id})
     return Collected((instance_id,), (), None, finished=True)
-
-
-_records: OrderedDict[str, FollowUp] = OrderedDict()  # invocation records: immutable, so cached
-
-
-def _record(clients: Clients, invoke_id: str) -> FollowUp | None:
-    """The deployment's record of ``invoke_id`` (cached per function instance), or None."""
-    if invoke_id in _records:
-        _records.move_to_end(invoke_id)
-        return _records[invoke_id]
-    raw = clients.results.get(index_key(invoke_id)) if invoke_id else None
-    if raw is None:
-        return None
-    _records[invoke_id] = followup = FollowUp.from_json(raw)
-    while len(_records) > 1024:
-        _records.popitem(last=False)
-    return followup
 
 
 def _again(clients: Clients, followup: FollowUp, stored: tuple[str, ...],
@@ -188,94 +161,95 @@ def _again(clients: Clients, followup: FollowUp, stored: tuple[str, ...],
     return Collected(stored, followup.pending, delay, finished=False)
 
 
-def _store(results: Results, followup: FollowUp, record: dict[str, Any],
+def _store(bucket: Results, invocation: InvocationRecord, result: dict[str, Any],
            base: str = "") -> None:
-    """Write ``output.txt`` and ``result.json`` of one finished record (idempotent).
+    """Write ``output.txt`` and ``result.json`` of one finished per-instance result
+    (idempotent). ``base`` is the key prefix to write under; by default the instance's own
+    folder."""
+    text, raw_len = decode_output(result.get("Output", ""))
+    base = base or instance_prefix(invocation.prefix, invocation.invoke_id, result["InstanceId"])
+    bucket.put(base + "output.txt", text.encode("utf-8"), "text/plain; charset=utf-8")
+    bucket.put(base + "result.json", dumps(result_document(result, invocation, raw_len)),
+               "application/json")
 
-    ``base`` is the key prefix to write under; by default the instance's own folder.
-    """
-    text, raw_len = decode_output(record.get("Output", ""))
-    base = base or instance_prefix(followup.prefix, followup.invoke_id, record["InstanceId"])
-    results.put(base + "output.txt", text.encode("utf-8"), "text/plain; charset=utf-8")
-    results.put(base + "result.json", dumps(result_document(record, followup, raw_len)),
-                "application/json")
 
-
-def _store_all(results: Results, followup: FollowUp, records: list[dict[str, Any]]) -> None:
-    """``_store`` each record; many at once in parallel, since each PUT mostly waits on OSS."""
-    if len(records) <= 2:
-        for record in records:
-            _store(results, followup, record)
+def _store_all(bucket: Results, invocation: InvocationRecord,
+               results: list[dict[str, Any]]) -> None:
+    """``_store`` each result; many at once in parallel, since each PUT mostly waits on OSS."""
+    if len(results) <= 2:
+        for result in results:
+            _store(bucket, invocation, result)
         return
     with ThreadPoolExecutor(max_workers=STORE_THREADS) as pool:
-        for _ in pool.map(lambda record: _store(results, followup, record), records):
+        for _ in pool.map(lambda result: _store(bucket, invocation, result), results):
             pass  # surfaces the first failure
 
 
-def _finish(clients: Clients, ecs: CloudAssistant, results: Results, followup: FollowUp,
-            records: dict[str, dict[str, Any]], store: frozenset[str] = frozenset()) -> None:
+def _finish(clients: Clients, ecs: CloudAssistant, bucket: Results,
+            invocation: InvocationRecord, results: dict[str, dict[str, Any]],
+            store: frozenset[str] = frozenset()) -> None:
     """Every instance is stored (or given up on): summary, notification, command clean-up.
 
     ``store`` names finished instances whose objects this call must still write (the event
     path finishes an invocation while other instances' events may still be on their way).
     """
-    _store_all(results, followup, [r for i, r in records.items()
-                                   if i in store and r.get("InvocationStatus") in TERMINAL])
+    _store_all(bucket, invocation, [r for i, r in results.items()
+                                    if i in store and r.get("InvocationStatus") in TERMINAL])
     documents: dict[str, dict[str, Any]] = {}
-    for instance_id, record in records.items():
-        if record.get("InvocationStatus") in TERMINAL:
-            _, raw_len = decode_output(record.get("Output", ""))
-            documents[instance_id] = result_document(record, followup, raw_len)
+    for instance_id, result in results.items():
+        if result.get("InvocationStatus") in TERMINAL:
+            _, raw_len = decode_output(result.get("Output", ""))
+            documents[instance_id] = result_document(result, invocation, raw_len)
         else:  # past the deadline and still not finished
-            documents[instance_id] = collector_timeout_document(instance_id, followup)
-            results.put(result_key(followup.prefix, followup.invoke_id, instance_id),
-                        dumps(documents[instance_id]), "application/json")
-    for instance_id, reason in followup.skipped:
-        documents[instance_id] = skipped_document(instance_id, reason, "", followup)
-    summary = summary_document(followup, documents)
-    results.put(summary_key(followup.prefix, followup.invoke_id), dumps(summary),
-                "application/json")
-    log.info("%s: finished, %s %s -> oss://%s/%s", followup.invoke_id, summary["Status"],
-             summary["Counts"], results.name, summary_key(followup.prefix, followup.invoke_id))
-    if followup.notify:
-        notify_once(clients, clients.results, notified_key(followup.invoke_id),
-                    followup.notify, summary)
-    if followup.adhoc:
-        _delete_command_when_idle(ecs, followup.command_id, followup.batches)
+            documents[instance_id] = collector_timeout_document(instance_id, invocation)
+            bucket.put(result_key(invocation.prefix, invocation.invoke_id, instance_id),
+                       dumps(documents[instance_id]), "application/json")
+    for instance_id, reason in invocation.skipped:
+        documents[instance_id] = skipped_document(instance_id, reason, "", invocation)
+    summary = summary_document(invocation, documents)
+    key = summary_key(invocation.prefix, invocation.invoke_id)
+    bucket.put(key, dumps(summary), "application/json")
+    log.info("%s: finished, %s %s -> oss://%s/%s", invocation.invoke_id, summary["Status"],
+             summary["Counts"], bucket.name, key)
+    if invocation.notify:
+        notify_once(clients, clients.results, notified_key(invocation.invoke_id),
+                    invocation.notify, summary)
+    if invocation.adhoc:
+        _delete_command_when_idle(ecs, invocation.command_id, invocation.batches)
 
 
 def _collect_periodic(followup: FollowUp, clients: Clients, ecs: CloudAssistant,
-                      results: Results, now: Callable[[], float],
+                      bucket: Results, now: Callable[[], float],
                       rng: random.Random | None) -> Collected:
     """Store every newly finished run; end when the invocation is stopped or over."""
     runs = dict(followup.runs)
     stored = []
     latest: dict[str, dict[str, Any]] = {}
-    for record in ecs.invocation_results(followup.invoke_id, include_history=True):
-        instance_id = record["InstanceId"]
-        run = int(record.get("Repeats") or 0)
-        if record.get("InvocationStatus") not in TERMINAL or run < 1:
+    for result in ecs.invocation_results(followup.invoke_id, include_history=True):
+        instance_id = result["InstanceId"]
+        run = int(result.get("Repeats") or 0)
+        if result.get("InvocationStatus") not in TERMINAL or run < 1:
             continue
         if run > runs.get(instance_id, 0):
-            _store(results, followup, record, run_prefix(followup.prefix, followup.invoke_id,
-                                                         instance_id, run))
+            _store(bucket, followup, result, run_prefix(followup.prefix, followup.invoke_id,
+                                                        instance_id, run))
             stored.append(instance_id)
         if run >= int(latest.get(instance_id, {}).get("Repeats") or 0):
-            latest[instance_id] = record
-    for instance_id, record in latest.items():
-        if int(record.get("Repeats") or 0) > runs.get(instance_id, 0):
-            _store(results, followup, record)  # the latest run at the usual keys
-            runs[instance_id] = int(record["Repeats"])
+            latest[instance_id] = result
+    for instance_id, result in latest.items():
+        if int(result.get("Repeats") or 0) > runs.get(instance_id, 0):
+            _store(bucket, followup, result)  # the latest run at the usual keys
+            runs[instance_id] = int(result["Repeats"])
     status = ecs.invocation_status(followup.invoke_id)
     current = replace(followup, runs=tuple(sorted(runs.items())))
     if stored or status in FINISHED_INVOCATION:
         documents = {}
-        for instance_id, record in latest.items():
-            _, raw_len = decode_output(record.get("Output", ""))
-            documents[instance_id] = result_document(record, current, raw_len)
-        results.put(summary_key(followup.prefix, followup.invoke_id),
-                    dumps({**summary_document(current, documents),
-                           "InvocationStatus": status, "Runs": dict(runs)}), "application/json")
+        for instance_id, result in latest.items():
+            _, raw_len = decode_output(result.get("Output", ""))
+            documents[instance_id] = result_document(result, current, raw_len)
+        bucket.put(summary_key(followup.prefix, followup.invoke_id),
+                   dumps({**summary_document(current, documents),
+                          "InvocationStatus": status, "Runs": dict(runs)}), "application/json")
     if status in FINISHED_INVOCATION:
         log.info("%s: periodic invocation %s after %s", followup.invoke_id, status, runs)
         if followup.adhoc:
@@ -292,7 +266,7 @@ def _delete_command_when_idle(ecs: CloudAssistant, command_id: str, batches: int
     """
     try:
         busy = [] if batches == 1 else [
-            i["InvokeId"] for i in ecs.invocations_of(command_id)
+            i["InvokeId"] for i in ecs.describe_invocations(command_id=command_id)
             if i.get("InvocationStatus") not in FINISHED_INVOCATION]
         if not busy:
             ecs.delete_command(command_id)

@@ -1,9 +1,10 @@
 """Turn an accepted command request into Cloud Assistant work, exactly once.
 
-CreateCommand (or the request's saved ``CommandId``), then InvokeCommand in batches of at most
-100 instances, each followed by a follow-up message for the collector. Every call carries a
-``ClientToken`` derived from the request's idempotency key, so a redelivered trigger gets the
-same command and the same invocations back instead of running the script twice.
+Resolve the command (CreateCommand, or the request's saved ``CommandId``), then per batch of at
+most 100 instances: InvokeCommand, record the invocation and queue its first follow-up for the
+collector. Every call carries a ``ClientToken`` derived from the request's idempotency key, so a
+redelivered trigger gets the same command and the same invocations back instead of running
+the script twice. A refusal cleans up after itself: nothing is left behind.
 """
 
 from __future__ import annotations
@@ -12,14 +13,16 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from shared.clients import Clients, CloudAssistant
+from shared.config import Settings
 from shared.errors import CloudCallError
 from shared.followup import DEADLINE_MARGIN, FollowUp, first_delay
-from shared.preflight import Ineligible
+from shared.preflight import Ineligible, Plan
+from shared.record import write_record
 from shared.request import DEFAULT_TIMEOUT, CommandRequest
-from shared.results import dumps, index_key, invoke_prefix, result_key, skipped_document
+from shared.results import dumps, invoke_prefix, result_key, skipped_document
 
 log = logging.getLogger("assistflow.dispatch")
 
@@ -57,90 +60,120 @@ def client_token(idempotency_key: str, purpose: str) -> str:
     return hashlib.sha256(f"{idempotency_key}|{purpose}".encode()).hexdigest()
 
 
-def request_key(idempotency_key: str) -> str:
-    """The stable id of a logical request (``RequestId`` in answers and results)."""
-    return "r-" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:24]
-
-
 def batches(instance_ids: tuple[str, ...], size: int = BATCH_SIZE) -> list[tuple[str, ...]]:
     return [instance_ids[i:i + size] for i in range(0, len(instance_ids), size)]
 
 
-def submit(request: CommandRequest, clients: Clients, *, source: str, idempotency_key: str,
-           request_id: str, targets: tuple[str, ...] | None = None,
-           skipped: tuple[Ineligible, ...] = (), command_timeout: int | None = None,
-           now: Callable[[], float] = time.time) -> Accepted:
-    """Create (or reuse) the command, invoke it on ``targets``, queue a follow-up per batch.
+def dispatch(request: CommandRequest, plan: Plan, clients: Clients, *, source: str,
+             idempotency_key: str, request_id: str,
+             now: Callable[[], float] = time.time) -> Accepted:
+    """Create (or reuse) the command, invoke it on the plan's instances, record each batch.
 
-    ``idempotency_key`` identifies the logical request (the caller's ``ClientToken`` if given,
-    else the webhook signature, queue message id or timer fire time). ``targets`` defaults to
-    all the request's instances; ``skipped`` are the ones pre-flight left out, recorded with the
-    first batch. Raises ``CloudCallError`` if Cloud Assistant refuses; if nothing was invoked,
-    an ad-hoc command created for this request is deleted again, so a refusal leaves nothing.
+    ``idempotency_key`` identifies the logical request (its ``ClientToken`` if given, else the
+    trigger's key); ``request_id`` is the id derived from it. Raises ``CloudCallError`` if
+    Cloud Assistant refuses.
     """
-    settings = clients.settings
     ecs = clients.ecs_in(request.region)
-    key = request.client_token or idempotency_key
-    # One id per logical request, whichever delivery of it this is: the results (result.json,
-    # summary.json) a duplicate delivery writes must be byte-identical to the first one's.
-    log.info("request %s is %s", request_id, request_key(key))
-    request_id = request_key(key)
-    bucket = request.output.bucket or settings.results_bucket
-    prefix = request.output.prefix or settings.results_prefix
     timeout = request.timeout if request.timeout is not None else (
-        command_timeout or DEFAULT_TIMEOUT)
-    command_id = request.command_id or ecs.create_command(
-        name=request.name, type_=request.type, content_b64=request.content_b64,
-        description=request.description, working_dir=request.working_dir, timeout=timeout,
-        enable_parameter=bool(request.parameters) or "{{" in request.content,
-        client_token=client_token(key, "create"),
-    )
+        plan.saved_timeout or DEFAULT_TIMEOUT)
+    command_id = resolve_command(request, ecs, idempotency_key, timeout)
+    groups = batches(plan.instance_ids)
+    first = _first_followup(request, clients.settings, command_id, source=source,
+                            request_id=request_id, submitted_at=now(), timeout=timeout,
+                            batches=len(groups))
     invoke_ids: list[str] = []
-    groups = batches(request.instance_ids if targets is None else targets)
-    submitted_at = now()
     try:
         for index, group in enumerate(groups):
-            invoke_id = ecs.invoke_command(
-                command_id=command_id, instance_ids=list(group),
-                client_token=client_token(key, f"invoke-{index}"),
-                parameters=dict(request.parameters) or None,
-                timeout=request.timeout if request.command_id else None,
-                working_dir=request.working_dir if request.command_id else "",
-                username=request.username, repeat_mode=request.repeat_mode,
-                frequency=request.frequency,
-            )
+            invoke_id = invoke_batch(request, ecs, command_id, group,
+                                     client_token(idempotency_key, f"invoke-{index}"))
             invoke_ids.append(invoke_id)
-            followup = FollowUp(
-                invoke_id=invoke_id, command_id=command_id,
-                region=request.region or settings.region, pending=group, attempt=1,
-                deadline=submitted_at + timeout + DEADLINE_MARGIN, bucket=bucket, prefix=prefix,
-                request_id=request_id, adhoc=request.adhoc,
-                source=source, submitted_at=submitted_at, periodic=request.periodic,
-                notify=_notify(request), batches=len(groups),
-                watchdog=settings.completion_events and len(group) <= settings.events_max_instances,
-            )
-            if index == 0 and skipped:
-                followup = _with_skipped(followup, skipped)
-                _record_skipped(clients, followup, skipped)
-            clients.results.put(index_key(invoke_id), followup.to_json().encode(),
-                                "application/json")
-            clients.queues.send(settings.followup_queue, followup.to_json(),
-                                first_delay(followup.watchdog))
-            log.info("invoked %s on %d instance(s) as %s", command_id, len(group), invoke_id)
+            watchdog = clients.settings.completion_events and \
+                len(group) <= clients.settings.events_max_instances
+            record_and_follow_up(clients, replace(first, invoke_id=invoke_id, pending=group,
+                                                  watchdog=watchdog),
+                                 plan.skipped if index == 0 else ())
+            log.info("request %s: invoked %s on %d instance(s) as %s", request_id, command_id,
+                     len(group), invoke_id)
     except CloudCallError as exc:
-        # A refusal leaves nothing behind. A transient failure keeps the command: the caller's
-        # retry (same idempotency key, so the same ClientToken) gets this CommandId back from
-        # CreateCommand and must find it still there.
-        if not invoke_ids and request.adhoc and not exc.transient:
-            _discard(ecs, command_id)
+        clean_up_refused(request, ecs, command_id, exc, invoked=bool(invoke_ids))
         raise
     return Accepted(
         command_id=command_id,
         invoke_ids=tuple(invoke_ids),
-        locations=tuple(f"oss://{bucket}/{invoke_prefix(prefix, i)}" for i in invoke_ids),
+        locations=tuple(f"oss://{first.bucket}/{invoke_prefix(first.prefix, i)}"
+                        for i in invoke_ids),
         request_id=request_id,
-        skipped=skipped,
+        skipped=plan.skipped,
         batches=tuple(groups),
+    )
+
+
+def resolve_command(request: CommandRequest, ecs: CloudAssistant, idempotency_key: str,
+                    timeout: int) -> str:
+    """The request's saved ``CommandId``, or the ad-hoc command created for it (the same one
+    again for a redelivery: same ClientToken)."""
+    if request.command_id:
+        return request.command_id
+    return ecs.create_command(
+        name=request.name, type_=request.type, content_b64=request.content_b64,
+        description=request.description, working_dir=request.working_dir, timeout=timeout,
+        enable_parameter=bool(request.parameters) or "{{" in request.content,
+        client_token=client_token(idempotency_key, "create"),
+    )
+
+
+def invoke_batch(request: CommandRequest, ecs: CloudAssistant, command_id: str,
+                 group: tuple[str, ...], token: str) -> str:
+    """InvokeCommand on one batch of instances; its InvokeId. A saved command takes the
+    request's Timeout and WorkingDir here (an ad-hoc one got them at creation)."""
+    return ecs.invoke_command(
+        command_id=command_id, instance_ids=list(group), client_token=token,
+        parameters=dict(request.parameters) or None,
+        timeout=request.timeout if request.command_id else None,
+        working_dir=request.working_dir if request.command_id else "",
+        username=request.username, repeat_mode=request.repeat_mode,
+        frequency=request.frequency,
+    )
+
+
+def record_and_follow_up(clients: Clients, followup: FollowUp,
+                         skipped: tuple[Ineligible, ...] = ()) -> None:
+    """Record the invocation and queue its first follow-up; the first batch also carries (and
+    stores a result.json for) the instances pre-flight skipped."""
+    if skipped:
+        followup = _with_skipped(followup, skipped)
+        _record_skipped(clients, followup, skipped)
+    write_record(clients.results, followup)
+    clients.queues.send(clients.settings.followup_queue, followup.to_json(),
+                        first_delay(followup.watchdog))
+
+
+def clean_up_refused(request: CommandRequest, ecs: CloudAssistant, command_id: str,
+                     exc: CloudCallError, invoked: bool) -> None:
+    """After a failed InvokeCommand: a refusal leaves nothing behind, so the ad-hoc command made
+    for it is deleted if nothing was invoked. A transient failure keeps the command: the
+    caller's retry (same idempotency key, so the same ClientToken) gets this CommandId back
+    from CreateCommand and must find it still there."""
+    if invoked or not request.adhoc or exc.transient:
+        return
+    try:
+        ecs.delete_command(command_id)
+    except CloudCallError as err:  # the refusal matters more than the clean-up
+        log.warning("could not delete command %s after a refused invocation: %s",
+                    command_id, err)
+
+
+def _first_followup(request: CommandRequest, settings: Settings, command_id: str, *,
+                    source: str, request_id: str, submitted_at: float, timeout: int,
+                    batches: int) -> FollowUp:
+    """What every batch's first follow-up shares (each sets its invoke id and instances)."""
+    return FollowUp(
+        invoke_id="", command_id=command_id, region=request.region or settings.region,
+        pending=(), attempt=1, deadline=submitted_at + timeout + DEADLINE_MARGIN,
+        bucket=request.output.bucket or settings.results_bucket,
+        prefix=request.output.prefix or settings.results_prefix, request_id=request_id,
+        adhoc=request.adhoc, source=source, submitted_at=submitted_at, periodic=request.periodic,
+        notify=_notify(request), batches=batches,
     )
 
 
@@ -154,8 +187,6 @@ def _notify(request: CommandRequest) -> dict[str, str] | None:
 
 def _with_skipped(followup: FollowUp, skipped: tuple[Ineligible, ...]) -> FollowUp:
     """Carry the skipped instances with the first batch, as many as fit in one message."""
-    from dataclasses import replace
-
     pairs = tuple((i.instance_id, i.reason) for i in skipped)
     candidate = replace(followup, skipped=pairs, skipped_count=len(pairs))
     while len(candidate.to_json()) > MAX_FOLLOWUP_BYTES and candidate.skipped:
@@ -171,11 +202,3 @@ def _record_skipped(clients: Clients, followup: FollowUp,
         results.put(result_key(followup.prefix, followup.invoke_id, item.instance_id),
                     dumps(skipped_document(item.instance_id, item.reason, item.message,
                                            followup)), "application/json")
-
-
-def _discard(ecs: CloudAssistant, command_id: str) -> None:
-    try:
-        ecs.delete_command(command_id)
-    except CloudCallError as exc:  # the refusal matters more than the clean-up
-        log.warning("could not delete command %s after a refused invocation: %s",
-                    command_id, exc)

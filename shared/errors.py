@@ -104,6 +104,15 @@ class UnsupportedMediaTypeError(AssistflowError):
     status = 415
 
 
+# Error codes that say "try again later" in Alibaba Cloud's APIs, whatever the HTTP status:
+# throttling, the services' internal errors, a ClientToken still being processed, and
+# aliyunsdkcore's own code for a network failure (aliyun-python-sdk-core 2.16.1,
+# ``aliyunsdkcore/acs_exception/error_code.py``: SDK_HTTP_ERROR).
+TRANSIENT_CODES = frozenset({"Throttling", "Throttling.User", "Throttling.Api", "InternalError",
+                             "InternalError.Dispatch", "UnknownError", "ServiceUnavailable",
+                             "IdempotentProcessing", "SDK.HttpError"})
+
+
 class CloudCallError(AssistflowError):
     """A cloud API refused the work for a reason the caller can act on (bad instance id, …)."""
 

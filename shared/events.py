@@ -1,14 +1,20 @@
 """Read-only views of the Function Compute 3.0 events assistflow's functions receive.
 
-FC passes ``event`` as bytes. Shapes (research function-compute.md §1.4, §2.1, §2.3):
+FC passes ``event`` as bytes (https://www.alibabacloud.com/help/doc-detail/158690.html). Shapes:
 
 * HTTP trigger: ``{"version", "rawPath", "headers", "queryParameters", "body",
   "isBase64Encoded", "requestContext": {"http": {"method", …}, "requestId", …}}``; the handler
-  returns ``{"statusCode", "headers", "body", "isBase64Encoded"}``.
+  returns ``{"statusCode", "headers", "body", "isBase64Encoded"}``
+  (https://www.alibabacloud.com/help/en/functioncompute/fc-3-0/user-guide/http-trigger-invoking-function).
 * MNS queue trigger (EventBridge): a CloudEvent (or a list of them when batching) whose
-  ``data`` is ``{"requestId", "messageId", "messageBody"}``; ``messageBody`` is Base64 unless
-  the trigger sets ``IsBase64Decode``.
-* Timer trigger: ``{"triggerTime", "triggerName", "payload"}`` with ``payload`` a string.
+  ``data`` is ``{"requestId", "messageId", "messageBody"}``
+  (https://www.alibabacloud.com/help/en/functioncompute/fc/mns-queue-triggers); ``messageBody``
+  is Base64 unless the trigger sets ``IsBase64Decode`` (https://www.alibabacloud.com/help/en/
+  functioncompute/fc/developer-reference/api-fc-2023-03-30-struct-sourcemnsparameters).
+* Timer trigger: ``{"triggerTime", "triggerName", "payload"}`` with ``payload`` a string
+  (https://www.alibabacloud.com/help/en/functioncompute/fc-3-0/user-guide/formats-of-event-for-different-triggers-1).
+
+The collector's inputs are parsed in ``shared.collector_events``.
 """
 
 from __future__ import annotations
@@ -27,7 +33,8 @@ class EventInvalidError(AssistflowError):
     status = 400
 
 
-def _load(event: bytes | str | dict[str, Any] | list[Any]) -> Any:
+def load_event(event: bytes | str | dict[str, Any] | list[Any]) -> Any:
+    """The event as JSON data (FC passes bytes; tests may pass the data itself)."""
     if isinstance(event, (dict, list)):
         return event
     try:
@@ -48,7 +55,7 @@ class HttpEvent:
 
     @classmethod
     def parse(cls, event: bytes | str | dict[str, Any]) -> HttpEvent:
-        data = _load(event)
+        data = load_event(event)
         if not isinstance(data, dict) or "requestContext" not in data:
             raise EventInvalidError("not an FC 3.0 HTTP trigger event")
         raw = data.get("body") or ""
@@ -96,7 +103,7 @@ class QueueMessage:
 
 def queue_messages(event: bytes | str | dict[str, Any] | list[Any]) -> list[QueueMessage]:
     """The MNS messages in an EventBridge MNS-queue event (one CloudEvent or a batch)."""
-    data = _load(event)
+    data = load_event(event)
     items = data if isinstance(data, list) else [data]
     messages = []
     for item in items:
@@ -126,15 +133,15 @@ def _text_body(body: str) -> str:
 class TimerEvent:
     trigger_time: str
     trigger_name: str
-    payload: str
+    payload: str  # the trigger's configured string
 
-
-def timer_event(event: bytes | str | dict[str, Any]) -> TimerEvent:
-    """The FC timer event; ``payload`` is the trigger's configured string."""
-    data = _load(event)
-    if not isinstance(data, dict) or "triggerTime" not in data or "triggerName" not in data:
-        raise EventInvalidError("not an FC timer event: triggerTime and triggerName are required")
-    payload = data.get("payload", "")
-    if not isinstance(payload, str):  # tolerate a payload given as an object
-        payload = json.dumps(payload)
-    return TimerEvent(str(data["triggerTime"]), str(data["triggerName"]), payload)
+    @classmethod
+    def parse(cls, event: bytes | str | dict[str, Any]) -> TimerEvent:
+        data = load_event(event)
+        if not isinstance(data, dict) or "triggerTime" not in data or "triggerName" not in data:
+            raise EventInvalidError("not an FC timer event: triggerTime and triggerName are "
+                                    "required")
+        payload = data.get("payload", "")
+        if not isinstance(payload, str):  # tolerate a payload given as an object
+            payload = json.dumps(payload)
+        return cls(str(data["triggerTime"]), str(data["triggerName"]), payload)

@@ -1,15 +1,21 @@
-"""The follow-up message: what the collector needs to finish one invocation.
+"""The follow-up message, and the invocation record it extends.
 
-Small JSON in the follow-up queue, safe to deliver twice (the collector's writes are
-idempotent). Each time instances are still running, the collector sends a new follow-up with
-only those instances, ``attempt`` + 1, and a longer delay.
+An ``InvocationRecord`` is what the deployment knows of one invocation it made: where its
+results go, who asked (request id, source), whom to notify, which instances it runs on. A
+``FollowUp`` is that record plus the collector's progress (attempt, retries, periodic runs
+stored), sent through the follow-up queue: small JSON, safe to deliver twice (the collector's
+writes are idempotent). Each time instances are still running, the collector sends a new
+follow-up with only those instances in ``pending``, ``attempt`` + 1, and a longer delay.
 
 ```json
 {"version": 1, "invoke_id": "t-…", "command_id": "c-…", "region": "cn-hangzhou",
  "pending": ["i-…"], "attempt": 1, "deadline": 1764130000.0, "bucket": "…",
- "prefix": "results", "request_id": "…", "adhoc": true, "source": "http",
+ "prefix": "results", "request_id": "r-…", "adhoc": true, "source": "http",
  "submitted_at": 1764129900.0}
 ```
+
+The record is stored (``shared.record``) as the invocation's first follow-up, in this same
+format, so one parser reads both.
 """
 
 from __future__ import annotations
@@ -37,17 +43,18 @@ class FollowUpInvalidError(AssistflowError):
 
 
 @dataclass(frozen=True)
-class FollowUp:
+class InvocationRecord:
+    """One invocation the deployment made, as the collector needs to store its results."""
+
     invoke_id: str
     command_id: str
     region: str
-    pending: tuple[str, ...]
-    attempt: int
-    deadline: float
+    pending: tuple[str, ...]  # instances not stored yet; in the record, all of the batch's
+    deadline: float  # when the collector stops waiting (Timeout + DEADLINE_MARGIN)
     bucket: str
     prefix: str
-    request_id: str
-    adhoc: bool
+    request_id: str  # the logical request's r-… id
+    adhoc: bool  # an ad-hoc command, deleted once its invocations are finished
     source: str
     submitted_at: float
     version: int = VERSION
@@ -55,10 +62,17 @@ class FollowUp:
     notify: dict[str, str] | None = None  # {"Url"|"Queue"|"Topic": target} on completion
     skipped: tuple[tuple[str, str], ...] = ()  # (instance id, reason) left out by pre-flight
     skipped_count: int = 0  # all skipped, even if the list was cut to fit a message
-    runs: tuple[tuple[str, int], ...] = ()  # periodic: last run stored per instance
-    retries: int = 0  # consecutive looks that failed on a transient cloud error
     watchdog: bool = False  # completion events do the storing; looks are a safety net
     batches: int = 1  # InvokeCommand calls made for the request (one follow-up stream each)
+
+
+@dataclass(frozen=True)
+class FollowUp(InvocationRecord):
+    """An invocation record plus the collector's progress on it."""
+
+    attempt: int = 1  # the look this follow-up asks for
+    runs: tuple[tuple[str, int], ...] = ()  # periodic: last run stored per instance
+    retries: int = 0  # consecutive looks that failed on a transient cloud error
 
     def to_json(self) -> str:
         data = asdict(self)

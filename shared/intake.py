@@ -1,62 +1,105 @@
-"""From a trigger's raw request to Cloud Assistant work: the path every adapter shares.
+"""From a trigger's delivery to Cloud Assistant work: the path every adapter shares.
 
-validate (schema) -> allow-list -> pre-flight -> dispatch. Each step raises an
-``AssistflowError`` with a code, an HTTP-ish status and, where it has several reasons, the
-``Errors`` list — the one JSON shape all triggers answer with. Nothing is created unless every
-check before dispatch passed.
+validate (JSON Schema) -> check_allowed (the deployment's allow-list) -> preflight (saved
+command, instance states) -> dispatch (CreateCommand, InvokeCommand, record, follow-up). Each
+step raises an ``AssistflowError`` with a code, an HTTP-ish status and, where it has several
+reasons, the ``Errors`` list — the one JSON shape all triggers answer with. Nothing is created
+unless every check before dispatch passed.
+
+Every answer carries ``RequestId``: the id of the *logical* request, ``r-`` and 24 hex digits
+derived from its idempotency key — the request's ``ClientToken`` when the body is valid and has
+one, else the trigger's key (webhook signature, MNS message id, timer name and fire time), else,
+for a delivery with no key at all (an unsigned webhook), the FC request id. Every delivery of
+one request gets the same id, and ``result.json`` / ``summary.json`` carry it too. The FC
+request id of the delivery is logged beside it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from typing import Any
 
-from shared.clients import Clients
-from shared.dispatch import Accepted, submit
-from shared.errors import IneligibleInstancesError, Violation
+from shared.clients import Clients, default_clients
+from shared.dispatch import Accepted, dispatch
+from shared.errors import AssistflowError
 from shared.policy import check_allowed
-from shared.preflight import ineligible_instances
+from shared.preflight import Plan, preflight
 from shared.request import CommandRequest, parse_request
 
 log = logging.getLogger("assistflow.intake")
 
 
-def accept(body: bytes | str | dict[str, Any], clients: Clients, *, source: str,
-           idempotency_key: str, request_id: str) -> Accepted:
-    """Validate, check and submit one command request. See the module docstring."""
-    request = parse_request(body)
-    check_allowed(request, clients.settings)
-    return run(request, clients, source=source, idempotency_key=idempotency_key,
-               request_id=request_id)
+def request_id_of(idempotency_key: str) -> str:
+    """The id of the logical request whose idempotency key is ``idempotency_key``."""
+    return "r-" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:24]
 
 
-def run(request: CommandRequest, clients: Clients, *, source: str, idempotency_key: str,
-        request_id: str) -> Accepted:
-    """Pre-flight and dispatch an already validated and allowed request."""
-    ecs = clients.ecs_in(request.region)
-    command_type, command_timeout = request.type, None
-    if request.command_id:  # a saved command: its type decides which OS it fits
-        saved = ecs.describe_command(request.command_id)
-        command_type = command_type or str(saved.get("Type", ""))
-        command_timeout = int(saved.get("Timeout") or 0) or None
-    targets = request.instance_ids
-    skipped: tuple[Any, ...] = ()
-    if clients.settings.preflight:
-        ineligible = ineligible_instances(ecs, request.instance_ids, command_type)
-        if ineligible and (not request.skip_ineligible or len(ineligible) == len(targets)):
-            index = {instance_id: n for n, instance_id in enumerate(request.instance_ids)}
-            raise IneligibleInstancesError(
-                f"{len(ineligible)} of {len(targets)} instance(s) cannot run the command now"
-                + ("" if request.skip_ineligible else
-                   "; fix them, drop them, or send OnIneligible: Skip to run on the rest"),
-                [Violation(f"$.InstanceIds[{index[i.instance_id]}]", i.reason, i.message,
-                           i.instance_id) for i in ineligible])
-        if ineligible:
-            skipped = tuple(ineligible)
-            gone = {i.instance_id for i in ineligible}
-            targets = tuple(i for i in targets if i not in gone)
-            log.info("skipping %d ineligible instance(s): %s", len(skipped),
-                     ", ".join(f"{i.instance_id} ({i.reason})" for i in skipped))
-    return submit(request, clients, source=source, idempotency_key=idempotency_key,
-                  request_id=request_id, targets=targets, skipped=skipped,
-                  command_timeout=command_timeout)
+class Intake:
+    """One delivery of a command request on its way through the steps above.
+
+    ``source`` is the trigger (http, queue, timer, cli); ``key`` its idempotency key, set as
+    soon as it is known (a webhook's once its signature is verified); ``request`` the valid
+    request, once validated. ``clients`` default to the function instance's.
+    """
+
+    def __init__(self, source: str, *, key: str = "", fc_request_id: str = "",
+                 clients: Clients | None = None) -> None:
+        self.source = source
+        self.key = key
+        self.fc_request_id = fc_request_id
+        self.request: CommandRequest | None = None
+        self._clients = clients
+
+    @property
+    def clients(self) -> Clients:
+        if self._clients is None:
+            self._clients = default_clients()
+        return self._clients
+
+    @property
+    def idempotency_key(self) -> str:
+        token = self.request.client_token if self.request else ""
+        return token or self.key or f"fc:{self.fc_request_id}"
+
+    @property
+    def request_id(self) -> str:
+        return request_id_of(self.idempotency_key)
+
+    def accept(self, body: bytes | str | dict[str, Any]) -> Accepted:
+        """Every step, in order."""
+        self.validate(body)
+        self.check_allowed()
+        return self.dispatch(self.preflight())
+
+    def validate(self, body: bytes | str | dict[str, Any]) -> CommandRequest:
+        """``RequestInvalidError`` with every violation, or the typed request."""
+        self.request = parse_request(body)
+        return self.request
+
+    def check_allowed(self) -> None:
+        check_allowed(self._validated(), self.clients.settings)
+
+    def preflight(self) -> Plan:
+        return preflight(self._validated(), self.clients)
+
+    def dispatch(self, plan: Plan) -> Accepted:
+        accepted = dispatch(self._validated(), plan, self.clients, source=self.source,
+                            idempotency_key=self.idempotency_key, request_id=self.request_id)
+        log.info("%s via %s accepted: %s", self.label, self.source,
+                 ", ".join(accepted.invoke_ids))
+        return accepted
+
+    def refusal(self, err: AssistflowError) -> dict[str, Any]:
+        """The answer to a refused delivery: the error's shape and the logical request's id."""
+        return {**err.to_dict(), "RequestId": self.request_id}
+
+    @property
+    def label(self) -> str:
+        """For log lines: the logical request's id with the FC request id beside it."""
+        return f"request {self.request_id} (FC request {self.fc_request_id or '-'})"
+
+    def _validated(self) -> CommandRequest:
+        if self.request is None:
+            raise AssertionError("validate the request first")
+        return self.request

@@ -3,8 +3,8 @@
 Targets (the request's ``Notify``): ``Url`` receives a POST of the summary signed like the
 webhook (``X-Assistflow-Timestamp`` / ``X-Assistflow-Signature`` with the webhook secret, plus
 ``X-Assistflow-Event: invocation.completed``); ``Queue`` receives the summary as an MNS message;
-``Topic`` gets it published. A marker object claimed with ``x-oss-forbid-overwrite`` makes a
-redelivered final follow-up skip a notification that was already sent.
+``Topic`` gets it published. A marker object (``Results.claim``) makes a redelivered final
+follow-up skip a notification that was already sent.
 """
 
 from __future__ import annotations
@@ -28,16 +28,12 @@ CALLBACK_TIMEOUT = 10
 def notify_once(clients: Clients, results: Results, marker_key: str, target: dict[str, str],
                 summary: dict[str, Any]) -> bool:
     """Send the completion notification unless it was sent before; True if sent now."""
-    try:
-        results.put(marker_key, b"", "application/octet-stream", forbid_overwrite=True)
-    except CloudCallError as exc:
-        if exc.error_code == "FileAlreadyExists":
-            return False
-        raise
+    if not results.claim(marker_key):
+        return False
     try:
         _send(clients, target, summary)
     except Exception:
-        results.delete(marker_key)  # not sent: let the redelivered follow-up try again
+        results.release(marker_key)  # not sent: let the redelivered follow-up try again
         raise
     return True
 

@@ -2,14 +2,20 @@
 
 DescribeInstances (status, OS) and DescribeCloudAssistantStatus (agent heartbeat) before any
 InvokeCommand, so a request learns *per instance* that it is stopped, has no agent online, or
-runs the wrong OS for ``Type`` — instead of a failed invocation minutes later.
+runs the wrong OS for ``Type`` — instead of a failed invocation minutes later. A saved command
+(``CommandId``) is looked up first: its type decides which OS it fits.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
-from shared.clients import CloudAssistant
+from shared.clients import Clients, CloudAssistant
+from shared.errors import IneligibleInstancesError, Violation
+from shared.request import CommandRequest
+
+log = logging.getLogger("assistflow.preflight")
 
 WINDOWS_TYPES = ("RunPowerShellScript", "RunBatScript")
 
@@ -19,6 +25,44 @@ class Ineligible:
     instance_id: str
     reason: str  # InstanceNotFound | InstanceNotRunning | AgentNotOnline | OSTypeMismatch
     message: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What pre-flight decided: where the command runs, and what it left out."""
+
+    instance_ids: tuple[str, ...]
+    skipped: tuple[Ineligible, ...] = ()
+    saved_timeout: int | None = None  # the saved command's Timeout, if the request names one
+
+
+def preflight(request: CommandRequest, clients: Clients) -> Plan:
+    """The instances to run ``request`` on; ``IneligibleInstancesError`` (one violation per
+    instance) if some cannot run it and the request says Refuse, or none can."""
+    ecs = clients.ecs_in(request.region)
+    command_type, saved_timeout = request.type, None
+    if request.command_id:  # a saved command: its type decides which OS it fits
+        saved = ecs.describe_command(request.command_id)
+        command_type = command_type or str(saved.get("Type", ""))
+        saved_timeout = int(saved.get("Timeout") or 0) or None
+    targets = request.instance_ids
+    if not clients.settings.preflight:
+        return Plan(targets, (), saved_timeout)
+    ineligible = ineligible_instances(ecs, targets, command_type)
+    if ineligible and (not request.skip_ineligible or len(ineligible) == len(targets)):
+        index = {instance_id: n for n, instance_id in enumerate(targets)}
+        raise IneligibleInstancesError(
+            f"{len(ineligible)} of {len(targets)} instance(s) cannot run the command now"
+            + ("" if request.skip_ineligible else
+               "; fix them, drop them, or send OnIneligible: Skip to run on the rest"),
+            [Violation(f"$.InstanceIds[{index[i.instance_id]}]", i.reason, i.message,
+                       i.instance_id) for i in ineligible])
+    if ineligible:
+        log.info("skipping %d ineligible instance(s): %s", len(ineligible),
+                 ", ".join(f"{i.instance_id} ({i.reason})" for i in ineligible))
+        gone = {i.instance_id for i in ineligible}
+        targets = tuple(i for i in targets if i not in gone)
+    return Plan(targets, tuple(ineligible), saved_timeout)
 
 
 def ineligible_instances(ecs: CloudAssistant, instance_ids: tuple[str, ...],

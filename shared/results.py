@@ -7,8 +7,8 @@
 {prefix}/{InvokeId}/{InstanceId}/runs/{n}/…      each run of a periodic invocation
 ```
 
-Documents are built only from what Cloud Assistant returned and the follow-up, so writing them
-again for a redelivered follow-up produces the same bytes.
+Documents are built only from what Cloud Assistant returned and the invocation's record, so
+writing them again for a redelivered follow-up produces the same bytes.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import json
 from collections import Counter
 from typing import Any
 
-from shared.followup import FollowUp
+from shared.followup import InvocationRecord
 
 TERMINAL = frozenset({"Success", "Failed", "Timeout", "Error", "Invalid", "Aborted",
                       "Cancelled", "Terminated"})
@@ -67,12 +67,13 @@ def dumps(document: dict[str, Any]) -> bytes:
     return (json.dumps(document, ensure_ascii=False, indent=2, sort_keys=True) + "\n").encode()
 
 
-def result_document(record: dict[str, Any], followup: FollowUp, output_bytes: int) -> dict[str, Any]:
+def result_document(record: dict[str, Any], invocation: InvocationRecord,
+                    output_bytes: int) -> dict[str, Any]:
     """``result.json`` for one terminal per-instance record of DescribeInvocationResults."""
     dropped = int(record.get("Dropped") or 0)
     return {
-        "InvokeId": followup.invoke_id,
-        "CommandId": followup.command_id,
+        "InvokeId": invocation.invoke_id,
+        "CommandId": invocation.command_id,
         "InstanceId": record["InstanceId"],
         "Status": record["InvocationStatus"],
         "ExitCode": record.get("ExitCode"),
@@ -83,33 +84,33 @@ def result_document(record: dict[str, Any], followup: FollowUp, output_bytes: in
         "OutputBytes": output_bytes,
         "Dropped": dropped,
         "Truncated": dropped > 0,
-        "RequestId": followup.request_id,
-        "Source": followup.source,
+        "RequestId": invocation.request_id,
+        "Source": invocation.source,
     }
 
 
-def collector_timeout_document(instance_id: str, followup: FollowUp) -> dict[str, Any]:
+def collector_timeout_document(instance_id: str, invocation: InvocationRecord) -> dict[str, Any]:
     """``result.json`` for an instance still not finished when the collector's deadline passed."""
     return {
-        "InvokeId": followup.invoke_id, "CommandId": followup.command_id,
+        "InvokeId": invocation.invoke_id, "CommandId": invocation.command_id,
         "InstanceId": instance_id, "Status": COLLECTOR_TIMEOUT, "ExitCode": None,
         "ErrorCode": COLLECTOR_TIMEOUT,
         "ErrorInfo": "the collector stopped waiting: the instance had not finished by the "
                      "command's Timeout plus a margin; check it with DescribeInvocationResults",
         "StartTime": "", "FinishedTime": "", "OutputBytes": 0, "Dropped": 0, "Truncated": False,
-        "RequestId": followup.request_id, "Source": followup.source,
+        "RequestId": invocation.request_id, "Source": invocation.source,
     }
 
 
 def skipped_document(instance_id: str, reason: str, message: str,
-                     followup: FollowUp) -> dict[str, Any]:
+                     invocation: InvocationRecord) -> dict[str, Any]:
     """``result.json`` for an instance pre-flight left out (it never ran)."""
     return {
-        "InvokeId": followup.invoke_id, "CommandId": followup.command_id,
+        "InvokeId": invocation.invoke_id, "CommandId": invocation.command_id,
         "InstanceId": instance_id, "Status": SKIPPED, "ExitCode": None, "ErrorCode": reason,
         "ErrorInfo": message, "StartTime": "", "FinishedTime": "", "OutputBytes": 0,
-        "Dropped": 0, "Truncated": False, "RequestId": followup.request_id,
-        "Source": followup.source,
+        "Dropped": 0, "Truncated": False, "RequestId": invocation.request_id,
+        "Source": invocation.source,
     }
 
 
@@ -133,36 +134,16 @@ def overall_status(statuses: list[str]) -> str:
     return "Stopped" if statuses and all(s in STOPPED for s in statuses) else "Failed"
 
 
-def index_key(invoke_id: str) -> str:
-    """Where the deployment records each invocation it made (bucket of the deployment).
-
-    The record — the first follow-up: request id, source, output location, notify target —
-    lets a TaskCompleted event (which carries only Cloud Assistant's ids) be stored in the
-    right place, and tells assistflow's invocations apart from anyone else's in the account.
-    """
-    return f"invocations/{invoke_id}.json"
-
-
-def finishing_key(invoke_id: str) -> str:
-    """Marker (beside the record) that a TaskCompleted handler took on finishing ``invoke_id``."""
-    return f"invocations/{invoke_id}.finishing"
-
-
-def notified_key(invoke_id: str) -> str:
-    """Marker (beside the record) that the completion notification of ``invoke_id`` was sent."""
-    return f"invocations/{invoke_id}.notified"
-
-
-def summary_document(followup: FollowUp, results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def summary_document(invocation: InvocationRecord, results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """``summary.json``: overall status, counts per status and an index of every instance."""
     statuses = [doc["Status"] for doc in results.values() if doc["Status"] != SKIPPED]
     counts = Counter(doc["Status"] for doc in results.values())
-    if followup.skipped_count > len(followup.skipped):  # the list was cut to fit a message
-        counts[SKIPPED] += followup.skipped_count - len(followup.skipped)
+    if invocation.skipped_count > len(invocation.skipped):  # the list was cut to fit a message
+        counts[SKIPPED] += invocation.skipped_count - len(invocation.skipped)
     return {
-        "InvokeId": followup.invoke_id,
-        "CommandId": followup.command_id,
-        "RegionId": followup.region,
+        "InvokeId": invocation.invoke_id,
+        "CommandId": invocation.command_id,
+        "RegionId": invocation.region,
         "Status": overall_status(statuses),
         "Counts": dict(sorted(counts.items())),
         "InstanceCount": sum(counts.values()),
@@ -172,14 +153,14 @@ def summary_document(followup: FollowUp, results: dict[str, dict[str, Any]]) -> 
                           if doc.get("StartTime")), default=""),
         "FinishedAt": max((doc.get("FinishedTime") or "" for doc in results.values()),
                           default=""),
-        "RequestId": followup.request_id,
-        "Source": followup.source,
+        "RequestId": invocation.request_id,
+        "Source": invocation.source,
         "Instances": {
             instance_id: {
                 "Status": doc["Status"], "ExitCode": doc["ExitCode"],
                 "Truncated": doc["Truncated"],
-                "Output": output_key(followup.prefix, followup.invoke_id, instance_id),
-                "Result": result_key(followup.prefix, followup.invoke_id, instance_id),
+                "Output": output_key(invocation.prefix, invocation.invoke_id, instance_id),
+                "Result": result_key(invocation.prefix, invocation.invoke_id, instance_id),
             }
             for instance_id, doc in sorted(results.items())
         },

@@ -16,7 +16,7 @@ from typing import Any
 from shared.clients import default_clients
 from shared.errors import AssistflowError
 from shared.events import queue_messages
-from shared.intake import accept
+from shared.intake import Intake
 
 log = logging.getLogger("assistflow.submit_queue")
 
@@ -25,13 +25,13 @@ def handler(event: bytes, context: Any) -> dict[str, Any]:
     clients = default_clients()
     accepted = []
     for message in queue_messages(event):
+        intake = Intake("queue", key=f"mns:{message.message_id}", clients=clients,
+                        fc_request_id=getattr(context, "request_id", ""))
         try:
-            result = accept(message.body, clients, source="queue",
-                            idempotency_key=f"mns:{message.message_id}",
-                            request_id=getattr(context, "request_id", "") or message.message_id)
+            result = intake.accept(message.body)
         except AssistflowError as err:
-            log.error("message %s refused (%s): %s", message.message_id, err.code,
-                      json.dumps(err.to_dict(), ensure_ascii=False))
+            log.error("message %s, %s refused: %s", message.message_id, intake.label,
+                      json.dumps(intake.refusal(err), ensure_ascii=False))
             raise
         accepted.append({"MessageId": message.message_id, **result.to_dict()})
     return {"accepted": accepted}

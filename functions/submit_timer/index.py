@@ -11,22 +11,21 @@ import json
 import logging
 from typing import Any
 
-from shared.clients import default_clients
 from shared.errors import AssistflowError
-from shared.events import timer_event
-from shared.intake import accept
+from shared.events import TimerEvent
+from shared.intake import Intake
 
 log = logging.getLogger("assistflow.submit_timer")
 
 
 def handler(event: bytes, context: Any) -> dict[str, Any]:
-    timer = timer_event(event)
+    timer = TimerEvent.parse(event)
+    intake = Intake("timer", key=f"timer:{timer.trigger_name}:{timer.trigger_time}",
+                    fc_request_id=getattr(context, "request_id", ""))
     try:
-        accepted = accept(timer.payload, default_clients(), source="timer",
-                          idempotency_key=f"timer:{timer.trigger_name}:{timer.trigger_time}",
-                          request_id=getattr(context, "request_id", ""))
+        accepted = intake.accept(timer.payload)
     except AssistflowError as err:
-        log.error("timer %s at %s refused (%s): %s", timer.trigger_name, timer.trigger_time,
-                  err.code, json.dumps(err.to_dict(), ensure_ascii=False))
+        log.error("timer %s at %s, %s refused: %s", timer.trigger_name, timer.trigger_time,
+                  intake.label, json.dumps(intake.refusal(err), ensure_ascii=False))
         raise
     return accepted.to_dict()

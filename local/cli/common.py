@@ -10,6 +10,8 @@ functions use serve both clouds.
 from __future__ import annotations
 
 import argparse
+import base64
+import binascii
 import json
 import os
 import socket
@@ -209,6 +211,21 @@ def target(args: argparse.Namespace) -> Target:
 
 def _split(value: str) -> tuple[str, ...]:
     return tuple(item for item in value.replace(",", " ").split() if item)
+
+
+# -- Cloud Assistant's records --------------------------------------------------------------------
+
+def instances_of(invocation: dict[str, Any]) -> list[dict[str, Any]]:
+    """The per-instance records of one DescribeInvocations ``Invocation``."""
+    return list((invocation.get("InvokeInstances") or {}).get("InvokeInstance") or [])
+
+
+def decode(content: str) -> str:
+    """A Base64 ``CommandContent`` / ``Output`` as text (as-is if it is not Base64)."""
+    try:
+        return base64.b64decode(content or "", validate=True).decode("utf-8", errors="replace")
+    except (binascii.Error, ValueError):
+        return content or ""
 
 
 # -- output -------------------------------------------------------------------------------------

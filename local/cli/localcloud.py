@@ -2,22 +2,19 @@
 
 ``up`` starts the local cloud in the foreground (what ``make run`` calls); Ctrl-C stops it.
 ``invoke FUNCTION --event FILE`` runs one function once through Function Compute's invoke API
-with the official aliyun-fc2 client — like ``sam local invoke``. ``events`` lists or prints the
-canonical events of ``events/`` — like ``sam local generate-event``.
+(``local.fc_client``) — like ``sam local invoke``. ``events`` lists or prints the canonical
+events of ``events/`` — like ``sam local generate-event``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
-import os
 import re
 import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any
 
 from local.cli.common import EXIT_FAILED, EXIT_USAGE, CliError, emit_json, load_endpoints, table
 from local.state import state_dir
@@ -110,22 +107,10 @@ def _signed_http_event(payload: bytes, secret: str) -> bytes:
     return json.dumps(event).encode()
 
 
-def _quiet_fc2() -> None:
-    """fc2 logs every failed call on the root logger at ERROR, request headers (the signature)
-    included; this command prints its own one-line message instead."""
-    def drop(record: logging.LogRecord) -> bool:
-        return f"{os.sep}fc2{os.sep}" not in record.pathname
-
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(drop)
-
-
 def cmd_invoke(args: argparse.Namespace) -> int:
-    import fc2
-    import requests
-    from fc2.fc_exceptions import FcError
+    from local.fc_client import FunctionCompute
+    from shared.errors import CloudCallError
 
-    _quiet_fc2()
     try:
         endpoints = load_endpoints(args.state_dir, probe="fc", remote_hint=False)
         function = _function_name(args.function, list(endpoints.get("functions") or []))
@@ -135,46 +120,30 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     except CliError as exc:
         print(f"assistflow invoke: {exc.message}", file=sys.stderr)
         return EXIT_USAGE
-    client = fc2.Client(endpoint=endpoints["fc"], accessKeyID=endpoints["access_key_id"],
-                        accessKeySecret=endpoints["access_key_secret"], Timeout=args.timeout)
-    headers = {"x-fc-invocation-type": "Async"} if args.async_ else {}
+    fc = FunctionCompute(endpoints["fc"], endpoints["access_key_id"],
+                         endpoints["access_key_secret"], timeout=args.timeout)
     try:
-        response = client.invoke_function(args.service, function, payload=payload,
-                                          headers=headers)
-    except FcError as exc:
-        return _report_error(function, exc)
-    except requests.RequestException as exc:
-        print(f"assistflow invoke: {function}: the local cloud did not answer: {exc}",
-              file=sys.stderr)
+        invoked = fc.invoke(args.service, function, payload, asynchronous=args.async_)
+    except CloudCallError as exc:
+        reason = ("the local cloud did not answer: " if exc.error_code == "NetworkError"
+                  else "") + exc.message
+        print(f"assistflow invoke: {function}: {reason}", file=sys.stderr)
         return EXIT_USAGE
-    request_id = response.headers.get("x-fc-request-id", "")
+    if invoked.failed:
+        print(f"assistflow invoke: {function} failed: {invoked.error_type}: "
+              f"{invoked.error_message} (request {invoked.request_id})", file=sys.stderr)
+        return EXIT_FAILED
     if args.async_:
-        print(request_id, flush=True)
+        print(invoked.request_id, flush=True)
         print(f"{function}: accepted for asynchronous invocation; its logs are in the "
               "`assistflow up` output", file=sys.stderr)
         return 0
-    data = bytes(response.data or b"")
+    data = invoked.data
     sys.stdout.buffer.write(data if data.endswith(b"\n") or not data else data + b"\n")
     sys.stdout.flush()
-    duration = response.headers.get("x-fc-invocation-duration", "?")
-    print(f"{function}: ok in {duration} ms, request {request_id}", file=sys.stderr)
+    print(f"{function}: ok in {invoked.duration_ms} ms, request {invoked.request_id}",
+          file=sys.stderr)
     return 0
-
-
-def _report_error(function: str, exc: Any) -> int:
-    try:
-        body = json.loads(exc.message)
-    except (TypeError, ValueError):
-        body = {}
-    if exc.status_code == 200:  # the API worked; the function failed (x-fc-error-type)
-        kind = body.get("errorType") or "error"
-        message = " ".join(str(body.get("errorMessage", "")).split())
-        print(f"assistflow invoke: {function} failed: {kind}: {message} "
-              f"(request {exc.request_id})", file=sys.stderr)
-        return EXIT_FAILED
-    print(f"assistflow invoke: {function}: HTTP {exc.status_code} "
-          f"{body.get('ErrorCode', '')}: {body.get('ErrorMessage', exc.message)}", file=sys.stderr)
-    return EXIT_USAGE
 
 
 def event_descriptions() -> dict[str, str]:

@@ -8,13 +8,25 @@ DeleteCommand — on whichever cloud the CLI talks to, with tables for people an
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from local.cli import ecs
-from local.cli.common import EXIT_OK, CliError, cloud_error, emit_json, say, table, target
+from local.cli.common import (
+    EXIT_OK,
+    CliError,
+    cloud_error,
+    decode,
+    emit_json,
+    instances_of,
+    say,
+    table,
+    target,
+)
+
+if TYPE_CHECKING:
+    from shared.clients import CloudAssistant
 
 
-def _client(args: argparse.Namespace) -> Any:
+def _client(args: argparse.Namespace) -> CloudAssistant:
     return target(args).clients.ecs
 
 
@@ -29,35 +41,35 @@ def _call(operation: Any) -> Any:
 
 def cmd_invocations_list(args: argparse.Namespace) -> int:
     client = _client(args)
-    found = _call(lambda: ecs.describe_invocations(
-        client, instance_id=args.instance or "", command_id=args.command_id or "",
+    found = _call(lambda: client.describe_invocations(
+        instance_id=args.instance or "", command_id=args.command_id or "",
         status=args.status or "", limit=args.limit))
     if args.json:
         emit_json(found)
         return EXIT_OK
     table([[r.get("InvokeId"), r.get("CommandName"), r.get("CommandType"),
-            r.get("InvocationStatus"), len(ecs.instances_of(r)), r.get("CreationTime")]
+            r.get("InvocationStatus"), len(instances_of(r)), r.get("CreationTime")]
            for r in found], ["INVOKE ID", "COMMAND", "TYPE", "STATUS", "INSTANCES", "CREATED"])
     return EXIT_OK
 
 
 def cmd_invocations_show(args: argparse.Namespace) -> int:
     client = _client(args)
-    record = _call(lambda: ecs.invocation(client, args.invoke_id, include_output=args.output))
+    record = _call(lambda: client.invocation(args.invoke_id, include_output=args.output))
     if args.json:
         emit_json(record)
         return EXIT_OK
     say(f"{record['InvokeId']}  {record.get('InvocationStatus')}  command "
         f"{record.get('CommandId')} ({record.get('CommandName')}, {record.get('CommandType')})"
         f"  created {record.get('CreationTime')}  timeout {record.get('Timeout')}s")
-    instances = ecs.instances_of(record)
+    instances = instances_of(record)
     table([[i.get("InstanceId"), i.get("InvocationStatus"), i.get("ExitCode"),
             i.get("StartTime"), i.get("FinishTime"), i.get("ErrorCode")]
            for i in instances], ["INSTANCE", "STATUS", "EXIT", "STARTED", "FINISHED", "ERROR"])
     if args.output:
         for item in instances:
             say(f"--- {item.get('InstanceId')} output")
-            text = ecs.decode(str(item.get("Output", "")))
+            text = decode(str(item.get("Output", "")))
             if text:
                 say(text.rstrip("\n"))
     return EXIT_OK
@@ -65,8 +77,8 @@ def cmd_invocations_show(args: argparse.Namespace) -> int:
 
 def cmd_invocations_stop(args: argparse.Namespace) -> int:
     client = _client(args)
-    _call(lambda: ecs.stop_invocation(client, args.invoke_id, args.instance or []))
-    record = _call(lambda: ecs.invocation(client, args.invoke_id))
+    _call(lambda: client.stop_invocation(args.invoke_id, args.instance or []))
+    record = _call(lambda: client.invocation(args.invoke_id))
     if args.json:
         emit_json(record)
         return EXIT_OK
@@ -78,8 +90,8 @@ def cmd_invocations_stop(args: argparse.Namespace) -> int:
 
 def cmd_commands_list(args: argparse.Namespace) -> int:
     client = _client(args)
-    found = _call(lambda: ecs.describe_commands(client, name=args.name or "",
-                                                type_=args.type or "", limit=args.limit))
+    found = _call(lambda: client.describe_commands(name=args.name or "", type_=args.type or "",
+                                                   limit=args.limit))
     if args.json:
         emit_json(found)
         return EXIT_OK
@@ -89,14 +101,8 @@ def cmd_commands_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _command(client: Any, command_id: str) -> dict[str, Any]:
-    found = _call(lambda: ecs.describe_commands(client, command_id=command_id, limit=1))
-    if not found:
-        from shared.errors import CloudCallError
-
-        raise cloud_error(CloudCallError("DescribeCommands", "InvalidCmdId.NotFound",
-                                         f"command {command_id} does not exist in this region"))
-    return dict(found[0])
+def _command(client: CloudAssistant, command_id: str) -> dict[str, Any]:
+    return dict(_call(lambda: client.describe_command(command_id)))
 
 
 def _show_command(command: dict[str, Any], as_json: bool) -> None:
@@ -107,7 +113,7 @@ def _show_command(command: dict[str, Any], as_json: bool) -> None:
                                          "WorkingDir", "Timeout", "EnableParameter",
                                          "InvokeTimes", "CreationTime")], ["FIELD", "VALUE"])
     say("--- content")
-    say(ecs.decode(str(command.get("CommandContent", ""))).rstrip("\n"))
+    say(decode(str(command.get("CommandContent", ""))).rstrip("\n"))
 
 
 def cmd_commands_show(args: argparse.Namespace) -> int:
@@ -123,7 +129,7 @@ def cmd_commands_modify(args: argparse.Namespace) -> int:
         raise CliError("nothing to modify: give --name, --description, --timeout or "
                        "--working-dir")
     client = _client(args)
-    _call(lambda: ecs.modify_command(client, args.command_id, **changes))
+    _call(lambda: client.modify_command(args.command_id, **changes))
     _show_command(_command(client, args.command_id), args.json)
     return EXIT_OK
 

@@ -27,34 +27,29 @@ from local.cli.common import (
     target,
 )
 from shared import results as layout
+from shared.errors import AssistflowError
 
 FAILED_OUTPUT_LINES = 20  # of each failed instance's output, the last ones
 FAILED_OUTPUT_INSTANCES = 10
 
 
-class Store:
-    """Reads of one results bucket and prefix."""
+class ResultsReader:
+    """What the collector stored in one results bucket under one prefix (through
+    ``shared.clients.Results``, like every other OSS call)."""
 
     def __init__(self, where: Target, bucket: str = "", prefix: str = "") -> None:
         if not bucket:
             where.need_results_bucket()
         self.bucket_name = bucket or where.settings.results_bucket
         self.prefix = (prefix or where.settings.results_prefix).strip("/")
-        self._bucket = where.clients.results.named(self.bucket_name).bucket
+        self._results = where.clients.results.named(self.bucket_name)
 
     def read(self, key: str) -> bytes | None:
-        import oss2
-
+        """The object's bytes, None if there is none."""
         try:
-            return bytes(self._bucket.get_object(key).read())
-        except oss2.exceptions.NoSuchKey:
-            return None
-        except oss2.exceptions.OssError as exc:
-            from shared.errors import CloudCallError
-
-            transient = exc.status >= 500 or exc.status < 0
-            raise cloud_error(CloudCallError("GetObject", exc.code or str(exc.status),
-                                             exc.message or str(exc), transient)) from None
+            return self._results.get(key)
+        except AssistflowError as exc:
+            raise cloud_error(exc) from None
 
     def json(self, key: str) -> dict[str, Any] | None:
         raw = self.read(key)
@@ -72,19 +67,13 @@ class Store:
 
     def collected(self, invoke_id: str) -> list[str]:
         """Instances whose result.json is already stored (before the summary exists)."""
-        import oss2
-
-        from shared.errors import CloudCallError
-
         base = layout.invoke_prefix(self.prefix, invoke_id)
         try:
-            return sorted(obj.key[len(base):-len("/result.json")]
-                          for obj in oss2.ObjectIterator(self._bucket, prefix=base)
-                          if obj.key.endswith("/result.json") and "/runs/" not in obj.key)
-        except oss2.exceptions.OssError as exc:
-            raise cloud_error(CloudCallError("ListObjects", exc.code or str(exc.status),
-                                             exc.message or str(exc),
-                                             exc.status >= 500 or exc.status < 0)) from None
+            keys = self._results.keys(base)
+        except AssistflowError as exc:
+            raise cloud_error(exc) from None
+        return sorted(key[len(base):-len("/result.json")] for key in keys
+                      if key.endswith("/result.json") and "/runs/" not in key)
 
     def location(self, invoke_id: str) -> str:
         return f"oss://{self.bucket_name}/{layout.invoke_prefix(self.prefix, invoke_id)}"
@@ -102,13 +91,13 @@ def duration(result: dict[str, Any] | None) -> float | None:
     return max(0.0, (end - start).total_seconds())
 
 
-def instance_rows(store: Store, summaries: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def instance_rows(reader: ResultsReader, summaries: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per instance of every summary, with the duration from its result.json."""
     wanted = [(invoke_id, instance_id, entry)
               for invoke_id, summary in summaries.items()
               for instance_id, entry in sorted((summary.get("Instances") or {}).items())]
     with ThreadPoolExecutor(max_workers=16) as pool:
-        documents = list(pool.map(lambda w: store.result(w[0], w[1]), wanted))
+        documents = list(pool.map(lambda w: reader.result(w[0], w[1]), wanted))
     return [{"InstanceId": instance_id, "InvokeId": invoke_id, "Status": entry.get("Status"),
              "ExitCode": entry.get("ExitCode"), "Duration": duration(document),
              "Truncated": bool(entry.get("Truncated")),
@@ -120,7 +109,7 @@ def failed(row: dict[str, Any]) -> bool:
     return row["Status"] != "Success" and row["Status"] != layout.SKIPPED
 
 
-def show_outcome(store: Store, summaries: dict[str, dict[str, Any]], rows: list[dict[str, Any]],
+def show_outcome(reader: ResultsReader, summaries: dict[str, dict[str, Any]], rows: list[dict[str, Any]],
                  out: IO[str] | None = None) -> None:
     """The per-instance table, then the output of (the first few) failed instances."""
     out = out or sys.stdout
@@ -129,11 +118,11 @@ def show_outcome(store: Store, summaries: dict[str, dict[str, Any]], rows: list[
            for r in rows], ["INSTANCE", "STATUS", "EXIT", "DURATION", "TRUNCATED"], out)
     bad = [r for r in rows if failed(r)]
     for row in bad[:FAILED_OUTPUT_INSTANCES]:
-        text = store.output(row["InvokeId"], row["InstanceId"]) or ""
+        text = reader.output(row["InvokeId"], row["InstanceId"]) or ""
         lines = text.rstrip("\n").splitlines()[-FAILED_OUTPUT_LINES:]
         say(f"--- {row['InstanceId']} {row['Status']} (exit {row['ExitCode']}"
             + (f", {row['ErrorCode']}" if row["ErrorCode"] else "") + "), last "
-            f"{len(lines)} line(s) of {store.location(row['InvokeId'])}{row['InstanceId']}"
+            f"{len(lines)} line(s) of {reader.location(row['InvokeId'])}{row['InstanceId']}"
             "/output.txt", out)
         for line in lines:
             say(f"    {line}", out)
@@ -142,7 +131,7 @@ def show_outcome(store: Store, summaries: dict[str, dict[str, Any]], rows: list[
             "see `assistflow results INVOKE_ID --instance ID`", out)
     for invoke_id, summary in summaries.items():
         counts = ", ".join(f"{k} {v}" for k, v in sorted((summary.get("Counts") or {}).items()))
-        say(f"{invoke_id}: {summary.get('Status')} ({counts}); {store.location(invoke_id)}", out)
+        say(f"{invoke_id}: {summary.get('Status')} ({counts}); {reader.location(invoke_id)}", out)
 
 
 def outcome_code(summaries: dict[str, dict[str, Any]]) -> int:
@@ -151,29 +140,29 @@ def outcome_code(summaries: dict[str, dict[str, Any]]) -> int:
 
 
 def cmd_results(args: argparse.Namespace) -> int:
-    store = Store(target(args), args.bucket or "", args.prefix or "")
+    reader = ResultsReader(target(args), args.bucket or "", args.prefix or "")
     if args.instance:
-        return _one_instance(store, args)
-    summary = store.summary(args.invoke_id)
+        return _one_instance(reader, args)
+    summary = reader.summary(args.invoke_id)
     if summary is None:
-        return _partial(store, args)
-    rows = instance_rows(store, {args.invoke_id: summary})
+        return _partial(reader, args)
+    rows = instance_rows(reader, {args.invoke_id: summary})
     if args.json:
         emit_json({"Summary": summary, "Instances": rows})
     else:
         say(f"{args.invoke_id}  command {summary.get('CommandId')}  source "
             f"{summary.get('Source') or '-'}  request {summary.get('RequestId') or '-'}")
-        show_outcome(store, {args.invoke_id: summary}, rows)
+        show_outcome(reader, {args.invoke_id: summary}, rows)
     return outcome_code({args.invoke_id: summary})
 
 
-def _partial(store: Store, args: argparse.Namespace) -> int:
-    collected = store.collected(args.invoke_id)
+def _partial(reader: ResultsReader, args: argparse.Namespace) -> int:
+    collected = reader.collected(args.invoke_id)
     if not collected:
-        raise CliError(f"no results for {args.invoke_id} in {store.location(args.invoke_id)}: "
+        raise CliError(f"no results for {args.invoke_id} in {reader.location(args.invoke_id)}: "
                        "unknown InvokeId, or nothing finished yet (`assistflow invocations show "
                        f"{args.invoke_id}`)", EXIT_REFUSED)
-    documents = {i: store.result(args.invoke_id, i) or {} for i in collected}
+    documents = {i: reader.result(args.invoke_id, i) or {} for i in collected}
     if args.json:
         emit_json({"Summary": None, "Results": documents})
         return EXIT_OK
@@ -184,12 +173,12 @@ def _partial(store: Store, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _one_instance(store: Store, args: argparse.Namespace) -> int:
-    result = store.result(args.invoke_id, args.instance)
+def _one_instance(reader: ResultsReader, args: argparse.Namespace) -> int:
+    result = reader.result(args.invoke_id, args.instance)
     if result is None:
-        raise CliError(f"no result for {args.instance} in {store.location(args.invoke_id)}: "
+        raise CliError(f"no result for {args.instance} in {reader.location(args.invoke_id)}: "
                        "wrong id, or the instance has not finished", EXIT_REFUSED)
-    output = store.output(args.invoke_id, args.instance) or ""
+    output = reader.output(args.invoke_id, args.instance) or ""
     if args.json:
         emit_json({"Result": result, "Output": output})
     else:

@@ -2,7 +2,7 @@
 
 ``--via http`` signs the body with the webhook secret and POSTs it to the webhook (the local
 cloud's by default); ``--via queue`` sends it to the request queue, as another system would;
-``--via direct`` runs ``shared.intake.accept`` in this process with the CLI's credentials
+``--via direct`` runs ``shared.intake.Intake.accept`` in this process with the CLI's credentials
 (source ``cli``) — no function involved.
 
 A queued request has no synchronous answer, so the CLI validates it first (exit 3 if invalid)
@@ -27,7 +27,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from local.cli import ecs
 from local.cli.common import (
     EXIT_CLOUD,
     EXIT_OK,
@@ -36,13 +35,16 @@ from local.cli.common import (
     Target,
     cloud_error,
     code_for_status,
+    decode,
     emit_json,
+    instances_of,
     say,
     table,
     target,
 )
 
 BATCH = 100  # InvokeCommand's limit; dispatch makes one invocation per batch
+PAGE = 50  # the newest invocations are enough to find the one just made
 
 
 class Refused(CliError):
@@ -130,12 +132,11 @@ def via_queue(where: Target, body: bytes, wait: bool
 
 def via_direct(where: Target, body: bytes) -> dict[str, Any]:
     from shared.errors import AssistflowError, RequestInvalidError
-    from shared.intake import accept
+    from shared.intake import Intake
 
-    delivery = uuid.uuid4().hex
+    intake = Intake("cli", key=f"cli:{uuid.uuid4().hex}", clients=where.clients)
     try:
-        accepted = accept(body, where.clients, source="cli", idempotency_key=f"cli:{delivery}",
-                          request_id=f"cli-{delivery}")
+        accepted = intake.accept(body)
     except RequestInvalidError as exc:
         raise refusal(400, exc.to_dict()) from None
     except AssistflowError as exc:
@@ -159,18 +160,18 @@ def _matching(where: Target, request: Any, command_id: str = "") -> list[dict[st
     wanted = set(request.instance_ids)
 
     def same(record: dict[str, Any]) -> bool:
-        instances = {i.get("InstanceId") for i in ecs.instances_of(record)}
+        instances = {i.get("InstanceId") for i in instances_of(record)}
         script = (record.get("CommandId") == request.command_id if request.command_id else
-                  ecs.decode(str(record.get("CommandContent", ""))) == request.content)
+                  decode(str(record.get("CommandContent", ""))) == request.content)
         return script and bool(instances) and instances <= wanted
 
     try:
         if command_id:
-            found = ecs.describe_invocations(client, command_id=command_id, limit=1000)
+            found = client.describe_invocations(command_id=command_id, limit=1000)
         else:
-            found = ecs.describe_invocations(
-                client, command_id=request.command_id,
-                command_name="" if request.command_id else request.name)
+            found = client.describe_invocations(
+                command_id=request.command_id,
+                command_name="" if request.command_id else request.name, limit=PAGE)
     except Exception as exc:
         raise cloud_error(exc) from None
     return [r for r in found if same(r)]
@@ -217,7 +218,7 @@ def _report(accepted: dict[str, Any], via: str) -> None:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from local.cli.results import Store, instance_rows, outcome_code, show_outcome
+    from local.cli.results import ResultsReader, instance_rows, outcome_code, show_outcome
     from local.cli.watch import wait
 
     body = read_body(args.file)
@@ -233,7 +234,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if not isinstance(output, dict):
         output = {}
     # A request's Output names where its results go; that is where to wait for them.
-    store = Store(where, str(output.get("Bucket", "")), str(output.get("Prefix", ""))) \
+    reader = ResultsReader(where, str(output.get("Bucket", "")), str(output.get("Prefix", ""))) \
         if args.wait else None
     if args.via == "http":
         accepted = via_http(where, body)
@@ -248,20 +249,20 @@ def cmd_submit(args: argparse.Namespace) -> int:
         if args.json:
             emit_json(accepted)
         return EXIT_OK
-    assert store is not None
+    assert reader is not None
     timeout = args.wait_timeout or float(document.get("Timeout") or 60) + 240
     if args.via == "queue":
         say("waiting for the submit-queue function to invoke it…", progress)
         accepted.update(find_invocations(where, request, before, min(timeout, 120)))
-        accepted["Results"] = [store.location(i) for i in accepted["InvokeIds"]]
+        accepted["Results"] = [reader.location(i) for i in accepted["InvokeIds"]]
         say(f"found: command {accepted['CommandId']}, invocation(s) "
             f"{', '.join(accepted['InvokeIds'])}", progress)
     invoke_ids = list(accepted["InvokeIds"])
-    summaries = wait(where, store, invoke_ids, timeout, progress, region)
-    rows = instance_rows(store, summaries)
+    summaries = wait(where, reader, invoke_ids, timeout, progress, region)
+    rows = instance_rows(reader, summaries)
     if args.json:
         emit_json({"Accepted": accepted, "Summaries": summaries, "Instances": rows})
     else:
-        show_outcome(store, summaries, rows)
+        show_outcome(reader, summaries, rows)
     return outcome_code(summaries)
 

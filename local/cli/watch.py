@@ -15,12 +15,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
-from local.cli import ecs
-from local.cli.common import EXIT_CLOUD, CliError, Target
+from local.cli.common import EXIT_CLOUD, CliError, Target, instances_of
 from shared import results as layout
 
 if TYPE_CHECKING:
-    from local.cli.results import Store
+    from local.cli.results import ResultsReader
 
 
 @dataclass(frozen=True)
@@ -122,18 +121,18 @@ def tally(where: Target, invoke_ids: list[str], summaries: dict[str, dict[str, A
                         if e.get("Status") != layout.SKIPPED]
         else:
             try:
-                record = ecs.invocation(client, invoke_id)
+                record = client.invocation(invoke_id)
             except CloudCallError as exc:
                 if exc.transient:
                     continue  # the next poll will tell
                 raise
-            statuses = [str(i.get("InvocationStatus")) for i in ecs.instances_of(record)]
+            statuses = [str(i.get("InvocationStatus")) for i in instances_of(record)]
         ok, bad = _counts(statuses)
         total, done, failed = total + len(statuses), done + ok, failed + bad
     return Tally(total, done, failed, len(summaries), len(invoke_ids))
 
 
-def wait(where: Target, store: Store, invoke_ids: list[str], timeout: float,
+def wait(where: Target, reader: ResultsReader, invoke_ids: list[str], timeout: float,
          stream: IO[str] | None = None, region: str = "",
          poll: float | None = None) -> dict[str, dict[str, Any]]:
     """Every invocation's summary.json, showing progress on ``stream`` while waiting."""
@@ -149,7 +148,7 @@ def wait(where: Target, store: Store, invoke_ids: list[str], timeout: float,
         while True:
             for invoke_id in invoke_ids:
                 if invoke_id not in summaries:
-                    found = store.summary(invoke_id)
+                    found = reader.summary(invoke_id)
                     if found is not None:
                         summaries[invoke_id] = found
             try:

@@ -172,6 +172,20 @@ def test_webhook_retries_with_the_same_client_token_run_once(endpoints: Endpoint
     assert output_of(endpoints, answers[0][1]["InvokeId"], LINUX) == b"once\n"
 
 
+def test_every_answer_carries_the_logical_requests_id(endpoints: Endpoints) -> None:
+    from shared.intake import request_id_of
+
+    token = f"rid-{time.time_ns()}"
+    refused = {**ECHO, "InstanceIds": [STOPPED], "ClientToken": token}
+    status, answer = endpoints.post(refused)
+    assert status == 422 and answer["RequestId"] == request_id_of(token), answer
+    status, answer = endpoints.post({**ECHO, "CommandContent": "echo rid", "ClientToken": token})
+    assert status == 202 and answer["RequestId"] == request_id_of(token), answer
+    for status, answer in (endpoints.post(ECHO, sign=False), endpoints.post({"Type": 1})):
+        assert status in (400, 401) and answer["RequestId"].startswith("r-"), answer
+        assert len(answer["RequestId"]) == 26, answer
+
+
 def test_a_request_queue_message_runs_and_its_redeliveries_run_once(
         cloud: LocalCloud, endpoints: Endpoints) -> None:
     queue = endpoints.mns().get_queue(endpoints["request_queue"])

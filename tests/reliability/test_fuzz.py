@@ -121,7 +121,9 @@ def http_event(body: bytes, headers: dict[str, str]) -> bytes:
                                                                         "path": "/"}}}).encode()
 
 
-class Context:
+class FuzzContext:
+    """What the handler reads of the FC context."""
+
     request_id = "fuzz"
 
 
@@ -144,7 +146,7 @@ def test_the_webhook_handler_answers_every_fuzzed_delivery_with_a_4xx(
             headers.update(webhook.sign(secret, raw))
         elif sign == "bad":
             headers.update(webhook.sign("not-the-secret", raw))
-        response = submit_http(http_event(raw, headers), Context())
+        response = submit_http(http_event(raw, headers), FuzzContext())
         statuses[response["statusCode"]] += 1
         COUNTS["webhook deliveries fuzzed"] += 1
         assert 400 <= response["statusCode"] < 500, response

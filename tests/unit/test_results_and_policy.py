@@ -10,6 +10,7 @@ from shared.config import Credentials, Settings
 from shared.dispatch import batches, client_token
 from shared.errors import NotAllowedError
 from shared.followup import FollowUp
+from shared.intake import Intake, request_id_of
 from shared.policy import check_allowed, instance_allowed
 from shared.request import parse_request
 from shared.results import (
@@ -75,6 +76,22 @@ def test_batches_of_at_most_100_and_stable_tokens() -> None:
 def settings(**allow: tuple[str, ...]) -> Settings:
     return Settings(region="cn-hangzhou", credentials=Credentials("ak", "sk"),
                     followup_queue="q", results_bucket="b", **allow)  # type: ignore[arg-type]
+
+
+def test_request_id_is_the_logical_requests_at_every_step() -> None:
+    """ClientToken of a valid body, else the trigger's key, else the FC request id: always r-…"""
+    intake = Intake("http", fc_request_id="1-abc")
+    unsigned = intake.request_id
+    assert unsigned == request_id_of("fc:1-abc") and len(unsigned) == 26
+    intake.key = "signature"
+    assert intake.request_id == request_id_of("signature") != unsigned
+    intake.validate(b'{"Type": "RunShellScript", "CommandContent": "x", '
+                    b'"InstanceIds": ["i-local00000000000001"]}')
+    assert intake.request_id == request_id_of("signature")  # no ClientToken: the trigger's key
+    intake.validate(b'{"Type": "RunShellScript", "CommandContent": "x", "ClientToken": "t-1", '
+                    b'"InstanceIds": ["i-local00000000000001"]}')
+    assert intake.request_id == request_id_of("t-1")
+    assert Intake("queue", key="mns:other").idempotency_key == "mns:other"
 
 
 def test_allow_list_matches_ids_and_prefixes() -> None:

@@ -1,0 +1,270 @@
+"""Cloud Assistant through the ECS RPC API (aliyun-python-sdk-ecs on aliyunsdkcore).
+
+Calls to the real cloud use HTTPS: aliyunsdkcore defaults to plain HTTP
+(aliyun-python-sdk-core 2.16.1, ``aliyunsdkcore/request.py``: ``_default_protocol_type =
+protocol_type.HTTP``), so the protocol is set on every request. Only an explicit
+``ASSISTFLOW_ECS_ENDPOINT`` (the local cloud on loopback) is plain HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from shared.config import Settings
+from shared.errors import TRANSIENT_CODES, CloudCallError
+from shared.retry import ATTEMPTS, retrying
+
+if TYPE_CHECKING:
+    from aliyunsdkcore.client import AcsClient
+    from aliyunsdkcore.request import RpcRequest
+
+PAGE_SIZE = 50  # the largest MaxResults the Describe* APIs accept
+SDK_RETRIED = {"DescribeInstances", "DescribeInvocations", "DescribeInvocationResults",
+               "DescribeCommands", "DescribeCloudAssistantStatus"}
+
+
+class CloudAssistant:
+    """The Cloud Assistant calls assistflow makes, typed, with errors normalised."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._client: AcsClient | None = None
+
+    @property
+    def client(self) -> AcsClient:
+        if self._client is None:
+            from aliyunsdkcore.auth.credentials import AccessKeyCredential, StsTokenCredential
+            from aliyunsdkcore.client import AcsClient
+
+            creds = self._settings.credentials
+            credential: Any = (
+                StsTokenCredential(creds.access_key_id, creds.access_key_secret,
+                                   creds.security_token)
+                if creds.security_token
+                else AccessKeyCredential(creds.access_key_id, creds.access_key_secret)
+            )
+            # On loopback, a proxy from the environment would break every call: with
+            # proxy=None aliyunsdkcore hands HTTP(S)_PROXY to requests itself, so NO_PROXY is
+            # not honoured (aliyun-python-sdk-core 2.16.1, ``aliyunsdkcore/http/http_response.py``).
+            proxy = {"http": None, "https": None} if self._settings.ecs_endpoint else None
+            self._client = AcsClient(region_id=self._settings.region, credential=credential,
+                                     proxy=proxy)
+            # aliyunsdkcore logs every refused call at ERROR (expected ones too, like deleting
+            # a command another collector already deleted); CloudCallError reports them here.
+            logging.getLogger("aliyunsdkcore.client").setLevel(logging.CRITICAL)
+        return self._client
+
+    def call(self, request: RpcRequest) -> dict[str, Any]:
+        endpoint = self._settings.ecs_endpoint
+        if endpoint:
+            request.set_endpoint(endpoint.split("://", 1)[-1])
+            request.set_protocol_type("http")
+        else:
+            request.set_protocol_type("https")
+        # aliyunsdkcore already retries its read APIs (3 times, with backoff); the others carry
+        # a ClientToken or are harmless to repeat, so a short retry here is safe.
+        sdk_retries = request.get_action_name() in SDK_RETRIED
+        return retrying(lambda: self._call_once(request), attempts=1 if sdk_retries else ATTEMPTS)
+
+    def _call_once(self, request: RpcRequest) -> dict[str, Any]:
+        from aliyunsdkcore.acs_exception.exceptions import ClientException, ServerException
+
+        action = request.get_action_name()
+        try:
+            body = self.client.do_action_with_exception(request)
+        except ServerException as exc:
+            code = exc.get_error_code()
+            transient = code in TRANSIENT_CODES or (exc.get_http_status() or 0) >= 500
+            raise CloudCallError(action, code, exc.get_error_msg(), transient) from exc
+        except ClientException as exc:
+            code = exc.get_error_code()
+            raise CloudCallError(action, code, exc.get_error_msg(),
+                                 code in TRANSIENT_CODES) from exc
+        result: dict[str, Any] = json.loads(body)
+        return result
+
+    def _pages(self, make: Callable[[], RpcRequest], wrapper: str, item: str,
+               within: str = "", limit: int | None = None) -> list[dict[str, Any]]:
+        """The items of a MaxResults/NextToken listing — every page, or the first ``limit``
+        items: ``[within][wrapper][item]`` of each page, whose ``NextToken`` sits beside
+        ``wrapper``."""
+        items: list[dict[str, Any]] = []
+        token = ""
+        while limit is None or len(items) < limit:
+            req = make()
+            req.set_MaxResults(PAGE_SIZE if limit is None else min(PAGE_SIZE, limit - len(items)))
+            if token:
+                req.set_NextToken(token)
+            page: Any = self.call(req)
+            if within:
+                page = page[within]
+            items.extend(page[wrapper][item])
+            token = page.get("NextToken") or ""
+            if not token:
+                break
+        return items if limit is None else items[:limit]
+
+    # -- commands --------------------------------------------------------------------------
+
+    def create_command(self, *, name: str, type_: str, content_b64: str, description: str = "",
+                       working_dir: str = "", timeout: int = 60, enable_parameter: bool = False,
+                       client_token: str = "") -> str:
+        from aliyunsdkecs.request.v20140526.CreateCommandRequest import CreateCommandRequest
+
+        req = _given(CreateCommandRequest(), Name=name, Type=type_, CommandContent=content_b64,
+                     ContentEncoding="Base64", Timeout=timeout, Description=description,
+                     WorkingDir=working_dir, EnableParameter=enable_parameter,
+                     ClientToken=client_token)
+        return str(self.call(req)["CommandId"])
+
+    def describe_commands(self, *, command_id: str = "", name: str = "", type_: str = "",
+                          limit: int | None = None) -> list[dict[str, Any]]:
+        """Saved commands, newest first as the API returns them (every page, or ``limit``)."""
+        from aliyunsdkecs.request.v20140526.DescribeCommandsRequest import DescribeCommandsRequest
+
+        def page() -> RpcRequest:
+            return _given(DescribeCommandsRequest(), CommandId=command_id, Name=name, Type=type_)
+
+        return self._pages(page, "Commands", "Command", limit=limit)
+
+    def describe_command(self, command_id: str) -> dict[str, Any]:
+        """The saved command ``command_id`` (Type, Timeout, …); ``InvalidCmdId.NotFound`` if none."""
+        found = self.describe_commands(command_id=command_id, limit=1)
+        if not found:
+            raise CloudCallError("DescribeCommands", "InvalidCmdId.NotFound",
+                                 f"command {command_id} does not exist in this region")
+        return dict(found[0])
+
+    def modify_command(self, command_id: str, *, name: str | None = None,
+                       description: str | None = None, timeout: int | None = None,
+                       working_dir: str | None = None) -> None:
+        """Change what is given (None leaves a field as it is)."""
+        from aliyunsdkecs.request.v20140526.ModifyCommandRequest import ModifyCommandRequest
+
+        req = ModifyCommandRequest()
+        req.set_CommandId(command_id)
+        for field, value in (("Name", name), ("Description", description),
+                             ("Timeout", timeout), ("WorkingDir", working_dir)):
+            if value is not None:  # "" is a value here: it clears the field
+                getattr(req, f"set_{field}")(value)
+        self.call(req)
+
+    def delete_command(self, command_id: str) -> None:
+        from aliyunsdkecs.request.v20140526.DeleteCommandRequest import DeleteCommandRequest
+
+        self.call(_given(DeleteCommandRequest(), CommandId=command_id))
+
+    # -- instances -------------------------------------------------------------------------
+
+    def describe_instances(self, instance_ids: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+        """Status and OS of each existing instance among ``instance_ids`` (100 per call)."""
+        from aliyunsdkecs.request.v20140526.DescribeInstancesRequest import (
+            DescribeInstancesRequest,
+        )
+
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(instance_ids), 100):
+            chunk = instance_ids[start:start + 100]
+            req = DescribeInstancesRequest()
+            req.set_InstanceIds(json.dumps(list(chunk)))
+            req.set_MaxResults(100)
+            for item in self.call(req)["Instances"]["Instance"]:
+                found[item["InstanceId"]] = item
+        return found
+
+    def cloud_assistant_status(self, instance_ids: tuple[str, ...]) -> dict[str, str]:
+        """``"true"`` for each instance whose agent sent a heartbeat recently (50 per call)."""
+        from aliyunsdkecs.request.v20140526.DescribeCloudAssistantStatusRequest import (
+            DescribeCloudAssistantStatusRequest,
+        )
+
+        status: dict[str, str] = {}
+        for start in range(0, len(instance_ids), 50):
+            req = DescribeCloudAssistantStatusRequest()
+            req.set_InstanceIds(list(instance_ids[start:start + 50]))
+            body = self.call(req)["InstanceCloudAssistantStatusSet"]
+            for item in body["InstanceCloudAssistantStatus"]:
+                status[item["InstanceId"]] = str(item.get("CloudAssistantStatus", "false")).lower()
+        return status
+
+    # -- invocations -----------------------------------------------------------------------
+
+    def invoke_command(self, *, command_id: str, instance_ids: list[str], client_token: str = "",
+                       parameters: dict[str, str] | None = None, timeout: int | None = None,
+                       working_dir: str = "", username: str = "", repeat_mode: str = "",
+                       frequency: str = "") -> str:
+        from aliyunsdkecs.request.v20140526.InvokeCommandRequest import InvokeCommandRequest
+
+        req = _given(InvokeCommandRequest(), CommandId=command_id, InstanceIds=instance_ids,
+                     # a dict would be sent as its repr
+                     Parameters=json.dumps(parameters) if parameters else "",
+                     Timeout=timeout, WorkingDir=working_dir, Username=username,
+                     RepeatMode="" if repeat_mode == "Once" else repeat_mode,
+                     Frequency=frequency, ClientToken=client_token)
+        return str(self.call(req)["InvokeId"])
+
+    def describe_invocations(self, *, invoke_id: str = "", command_id: str = "",
+                             instance_id: str = "", command_name: str = "", status: str = "",
+                             include_output: bool = False, limit: int | None = None
+                             ) -> list[dict[str, Any]]:
+        """Invocations, newest first as the API returns them (every page, or ``limit``)."""
+        from aliyunsdkecs.request.v20140526.DescribeInvocationsRequest import (
+            DescribeInvocationsRequest,
+        )
+
+        def page() -> RpcRequest:
+            return _given(DescribeInvocationsRequest(), InvokeId=invoke_id,
+                          CommandId=command_id, InstanceId=instance_id,
+                          CommandName=command_name, InvokeStatus=status,
+                          IncludeOutput=include_output)
+
+        return self._pages(page, "Invocations", "Invocation", limit=limit)
+
+    def invocation(self, invoke_id: str, include_output: bool = False) -> dict[str, Any]:
+        """One invocation with its per-instance records; ``InvalidInvokeId.NotFound`` if none."""
+        found = self.describe_invocations(invoke_id=invoke_id, include_output=include_output,
+                                          limit=1)
+        if not found:
+            raise CloudCallError("DescribeInvocations", "InvalidInvokeId.NotFound",
+                                 f"invocation {invoke_id} does not exist in this region")
+        return dict(found[0])
+
+    def invocation_status(self, invoke_id: str) -> str:
+        """The overall ``InvocationStatus`` of ``invoke_id`` (Running, Success, Stopped, …)."""
+        return str(self.invocation(invoke_id).get("InvocationStatus", ""))
+
+    def invocation_results(self, invoke_id: str, include_history: bool = False,
+                           instance_id: str = "") -> list[dict[str, Any]]:
+        """Every per-instance result of ``invoke_id`` (all pages), Output still Base64.
+
+        ``include_history`` returns every run of a periodic invocation, not just the latest.
+        """
+        from aliyunsdkecs.request.v20140526.DescribeInvocationResultsRequest import (
+            DescribeInvocationResultsRequest,
+        )
+
+        def page() -> RpcRequest:
+            return _given(DescribeInvocationResultsRequest(), InvokeId=invoke_id,
+                          ContentEncoding="Base64", IncludeHistory=include_history,
+                          InstanceId=instance_id)
+
+        return self._pages(page, "InvocationResults", "InvocationResult", within="Invocation")
+
+    def stop_invocation(self, invoke_id: str, instance_ids: list[str] | None = None) -> None:
+        """Stop ``invoke_id`` on ``instance_ids`` (default: every instance)."""
+        from aliyunsdkecs.request.v20140526.StopInvocationRequest import StopInvocationRequest
+
+        self.call(_given(StopInvocationRequest(), InvokeId=invoke_id,
+                         InstanceIds=instance_ids or []))
+
+
+def _given(req: RpcRequest, **fields: Any) -> RpcRequest:
+    """``req`` with ``set_<Field>(value)`` called for each field that has a value; None, "",
+    False and [] leave the API's default (the field is not sent)."""
+    for field, value in fields.items():
+        if value is not None and value is not False and value != "" and value != []:
+            getattr(req, f"set_{field}")(value)
+    return req

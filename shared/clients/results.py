@@ -1,0 +1,118 @@
+"""A results bucket in OSS (oss2), errors as ``CloudCallError``."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from shared.config import Settings
+from shared.errors import TRANSIENT_CODES, CloudCallError
+from shared.retry import ATTEMPTS, retrying
+
+if TYPE_CHECKING:
+    from oss2 import Bucket
+
+
+class Results:
+    """A results bucket (the deployment's, unless a request's ``Output`` names another)."""
+
+    def __init__(self, settings: Settings, bucket_name: str = "") -> None:
+        self._settings = settings
+        self.name = bucket_name or settings.results_bucket
+        self._bucket: Bucket | None = None
+        self._others: dict[str, Results] = {}
+
+    def named(self, bucket_name: str) -> Results:
+        if not bucket_name or bucket_name == self.name:
+            return self
+        if bucket_name not in self._others:
+            self._others[bucket_name] = Results(self._settings, bucket_name)
+        return self._others[bucket_name]
+
+    @property
+    def bucket(self) -> Bucket:
+        if self._bucket is None:
+            import oss2
+
+            creds = self._settings.credentials
+            auth: Any = (
+                oss2.StsAuth(creds.access_key_id, creds.access_key_secret, creds.security_token,
+                             auth_version=oss2.AUTH_VERSION_4)
+                if creds.security_token
+                else oss2.AuthV4(creds.access_key_id, creds.access_key_secret)
+            )
+            session = oss2.Session()
+            if self._settings.oss_endpoint:
+                # The local cloud on loopback: no proxy applies, so spare requests its per-call
+                # look through the proxy environment (13 % of a collector look, measured).
+                session.session.trust_env = False
+            self._bucket = oss2.Bucket(auth, self._settings.oss_url, self.name,
+                                       region=self._settings.region, session=session)
+            # oss2 logs every refused call at INFO (a 409 on a claim is an answer, not news).
+            logging.getLogger("oss2").setLevel(logging.WARNING)
+        return self._bucket
+
+    def put(self, key: str, data: bytes, content_type: str) -> None:
+        """Write an object (retried when transient: the same bytes again are harmless)."""
+        self._call("PutObject", lambda: self.bucket.put_object(
+            key, data, headers={"Content-Type": content_type}))
+
+    def claim(self, key: str) -> bool:
+        """Create the empty object ``key`` only if it is absent: True if this call created it,
+        False if it was already there (claimed before, by this or any other function instance).
+
+        With ``x-oss-forbid-overwrite: true`` OSS refuses to replace an existing object and
+        answers 409 ``FileAlreadyExists``
+        (https://help.aliyun.com/en/oss/user-guide/0026-00000002). A failed claim is not
+        retried: had the first attempt landed, the retry would see its own claim as another's.
+        """
+        headers = {"Content-Type": "application/octet-stream", "x-oss-forbid-overwrite": "true"}
+        try:
+            self._call("PutObject", lambda: self.bucket.put_object(key, b"", headers=headers),
+                       attempts=1)
+        except CloudCallError as exc:
+            if exc.error_code == "FileAlreadyExists":
+                return False
+            raise
+        return True
+
+    def release(self, key: str) -> None:
+        """Give up a claim (its work was not done), so the next attempt can claim it again."""
+        self.delete(key)
+
+    def delete(self, key: str) -> None:
+        self._call("DeleteObject", lambda: self.bucket.delete_object(key))
+
+    def get(self, key: str) -> bytes | None:
+        """The object's bytes, or None if there is no such object."""
+        try:
+            return bytes(self._call("GetObject", lambda: self.bucket.get_object(key).read()))
+        except CloudCallError as exc:
+            if exc.error_code == "NoSuchKey":
+                return None
+            raise
+
+    def exists(self, key: str) -> bool:
+        return bool(self._call("HeadObject", lambda: self.bucket.object_exists(key)))
+
+    def keys(self, prefix: str) -> list[str]:
+        """Every object key under ``prefix`` (all pages of ListObjects)."""
+        import oss2
+
+        return list(self._call("ListObjects", lambda: [
+            obj.key for obj in oss2.ObjectIterator(self.bucket, prefix=prefix)]))
+
+    @staticmethod
+    def _call(api: str, operation: Any, attempts: int = ATTEMPTS) -> Any:
+        """``operation`` with OSS errors as ``CloudCallError``, retried when transient."""
+        import oss2
+
+        def once() -> Any:
+            try:
+                return operation()
+            except oss2.exceptions.OssError as exc:
+                code = exc.code or str(exc.status)
+                transient = exc.status >= 500 or exc.status < 0 or code in TRANSIENT_CODES
+                raise CloudCallError(api, code, exc.message or str(exc), transient) from exc
+
+        return retrying(once, attempts)

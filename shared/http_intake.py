@@ -1,0 +1,78 @@
+"""The webhook's way in: what a signed HTTP delivery must pass before its request is run.
+
+In order — each refusal answered with the one error shape and the logical request's RequestId:
+
+1. size: a body over ``MAX_BODY_BYTES`` is ``413``;
+2. media type: anything but JSON is ``415``;
+3. signature (``shared.webhook.verify``): missing, wrong or more than 300 s old is ``401``;
+4. the intake's validate (``400``) and allow-list (``403``);
+5. replay: each signed delivery is accepted once. Its signature is claimed as an empty object
+   ``{deliveries_prefix}/{signature}`` in the results bucket (``Results.claim``, atomic in
+   OSS, so even another function instance's second claim fails): a replay is ``401``. A
+   lifecycle rule can expire the markers after the 300 s window; they are tiny either way;
+6. the intake's pre-flight (``422``) and dispatch (``503`` when the cloud is briefly
+   unavailable). A refusal here releases the claim, so a corrected retry is not a replay.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from shared import webhook
+from shared.clients import Clients
+from shared.errors import (
+    AssistflowError,
+    PayloadTooLargeError,
+    UnauthorizedError,
+    UnsupportedMediaTypeError,
+)
+from shared.events import HttpEvent, http_response
+from shared.intake import Intake
+
+log = logging.getLogger("assistflow.http_intake")
+
+MAX_BODY_BYTES = 512 * 1024  # 24 KB of script plus 10,000 instance ids fits easily
+
+
+def receive(event: bytes | str | dict[str, Any], fc_request_id: str = "",
+            clients: Clients | None = None) -> dict[str, Any]:
+    """The HTTP trigger's response (FC 3.0 shape) to one delivery: 202 with the invocations,
+    or a refusal; never a 500 for bad input."""
+    intake = Intake("http", fc_request_id=fc_request_id, clients=clients)
+    try:
+        http = HttpEvent.parse(event)
+        intake.fc_request_id = http.request_id or fc_request_id
+        settings = intake.clients.settings
+        check_body(http)
+        intake.key = webhook.verify(settings.webhook_secret, http.headers, http.body)
+        intake.validate(http.body)
+        intake.check_allowed()
+        marker = f"{settings.deliveries_prefix}/{intake.key}"
+        if not intake.clients.results.claim(marker):
+            raise UnauthorizedError("this signed delivery was already accepted; a replay is "
+                                    "refused (sign each new delivery with a fresh timestamp, "
+                                    "and use ClientToken to make retries safe)")
+        try:
+            accepted = intake.dispatch(intake.preflight())
+        except AssistflowError:
+            intake.clients.results.release(marker)  # not accepted: it may be delivered again
+            raise
+    except AssistflowError as err:
+        if err.status >= 500:
+            log.error("%s failed: %s", intake.label, err.message)
+        else:
+            log.info("%s refused (%s): %s", intake.label, err.code, err.message)
+        return http_response(err.status, intake.refusal(err))
+    return http_response(202, accepted.to_dict())
+
+
+def check_body(http: HttpEvent) -> None:
+    """``413`` for a body over ``MAX_BODY_BYTES``, ``415`` for one that is not JSON."""
+    if len(http.body) > MAX_BODY_BYTES:
+        raise PayloadTooLargeError(f"the body is {len(http.body)} bytes; the limit is "
+                                   f"{MAX_BODY_BYTES}")
+    media = http.header("Content-Type").split(";")[0].strip().lower()
+    if media and media != "application/json" and not media.endswith("+json"):
+        raise UnsupportedMediaTypeError(f"Content-Type {media!r} is not JSON; send "
+                                        "application/json")
