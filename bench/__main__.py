@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from bench import cold_start, fanout, seed_vs_ours, throughput
-from bench.common import RESULTS_DIR, log, machine, quiet_logs
+from bench.common import RESULTS_DIR, log, quiet_logs
+from bench.measure import machine
 
 BENCHMARKS = ("cold", "throughput", "seed", "fanout")
 

@@ -19,7 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.common import REPO_ROOT, log, median
+from bench.common import REPO_ROOT, log
+from bench.measure import median
 
 HANDLERS = ("submit_http", "submit_queue", "submit_timer", "collect")
 NAIVE = "naive_all_sdks"

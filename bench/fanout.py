@@ -23,13 +23,12 @@ from bench.common import (
     COLLECT,
     SUBMIT_HTTP,
     Cloud,
-    RssSampler,
     log,
-    median,
     read_jsonl,
     simulated_entry,
     simulated_ids,
 )
+from bench.measure import RssSampler, median
 
 WAIT_LIMIT = 480.0  # seconds to wait for the last summary before reporting a miss
 

@@ -36,10 +36,9 @@ from bench.common import (
     Cloud,
     billed_ms,
     log,
-    median,
-    percentile,
     read_jsonl,
 )
+from bench.measure import median, percentile
 from local.state import load_or_create_keys
 
 DURATIONS = (1, 10, 20)

@@ -18,7 +18,8 @@ from typing import Any
 
 from aliyunsdkecs.request.v20140526.DescribeInvocationsRequest import DescribeInvocationsRequest
 
-from bench.common import Cloud, log, median, percentile, simulated_entry, simulated_ids
+from bench.common import Cloud, log, simulated_entry, simulated_ids
+from bench.measure import median, percentile
 
 INSTANCES = 50
 

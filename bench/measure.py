@@ -1,0 +1,117 @@
+"""Measuring: statistics, the machine's description and the function processes' memory."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from local.host.runtime import FunctionRuntime
+
+
+# --- statistics and the machine -----------------------------------------------------------------
+def median(values: Iterable[float]) -> float | None:
+    data = list(values)
+    return statistics.median(data) if data else None
+
+
+def percentile(values: Iterable[float], pct: float) -> float | None:
+    """Linear interpolation between closest ranks (numpy's default)."""
+    data = sorted(values)
+    if not data:
+        return None
+    rank = (len(data) - 1) * pct / 100
+    low = int(rank)
+    high = min(low + 1, len(data) - 1)
+    return data[low] + (data[high] - data[low]) * (rank - low)
+
+
+def machine() -> dict[str, Any]:
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        usable = os.cpu_count() or 0
+    mem_mb = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_mb = int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return {"cpu_model": model, "cores": os.cpu_count(), "usable_cores": usable,
+            "memory_mb": mem_mb, "python": platform.python_version(),
+            "implementation": platform.python_implementation(),
+            "platform": platform.platform()}
+
+
+# --- resident memory of the function processes -------------------------------------------------
+def _status_kb(pid: int, field_name: str) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+class RssSampler:
+    """Samples VmRSS and VmHWM (the kernel's own peak) of every function process every
+    ``interval`` s; ``peak_mb`` is the largest peak any single process reached."""
+
+    def __init__(self, runtimes: dict[str, FunctionRuntime], interval: float = 0.1) -> None:
+        self.runtimes = runtimes
+        self.interval = interval
+        self.peak_kb: dict[int, int] = {}
+        self.function_of: dict[int, str] = {}
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="bench-rss")
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.interval)
+
+    def sample(self) -> None:
+        for name, runtime in list(self.runtimes.items()):
+            for pid in runtime.pids():
+                kb = max(_status_kb(pid, "VmHWM") or 0, _status_kb(pid, "VmRSS") or 0)
+                if kb:
+                    self.function_of[pid] = name
+                    self.peak_kb[pid] = max(self.peak_kb.get(pid, 0), kb)
+        self.samples += 1
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+
+    @property
+    def peak_mb(self) -> float:
+        return max(self.peak_kb.values(), default=0) / 1024
+
+    def per_function_mb(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for pid, kb in self.peak_kb.items():
+            name = self.function_of[pid]
+            out[name] = max(out.get(name, 0.0), kb / 1024)
+        return {k: round(v, 1) for k, v in sorted(out.items())}
+
