@@ -5,6 +5,8 @@
 * With ``errorsTolerance: NONE`` (EventBridge's default) a message that keeps failing blocks
   the stream: later messages are never delivered — the local host is no kinder than EventBridge
   ("Retry policies and dead-letter queues").
+* The TaskCompleted trigger's pattern takes only this deployment's commands (a command-name
+  prefix), on the local event bus as on EventBridge.
 """
 
 from __future__ import annotations
@@ -16,12 +18,15 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from aliyunsdkecs.request.v20140526.DescribeInvocationsRequest import DescribeInvocationsRequest
+from aliyunsdkecs.request.v20140526.RunCommandRequest import RunCommandRequest
 from mns.mns_exception import MNSServerException
 from mns.queue import Message
 
 from local.cloud import DEFAULT_TEMPLATE, LocalCloud
+from local.host.event_bus import BusTrigger
 from local.host.queue_trigger import QueueTrigger
 from tests.localcloud import Endpoints, get_object, wait_for
 
@@ -165,3 +170,40 @@ def test_errors_tolerance_none_blocks_the_stream(fresh_cloud_dir: Path, tmp_path
             assert exc.type == "MessageNotExist"
     finally:
         cloud.stop()
+
+
+def _run_command(endpoints: Endpoints, name: str) -> str:
+    request = RunCommandRequest()
+    request.set_Type("RunShellScript")
+    request.set_CommandContent("echo from someone")
+    request.set_InstanceIds([LINUX])
+    request.set_Name(name)
+    return str(endpoints.call(request)["InvokeId"])
+
+
+def test_other_commands_task_events_never_invoke_the_collector(
+        cloud: LocalCloud, endpoints: Endpoints, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert cloud.host is not None
+    trigger = cloud.host.trigger("task-events", BusTrigger)
+    seen: list[str] = []
+    real_submit = trigger._invoker.submit
+
+    def recording(runtime: Any, body: bytes, *args: Any, **kwargs: Any) -> str:
+        seen.append(json.loads(body)["data"]["invokeId"])
+        return real_submit(runtime, body, *args, **kwargs)
+
+    monkeypatch.setattr(trigger._invoker, "submit", recording)
+    tag = time.time_ns()
+    others = _run_command(endpoints, f"backup-by-another-team-{tag}")
+    wait_for(lambda: _finished(endpoints, others) or None, 20)
+    # Cloud Assistant publishes events in order: once ours has come, the other's was offered.
+    ours = _run_command(endpoints, f"assistflow-direct-{tag}")
+    wait_for(lambda: ours in seen or None, 20)
+    assert others not in seen
+
+
+def _finished(endpoints: Endpoints, invoke_id: str) -> bool:
+    request = DescribeInvocationsRequest()
+    request.set_InvokeId(invoke_id)
+    (invocation,) = endpoints.call(request)["Invocations"]["Invocation"]
+    return bool(invocation["InvocationStatus"] == "Success")
