@@ -12,7 +12,7 @@ import pytest
 
 from local.emulators.ecs.events import task_completed
 from local.host.delivery_policy import DeliveryPolicy
-from local.host.event_bus import matches
+from local.host.event_bus import check_pattern, matches
 from local.host.template import Template, TemplateError
 from shared.config import Settings
 from shared.deadletter import can_never_succeed
@@ -195,3 +195,23 @@ def test_dispatch_expects_events_only_for_what_the_filter_lets_through() -> None
 ])
 def test_only_what_retrying_cannot_fix_is_parked(error: BaseException, parked: bool) -> None:
     assert can_never_succeed(error) is parked
+
+
+def test_patterns_match_as_eventbridge_documents_them() -> None:
+    event = _event("assistflow-x")
+    assert matches({}, event)
+    assert matches({"data": {"commandName": [{"suffix": "-x"}], "instanceId": ["i-1", "i-2"]}},
+                   event)
+    assert not matches({"data": {"commandName": ["assistflow"]}}, event)  # exact, not prefix
+    assert not matches({"data": {"missing": [{"anything-but": "y"}]}}, event)  # field must exist
+    assert matches({"source": [{"anything-but": ["acs.oss", "acs.mns"]}]}, event)
+
+
+@pytest.mark.parametrize("bad", [
+    {"data": {"commandName": [{"contains": "flow"}]}},  # nested: refused too
+    {"type": [{"numeric": [">", 0]}]},
+    {"type": "ecs:CloudAssistant:TaskCompleted"},
+])
+def test_a_pattern_the_bus_cannot_evaluate_is_refused_at_start(bad: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        check_pattern(bad)
