@@ -45,7 +45,7 @@ def one_run(instances: int, duration: float, mode: str) -> dict[str, Any]:
         ids = simulated_ids(instances)
         cloud.ecs_calls(reset=True)
         request = {"Type": "RunShellScript", "CommandContent": "echo ok",
-                   "InstanceIds": ids, "Name": "bench-fanout"}
+                   "InstanceIds": ids, "Name": "assistflow-bench-fanout"}
         with RssSampler(cloud.runtimes) as rss:
             posted = time.time()
             status, body = cloud.post(request, timeout=300)

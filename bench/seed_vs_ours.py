@@ -162,7 +162,7 @@ def _run_ours(flow: str, cloud: Cloud, repeats: int, durations: tuple[int, ...],
             sample = Sample(flow, seconds, repeat)
             cloud.ecs_calls(reset=True)
             status, body = cloud.post({"Type": "RunShellScript", "CommandContent": script(seconds),
-                                       "InstanceIds": [INSTANCE], "Name": f"bench-{seconds}s"})
+                                       "InstanceIds": [INSTANCE], "Name": f"assistflow-bench-{seconds}s"})
             last_submit[flow] = time.time()
             if status != 202:
                 sample.error = f"webhook answered {status}: {body}"

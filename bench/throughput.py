@@ -63,7 +63,7 @@ def run(seconds: float, threads: int = 4, duration: float = 0.2) -> dict[str, An
             while time.time() < stop_at:
                 body = {"Type": "RunShellScript", "CommandContent": f"echo {worker}-{n}",
                         "InstanceIds": [ids[(worker * 7919 + n) % INSTANCES]],
-                        "Name": f"bench-throughput-{worker}-{n}"}
+                        "Name": f"assistflow-bench-throughput-{worker}-{n}"}
                 n += 1
                 sent = time.time()
                 try:

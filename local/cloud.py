@@ -118,6 +118,9 @@ class LocalCloud:
             "EcsEndpoint": self.servers["ecs"].url,
             "MnsEndpoint": self.servers["mns"].url,
             "OssEndpoint": self.servers["oss"].url,
+            # Off in the template (a real account must name its own fleet first); on here,
+            # where its default payload targets the local instances: `make run` shows it at work.
+            "MaintenanceEnabled": True,
         }
         overrides.update(self.parameters)
         import yaml

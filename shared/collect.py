@@ -63,8 +63,9 @@ def handle(followup: FollowUp, clients: Clients, now: Callable[[], float] = time
 
     Throttling, 5xx or a network error mid-way re-queues the same follow-up with a short,
     growing delay instead of sleeping (billed) or waiting for the message's visibility timeout;
-    what was stored already is simply stored again. Permanent errors propagate: the message
-    stays in the queue and, after the trigger's retries, lands in its dead-letter queue.
+    what was stored already is simply stored again. Permanent errors (an invocation Cloud
+    Assistant no longer knows, results the role may not write) propagate: the collector
+    function parks the follow-up in its dead-letter queue (``shared.deadletter``).
     """
     try:
         return collect(followup, clients, now, rng)

@@ -66,13 +66,22 @@ def collector_items(event: bytes | str | dict[str, Any] | list[Any]) -> list[Col
     a queue message that is neither a follow-up nor a late event.
     """
     data = load_event(event)
+    events = task_completed_events(data)
+    if events is not None:
+        return list(events)
+    return [message_item(message.body) for message in queue_messages(data)]
+
+
+def task_completed_events(data: Any) -> list[TaskCompleted] | None:
+    """The TaskCompleted events of a default-bus delivery; None for anything else."""
     items = data if isinstance(data, list) else [data]
     if items and all(isinstance(i, dict) and i.get("type") == TASK_COMPLETED for i in items):
         return [TaskCompleted(dict(i.get("data") or {})) for i in items]
-    return [_message(message.body) for message in queue_messages(items)]
+    return None
 
 
-def _message(body: str) -> LateEvent | FollowUp:
+def message_item(body: str) -> LateEvent | FollowUp:
+    """One follow-up queue message; ``FollowUpInvalidError`` when it is neither kind."""
     try:
         data = json.loads(body)
     except ValueError:

@@ -45,6 +45,11 @@ class Settings:
     # Batches larger than this are collected by follow-ups even with events: one look over
     # 100 instances is far cheaper than 100 event invocations, and a fan-out needs no 1 s latency.
     events_max_instances: int = 20
+    # The TaskCompleted trigger's filter takes only commands whose name starts with this
+    # (template.yml: EventsCommandPrefix); other commands are collected by follow-ups alone.
+    events_command_prefix: str = "assistflow"
+    # Where a queue function parks a message that can never succeed (shared.deadletter).
+    dead_letter_queue: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -80,6 +85,8 @@ class Settings:
             completion_events=env.get("ASSISTFLOW_COMPLETION_EVENTS", "off").lower()
             in ("on", "true", "1"),
             events_max_instances=int(env.get("ASSISTFLOW_EVENTS_MAX_INSTANCES", "20") or 20),
+            events_command_prefix=env.get("ASSISTFLOW_EVENTS_COMMAND_PREFIX", "assistflow"),
+            dead_letter_queue=env.get("ASSISTFLOW_DEAD_LETTER_QUEUE", ""),
         )
 
     def for_region(self, region: str) -> Settings:

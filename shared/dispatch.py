@@ -88,7 +88,8 @@ def dispatch(request: CommandRequest, plan: Plan, clients: Clients, *, source: s
                                      client_token(idempotency_key, f"invoke-{index}"))
             invoke_ids.append(invoke_id)
             watchdog = clients.settings.completion_events and \
-                len(group) <= clients.settings.events_max_instances
+                len(group) <= clients.settings.events_max_instances and \
+                events_reach(request, clients.settings)
             record_and_follow_up(clients, replace(first, invoke_id=invoke_id, pending=group,
                                                   watchdog=watchdog),
                                  plan.skipped if index == 0 else ())
@@ -106,6 +107,14 @@ def dispatch(request: CommandRequest, plan: Plan, clients: Clients, *, source: s
         skipped=plan.skipped,
         batches=tuple(groups),
     )
+
+
+def events_reach(request: CommandRequest, settings: Settings) -> bool:
+    """Will this command's TaskCompleted events reach the collector? The trigger's filter takes
+    only commands named ``settings.events_command_prefix…`` (template.yml: EventsCommandPrefix,
+    by default the request's default Name); a saved command's name is not looked up, so saved
+    commands, like other names, are collected by follow-ups alone."""
+    return not request.command_id and request.name.startswith(settings.events_command_prefix)
 
 
 def resolve_command(request: CommandRequest, ecs: CloudAssistant, idempotency_key: str,

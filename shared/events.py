@@ -99,6 +99,9 @@ class QueueMessage:
     message_id: str
     body: str  # the message body as text (Base64 already undone when it was encoded)
     request_id: str
+    # ``messageBody`` exactly as the event carries it: with IsBase64Decode false (template.yml)
+    # the body as sent, so a dead-lettered message can be parked unchanged (shared.deadletter)
+    raw_body: str = ""
 
 
 def queue_messages(event: bytes | str | dict[str, Any] | list[Any]) -> list[QueueMessage]:
@@ -110,10 +113,12 @@ def queue_messages(event: bytes | str | dict[str, Any] | list[Any]) -> list[Queu
         payload = item.get("data") if isinstance(item, dict) else None
         if not isinstance(payload, dict) or "messageBody" not in payload:
             raise EventInvalidError("not an MNS queue (EventBridge) event: data.messageBody missing")
+        raw = str(payload["messageBody"])
         messages.append(QueueMessage(
             message_id=str(payload.get("messageId", item.get("id", ""))),
-            body=_text_body(str(payload["messageBody"])),
+            body=_text_body(raw),
             request_id=str(payload.get("requestId", "")),
+            raw_body=raw,
         ))
     return messages
 

@@ -1,60 +1,69 @@
-"""What an MNS-queue trigger does with a message its function keeps failing on.
+"""What an MNS-queue trigger does when its function fails: EventBridge's retry and fault tolerance.
 
-The pinned MNS SDK (1.3.0) has no queue dead-letter policy, and on Alibaba Cloud the queue
-trigger's retries and dead-letter queue belong to the EventBridge event stream behind it, so
-the host implements them from the trigger's own ``TriggerConfig.runOptions`` — the FC 3.0 API
-shape (``alibabacloud-fc20230330`` ``RunOptions``/``RetryStrategy``/``DeadLetterQueue``)::
+On Alibaba Cloud an FC 3.0 queue trigger is an EventBridge event stream (MNS source, FC sink),
+configured by the trigger's ``TriggerConfig.runOptions`` — FC 3.0's ``RunOptions``
+(``alibabacloud-fc20230330``; https://www.alibabacloud.com/help/en/functioncompute/fc-3-0/developer-reference/api-fc-2023-03-30-struct-runoptions)::
 
     runOptions:
       retryStrategy:
-        PushRetryStrategy: BACKOFF_RETRY     # 3 retries (default) | EXPONENTIAL_DECAY_RETRY: 176
+        PushRetryStrategy: BACKOFF_RETRY     # (default) | EXPONENTIAL_DECAY_RETRY
         MaximumRetryAttempts: 2              # optional, see below
-      deadLetterQueue:
-        Arn: acs:mns:<region>:<account>:/queues/<name>   # e.g. Fn::GetAtt [Dlq, ARN]
       errorsTolerance: ALL                   # NONE (default) | ALL
+      deadLetterQueue:
+        Arn: acs:mns:<region>:<account>:/queues/<name>   # e.g. Fn::GetAtt [Dlq, ARN.WithSlash]
 
-Retry counts follow EventBridge ("Retry policies and dead-letter queues",
-https://www.alibabacloud.com/help/en/eventbridge/user-guide/retry-and-dead-letter):
-``BACKOFF_RETRY`` retries a failed event up to 3 times, ``EXPONENTIAL_DECAY_RETRY`` up to 176
-times. A message may thus be
-delivered ``1 + retries`` times. ``MaximumRetryAttempts`` is EventBridge's own (and FC 2.0's
-``RetryStrategy``) name for an explicit count; the FC 3.0 SDK model does not carry it, so a
-template checked by a round trip through that model should use ``PushRetryStrategy`` alone.
+EventBridge "Retry policies and dead-letter queues"
+(https://www.alibabacloud.com/help/en/eventbridge/user-guide/retry-and-dead-letter) defines
+what they mean, and this module follows it:
 
-The count is the message's ``DequeueCount`` as MNS reports it, so it survives host restarts
-and counts deliveries whose invocation never reported back (a crash, a timeout longer than the
-visibility timeout). Between deliveries the message waits out its queue's VisibilityTimeout —
-the MNS behaviour — not EventBridge's 10–20 s backoff.
+* **retry policy** — ``BACKOFF_RETRY``: up to 3 retries, each after a random 10–20 s;
+  ``EXPONENTIAL_DECAY_RETRY``: up to 176 retries over about a day, after 1, 2, 4, … 256 s and
+  then 512 s for the remaining 167. ``MaximumRetryAttempts`` (EventBridge's own
+  ``RetryStrategy`` field, and FC 2.0's) overrides the count; the FC 3.0 SDK model drops it, so
+  a template checked against that model should not use it.
+* **fault tolerance** once the retries are used up — ``errorsTolerance: ALL`` ("fault tolerance
+  allowed"): the event goes to the dead-letter queue if one is configured, else it is
+  discarded, and the stream goes on; ``NONE`` ("prohibited", the default — RunOptions: "The
+  default value is NONE"): **the stream is blocked** and its task's status becomes Ready — no
+  further event of that source reaches the function. A dead-letter queue does not change
+  that: it is used only when errors are tolerated.
 
-When the deliveries are used up:
-
-* with ``deadLetterQueue``: the message is sent to that queue **with its body unchanged** (as
-  EventBridge forwards dead letters "as they are") and only then deleted from its own queue;
-  configuring a DLQ is taken as tolerating errors, whatever ``errorsTolerance`` says;
-* ``errorsTolerance: ALL`` without a DLQ: the message is deleted (discarded), with a warning;
-* otherwise (no ``runOptions``: the template's default): the message is never dropped — it keeps
-  coming back after each visibility timeout until its retention period ends. EventBridge's
-  default tolerance ``NONE`` blocks the stream rather than lose the event; redelivering is the
-  local equivalent that loses nothing.
+How the host keeps to it. A message stays in its MNS queue until the function succeeded (or it
+is dead-lettered / discarded). After a failed delivery with retries left, the trigger sets the
+message's visibility (``ChangeMessageVisibility``) to the policy's next retry interval, so the
+documented schedule is kept and — because MNS counts each receive in ``DequeueCount`` — the
+attempt count survives host restarts and deliveries that never reported back. The emulator's
+clock (``/_emulator/clock``) compresses the schedule for tests; the durations themselves are the
+documented ones. Not documented, and chosen here: while one event waits for its retry, the
+stream's other events keep flowing; a stream blocked under ``NONE`` stays blocked until the
+trigger is started again (the host restarted — as restarting the event stream on the cloud),
+which retries the blocking event once before blocking again.
 """
 
 from __future__ import annotations
 
+import random
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 RETRIES = {"BACKOFF_RETRY": 3, "EXPONENTIAL_DECAY_RETRY": 176}
+BACKOFF_INTERVAL = (10, 20)  # seconds, random, between BACKOFF_RETRY attempts
+DECAY_CEILING = 512  # seconds: EXPONENTIAL_DECAY_RETRY's longest interval
+TOLERANCES = ("NONE", "ALL")
 _MNS_QUEUE_ARN = re.compile(r"^acs:mns:[^:]*:[^:]*:/?queues/([^/]+)/?$")
+
+Outcome = Literal["retry", "dead-letter", "discard", "block"]
 
 
 @dataclass(frozen=True)
 class DeliveryPolicy:
-    """``max_deliveries`` None = redeliver until retention; else give up after that many."""
+    """One trigger's ``runOptions``: how often a failing event is retried, and then what."""
 
-    max_deliveries: int | None = None
-    dead_letter_queue: str | None = None
     strategy: str = "BACKOFF_RETRY"
+    retries: int = RETRIES["BACKOFF_RETRY"]
+    tolerate_errors: bool = False  # errorsTolerance ALL
+    dead_letter_queue: str | None = None
 
     @classmethod
     def from_run_options(cls, run_options: dict[str, Any] | None) -> DeliveryPolicy:
@@ -71,7 +80,7 @@ class DeliveryPolicy:
             if retries < 0:
                 raise ValueError("runOptions.retryStrategy.MaximumRetryAttempts must be >= 0")
         tolerance = str(options.get("errorsTolerance") or "NONE").upper()
-        if tolerance not in ("NONE", "ALL"):
+        if tolerance not in TOLERANCES:
             raise ValueError(f"runOptions.errorsTolerance {tolerance!r} is not NONE or ALL")
         dlq = None
         arn = (options.get("deadLetterQueue") or {}).get("Arn")
@@ -82,14 +91,34 @@ class DeliveryPolicy:
                                  "(acs:mns:<region>:<account>:/queues/<name>) are emulated "
                                  "locally")
             dlq = match.group(1)
-        gives_up = dlq is not None or tolerance == "ALL"
-        return cls(max_deliveries=1 + retries if gives_up else None, dead_letter_queue=dlq,
-                   strategy=strategy)
+        return cls(strategy=strategy, retries=retries, tolerate_errors=tolerance == "ALL",
+                   dead_letter_queue=dlq)
 
-    def exhausted(self, dequeue_count: int) -> bool:
-        """After a failed delivery number ``dequeue_count``: no more tries are left."""
-        return self.max_deliveries is not None and dequeue_count >= self.max_deliveries
+    @property
+    def max_deliveries(self) -> int:
+        """The first delivery plus every retry."""
+        return 1 + self.retries
 
-    def overdue(self, dequeue_count: int) -> bool:
-        """Received more often than allowed (earlier deliveries never reported back)."""
-        return self.max_deliveries is not None and dequeue_count > self.max_deliveries
+    def after_failure(self, delivery: int) -> Outcome:
+        """What follows the failure of delivery number ``delivery`` (1 = the first)."""
+        if delivery < self.max_deliveries:
+            return "retry"
+        return self.give_up()
+
+    def give_up(self) -> Outcome:
+        """The fault-tolerance outcome once the retries are used up."""
+        if not self.tolerate_errors:
+            return "block"
+        return "dead-letter" if self.dead_letter_queue else "discard"
+
+    def overdue(self, delivery: int) -> bool:
+        """Received more often than allowed (earlier deliveries never reported back), with
+        errors tolerated: it is given up on without another try. Under ``NONE`` it is tried
+        once more instead — a restarted stream retries the event that blocked it."""
+        return self.tolerate_errors and delivery > self.max_deliveries
+
+    def retry_delay(self, retry: int, rng: random.Random | None = None) -> int:
+        """Seconds before retry number ``retry`` (1 = the first retry)."""
+        if self.strategy == "EXPONENTIAL_DECAY_RETRY":
+            return int(min(2 ** max(retry - 1, 0), DECAY_CEILING))
+        return (rng or random).randint(*BACKOFF_INTERVAL)

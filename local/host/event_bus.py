@@ -2,16 +2,21 @@
 
 Alibaba Cloud services publish events (ECS: ``ecs:CloudAssistant:TaskCompleted``) to the
 account's default bus; an FC ``eventbridge`` trigger whose ``eventSourceConfig.eventSourceType``
-is ``Default`` receives those that match its ``eventRuleFilterPattern``, asynchronously (FC 3.0
+is ``Default`` receives those that match its ``eventRuleFilterPattern`` (FC 3.0
 ``EventBridgeTriggerConfig``,
 https://www.alibabacloud.com/help/en/functioncompute/fc-3-0/developer-reference/api-fc-2023-03-30-struct-eventbridgetriggerconfig).
 The local ECS emulator publishes here, so the same template line subscribes a function on a
-laptop and on the cloud.
+laptop and on the cloud — and the same pattern keeps other events away from it on both
+(template.yml narrows TaskCompleted to its own commands by a ``data.commandName`` prefix).
+The host invokes the function asynchronously, with FC's asynchronous retries, whatever the
+trigger's ``asyncInvocationType`` says (its two references disagree on what ``true`` means).
 
-Patterns follow EventBridge's syntax for what a trigger needs: a JSON object whose keys are
-event fields (nested objects for ``data``) and whose values are lists of allowed values, where
-an item may also be ``{"prefix": …}``, ``{"suffix": …}`` or ``{"anything-but": …}``. ``{}``
-matches every event.
+Patterns follow EventBridge "Event patterns"
+(https://www.alibabacloud.com/help/en/eventbridge/user-guide/event-patterns) for what a trigger
+needs: a JSON object whose keys are event fields (nested objects for ``data``) and whose values
+are lists of allowed values, where an item may also be ``{"prefix": …}``, ``{"suffix": …}`` or
+``{"anything-but": …}``; every key must match (AND), any item of a list (OR); ``{}`` matches
+every event. Other operators are refused when the trigger starts, not silently ignored.
 """
 
 from __future__ import annotations
@@ -43,6 +48,25 @@ def matches(pattern: dict[str, Any], event: dict[str, Any]) -> bool:
     return True
 
 
+def check_pattern(pattern: Any) -> None:
+    """``ValueError`` naming the first part of ``pattern`` this bus does not evaluate."""
+    if not isinstance(pattern, dict):
+        raise ValueError("a pattern is a JSON object")
+    for key, rule in pattern.items():
+        if isinstance(rule, dict):
+            check_pattern(rule)
+        elif isinstance(rule, list):
+            for item in rule:
+                if isinstance(item, dict) and not (len(item) == 1 and set(item) <= _OPERATORS):
+                    raise ValueError(f"unsupported pattern item {item!r} at {key!r} (supported: "
+                                     f"exact values, {', '.join(sorted(_OPERATORS))})")
+        else:
+            raise ValueError(f"pattern field {key!r} must be a list or an object")
+
+
+_OPERATORS = {"prefix", "suffix", "anything-but"}
+
+
 def _item_matches(item: Any, value: Any) -> bool:
     if not isinstance(item, dict):
         return bool(item == value)
@@ -66,7 +90,7 @@ class BusTrigger(Trigger):
         raw = config.get("eventRuleFilterPattern") or "{}"
         try:
             self.pattern = json.loads(raw) if isinstance(raw, str) else dict(raw)
-            matches(self.pattern, {})  # reject unsupported syntax at start, not per event
+            check_pattern(self.pattern)  # reject unsupported syntax at start, not per event
         except (ValueError, TypeError) as exc:
             raise ValueError(f"trigger {name}: eventRuleFilterPattern: {exc}") from None
         self.enabled = config.get("triggerEnable", True) not in (False, "false", "False")

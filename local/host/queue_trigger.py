@@ -10,12 +10,15 @@ in ``data`` (``requestId``, ``messageId``, ``messageBody``, Base64-decoded unles
 https://www.alibabacloud.com/help/en/functioncompute/fc-3-0/developer-reference/api-fc-2023-03-30-struct-sourcemnsparameters).
 
 The message is deleted only when the invocation succeeds; otherwise it stays in the queue and
-comes back after its visibility timeout — at-least-once, as on the cloud. How many times, and
-what happens after that (dead-letter queue, discard, keep trying), is the trigger's
-``runOptions`` — see ``local.host.delivery_policy``.
+comes back — at-least-once, as on the cloud. When, how often, and what happens once the retries
+are used up (dead-letter queue, discard, or a blocked stream) is the trigger's ``runOptions`` as
+EventBridge documents them — see ``local.host.delivery_policy``.
 
-Deliveries are synchronous whatever ``asyncInvocationType`` says: the host waits for the
-function's outcome to decide the message's fate either way.
+``asyncInvocationType``: the FC 2.0 reference reads ``true`` as asynchronous, FC 3.0's current
+``EventBridgeTriggerConfig`` reference as synchronous. The host always delivers a queue event
+synchronously — the stream waits for the function's outcome to decide the message's fate —
+which is where ``runOptions`` apply; the queue functions park messages that can never succeed
+themselves, so they behave the same under either reading (``template.yml``).
 """
 
 from __future__ import annotations
@@ -110,6 +113,7 @@ class QueueTrigger(Trigger):
         if not params.get("QueueName"):
             raise ValueError(f"trigger {name}: sourceMNSParameters.QueueName is required")
         self.label = label
+        self.config = config
         self.queue_name = str(params["QueueName"])
         try:
             self.base64_decode = truthy(params.get("IsBase64Decode"), default=True)
@@ -126,6 +130,8 @@ class QueueTrigger(Trigger):
         self._pool = ThreadPoolExecutor(max_workers=concurrency,
                                         thread_name_prefix=f"{label}queue-{name}")
         self._stop = threading.Event()
+        # errorsTolerance NONE and a message out of retries: the stream delivers nothing more.
+        self.blocked = threading.Event()
         self._thread: threading.Thread | None = None
 
     @classmethod
@@ -152,6 +158,12 @@ class QueueTrigger(Trigger):
 
         if self.policy.dead_letter_queue is None:
             return
+        if not self.policy.tolerate_errors:
+            log.warning("trigger %s: deadLetterQueue %s is set but errorsTolerance is NONE: "
+                        "EventBridge uses a dead-letter queue only when errors are tolerated "
+                        "(ALL); a message out of retries blocks the stream instead", self.name,
+                        self.policy.dead_letter_queue)
+            return
         try:
             # A peek changes nothing; GetQueueAttributes would, through SDK 1.3.0, raise
             # DeprecationWarnings for fields the response no longer carries.
@@ -166,7 +178,7 @@ class QueueTrigger(Trigger):
     def _poll(self) -> None:
         from mns.mns_exception import MNSExceptionBase, MNSServerException
 
-        while not self._stop.is_set():
+        while not (self._stop.is_set() or self.blocked.is_set()):
             # All slots busy means every delivery is in an invocation; the timed wait only
             # lets stop() be noticed while they run.
             if not self._slots.acquire(timeout=0.5):
@@ -193,6 +205,8 @@ class QueueTrigger(Trigger):
 
     def _deliver(self, message: Any) -> None:
         try:
+            if self.blocked.is_set():
+                return  # received before the stream blocked: it stays in the queue
             count = int(message.dequeue_count)
             if self.policy.overdue(count):
                 # Its earlier deliveries never reported back (host stopped mid-invocation,
@@ -212,29 +226,60 @@ class QueueTrigger(Trigger):
             self.stats.record(failed=1)
             error = inv.error or {}
             reason = f"{error.get('errorType')}: {error.get('errorMessage')}"
-            if self.policy.exhausted(count):
-                self._give_up(message, count, reason)
+            if self.policy.after_failure(count) == "retry":
+                self._retry_later(message, count, reason)
             else:
-                log.warning("trigger %s: message %s failed on delivery %d (%s); it will be "
-                            "delivered again after its visibility timeout", self.name,
-                            message.message_id, count, reason)
+                self._give_up(message, count, reason)
         except Exception:
             log.exception("trigger %s: delivering %s failed", self.name, message.message_id)
         finally:
             self._slots.release()
 
-    def _give_up(self, message: Any, count: int, reason: str) -> None:
+    def _retry_later(self, message: Any, count: int, reason: str) -> None:
+        """Hide the message for the policy's next retry interval, then it is received again."""
         from mns.mns_exception import MNSExceptionBase
-        from mns.queue import Message
 
-        dlq = self.policy.dead_letter_queue
-        if dlq is None:
+        delay = self.policy.retry_delay(count)
+        try:
+            self._queue().change_message_visibility(message.receipt_handle, delay)
+        except MNSExceptionBase as exc:
+            # The handle expired (the invocation outlived the visibility timeout): the message
+            # is visible again already and comes back at once.
+            log.warning("trigger %s: could not delay the retry of %s: %s", self.name,
+                        message.message_id, exc)
+            return
+        log.warning("trigger %s: message %s failed on delivery %d of %d (%s); %s retry in %d s",
+                    self.name, message.message_id, count, self.policy.max_deliveries, reason,
+                    self.policy.strategy, delay)
+
+    def _give_up(self, message: Any, count: int, reason: str) -> None:
+        outcome = self.policy.give_up()
+        if outcome == "block":
+            self._block(message, count, reason)
+        elif outcome == "discard":
             log.warning("trigger %s: discarding message %s after %d deliveries (%s); "
                         "errorsTolerance is ALL and there is no dead-letter queue", self.name,
                         message.message_id, count, reason)
             self.stats.record(discarded=1)
             self._ack(message)
-            return
+        else:
+            self._dead_letter(message, count, reason)
+
+    def _block(self, message: Any, count: int, reason: str) -> None:
+        """``errorsTolerance: NONE``: the event stream stops; nothing more is delivered."""
+        self.blocked.set()
+        log.error("trigger %s: event stream BLOCKED: message %s failed %d deliveries (%s) and "
+                  "errorsTolerance is NONE, so no further message of queue %s is delivered to "
+                  "%s (EventBridge sets the stream's task to Ready). The message stays in the "
+                  "queue; fix the function and start the host again to retry it, or set "
+                  "errorsTolerance: ALL with a deadLetterQueue", self.name, message.message_id,
+                  count, reason, self.queue_name, self.function)
+
+    def _dead_letter(self, message: Any, count: int, reason: str) -> None:
+        from mns.mns_exception import MNSExceptionBase
+        from mns.queue import Message
+
+        dlq = self.policy.dead_letter_queue
         priority = int(getattr(message, "priority", -1) or -1)
         try:
             self._queue(dlq).send_message(Message(message.message_body,

@@ -1,9 +1,14 @@
 """Read ``template.yml`` (ROS) into what the local host runs: functions, triggers, queues, buckets.
 
-Resolves ``Parameters`` (defaults, overridable locally), the pseudo parameters
-(``ALIYUN::Region``, ``ALIYUN::AccountId``, …), ``Ref``, ``Fn::GetAtt``, ``Fn::Sub`` and
-``Fn::Join`` for the resource types the host emulates. Attributes that only exist once the host
-runs (an HTTP trigger's URL) are resolved from the ``attributes`` the host supplies.
+Resolves ``Parameters`` (defaults, overridable locally; a ``Boolean`` one becomes a boolean,
+as ROS passes it), the pseudo parameters (``ALIYUN::Region``, ``ALIYUN::AccountId``, …),
+``Conditions`` (``Fn::Equals``, ``Fn::Not``, ``Fn::And``, ``Fn::Or``, ``Condition``), ``Ref``,
+``Fn::GetAtt``, ``Fn::Sub``, ``Fn::Join`` and ``Fn::If`` for the resource types the host knows.
+Attributes that only exist once the host runs (an HTTP trigger's URL) are resolved from the
+``attributes`` the host supplies. Some types are declared but not run locally: the Simple Log
+Service project, logstore and index of the functions' ``LogConfig`` (the host keeps function
+logs in its own log) and ``ALIYUN::FC3::AsyncInvokeConfig`` (the host's asynchronous
+invocations keep FC's default 3 retries and have no destinations).
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ SUPPORTED = {
     "ALIYUN::FC3::Function", "ALIYUN::FC3::Trigger", "ALIYUN::MNS::Queue",
     "ALIYUN::MNS::Topic", "ALIYUN::OSS::Bucket", "ALIYUN::RAM::Role",
     "ALIYUN::RAM::ManagedPolicy",
+    # declared, not run locally (see the module docstring)
+    "ALIYUN::SLS::Project", "ALIYUN::SLS::Logstore", "ALIYUN::SLS::Index",
+    "ALIYUN::FC3::AsyncInvokeConfig",
 }
 
 
@@ -57,6 +65,12 @@ def _check_environment(logical_id: str, env: dict[str, Any]) -> None:
         if str(key).upper().startswith("FC_"):
             raise TemplateError(f"function {logical_id}: environment variable {key!r}: the "
                                 "FC_ prefix is reserved for Function Compute's own variables")
+    for key, value in env.items():
+        if isinstance(value, bool):
+            raise TemplateError(f"function {logical_id}: environment variable {key} is the "
+                                f"boolean {value}; FC environment values are strings — turn a "
+                                "Boolean parameter into one with Fn::If [Condition, 'true', "
+                                "'false']")
     size = sum(len(str(k)) + len("" if v is None else str(v)) for k, v in env.items())
     if size > ENV_LIMIT_BYTES:
         raise TemplateError(f"function {logical_id}: environment variables total {size} "
@@ -109,6 +123,7 @@ class Template:
     resources: dict[str, dict[str, Any]]
     outputs: dict[str, Any]
     attributes: dict[tuple[str, str], Any] = field(default_factory=dict)
+    conditions: dict[str, Any] = field(default_factory=dict)
 
     # --- loading --------------------------------------------------------------------------
     @classmethod
@@ -132,12 +147,18 @@ class Template:
                 params[name] = spec["Default"]
             else:
                 raise TemplateError(f"parameter {name} has no Default; pass a value for it")
+            if spec.get("Type") == "Boolean":
+                try:
+                    params[name] = truthy(params[name], default=False)
+                except ValueError as exc:
+                    raise TemplateError(f"parameter {name} is Boolean: {exc}") from None
         resources = doc.get("Resources") or {}
         for logical_id, res in resources.items():
             if res.get("Type") not in SUPPORTED:
                 raise TemplateError(f"resource {logical_id}: type {res.get('Type')!r} is not "
                                     f"run locally (supported: {', '.join(sorted(SUPPORTED))})")
-        tpl = cls(path, region, account_id, params, resources, doc.get("Outputs") or {})
+        tpl = cls(path, region, account_id, params, resources, doc.get("Outputs") or {},
+                  conditions=doc.get("Conditions") or {})
         tpl._name_resources()
         return tpl
 
@@ -145,27 +166,42 @@ class Template:
         """Physical names, so ``Ref`` / ``Fn::GetAtt`` of names resolve before anything runs."""
         name_props = {"ALIYUN::FC3::Function": "FunctionName", "ALIYUN::MNS::Queue": "QueueName",
                       "ALIYUN::MNS::Topic": "TopicName", "ALIYUN::OSS::Bucket": "BucketName",
-                      "ALIYUN::RAM::Role": "RoleName", "ALIYUN::FC3::Trigger": "TriggerName"}
-        for logical_id, res in self.resources.items():
-            prop = name_props.get(res["Type"])
-            if prop is None:
-                continue
-            name = str(self.resolve((res.get("Properties") or {}).get(prop, logical_id)))
-            self.attributes[(logical_id, "Ref")] = name
-            self.attributes[(logical_id, prop)] = name
-            if res["Type"] == "ALIYUN::MNS::Queue":
-                # ROS: ARN is acs:mns:region:account:queues/name; ARN.WithSlash has "/queues".
-                self.attributes[(logical_id, "ARN")] = (
-                    f"acs:mns:{self.region}:{self.account_id}:queues/{name}")
-                self.attributes[(logical_id, "ARN.WithSlash")] = (
-                    f"acs:mns:{self.region}:{self.account_id}:/queues/{name}")
-            elif res["Type"] == "ALIYUN::FC3::Function":
-                self.attributes[(logical_id, "ARN")] = (
-                    f"acs:fc:{self.region}:{self.account_id}:functions/{name}")
-            elif res["Type"] == "ALIYUN::RAM::Role":
-                self.attributes[(logical_id, "Arn")] = f"acs:ram::{self.account_id}:role/{name}"
-            elif res["Type"] == "ALIYUN::OSS::Bucket":
-                self.attributes[(logical_id, "Name")] = name
+                      "ALIYUN::RAM::Role": "RoleName", "ALIYUN::FC3::Trigger": "TriggerName",
+                      "ALIYUN::SLS::Project": "Name", "ALIYUN::SLS::Logstore": "LogstoreName"}
+        # A name may be built from another resource's (a logstore's project): name those first.
+        pending = [(lid, res, name_props[res["Type"]]) for lid, res in self.resources.items()
+                   if res["Type"] in name_props]
+        while pending:
+            waiting = []
+            for logical_id, res, prop in pending:
+                try:
+                    self._name(logical_id, res, prop)
+                except TemplateError:
+                    waiting.append((logical_id, res, prop))
+            if len(waiting) == len(pending):
+                self._name(*waiting[0])  # raises the TemplateError that names the problem
+            pending = waiting
+
+    def _name(self, logical_id: str, res: dict[str, Any], prop: str) -> None:
+        name = str(self.resolve((res.get("Properties") or {}).get(prop, logical_id)))
+        self.attributes[(logical_id, "Ref")] = name
+        self.attributes[(logical_id, prop)] = name
+        if res["Type"] == "ALIYUN::MNS::Queue":
+            # ROS: ARN is acs:mns:region:account:queues/name; ARN.WithSlash has "/queues".
+            self.attributes[(logical_id, "ARN")] = (
+                f"acs:mns:{self.region}:{self.account_id}:queues/{name}")
+            self.attributes[(logical_id, "ARN.WithSlash")] = (
+                f"acs:mns:{self.region}:{self.account_id}:/queues/{name}")
+        elif res["Type"] == "ALIYUN::FC3::Function":
+            self.attributes[(logical_id, "ARN")] = (
+                f"acs:fc:{self.region}:{self.account_id}:functions/{name}")
+        elif res["Type"] == "ALIYUN::RAM::Role":
+            self.attributes[(logical_id, "Arn")] = f"acs:ram::{self.account_id}:role/{name}"
+        elif res["Type"] == "ALIYUN::OSS::Bucket":
+            self.attributes[(logical_id, "Name")] = name
+        elif res["Type"] == "ALIYUN::SLS::Logstore":
+            self.attributes[(logical_id, "ProjectName")] = str(
+                self.resolve(res["Properties"]["ProjectName"]))
 
     # --- intrinsic functions ----------------------------------------------------------------
     def _pseudo(self, name: str) -> Any:
@@ -198,7 +234,35 @@ class Template:
             if key == "Fn::Join":
                 sep, items = arg
                 return str(sep).join(str(self.resolve(i)) for i in items)
+            if key == "Fn::If":
+                name, if_true, if_false = arg
+                return self.resolve(if_true if self.condition(str(name)) else if_false)
         return {k: self.resolve(v) for k, v in value.items()}
+
+    def condition(self, name: str) -> bool:
+        """The value of the ``Conditions`` entry ``name``."""
+        if name not in self.conditions:
+            raise TemplateError(f"condition {name!r} is not declared in Conditions")
+        return self._evaluate(self.conditions[name])
+
+    def _evaluate(self, expr: Any) -> bool:
+        if isinstance(expr, str):
+            return self.condition(expr)  # a condition named inside Fn::Not / And / Or
+        if isinstance(expr, dict) and len(expr) == 1:
+            (key, arg), = expr.items()
+            if key == "Condition":
+                return self.condition(str(arg))
+            if key == "Fn::Equals":
+                left, right = (self.resolve(v) for v in arg)
+                return bool(left == right)
+            if key == "Fn::Not":
+                return not self._evaluate(arg[0] if isinstance(arg, list) else arg)
+            if key == "Fn::And":
+                return all(self._evaluate(item) for item in arg)
+            if key == "Fn::Or":
+                return any(self._evaluate(item) for item in arg)
+        raise TemplateError(f"condition {expr!r}: only Fn::Equals, Fn::Not, Fn::And, Fn::Or and "
+                            "Condition are evaluated locally")
 
     def _sub(self, arg: Any) -> str:
         text, extra = (arg, {}) if isinstance(arg, str) else (arg[0], arg[1])

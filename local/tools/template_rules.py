@@ -5,7 +5,8 @@ https://www.alibabacloud.com/help/en/ros/developer-reference/aliyun-fc3-trigger)
 round-trips through the FC 3.0 SDK's model of its ``TriggerType`` (``alibabacloud-fc20230330``:
 ``Model().from_map(config).to_map()`` drops the keys the model does not know). ``Ref`` /
 ``Fn::GetAtt`` / ``Fn::Sub`` must name a parameter, a resource or an attribute its CDK class
-declares.
+declares; ``Fn::If`` and ``Condition`` must name an entry of ``Conditions`` ("Fn::If",
+https://www.alibabacloud.com/help/en/ros/user-guide/function-if).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ def attributes(cls: type) -> list[str]:
 def check_references(template: dict[str, Any], classes: dict[str, type]) -> list[Problem]:
     parameters = set(section(template, "Parameters"))
     resources = set(section(template, "Resources"))
+    conditions = set(section(template, "Conditions"))
     problems: list[Problem] = []
     cache: dict[str, list[str]] = {}
 
@@ -80,6 +82,11 @@ def check_references(template: dict[str, Any], classes: dict[str, type]) -> list
                     problems.append(Problem(where, f"{target} has no attribute {rest[0]!r}"
                                                    + suggest(rest[0], names)))
             return
+        named = value.get("Fn::If", [None])[0] if isinstance(value.get("Fn::If"), list) \
+            else value.get("Condition") if isinstance(value.get("Condition"), str) else None
+        if len(value) == 1 and named is not None and named not in conditions:
+            problems.append(Problem(where, f"condition {named!r} is not declared in Conditions"
+                                    + suggest(str(named), sorted(conditions))))
         if "Fn::Sub" in value and len(value) == 1:
             sub = value["Fn::Sub"]
             text, variables = (sub[0], sub[1]) if isinstance(sub, list) and len(sub) == 2 \
@@ -100,6 +107,8 @@ def check_references(template: dict[str, Any], classes: dict[str, type]) -> list
             visit(decl.get("Properties"), f"Resources.{name}.Properties", set())
     for name, decl in section(template, "Outputs").items():
         visit(decl, f"Outputs.{name}", set())
+    for name, decl in section(template, "Conditions").items():
+        visit(decl, f"Conditions.{name}", set())
     return problems
 
 

@@ -28,6 +28,10 @@ BROKEN = {
                        ("wrong type", "number", "'one minute'")),
     "unknown_trigger_key.yml": ("MaintenanceTimer", "Properties.TriggerConfig.cronExpresion",
                                 ("unknown key for TriggerType timer", "cronExpression")),
+    "unknown_condition.yml": ("CollectFunction",
+                              "Properties.EnvironmentVariables.ASSISTFLOW_COMPLETION_EVENTS",
+                              ("condition 'CompletionEventOn' is not declared",
+                               "did you mean CompletionEventsOn")),
 }
 
 

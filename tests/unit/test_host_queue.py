@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import random
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,24 +45,61 @@ def _wait(probe: Any, timeout: float = 10) -> None:
 
 
 def _next_visibility_window(harness: HostHarness) -> None:
+    """Past the queue's visibility timeout, and so past any BACKOFF_RETRY interval (10-20 s)."""
     harness.advance(VISIBILITY + 1)
 
 
-# --- policy -------------------------------------------------------------------------------------
-def test_run_options_map_to_delivery_counts() -> None:
-    assert DeliveryPolicy.from_run_options(None).max_deliveries is None  # never dropped
-    assert DeliveryPolicy.from_run_options({"errorsTolerance": "ALL"}).max_deliveries == 4
+def _hidden_for(harness: HostHarness, queue: str) -> float:
+    """Seconds until the (only) message of ``queue`` is visible again, on the emulator's clock."""
+    assert harness.mns_server is not None
+    (message,) = harness.peek_all(queue)
+    return float(message["next_visible_time"]) / 1000 - harness.mns_server.app.clock.now()
+
+
+def _bodies(harness: HostHarness, function: str) -> list[str]:
+    return [json.loads(r["event"])["data"]["messageBody"] for r in harness.recorded(function)]
+
+
+# --- policy (EventBridge "Retry policies and dead-letter queues") ------------------------------
+def test_the_default_is_three_backoff_retries_then_a_blocked_stream() -> None:
+    policy = DeliveryPolicy.from_run_options(None)
+    assert (policy.strategy, policy.max_deliveries, policy.tolerate_errors) == \
+        ("BACKOFF_RETRY", 4, False)
+    assert [policy.after_failure(n) for n in (1, 2, 3, 4)] == ["retry"] * 3 + ["block"]
+    assert not policy.overdue(9)  # under NONE a restarted stream tries the event once more
+
+
+def test_a_dead_letter_queue_is_used_only_when_errors_are_tolerated() -> None:
     dlq = {"deadLetterQueue": {"Arn": "acs:mns:cn-hangzhou:1:/queues/dead"}}
-    policy = DeliveryPolicy.from_run_options(dlq)
-    assert (policy.max_deliveries, policy.dead_letter_queue) == (4, "dead")
-    decay = {**dlq, "retryStrategy": {"PushRetryStrategy": "EXPONENTIAL_DECAY_RETRY"}}
-    assert DeliveryPolicy.from_run_options(decay).max_deliveries == 177
+    strict = DeliveryPolicy.from_run_options(dlq)
+    assert strict.dead_letter_queue == "dead" and strict.give_up() == "block"
+    tolerant = DeliveryPolicy.from_run_options({**dlq, "errorsTolerance": "ALL"})
+    assert tolerant.give_up() == "dead-letter" and tolerant.overdue(5) and not tolerant.overdue(4)
+    assert DeliveryPolicy.from_run_options({"errorsTolerance": "ALL"}).give_up() == "discard"
     explicit = {**dlq, "retryStrategy": {"MaximumRetryAttempts": 0}}
-    assert DeliveryPolicy.from_run_options(explicit).max_deliveries == 1
-    assert not policy.exhausted(3) and policy.exhausted(4) and policy.overdue(5)
+    assert DeliveryPolicy.from_run_options(explicit).after_failure(1) == "block"
     # the ARN without the slash (ROS "ARN") is accepted as well
     no_slash = {"deadLetterQueue": {"Arn": "acs:mns:cn-hangzhou:1:queues/dead"}}
     assert DeliveryPolicy.from_run_options(no_slash).dead_letter_queue == "dead"
+
+
+def test_backoff_retry_waits_a_random_10_to_20_seconds() -> None:
+    policy = DeliveryPolicy.from_run_options({"retryStrategy": {"PushRetryStrategy":
+                                                                "BACKOFF_RETRY"}})
+    rng = random.Random(7)
+    delays = {policy.retry_delay(n, rng) for n in range(1, 4) for _ in range(50)}
+    assert min(delays) >= 10 and max(delays) <= 20 and len(delays) > 5
+
+
+def test_exponential_decay_retry_is_176_retries_over_about_a_day() -> None:
+    policy = DeliveryPolicy.from_run_options({"retryStrategy": {"PushRetryStrategy":
+                                                                "EXPONENTIAL_DECAY_RETRY"}})
+    delays = [policy.retry_delay(n) for n in range(1, policy.retries + 1)]
+    assert len(delays) == 176
+    assert delays[:10] == [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
+    assert delays.count(512) == 167  # "the value 512 seconds is used for 167 retries"
+    assert 23 * 3600 < sum(delays) <= 24 * 3600
+    assert policy.after_failure(176) == "retry" and policy.after_failure(177) == "block"
 
 
 @pytest.mark.parametrize("bad", [
@@ -161,6 +199,7 @@ def test_a_message_received_too_often_is_dead_lettered_without_another_try(
                             {"eventSourceConfig": {"eventSourceParameters": {
                                 "sourceMNSParameters": {"QueueName": "work-poison"}}},
                              "runOptions": {"retryStrategy": {"MaximumRetryAttempts": 2},
+                                            "errorsTolerance": "ALL",
                                             "deadLetterQueue": {"Arn": "acs:mns:r:1:/queues/"
                                                                        "work-dead-letters"}}},
                             harness.host.mns, "cn-hangzhou", "1", label=harness.host.label)
@@ -173,4 +212,78 @@ def test_a_message_received_too_often_is_dead_lettered_without_another_try(
         assert harness.recorded("poison") == []  # the function never saw it
         dead = harness.receive("work-dead-letters")
         assert dead is not None and dead.message_body == "orphaned"
+    assert harness.leftover_threads == []
+
+
+def test_a_failed_delivery_is_retried_on_the_backoff_schedule(queues: HostHarness) -> None:
+    queues.queue("work-strict").send_message(Message("poison, retried in 10-20 s"))
+    queues.wait_recorded("strict", 1)
+    _wait(lambda: _trigger(queues, "strict").stats.failed == 1)
+    _wait(lambda: _hidden_for(queues, "work-strict") <= 20)  # no longer the queue's 30 s
+    assert 9 < _hidden_for(queues, "work-strict") <= 20
+    queues.advance(9)
+    time.sleep(0.5)
+    assert len(queues.recorded("strict")) == 1  # not before its interval
+    queues.advance(12)
+    queues.wait_recorded("strict", 2)
+
+
+def test_exponential_decay_retries_after_1_2_4_8_seconds(queues: HostHarness) -> None:
+    # decay: EXPONENTIAL_DECAY_RETRY with MaximumRetryAttempts 4, errorsTolerance ALL + DLQ
+    queues.queue("work-decay").send_message(Message("keeps failing"))
+    for n, delay in enumerate([1, 2, 4, 8], start=1):
+        queues.wait_recorded("decay", n)
+        _wait(lambda n=n: _trigger(queues, "decay").stats.failed == n)
+        _wait(lambda delay=delay: _hidden_for(queues, "work-decay") <= delay)
+        assert delay - 1 < _hidden_for(queues, "work-decay") <= delay
+        queues.advance(delay + 0.5)
+    queues.wait_recorded("decay", 5)
+    _wait(lambda: _trigger(queues, "decay").stats.dead_lettered == 1)
+    dead = queues.receive("work-dead-letters")
+    assert dead is not None and dead.message_body == "keeps failing"
+
+
+def test_errors_tolerance_none_blocks_the_stream(queues: HostHarness) -> None:
+    # strict: BACKOFF_RETRY, a deadLetterQueue, errorsTolerance left at NONE
+    strict = queues.queue("work-strict")
+    strict.send_message(Message("valid before"))
+    queues.wait_recorded("strict", 1)
+    strict.send_message(Message("poison pill"))
+    for n in range(1, 5):  # the first delivery and 3 retries
+        queues.wait_recorded("strict", 1 + n)
+        _wait(lambda n=n: _trigger(queues, "strict").stats.failed == n)
+        if n < 4:
+            _next_visibility_window(queues)
+    _wait(lambda: _trigger(queues, "strict").blocked.is_set())
+    strict.send_message(Message("valid after"))
+    for _ in range(3):
+        _next_visibility_window(queues)
+        time.sleep(0.4)
+    assert _bodies(queues, "strict") == ["valid before"] + ["poison pill"] * 4
+    # Nothing lost and nothing dead-lettered: both wait in the queue for the stream to restart.
+    assert sorted(m["body"] for m in queues.peek_all("work-strict")) == \
+        ["poison pill", "valid after"]
+    assert queues.receive("work-dead-letters") is None
+    assert _trigger(queues, "strict").stats.dead_lettered == 0
+
+
+def test_a_restarted_stream_retries_its_blocking_message_once(tmp_path: Path) -> None:
+    harness = HostHarness(tmp_path, "queues.yml")
+    with harness:
+        _trigger(harness, "strict").stop()  # deliver by hand below
+        harness.queue("work-strict").send_message(Message("poison, blocked before"))
+        for _ in range(4):  # its deliveries were used up before the restart
+            assert harness.receive("work-strict") is not None
+            harness.advance(VISIBILITY + 1)
+        assert harness.host is not None
+        again = QueueTrigger("strict-again", "strict", _trigger(harness, "strict").config,
+                             harness.host.mns, "cn-hangzhou", "1", label=harness.host.label)
+        again.attach(_trigger(harness, "strict").runtime)
+        again.start()
+        try:
+            _wait(lambda: again.blocked.is_set())
+        finally:
+            again.stop()
+        assert _bodies(harness, "strict") == ["poison, blocked before"]  # one more try only
+        assert len(harness.peek_all("work-strict")) == 1
     assert harness.leftover_threads == []
