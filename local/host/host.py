@@ -138,7 +138,7 @@ class FunctionHost:
             trigger.attach(runtime)
         if self.keyring is not None:
             self.api = FcApi(lambda: self.runtimes, self.keyring, self.invoker, self.api_port,
-                             label=self.label)
+                             label=self.label, region=tpl.region, account_id=tpl.account_id)
 
     def _role_credentials(self, fn: FunctionDecl) -> dict[str, str]:
         """FC's ``ALIBABA_CLOUD_*`` for a function with a ``Role``: its own STS key pair, bound

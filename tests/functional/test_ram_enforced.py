@@ -65,6 +65,28 @@ def test_the_role_writes_only_where_its_policy_allows(cloud: LocalCloud) -> None
     assert clients.ecs.describe_instances((LINUX,))[LINUX]["Status"] == "Running"
 
 
+def test_a_functions_key_may_not_invoke_functions_through_fc(cloud: LocalCloud,
+                                                             endpoints: Endpoints) -> None:
+    import fc2
+    from fc2.fc_exceptions import FcError
+
+    settings = function_settings(cloud)
+    creds = settings.credentials
+    client = fc2.Client(endpoint=endpoints["fc"], accessKeyID=creds.access_key_id,
+                        accessKeySecret=creds.access_key_secret,
+                        securityToken=creds.security_token, Timeout=30)
+    with pytest.raises(FcError) as info:  # the role has no fc:InvokeFunction
+        client.invoke_function("svc", "assistflow-submit-timer", payload=b"{}")
+    assert (info.value.status_code, info.value.err_code) == (403, "AccessDenied")
+    assert "fc:InvokeFunction" in str(info.value.message)
+
+
+def test_the_hosts_own_pollers_use_the_owners_key(cloud: LocalCloud) -> None:
+    assert cloud.host is not None
+    keyring = cloud._ecs_app().keyring
+    assert keyring.identity(cloud.host.mns.access_key_id) is None  # the platform's, not a role
+
+
 # --- the intake refuses what the role could not write, up front (through the webhook) ---------
 
 REFUSED: list[tuple[str, dict[str, Any], int, str, str]] = [
