@@ -65,6 +65,36 @@ def test_every_ecs_action_names_the_resources_ram_checks() -> None:
     assert set(RAM_RESOURCES) == set(ECS_OPERATIONS)
 
 
+EXPECTED_ECS = {  # per ECS's RAM authorization reference; ids from the call, else "*"
+    "CreateCommand": ["command/*"],
+    "DeleteCommand": ["command/c-1"],
+    "DescribeCommands": ["command/c-1"],
+    "InvokeCommand": ["command/c-1", "instance/i-1", "instance/i-2"],
+    "RunCommand": ["instance/i-1", "instance/i-2"],
+    "StopInvocation": ["instance/i-1", "instance/i-2"],
+    "DescribeInvocations": ["instance/i-1", "instance/i-2", "command/c-1"],
+    "DescribeInvocationResults": ["command/c-1", "instance/i-1", "instance/i-2"],
+    "DescribeInstances": ["instance/i-a", "instance/i-b"],
+    "DescribeCloudAssistantStatus": ["instance/i-1", "instance/i-2"],
+}
+
+
+@pytest.mark.parametrize("action", sorted(ECS_OPERATIONS))
+def test_each_ecs_action_is_checked_under_its_ram_name_and_arns(ecs: Ecs, action: str) -> None:
+    from local.emulators.base import Call
+    from local.emulators.ecs.wire import Params
+
+    params = {"RegionId": "cn-shanghai", "CommandId": "c-1", "InstanceId.1": "i-1",
+              "InstanceId.2": "i-2", "InstanceIds": '["i-a", "i-b"]'}
+    call = Call(request=None, request_id="r", action=action, params=Params(params))  # type: ignore[arg-type]
+    checks = ecs.app.ram_request(call).checks
+    assert {a for a, _ in checks} == {f"ecs:{action}"}
+    arn = f"acs:ecs:cn-shanghai:{ecs.app.model.account_id}:"
+    assert [r for _, r in checks] == [arn + r for r in EXPECTED_ECS.get(action, ["command/c-1"])]
+    bare = Call(request=None, request_id="r", action=action, params=Params({}))  # type: ignore[arg-type]
+    assert all(r.endswith("/*") for _, r in ecs.app.ram_request(bare).checks)
+
+
 def test_ecs_refuses_an_action_the_role_lacks_with_forbidden_ram(ecs: Ecs) -> None:
     client = ecs_role_client(ecs, role(allow(["ecs:CreateCommand", "ecs:Describe*"])))
     command_id = ecs.create(b64("echo hi"))  # the owner made it; the role may only look
