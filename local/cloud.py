@@ -81,20 +81,20 @@ class LocalCloud:
         keys = self.keys = load_or_create_keys(self.state_dir)
         keyring = keys.keyring()
         try:
-            self.servers["ecs"] = EmulatorServer(
-                EcsApp(keyring, self.state_dir, region=self.region), self.ports.ecs).start()
-            self.servers["mns"] = EmulatorServer(MnsApp(keyring, self.state_dir),
-                                                 self.ports.mns).start()
-            self.servers["oss"] = EmulatorServer(OssApp(keyring, self.state_dir),
-                                                 self.ports.oss).start()
+            self.servers["ecs"] = EmulatorServer(EcsApp(
+                keyring, self.state_dir, region=self.region, account_id=ACCOUNT_ID),
+                self.ports.ecs).start()
+            self.servers["mns"] = EmulatorServer(MnsApp(
+                keyring, self.state_dir, account_id=ACCOUNT_ID, region=self.region),
+                self.ports.mns).start()
+            self.servers["oss"] = EmulatorServer(OssApp(
+                keyring, self.state_dir, region=self.region, account_id=ACCOUNT_ID),
+                self.ports.oss).start()
             template = self.template = self._load_template()
             self._provision(template)
-            system_env = {
-                "FC_REGION": self.region, "FC_ACCOUNT_ID": ACCOUNT_ID,
-                "ALIBABA_CLOUD_ACCESS_KEY_ID": keys.sts_access_key_id,
-                "ALIBABA_CLOUD_ACCESS_KEY_SECRET": keys.sts_access_key_secret,
-                "ALIBABA_CLOUD_SECURITY_TOKEN": keys.security_token,
-            }
+            # The functions' ALIBABA_CLOUD_* credentials are their roles' (FunctionHost binds
+            # one STS pair per function to its role's policies); the pollers use the owner's.
+            system_env = {"FC_REGION": self.region, "FC_ACCOUNT_ID": ACCOUNT_ID}
             host_dir = self.state_dir / "host"
             host_dir.mkdir(exist_ok=True)
             self.host = FunctionHost(

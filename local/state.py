@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from local.emulators.base import KeyRing
+from local.ram import Identity
 
 STATE_DIR_ENV = "ASSISTFLOW_STATE_DIR"
 DEFAULT_STATE_DIR = ".assistflow"
@@ -34,8 +35,9 @@ class LocalKeys:
     """Signing material of the local cloud, generated once per state directory.
 
     ``access_key_*`` is the "user" pair handed out in endpoints.json (tests, CLI, your own
-    scripts). ``sts_*`` plus ``security_token`` play the role of the function's RAM-role STS
-    credentials, which FC injects as ``ALIBABA_CLOUD_*`` variables.
+    scripts): an account owner's, allowed everything. ``sts_*`` plus ``security_token`` are an
+    STS pair bound to no role, for test harnesses that run functions without a template role;
+    the local cloud's functions get their own, bound to their role (``issue_sts``).
     """
 
     access_key_id: str
@@ -50,6 +52,33 @@ class LocalKeys:
             self.access_key_id: (self.access_key_secret, None),
             self.sts_access_key_id: (self.sts_access_key_secret, self.security_token),
         })
+
+
+@dataclass(frozen=True)
+class StsCredentials:
+    """A function's STS key pair, as FC hands it over (``ALIBABA_CLOUD_*``)."""
+
+    access_key_id: str
+    access_key_secret: str
+    security_token: str
+
+    def environment(self) -> dict[str, str]:
+        return {"ALIBABA_CLOUD_ACCESS_KEY_ID": self.access_key_id,
+                "ALIBABA_CLOUD_ACCESS_KEY_SECRET": self.access_key_secret,
+                "ALIBABA_CLOUD_SECURITY_TOKEN": self.security_token}
+
+
+def issue_sts(keyring: KeyRing, identity: Identity) -> StsCredentials:
+    """A fresh STS key pair acting as ``identity`` (a function's role), accepted from now on by
+    every emulator that shares ``keyring`` and allowed only what the role's policies allow.
+
+    FC gives each function the credentials of an AssumeRole session on its role; these live as
+    long as the local cloud runs (never written to disk) and die with it, as STS tokens expire.
+    """
+    creds = StsCredentials("STS.LOCAL" + secrets.token_hex(8).upper(),
+                           secrets.token_urlsafe(24), secrets.token_urlsafe(48))
+    keyring.bind(creds.access_key_id, creds.access_key_secret, creds.security_token, identity)
+    return creds
 
 
 def _generate() -> LocalKeys:

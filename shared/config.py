@@ -15,6 +15,9 @@ from dataclasses import dataclass, field, replace
 
 from shared.errors import ConfigError
 
+# The deployment's own records in its bucket (``invocations/{InvokeId}.json`` and markers).
+RECORDS_PREFIX = "invocations"
+
 
 @dataclass(frozen=True)
 class Credentials:
@@ -41,6 +44,9 @@ class Settings:
     allowed_types: tuple[str, ...] = ()
     preflight: bool = True
     deliveries_prefix: str = "webhook-deliveries"
+    # Queues and topics the function role may notify are named ``{notify_prefix}*`` (the
+    # template computes both from its Prefix parameter); empty: none at all.
+    notify_prefix: str = ""
     completion_events: bool = False  # TaskCompleted events are subscribed: follow-ups watch
     # Batches larger than this are collected by follow-ups even with events: one look over
     # 100 instances is far cheaper than 100 event invocations, and a fan-out needs no 1 s latency.
@@ -82,6 +88,7 @@ class Settings:
             preflight=env.get("ASSISTFLOW_PREFLIGHT", "on").lower() not in ("off", "false", "0"),
             deliveries_prefix=env.get("ASSISTFLOW_DELIVERIES_PREFIX", "webhook-deliveries").strip("/")
             or "webhook-deliveries",
+            notify_prefix=env.get("ASSISTFLOW_NOTIFY_PREFIX", ""),
             completion_events=env.get("ASSISTFLOW_COMPLETION_EVENTS", "off").lower()
             in ("on", "true", "1"),
             events_max_instances=int(env.get("ASSISTFLOW_EVENTS_MAX_INSTANCES", "20") or 20),

@@ -1,13 +1,24 @@
-"""The deployment's allow-list: which instances and command types it may touch at all.
+"""What this deployment may touch: instances, command types, and where results and
+notifications may go.
 
-Configured by environment (``ASSISTFLOW_ALLOWED_INSTANCES``: ids, or prefixes ending in ``*``;
-``ASSISTFLOW_ALLOWED_TYPES``: command types). Empty lists allow everything. Checked before any
-API call, so a refused request creates nothing.
+The allow-lists come from the environment (``ASSISTFLOW_ALLOWED_INSTANCES``: ids, or prefixes
+ending in ``*``; ``ASSISTFLOW_ALLOWED_TYPES``: command types; empty allows everything).
+
+Where a request sends its results (``Output``) and its notification (``Notify.Queue`` /
+``Notify.Topic``) is bounded by what the function role may write, and the template computes
+both from the same parameters: the role may put objects under
+``${ResultsBucketName}/${ResultsPrefix}/*`` (``ASSISTFLOW_RESULTS_BUCKET`` /
+``ASSISTFLOW_RESULTS_PREFIX``) and send to queues and topics named ``${Prefix}-notify*``
+(``ASSISTFLOW_NOTIFY_PREFIX``). A target outside them would run the command and then lose its
+results to ``AccessDenied``, so it is refused up front; so is an ``Output.Prefix`` on the
+deployment's own records (``invocations/``, the webhook's delivery markers).
+
+Checked before any API call, so a refused request creates nothing.
 """
 
 from __future__ import annotations
 
-from shared.config import Settings
+from shared.config import RECORDS_PREFIX, Settings
 from shared.errors import NotAllowedError, Violation
 from shared.request import CommandRequest
 
@@ -19,8 +30,51 @@ def instance_allowed(instance_id: str, allowed: tuple[str, ...]) -> bool:
                for entry in allowed)
 
 
+def _under(prefix: str, folder: str) -> bool:
+    return prefix == folder or prefix.startswith(folder + "/")
+
+
+def output_violations(bucket: str, prefix: str, settings: Settings) -> list[Violation]:
+    """Why results may not go to ``bucket`` / ``prefix`` ('' for the deployment's own)."""
+    violations = []
+    if bucket and bucket != settings.results_bucket:
+        violations.append(Violation(
+            "$.Output.Bucket", "notWritable",
+            f"the function role may write results only to this deployment's bucket "
+            f"{settings.results_bucket} (ResultsBucketName); leave Output.Bucket out or name "
+            "that bucket", bucket))
+    records = (RECORDS_PREFIX, settings.deliveries_prefix)
+    if prefix and any(_under(prefix, folder) for folder in records):
+        violations.append(Violation(
+            "$.Output.Prefix", "reservedPrefix",
+            f"Output.Prefix {prefix!r} would land on the deployment's own records "
+            f"({', '.join(f + '/' for f in records)}); choose a folder under "
+            f"{settings.results_prefix}/", prefix))
+    elif prefix and not _under(prefix, settings.results_prefix):
+        violations.append(Violation(
+            "$.Output.Prefix", "notWritable",
+            f"the function role may write results only under {settings.results_prefix}/ "
+            f"(ResultsPrefix); use {settings.results_prefix} or a folder under it, e.g. "
+            f"{settings.results_prefix}/{prefix.split('/')[-1]}", prefix))
+    return violations
+
+
+def notify_violations(queue: str, topic: str, settings: Settings) -> list[Violation]:
+    """Why the completion notification may not go to ``queue`` / ``topic``."""
+    allowed = settings.notify_prefix
+    return [Violation(
+        f"$.Notify.{kind}", "notWritable",
+        f"the function role may notify only {kind.lower()}s whose name starts with {allowed} "
+        f"(ASSISTFLOW_NOTIFY_PREFIX), e.g. {allowed}-ops; or use Notify.Url"
+        if allowed else "this deployment names no queue or topic it may notify "
+        "(ASSISTFLOW_NOTIFY_PREFIX is empty); use Notify.Url", name)
+        for kind, name in (("Queue", queue), ("Topic", topic))
+        if name and not (allowed and name.startswith(allowed))]
+
+
 def check_allowed(request: CommandRequest, settings: Settings) -> None:
-    """Raise ``NotAllowedError`` listing every instance and type outside the allow-lists."""
+    """Raise ``NotAllowedError`` listing every instance, type and target outside what this
+    deployment may touch."""
     violations = [
         Violation(f"$.InstanceIds[{index}]", "allowList",
                   f"instance {instance_id} is outside this deployment's allow-list "
@@ -32,6 +86,9 @@ def check_allowed(request: CommandRequest, settings: Settings) -> None:
         violations.append(Violation("$.Type", "allowList",
                                     f"command type {request.type} is not allowed here; allowed: "
                                     f"{', '.join(settings.allowed_types)}", request.type))
+    violations += output_violations(request.output.bucket, request.output.prefix, settings)
+    if request.notify is not None:
+        violations += notify_violations(request.notify.queue, request.notify.topic, settings)
     if violations:
         raise NotAllowedError(f"{len(violations)} item(s) of the request are not allowed by this "
                               "deployment", violations)

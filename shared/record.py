@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from shared.clients import Results
+from shared.config import RECORDS_PREFIX
 from shared.followup import FollowUp, InvocationRecord
 
 CACHED_RECORDS = 1024
@@ -25,17 +26,17 @@ _cache: OrderedDict[str, InvocationRecord] = OrderedDict()
 
 
 def record_key(invoke_id: str) -> str:
-    return f"invocations/{invoke_id}.json"
+    return f"{RECORDS_PREFIX}/{invoke_id}.json"
 
 
 def finishing_key(invoke_id: str) -> str:
     """Marker (beside the record) that a TaskCompleted handler took on finishing ``invoke_id``."""
-    return f"invocations/{invoke_id}.finishing"
+    return f"{RECORDS_PREFIX}/{invoke_id}.finishing"
 
 
 def notified_key(invoke_id: str) -> str:
     """Marker (beside the record) that the completion notification of ``invoke_id`` was sent."""
-    return f"invocations/{invoke_id}.notified"
+    return f"{RECORDS_PREFIX}/{invoke_id}.notified"
 
 
 def write_record(results: Results, first: FollowUp) -> None:

@@ -214,7 +214,36 @@ def _violation(error: ValidationError) -> list[Violation]:
 
 
 def _semantic_checks(document: dict[str, Any]) -> list[Violation]:
-    """Rules the schema cannot express: the encoded size and Base64 validity of the script."""
+    """Rules the schema cannot express: the encoded size and Base64 validity of the script,
+    and an ``Output.Prefix`` that is a plain key path."""
+    return _content_checks(document) + _prefix_checks((document.get("Output") or {})
+                                                      .get("Prefix", ""))
+
+
+def _prefix_checks(prefix: str) -> list[Violation]:
+    """``Output.Prefix`` names a folder of keys: segments separated by ``/``, none of them
+    empty, ``.`` or ``..``, and no control characters or backslashes — nothing another tool
+    could read as a way out of the folder, or that would hide in a log line."""
+    if not prefix:
+        return []
+    problems = []
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in prefix):
+        problems.append("has control characters")
+    if "\\" in prefix:
+        problems.append("has a backslash (separate folders with /)")
+    segments = prefix.split("/")
+    if "" in segments:
+        problems.append("has an empty segment (//)")
+    if any(segment in (".", "..") for segment in segments):
+        problems.append("has a '.' or '..' segment")
+    if not problems:
+        return []
+    return [Violation("$.Output.Prefix", "keyPath",
+                      f"Output.Prefix {' and '.join(problems)}; give a folder like "
+                      "results/team-a", prefix)]
+
+
+def _content_checks(document: dict[str, Any]) -> list[Violation]:
     content = document.get("CommandContent")
     if content is None:
         return []

@@ -188,6 +188,7 @@ def target(args: argparse.Namespace) -> Target:
             oss_endpoint=env.get("ASSISTFLOW_OSS_ENDPOINT") or f"https://oss-{region}.aliyuncs.com",
             allowed_instances=_split(env.get("ASSISTFLOW_ALLOWED_INSTANCES", "")),
             allowed_types=_split(env.get("ASSISTFLOW_ALLOWED_TYPES", "")),
+            notify_prefix=env.get("ASSISTFLOW_NOTIFY_PREFIX") or f"{DEFAULT_PREFIX}-notify",
         )
         return Target(settings, False, f"Alibaba Cloud {region}",
                       webhook_url=args.webhook_url or env.get("ASSISTFLOW_WEBHOOK_URL", ""),
@@ -202,6 +203,7 @@ def target(args: argparse.Namespace) -> Target:
         results_prefix=prefix or e.get("results_prefix") or "results",
         account_id=e.get("account_id", ""), webhook_secret=e["webhook_secret"],
         ecs_endpoint=e["ecs"], mns_endpoint=e["mns"], oss_endpoint=e["oss"],
+        notify_prefix=env.get("ASSISTFLOW_NOTIFY_PREFIX") or f"{DEFAULT_PREFIX}-notify",
     )
     return Target(settings, True, f"local cloud ({e['state_dir']})",
                   webhook_url=getattr(args, "webhook_url", None) or e["webhook_url"],

@@ -26,8 +26,10 @@ This module knows no service. ``EmulatorApp.dispatch`` runs one pipeline for all
     -> the operation (operations.py) -> render (app); any ServiceError -> render_error (app)
 
 ``intercept`` is the single place where something happens to *every* API call of every
-service: today fault injection; latency, throttling and RAM checks are further hooks in
-``EmulatorApp.hooks``.
+service: the hooks of ``EmulatorApp.hooks``. ``authorize`` is RAM: a call signed with a key
+bound to a role (a function's STS key, ``keyring.py``) must be allowed by that role's policies
+(``local.ram``), judged on the (action, resource ARN) pairs the app's ``ram_request`` names and
+refused with the service's own error from ``ram_denied``. ``inject_fault`` plays the fault table.
 
 Control API (JSON, every emulator, under ``/_emulator/``, which no SDK ever requests):
 
@@ -48,13 +50,15 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request, Response
 
 from local.emulators.faults import FaultRule, Faults
+from local.emulators.keyring import KeyRing as KeyRing  # re-exported: emulators import it here
+from local.ram import Decision, RamRequest
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -94,28 +98,6 @@ class Clock:
     def subscribe(self, cond: threading.Condition) -> None:
         with self._lock:
             self._listeners.append(cond)
-
-
-@dataclass(frozen=True)
-class KeyRing:
-    """The access keys an emulator accepts: id -> (secret, STS token or None).
-
-    A pair registered with a token is an STS pair: requests signed with it must carry that
-    token (``SecurityToken`` / ``security-token`` / ``x-oss-security-token``), as on the cloud.
-    """
-
-    keys: dict[str, tuple[str, str | None]] = field(default_factory=dict)
-
-    def secret_for(self, access_key_id: str) -> str | None:
-        entry = self.keys.get(access_key_id)
-        return entry[0] if entry else None
-
-    def token_ok(self, access_key_id: str, token: str | None) -> bool:
-        entry = self.keys.get(access_key_id)
-        if entry is None:
-            return False
-        expected = entry[1]
-        return (not token) if expected is None else token == expected
 
 
 # --- errors ----------------------------------------------------------------------------------
@@ -261,7 +243,7 @@ class EmulatorApp:
         self.calls = CallCounter()
         # Run in order on every authenticated API call, before its operation; a hook refuses
         # the call by raising a ServiceError (or slows it down by sleeping).
-        self.hooks: list[Hook] = [self.inject_fault]
+        self.hooks: list[Hook] = [self.authorize, self.inject_fault]
         self.base_url = ""  # set by EmulatorServer once the port is known
 
     # --- what each service provides ------------------------------------------------------
@@ -280,6 +262,16 @@ class EmulatorApp:
 
     def render_error(self, call: Call, error: ServiceError) -> Response:
         """The wire answer for an error (``call.action`` may be empty)."""
+        raise NotImplementedError
+
+    def ram_request(self, call: Call) -> RamRequest:
+        """The RAM action(s) and resource ARN(s) of ``call``, as the service's RAM
+        authorization reference names them (``ecs:InvokeCommand`` on the command and each
+        instance, ``oss:GetObject`` for a HeadObject, …)."""
+        raise NotImplementedError
+
+    def ram_denied(self, call: Call, decision: Decision) -> ServiceError:
+        """The service's own error for a call the caller's RAM policies refuse."""
         raise NotImplementedError
 
     def finish(self, call: Call) -> None:
@@ -308,6 +300,18 @@ class EmulatorApp:
         """The per-call hook: every hook in ``self.hooks``, in order."""
         for hook in self.hooks:
             hook(call)
+
+    def authorize(self, call: Call) -> None:
+        """RAM: a key bound to a role may do only what the role's policies allow. Owners' keys
+        and anonymous calls (which the bucket ACL already judged) pass untouched."""
+        identity = self.keyring.identity(call.access_key_id)
+        if identity is None:
+            return
+        decision = identity.evaluate(self.ram_request(call))
+        if not decision.allowed:
+            log.info("%s: RAM refused %s for %s: %s", self.service, call.action, identity.arn,
+                     decision.describe())
+            raise self.ram_denied(call, decision)
 
     def inject_fault(self, call: Call) -> None:
         rule = self.faults.take(call.action)

@@ -8,6 +8,9 @@ that aliyun-fc2 (2.5.2) speaks:
   <sorted x-fc-* headers as "k:v\\n"><path>)), the path unescaped; an STS pair must send its
   ``x-fc-security-token``. Keys come from the local cloud's ``KeyRing``; a ``Date`` more than
   15 minutes off is refused.
+* **RAM**: a key bound to a role (a function's own STS key) must be allowed
+  ``fc:InvokeFunction`` on ``acs:fc:{region}:{account}:functions/{name}``, else 403
+  ``AccessDenied``; the users' keys may invoke anything.
 * **Service**: FC 3.0 has no services, so any service name (and any ``.qualifier``) is
   accepted and the function is looked up by name alone.
 * **Sync** (default): the function's result is the body with ``x-fc-request-id``; when the
@@ -43,6 +46,7 @@ from werkzeug.wrappers import Request, Response
 from local.emulators.base import KeyRing
 from local.host.async_invoke import AsyncInvoker
 from local.host.runtime import FunctionRuntime, Invocation
+from local.ram import RamRequest
 from local.server import LoopbackServer
 
 if TYPE_CHECKING:
@@ -111,9 +115,11 @@ class FcApi:
     """The invoke API of one host, on its own port (the local ``fc`` endpoint)."""
 
     def __init__(self, runtimes: Callable[[], dict[str, FunctionRuntime]], keyring: KeyRing,
-                 invoker: AsyncInvoker, port: int = 0, label: str = "") -> None:
+                 invoker: AsyncInvoker, port: int = 0, label: str = "", *,
+                 region: str = "cn-hangzhou", account_id: str = "") -> None:
         self._runtimes = runtimes
         self.keyring = keyring
+        self.arn = f"acs:fc:{region}:{account_id}:functions/"  # FC 3.0's function ARNs
         self.invoker = invoker
         self._server = LoopbackServer(self, port, f"{label}fc-api")
         self.url = self._server.url
@@ -145,6 +151,15 @@ class FcApi:
             return _error(403 if code != "MissingRequiredHeader" else 400, code, message,
                           request_id)
         function = match.group(2)
+        # RAM: a key bound to a role (a function's own) needs fc:InvokeFunction on the function;
+        # FC refuses with 403 AccessDenied ("Error codes",
+        # https://www.alibabacloud.com/help/en/functioncompute/fc-2-0/developer-reference/error-codes)
+        identity = self.keyring.identity(request.headers["authorization"].split()[1]
+                                         .split(":", 1)[0])
+        if identity is not None and not identity.evaluate(RamRequest.of(
+                "fc:InvokeFunction", [self.arn + function])).allowed:
+            return _error(403, "AccessDenied", f"{identity.arn} is not authorized to perform "
+                          f"fc:InvokeFunction on {self.arn + function}", request_id)
         runtime = self._runtimes().get(function)
         if runtime is None:
             return _error(404, "FunctionNotFound", f"function {function!r} does not exist; "

@@ -32,9 +32,11 @@ from local.host.fc_api import FcApi
 from local.host.http_trigger import HttpTrigger
 from local.host.queue_trigger import QueueTrigger
 from local.host.runtime import FunctionRuntime, FunctionSpec
-from local.host.template import Template, TemplateError, TriggerDecl
+from local.host.template import FunctionDecl, Template, TemplateError, TriggerDecl
 from local.host.timer_trigger import TimerTrigger
 from local.host.trigger import MnsAccess, Trigger, TriggerContext, TriggerFactory
+from local.ram import Identity
+from local.state import issue_sts
 
 log = logging.getLogger("assistflow.host")
 _host_ids = itertools.count(1)
@@ -53,9 +55,11 @@ T = TypeVar("T", bound=Trigger)
 class FunctionHost:
     """All functions and triggers of one template, plus (optionally) the FC invoke API.
 
-    ``system_env`` holds the FC system variables the host cannot know (the function's
-    ``ALIBABA_CLOUD_*`` STS credentials); ``FC_REGION`` and ``FC_ACCOUNT_ID`` default to the
-    template's. ``keyring`` enables the invoke API on ``api_port``. ``async_retries`` and
+    ``system_env`` holds FC system variables for every function; ``FC_REGION`` and
+    ``FC_ACCOUNT_ID`` default to the template's. With a ``keyring``, a function with a
+    ``Role`` gets its own ``ALIBABA_CLOUD_*`` STS credentials bound to that role's policies
+    (one without a role gets none, as on FC, unless ``system_env`` has them), and the invoke
+    API is served on ``api_port``. ``async_retries`` and
     ``async_retry_delay`` shape the retries of async invocations (FC: 3).
     """
 
@@ -123,8 +127,9 @@ class FunctionHost:
         for fn in tpl.functions():
             spec = FunctionSpec(fn.name, fn.handler, fn.code_dir, fn.timeout, fn.memory,
                                 fn.environment, fn.runtime)
-            self.runtimes[fn.name] = FunctionRuntime(spec, self.system_env, self.max_instances,
-                                                     self.record, label=self.label)
+            self.runtimes[fn.name] = FunctionRuntime(
+                spec, {**self.system_env, **self._role_credentials(fn)}, self.max_instances,
+                self.record, label=self.label)
         for logical_id, trigger in self.triggers.items():
             runtime = self.runtimes.get(trigger.function)
             if runtime is None:
@@ -133,7 +138,16 @@ class FunctionHost:
             trigger.attach(runtime)
         if self.keyring is not None:
             self.api = FcApi(lambda: self.runtimes, self.keyring, self.invoker, self.api_port,
-                             label=self.label)
+                             label=self.label, region=tpl.region, account_id=tpl.account_id)
+
+    def _role_credentials(self, fn: FunctionDecl) -> dict[str, str]:
+        """FC's ``ALIBABA_CLOUD_*`` for a function with a ``Role``: its own STS key pair, bound
+        in the keyring to the role's policies in the template, so every emulator allows it only
+        what they allow (``local.ram``)."""
+        if not fn.role or self.keyring is None:
+            return {}
+        identity = Identity(fn.role, self.template.role_policies(fn.role))
+        return issue_sts(self.keyring, identity).environment()
 
     def _create_trigger(self, decl: TriggerDecl) -> Trigger | None:
         factory = TRIGGER_KINDS.get(decl.kind)

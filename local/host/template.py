@@ -21,6 +21,8 @@ from typing import Any
 
 import yaml
 
+from local.ram import Policy, PolicyError
+
 SUPPORTED = {
     "ALIYUN::FC3::Function", "ALIYUN::FC3::Trigger", "ALIYUN::MNS::Queue",
     "ALIYUN::MNS::Topic", "ALIYUN::OSS::Bucket", "ALIYUN::RAM::Role",
@@ -94,6 +96,7 @@ class FunctionDecl:
     timeout: int
     memory: int
     environment: dict[str, str]
+    role: str = ""  # the Role's ARN (acs:ram::<account>:role/<name>); '' when it has none
 
 
 @dataclass(frozen=True)
@@ -308,8 +311,36 @@ class Template:
                 code_dir=code_dir, timeout=int(self.resolve(props.get("Timeout", 3))),
                 memory=int(self.resolve(props.get("MemorySize", 128))),
                 environment={str(k): "" if v is None else str(v) for k, v in env.items()},
+                role=str(self.resolve(props.get("Role") or "")),
             ))
         return out
+
+    def role_policies(self, role_arn: str) -> tuple[Policy, ...]:
+        """The permission policies of the role ``role_arn``: its ``Policies`` and every
+        ``ALIYUN::RAM::ManagedPolicy`` attached to it through ``Roles``. A role the template
+        does not declare, or one with ``PolicyAttachments`` (system or custom policies by
+        name, whose text is not in the template), cannot be enforced locally: TemplateError,
+        never a role that may do anything."""
+        found = [(lid, props) for lid, props in self._of_type("ALIYUN::RAM::Role")
+                 if self.attributes.get((lid, "Arn")) == role_arn]
+        if not found:
+            raise TemplateError(f"role {role_arn}: not declared in the template, so its "
+                                "permissions cannot be enforced locally")
+        lid, props = found[0]
+        if props.get("PolicyAttachments"):
+            raise TemplateError(f"role {lid}: PolicyAttachments name policies whose text is "
+                                "not in the template; declare them as Policies instead")
+        name = self.attributes[(lid, "Ref")]
+        documents = [(str(self.resolve(p.get("PolicyName", ""))), p.get("PolicyDocument"))
+                     for p in props.get("Policies") or []]
+        documents += [(str(self.resolve(m.get("PolicyName", mid))), m.get("PolicyDocument"))
+                      for mid, m in self._of_type("ALIYUN::RAM::ManagedPolicy")
+                      if name in self.resolve(m.get("Roles") or [])]
+        try:
+            return tuple(Policy.parse(self.resolve(doc), f"{lid}/{pname}")
+                         for pname, doc in documents)
+        except PolicyError as exc:
+            raise TemplateError(f"role {lid}: {exc}") from None
 
     def triggers(self) -> list[TriggerDecl]:
         return [TriggerDecl(

@@ -175,7 +175,7 @@ def test_secrets_never_reach_the_output(cloud: LocalCloud, tmp_path: Path) -> No
 
 
 def test_wait_follows_the_requests_own_output_location(cloud: LocalCloud, tmp_path: Path) -> None:
-    prefix = f"cli-{uuid.uuid4().hex[:8]}"
+    prefix = f"results/cli-{uuid.uuid4().hex[:8]}"  # the role may write only under results/
     done = cli(cloud, "submit", str(request_file(tmp_path, "echo elsewhere",
                                                  Output={"Prefix": prefix})), "--wait")
     assert done.returncode == 0, done.stdout + done.stderr

@@ -34,13 +34,19 @@ def test_a_whole_run_logs_no_secret(tmp_path: Path, caplog: pytest.LogCaptureFix
                         "InstanceIds": ["i-local0000000000000s"]})
         wait_for(lambda: get_object(endpoints.bucket(),
                                     f"results/{body['InvokeId']}/summary.json"), timeout=15)
+        assert cloud.host is not None
+        # each function's own STS pair (bound to its role), as the functions hold it
+        secrets = {f"{name} {what}": runtime.environment[variable]
+                   for name, runtime in cloud.host.runtimes.items()
+                   for what, variable in (("STS secret", "ALIBABA_CLOUD_ACCESS_KEY_SECRET"),
+                                          ("STS token", "ALIBABA_CLOUD_SECURITY_TOKEN"))}
     finally:
         cloud.stop()
-    assert cloud.keys is not None
-    secrets = {"access key secret": cloud.keys.access_key_secret,
-               "STS secret": cloud.keys.sts_access_key_secret,
-               "STS token": cloud.keys.security_token,
-               "webhook secret": cloud.keys.webhook_secret}
+    assert cloud.keys is not None and len(secrets) == 8
+    secrets.update({"access key secret": cloud.keys.access_key_secret,
+                    "STS secret": cloud.keys.sts_access_key_secret,
+                    "STS token": cloud.keys.security_token,
+                    "webhook secret": cloud.keys.webhook_secret})
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert "FC Invoke" in text or "invoked" in text  # the function logs were captured
     tally["log lines scanned"] += len(caplog.records)

@@ -22,10 +22,31 @@ from werkzeug.wrappers import Request, Response
 
 from local.emulators.base import Call, Clock, EmulatorApp, KeyRing, ServiceError, json_response
 from local.emulators.ecs import wire
-from local.emulators.ecs.errors import EcsError, InvalidActionNotFound
-from local.emulators.ecs.model import EcsModel
+from local.emulators.ecs.errors import EcsError, ForbiddenRam, InvalidActionNotFound
+from local.emulators.ecs.model import LOCAL_ACCOUNT_ID, EcsModel
 from local.emulators.ecs.operations import OPERATIONS
 from local.emulators.ecs.signing import EcsAuthenticator
+from local.ram import Decision, RamRequest
+
+# The resources RAM checks per action — (resource type, the parameter naming it) — as ECS's
+# RAM authorization reference lists them
+# (https://www.alibabacloud.com/help/en/ecs/developer-reference/api-ecs-2014-05-26-ram): e.g.
+# ecs:InvokeCommand on acs:ecs:{region}:{account}:command/{CommandId} and on
+# ...:instance/{InstanceId} for each instance. A parameter the call leaves out stands for every
+# resource of its type (``instance/*``); CreateCommand is always ``command/*``.
+RAM_RESOURCES: dict[str, tuple[tuple[str, str], ...]] = {
+    "CreateCommand": (("command", ""),),
+    "ModifyCommand": (("command", "CommandId"),),
+    "DeleteCommand": (("command", "CommandId"),),
+    "DescribeCommands": (("command", "CommandId"),),
+    "InvokeCommand": (("command", "CommandId"), ("instance", "InstanceId")),
+    "RunCommand": (("instance", "InstanceId"),),
+    "StopInvocation": (("instance", "InstanceId"),),
+    "DescribeInvocations": (("instance", "InstanceId"), ("command", "CommandId")),
+    "DescribeInvocationResults": (("command", "CommandId"), ("instance", "InstanceId")),
+    "DescribeInstances": (("instance", "InstanceIds"),),
+    "DescribeCloudAssistantStatus": (("instance", "InstanceId"),),
+}
 
 
 class EcsApp(EmulatorApp):
@@ -36,10 +57,12 @@ class EcsApp(EmulatorApp):
     operations = OPERATIONS
 
     def __init__(self, keyring: KeyRing, state_dir: Path, clock: Clock | None = None,
-                 region: str = "cn-hangzhou", agent_workers: int = 32) -> None:
+                 region: str = "cn-hangzhou", agent_workers: int = 32,
+                 account_id: str = LOCAL_ACCOUNT_ID) -> None:
         super().__init__(keyring, clock)
         # agent_workers: process-mode runs at once; the rest wait as Pending
         self.model = EcsModel(state_dir, self.clock, region, agent_workers)
+        self.model.account_id = account_id  # in RAM ARNs, events and {{ACS::AccountId}}
         self.auth = EcsAuthenticator(keyring)
 
     def parse(self, call: Call) -> None:
@@ -54,6 +77,19 @@ class EcsApp(EmulatorApp):
 
     def render(self, call: Call, result: Any) -> Response:
         return wire.answer(result, call.request_id)
+
+    def ram_request(self, call: Call) -> RamRequest:
+        p: wire.Params = call.params
+        arn = f"acs:ecs:{p.text('RegionId') or self.model.region}:{self.model.account_id}:"
+        request = RamRequest(())
+        for kind, name in RAM_RESOURCES[call.action]:
+            ids = (p.repeated(name) or ([p.text(name)] if p.text(name) else [])) if name else []
+            request += RamRequest.of(f"ecs:{call.action}",
+                                     [f"{arn}{kind}/{i}" for i in ids] or [f"{arn}{kind}/*"])
+        return request
+
+    def ram_denied(self, call: Call, decision: Decision) -> ServiceError:
+        return ForbiddenRam()
 
     def render_error(self, call: Call, error: ServiceError) -> Response:
         return wire.error_answer(error, call.request_id)

@@ -71,6 +71,17 @@ class InvalidSecurityTokenMismatch(EcsError):
     template = "Specified SecurityToken does not match the access key."
 
 
+class ForbiddenRam(EcsError):
+    """The caller's RAM policies do not allow the call (403 ``Forbidden.RAM``, in the error
+    table of ECS's API reference pages, e.g.
+    https://www.alibabacloud.com/help/en/ecs/developer-reference/api-ecs-2014-05-26-modifyautoprovisioninggroup,
+    and ECS's error center https://api.alibabacloud.com/document/Ecs/2014-05-26/errorCode)."""
+
+    code, status = "Forbidden.RAM", 403
+    template = ("User not authorized to operate on the specified resource, or this API "
+                "doesn't support RAM.")
+
+
 class IncompleteSignature(EcsError):
     code, status = "IncompleteSignature", 400
     template = ("The Authorization header must carry Credential, SignedHeaders and Signature.")

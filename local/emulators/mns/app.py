@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from werkzeug.wrappers import Request, Response
 
@@ -22,9 +23,10 @@ from local.emulators.base import (
     ServiceError,
     json_response,
 )
+from local.ram import Decision, RamRequest
 
 from . import signing, wire
-from .errors import MnsError
+from .errors import MnsError, RamAccessDenied
 from .model import MnsModel
 from .operations import OPERATIONS, Reply
 from .store import MnsStore
@@ -32,6 +34,9 @@ from .store import MnsStore
 log = logging.getLogger(__name__)
 
 DEFAULT_ACCOUNT_ID = "1000000000000000"  # TopicOwner / Subscriber in notifications
+# RAM names the batch APIs by their single form: BatchSendMessage is mns:SendMessage, and so on.
+RAM_ACTIONS = {"BatchSendMessage": "SendMessage", "BatchReceiveMessage": "ReceiveMessage",
+               "BatchPeekMessage": "PeekMessage", "BatchDeleteMessage": "DeleteMessage"}
 
 
 class MnsApp(EmulatorApp):
@@ -49,9 +54,10 @@ class MnsApp(EmulatorApp):
     operations = OPERATIONS
 
     def __init__(self, keyring: KeyRing, state_dir: Path, clock: Clock | None = None, *,
-                 account_id: str = DEFAULT_ACCOUNT_ID) -> None:
+                 account_id: str = DEFAULT_ACCOUNT_ID, region: str = "cn-hangzhou") -> None:
         super().__init__(keyring, clock)
         self.account_id = account_id
+        self.region = region  # of the queues' RAM ARNs
         store = MnsStore(Path(state_dir) / "mns.sqlite3")
         self.model = MnsModel(store, self.clock, account_id)
 
@@ -61,6 +67,18 @@ class MnsApp(EmulatorApp):
 
     def authenticate(self, call: Call) -> None:
         call.access_key_id = signing.verify(self.keyring, call.params)
+
+    def ram_request(self, call: Call) -> RamRequest:
+        """``mns:<API>`` on ``acs:mns:{region}:{account}:`` + the request's path: /queues,
+        /queues/{name}, /queues/{name}/messages, /topics/{name}/messages, … (the API
+        authorization table, https://help.aliyun.com/zh/mns/b3asrm; the topic rows follow
+        the same pattern)."""
+        path = unquote(call.params.raw_uri.partition("?")[0]).strip("/")
+        return RamRequest.of(f"mns:{RAM_ACTIONS.get(call.action, call.action)}",
+                             [f"acs:mns:{self.region}:{self.account_id}:/{path}"])
+
+    def ram_denied(self, call: Call, decision: Decision) -> MnsError:
+        return RamAccessDenied()
 
     def render(self, call: Call, result: Reply) -> Response:
         response = Response(result.body.encode() if result.body else b"", status=result.status)

@@ -106,6 +106,14 @@ class AccessDenied(MnsError):
     template = "The request is denied: {detail}."
 
 
+class RamAccessDenied(AccessDenied):
+    """The caller's RAM policies do not allow the call: MNS answers 403 ``AccessDenied`` with
+    this message, also when a RAM user's policy does not cover the queue
+    (https://www.alibabacloud.com/help/en/mns/support/faq-403-accessdenied)."""
+
+    template = "The OwnerId that your Access Key Id associated to is forbidden for this operation."
+
+
 # --- the service -------------------------------------------------------------------------
 class InternalError(MnsError):
     """Never raised by the emulator itself: the code fault injection answers most often."""

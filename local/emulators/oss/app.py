@@ -20,13 +20,31 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
+from local.ram import Decision, RamRequest
+
 from ..base import Call, Clock, EmulatorApp, KeyRing, ServiceError, json_response
-from .errors import AccessDenied, MethodNotAllowed, NotImplementedHere, OssError
+from .errors import (
+    AccessDenied,
+    MethodNotAllowed,
+    NotImplementedHere,
+    OssError,
+    RamExplicitDeny,
+    RamImplicitDeny,
+)
 from .model import OssModel
 from .operations import OPERATIONS
 from .signing import SUBRESOURCES, OssAuthenticator, RequestParts
 from .store import OssStore
-from .wire import RESPONSE_OVERRIDES, XML_TYPE, error_xml, iso8601, parse_request
+from .wire import (
+    OWNER_ID,
+    RESPONSE_OVERRIDES,
+    XML_TYPE,
+    error_xml,
+    iso8601,
+    parse_request,
+    parse_xml,
+    unquote_key,
+)
 
 OWNER, READ, WRITE = "owner", "read", "write"
 
@@ -71,6 +89,17 @@ ACCESS = {r.action: r.access for table in (SERVICE_ROUTES, BUCKET_ROUTES, OBJECT
           for r in table.values()} | {LIST_V2.action: LIST_V2.access, COPY.action: COPY.access}
 
 
+# The RAM action of each API action where the two differ ("RAM Policy" in the OSS developer
+# guide, https://www.alibabacloud.com/help/en/oss/user-guide/ram-policy-overview: HeadObject is
+# oss:GetObject, GetBucket (ListObjects) oss:ListObjects, DeleteMultipleObjects
+# oss:DeleteObject, CopyObject oss:GetObject on the source and oss:PutObject on the target);
+# every other action is oss:<its name>. Resources: acs:oss:*:{owner}:{bucket} for bucket-level
+# actions, acs:oss:*:{owner}:{bucket}/{key} for objects, acs:oss:*:{owner}:* for ListBuckets.
+RAM_ACTIONS = {"HeadObject": "GetObject", "GetObjectMeta": "GetObject",
+               "ListObjectsV2": "ListObjects", "DeleteMultipleObjects": "DeleteObject",
+               "CopyObject": "PutObject"}
+
+
 def route(parts: RequestParts) -> Route:
     """The action a request names; 501 for real OSS operations the emulator lacks."""
     subs = sorted(k for k in parts.params if k in SUBRESOURCES and k not in NEUTRAL_PARAMS)
@@ -111,8 +140,9 @@ class OssApp(EmulatorApp):
     model: OssModel
 
     def __init__(self, keyring: KeyRing, state_dir: Path, clock: Clock | None = None,
-                 region: str = "cn-hangzhou") -> None:
+                 region: str = "cn-hangzhou", account_id: str = OWNER_ID) -> None:
         super().__init__(keyring, clock)
+        self.account_id = account_id  # every bucket's owner, in RAM ARNs
         self.model = OssModel(OssStore(Path(state_dir)), self.clock, region)
         self._auth = OssAuthenticator(keyring.secret_for, keyring.token_ok, self.clock.now)
 
@@ -140,6 +170,28 @@ class OssApp(EmulatorApp):
         if not parts.bucket or access == OWNER:
             raise AccessDenied("Anonymous access is forbidden for this operation.")
         self.model.get_bucket(parts.bucket).check_anonymous(access)
+
+    def ram_request(self, call: Call) -> RamRequest:
+        parts: RequestParts = call.params
+        owner = f"acs:oss:*:{self.account_id}:"
+        action = "oss:" + RAM_ACTIONS.get(call.action, call.action)
+        if not parts.bucket:
+            return RamRequest.of(action, [owner + "*"])
+        if call.action == "DeleteMultipleObjects":  # every key listed in the body
+            root = parse_xml(call.request.get_data(), "Delete")
+            keys = [node.findtext("Key") or "" for node in root.findall("Object")]
+            return RamRequest.of(action, [f"{owner}{parts.bucket}/{k}" for k in keys]
+                                 or [f"{owner}{parts.bucket}/*"])
+        if not parts.key:
+            return RamRequest.of(action, [owner + parts.bucket])
+        request = RamRequest.of(action, [f"{owner}{parts.bucket}/{parts.key}"])
+        if call.action == "CopyObject":
+            source = parts.headers["x-oss-copy-source"].split("?", 1)[0].lstrip("/")
+            request += RamRequest.of("oss:GetObject", [owner + unquote_key(source, "key")])
+        return request
+
+    def ram_denied(self, call: Call, decision: Decision) -> ServiceError:
+        return RamExplicitDeny() if decision.explicit else RamImplicitDeny()
 
     def render(self, call: Call, result: Response) -> Response:
         result.headers["x-oss-request-id"] = call.request_id

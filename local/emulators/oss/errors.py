@@ -31,6 +31,25 @@ class AccessDenied(OssError):
     template = "You have no right to access this object because of bucket acl."
 
 
+class RamImplicitDeny(AccessDenied):
+    """No statement of the caller's RAM policies allows the call: OSS's ``AccessDenied`` with
+    EC 0003-00000001, "a RAM user ... lacks the required permissions and the bucket's ACL is
+    not public" (https://www.alibabacloud.com/help/en/oss/support/0003-00000001)."""
+
+    def __init__(self) -> None:
+        super().__init__(EC="0003-00000001")
+
+
+class RamExplicitDeny(AccessDenied):
+    """A Deny statement of the caller's RAM policies matches the call: EC 0003-00000201, as
+    https://www.alibabacloud.com/help/en/oss/support/0003-00000201 shows the answer."""
+
+    template = "Access denied by bucket policy."
+
+    def __init__(self) -> None:
+        super().__init__(EC="0003-00000201")
+
+
 class InvalidAccessKeyId(OssError):
     code, status = "InvalidAccessKeyId", 403
     template = "The OSS Access Key Id you provided does not exist in our records."
