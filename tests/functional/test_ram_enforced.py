@@ -60,7 +60,7 @@ def test_the_role_writes_only_where_its_policy_allows(cloud: LocalCloud) -> None
         assert (info.value.api, info.value.error_code) == ("PutObject", "AccessDenied")
         assert not info.value.transient
     with pytest.raises(CloudCallError) as sent:
-        clients.queues.send("assistflow-requests-dlq", "{}")
+        clients.queues.send("assistflow-requests", "{}")  # only the DLQs and follow-ups are writable
     assert sent.value.error_code == "AccessDenied"
     assert clients.ecs.describe_instances((LINUX,))[LINUX]["Status"] == "Running"
 
