@@ -26,12 +26,12 @@ This module knows no service. ``EmulatorApp.dispatch`` runs one pipeline for all
     -> the operation (operations.py) -> render (app); any ServiceError -> render_error (app)
 
 ``intercept`` is the single place where something happens to *every* API call of every
-service: today fault injection; latency, throttling and RAM checks are further hooks in
-``EmulatorApp.hooks``.
+service: ``EmulatorApp.hooks``, in the order ``[delay, authorize, throttle, inject_fault]`` —
+the profile's latency and rate limits (``profile_hooks.py``), RAM, injected faults.
 
 Control API (JSON, every emulator, under ``/_emulator/``, which no SDK ever requests):
 
-* ``GET  health`` — ``{"service": ..., "status": "ok"}``
+* ``GET  health`` — ``{"service": ..., "status": "ok", "profile": ...}`` (the active profile)
 * ``GET  state`` — a dump of the model's state
 * ``POST reset`` — wipe the model's state (and the faults and call counts)
 * ``GET|POST|DELETE faults`` — list, add (``FaultRule`` fields) or clear faults
@@ -55,6 +55,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request, Response
 
 from local.emulators.faults import FaultRule, Faults
+from local.emulators.profile_hooks import CallPacing
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -259,9 +260,10 @@ class EmulatorApp:
         self.clock = clock or Clock()
         self.faults = Faults()
         self.calls = CallCounter()
+        self.pacing = CallPacing()  # the profile's latency and rate limits; none until set
         # Run in order on every authenticated API call, before its operation; a hook refuses
         # the call by raising a ServiceError (or slows it down by sleeping).
-        self.hooks: list[Hook] = [self.inject_fault]
+        self.hooks: list[Hook] = [self.delay, self.throttle, self.inject_fault]
         self.base_url = ""  # set by EmulatorServer once the port is known
 
     # --- what each service provides ------------------------------------------------------
@@ -309,6 +311,16 @@ class EmulatorApp:
         for hook in self.hooks:
             hook(call)
 
+    def delay(self, call: Call) -> None:
+        """The profile's latency for this call: a real sleep."""
+        self.pacing.delay(call)
+
+    def throttle(self, call: Call) -> None:
+        """Over the profile's per-account, per-action rate: the service's throttling error."""
+        over = self.pacing.over_limit(call, self.clock.now())
+        if over is not None:
+            raise self.error.from_code(over.code, over.message, over.status)
+
     def inject_fault(self, call: Call) -> None:
         rule = self.faults.take(call.action)
         if rule is None:
@@ -348,13 +360,15 @@ class EmulatorApp:
         try:
             body = request.get_json(silent=True) or {}
             if name == "health":
-                return json_response({"service": self.service, "status": "ok"})
+                return json_response({"service": self.service, "status": "ok",
+                                      "profile": self.pacing.profile_name})
             if name == "state" and request.method == "GET":
                 return json_response(self.dump_state())
             if name == "reset" and request.method == "POST":
                 self.reset_state()
                 self.faults.clear()
                 self.calls.clear()
+                self.pacing.reset()
                 return json_response({"reset": True})
             if name == "faults":
                 if request.method == "POST":

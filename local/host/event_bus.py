@@ -6,7 +6,8 @@ is ``Default`` receives those that match its ``eventRuleFilterPattern``, asynchr
 ``EventBridgeTriggerConfig``,
 https://www.alibabacloud.com/help/en/functioncompute/fc-3-0/developer-reference/api-fc-2023-03-30-struct-eventbridgetriggerconfig).
 The local ECS emulator publishes here, so the same template line subscribes a function on a
-laptop and on the cloud.
+laptop and on the cloud. Each matching event starts its invocation after the profile's
+EventBridge delivery time (``TriggerContext.delivery_delay``; none under ``fast``).
 
 Patterns follow EventBridge's syntax for what a trigger needs: a JSON object whose keys are
 event fields (nested objects for ``data``) and whose values are lists of allowed values, where
@@ -19,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from local.host.async_invoke import AsyncInvoker
@@ -61,7 +63,7 @@ class BusTrigger(Trigger):
     """One ``eventbridge`` trigger on the default bus: subscribed while it runs."""
 
     def __init__(self, name: str, function: str, config: dict[str, Any], bus: EventBus,
-                 invoker: AsyncInvoker) -> None:
+                 invoker: AsyncInvoker, delivery_delay: Callable[[], float] | None = None) -> None:
         super().__init__(name, function)
         raw = config.get("eventRuleFilterPattern") or "{}"
         try:
@@ -73,11 +75,13 @@ class BusTrigger(Trigger):
         self.stats = DeliveryStats()
         self._bus = bus
         self._invoker = invoker
+        self._delivery_delay = delivery_delay or (lambda: 0.0)
         self._stopping = threading.Event()
 
     @classmethod
     def create(cls, decl: TriggerDecl, context: TriggerContext) -> BusTrigger:
-        return cls(decl.name, decl.function, decl.config, context.bus, context.invoker)
+        return cls(decl.name, decl.function, decl.config, context.bus, context.invoker,
+                   context.delivery_delay)
 
     def offer(self, event: dict[str, Any], body: bytes) -> bool:
         """Invoke the function with ``event`` (its JSON ``body``) if it matches; True if so."""
@@ -85,7 +89,7 @@ class BusTrigger(Trigger):
             return False
         if not self._stopping.is_set():
             try:
-                self._invoker.submit(self.runtime, body)
+                self._invoker.submit(self.runtime, body, delay=self._delivery_delay())
             except RuntimeError:  # the invoker was told to stop first
                 pass
             else:
