@@ -33,7 +33,7 @@ Control API (JSON, every emulator, under ``/_emulator/``, which no SDK ever requ
 
 * ``GET  health`` — ``{"service": ..., "status": "ok", "profile": ...}`` (the active profile)
 * ``GET  state`` — a dump of the model's state
-* ``POST reset`` — wipe the model's state (and the faults and call counts)
+* ``POST reset`` — wipe the model's state (and the faults, call counts and rate windows)
 * ``GET|POST|DELETE faults`` — list, add (``FaultRule`` fields) or clear faults
 * ``GET|DELETE calls`` — API calls received per action (faulted and refused ones included)
 * ``POST clock`` — ``{"advance": seconds}`` moves the emulator's time forward
