@@ -35,6 +35,7 @@ from local.cloud import LocalCloud
 from local.emulators.ecs.inventory import default_fleet
 from local.emulators.oss import OssApp
 from local.host.runtime import FunctionRuntime, Invocation
+from local.profile import Profile
 from shared import webhook
 from shared.collector_events import LateEvent, TaskCompleted, collector_items
 from shared.errors import AssistflowError
@@ -216,12 +217,13 @@ def simulated_ids(count: int, prefix: str = "i-sim") -> list[str]:
 
 
 class Cloud:
-    """A ``LocalCloud`` in a fresh temporary state directory, removed again on ``stop()``."""
+    """A ``LocalCloud`` in a fresh temporary state directory, removed again on ``stop()``;
+    under ``profile`` (default ``fast``, whatever ``ASSISTFLOW_PROFILE`` says)."""
 
     def __init__(self, name: str, parameters: dict[str, Any] | None = None,
                  extra_instances: list[dict[str, Any]] | None = None,
                  template: Callable[[Path], Path] | None = None,
-                 max_instances: int = 4) -> None:
+                 max_instances: int = 4, profile: Profile | None = None) -> None:
         self.state = Path(tempfile.mkdtemp(prefix=f"assistflow-bench-{name}-"))
         if extra_instances:
             fleet = [asdict(i) for i in default_fleet()] + extra_instances
@@ -231,7 +233,7 @@ class Cloud:
         if template is not None:
             kwargs["template"] = template(self.state)
         self.local = LocalCloud(self.state, parameters=params, max_instances=max_instances,
-                                **kwargs)
+                                profile=profile or Profile.fast(), **kwargs)
         self.e: dict[str, Any] = {}
         self.ledger = Ledger()
 

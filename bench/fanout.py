@@ -11,6 +11,11 @@ in the results bucket (listed through oss2) and how many instances have a ``resu
 ``events`` is the template's default (``CompletionEvents`` true: one TaskCompleted event per
 instance, each an asynchronous collector invocation, with a 60 s watchdog follow-up per
 batch); ``polling`` collects by the 100 follow-ups alone.
+
+``profile`` runs it under a ``local.profile.Profile`` (the ``realistic`` pass of
+``python -m bench``); ``over_timeout`` counts the function invocations that hit their
+``Timeout`` (``FunctionTimeout`` in ``host/invocations.jsonl``) — the submit included, whose
+webhook then answers an error and leaves whatever it dispatched to the collectors.
 """
 
 from __future__ import annotations
@@ -29,13 +34,27 @@ from bench.common import (
     simulated_ids,
 )
 from bench.measure import RssSampler, median
+from local.profile import Profile
 
 WAIT_LIMIT = 480.0  # seconds to wait for the last summary before reporting a miss
+SETTLE = 20.0  # after a failed submit: time for what it dispatched to be collected
 
 
-def one_run(instances: int, duration: float, mode: str) -> dict[str, Any]:
+def _over_timeout(cloud: Cloud, since: float) -> dict[str, int]:
+    """Invocations since ``since`` that hit their function's Timeout, by function."""
+    return dict(Counter(r["function"] for r in read_jsonl(cloud.jsonl)
+                        if r.get("at", 0) >= since - 1 and r.get("error") == "FunctionTimeout"))
+
+
+def _results(cloud: Cloud) -> int:
+    return sum(1 for k in cloud.list_keys("results/") if k.endswith("/result.json"))
+
+
+def one_run(instances: int, duration: float, mode: str,
+            profile: Profile | None = None) -> dict[str, Any]:
     cloud = Cloud(f"fanout-{mode}", {"CompletionEvents": mode == "events"},
-                  extra_instances=[simulated_entry(instances, duration, output="ok\n")])
+                  extra_instances=[simulated_entry(instances, duration, output="ok\n")],
+                  profile=profile)
     begun = time.time()
     cloud.start()
     out: dict[str, Any] = {"mode": mode, "instances": instances,
@@ -53,6 +72,12 @@ def one_run(instances: int, duration: float, mode: str) -> dict[str, Any]:
             out["status"] = status
             if status != 202:
                 out["error"] = f"webhook answered {status}: {str(body)[:500]}"
+                time.sleep(SETTLE)
+                timeouts = _over_timeout(cloud, posted)
+                out.update({"over_timeout": sum(timeouts.values()),
+                            "over_timeout_by_function": timeouts, "results": _results(cloud)})
+                log(f"fanout {mode}: the submit failed ({out['error'][:200]}); "
+                    f"{out['results']} result.json, {out['over_timeout']} over their Timeout")
                 return out
             invoke_ids = list(body["InvokeIds"])
             stored: dict[str, float] = {}
@@ -97,12 +122,15 @@ def one_run(instances: int, duration: float, mode: str) -> dict[str, Any]:
         keys = cloud.list_keys()
         results = sum(1 for k in keys if k.startswith("results/") and k.endswith("/result.json"))
         outputs = sum(1 for k in keys if k.startswith("results/") and k.endswith("/output.txt"))
+        timeouts = _over_timeout(cloud, posted)
         out.update({"oss_objects": len(keys), "results": results, "outputs": outputs,
-                    "summary_objects": sum(1 for k in keys if k.endswith("/summary.json"))})
+                    "summary_objects": sum(1 for k in keys if k.endswith("/summary.json")),
+                    "over_timeout": sum(timeouts.values()),
+                    "over_timeout_by_function": timeouts})
         log(f"fanout {mode}: {out['summaries']}/{out['invocations']} summaries in "
             f"{_fmt(out['seconds'])}, {results} result.json, {len(keys)} objects, "
             f"{len(collect)} collector invocations ({out['collector_billed_s']:.1f} s), "
-            f"peak RSS {out['peak_rss_mb']} MB")
+            f"peak RSS {out['peak_rss_mb']} MB, {out['over_timeout']} over their Timeout")
         return out
     finally:
         cloud.stop()
@@ -112,10 +140,11 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f} s"
 
 
-def run(instances: int, duration: float, modes: tuple[str, ...], repeats: int) -> dict[str, Any]:
+def run(instances: int, duration: float, modes: tuple[str, ...], repeats: int,
+        profile: Profile | None = None) -> dict[str, Any]:
     runs: dict[str, list[dict[str, Any]]] = {}
     for mode in modes:
-        runs[mode] = [one_run(instances, duration, mode) for _ in range(repeats)]
+        runs[mode] = [one_run(instances, duration, mode, profile) for _ in range(repeats)]
     summary: dict[str, Any] = {}
     for mode, items in runs.items():
         def med(key: str, items: list[dict[str, Any]] = items) -> float | None:
@@ -132,6 +161,8 @@ def run(instances: int, duration: float, modes: tuple[str, ...], repeats: int) -
             "collector_billed_s": med("collector_billed_s"),
             "oss_objects": med("oss_objects"),
             "submit_s": med("submit_s"),
+            # the worst run: the target is none at all
+            "over_timeout": max((int(i.get("over_timeout") or 0) for i in items), default=None),
         }
     return {"instances": instances, "simulated_duration_s": duration, "repeats": repeats,
-            "summary": summary, "runs": runs}
+            "profile": (profile or Profile.fast()).name, "summary": summary, "runs": runs}

@@ -17,6 +17,9 @@ Per run: billed function seconds (assistflow: every submit and collector invocat
 for the InvokeId, watchdog included, summed from ``host/invocations.jsonl``), seconds from
 command finish to result stored (seed: its single read, if it saw the finished result;
 assistflow: when ``output.txt`` was stored), whether the result was captured, ECS API calls.
+
+``profile`` runs all three clouds under one ``local.profile.Profile`` (the ``realistic`` pass of
+``python -m bench``: the seed flow pays the same latencies); ``ours`` picks the assistflow flows.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from bench.common import (
     read_jsonl,
 )
 from bench.measure import median, percentile
+from local.profile import Profile
 from local.state import load_or_create_keys
 
 DURATIONS = (1, 10, 20)
@@ -204,12 +208,12 @@ def _guarded(name: str, errors: dict[str, str], target: Any, *args: Any) -> thre
     return thread
 
 
-def run(repeats: int, durations: tuple[int, ...] = DURATIONS) -> dict[str, Any]:
-    clouds = {
-        "seed": Cloud("seed", {"CompletionEvents": False}, template=seed_template),
-        "events": Cloud("events", {"CompletionEvents": True}),
-        "polling": Cloud("polling", {"CompletionEvents": False}),
-    }
+def run(repeats: int, durations: tuple[int, ...] = DURATIONS, profile: Profile | None = None,
+        ours: tuple[str, ...] = ("events", "polling")) -> dict[str, Any]:
+    clouds = {"seed": Cloud("seed", {"CompletionEvents": False}, template=seed_template,
+                            profile=profile)}
+    clouds.update({flow: Cloud(flow, {"CompletionEvents": flow == "events"}, profile=profile)
+                   for flow in ours})
     samples: dict[str, list[Sample]] = {flow: [] for flow in FLOWS}
     errors: dict[str, str] = {}
     last_submit: dict[str, float] = {}
@@ -219,8 +223,8 @@ def run(repeats: int, durations: tuple[int, ...] = DURATIONS) -> dict[str, Any]:
             cloud.start()
         # The seed flow sleeps most of the time, so it runs beside ours; the two assistflow
         # flows run one after the other so neither bills the other's load.
-        def ours() -> None:
-            for flow in ("events", "polling"):
+        def ours_flows() -> None:
+            for flow in ours:
                 try:
                     _run_ours(flow, clouds[flow], repeats, durations, samples[flow], last_submit)
                 except Exception as exc:
@@ -230,21 +234,21 @@ def run(repeats: int, durations: tuple[int, ...] = DURATIONS) -> dict[str, Any]:
         threads = [
             _guarded("seed", errors, _run_seed, clouds["seed"], repeats, durations,
                      samples["seed"]),
-            _guarded("ours", errors, ours),
+            _guarded("ours", errors, ours_flows),
         ]
         for thread in threads:
             thread.join()
         # With completion events the follow-ups are a watchdog that looks 60 s (±20 %) after
         # the submit: it is billed too, so wait for it before adding up.
-        events = clouds["events"]
+        events = clouds.get("events")
         ids = [s.invoke_id for s in samples["events"] if s.invoke_id]
         remaining = max(0.0, last_submit.get("events", 0.0) + WATCHDOG_WAIT - time.time())
-        if ids:
+        if ids and events is not None:
             log(f"waiting up to {remaining + 15:.0f} s for the events flow's watchdog looks")
             events.ledger.wait(lambda: all(
                 any(e.kind == "followup" for e in events.ledger.by_invoke.get(i, ()))
                 for i in ids), timeout=remaining + 15)
-        for flow in ("events", "polling"):
+        for flow in ours:
             cloud = clouds[flow]
             for sample in samples[flow]:
                 entries = cloud.ledger.of(sample.invoke_id)
@@ -259,12 +263,13 @@ def run(repeats: int, durations: tuple[int, ...] = DURATIONS) -> dict[str, Any]:
                 sample.billed_ms_by_kind = {k: round(v, 2) for k, v in sorted(by_kind.items())}
         # The warm-ups' first invocations started their instances: what a cold start bills.
         cold_ms = {flow: {r["function"]: r["duration_ms"] for r in read_jsonl(clouds[flow].jsonl)
-                          if r.get("cold")} for flow in FLOWS}
+                          if r.get("cold")} for flow in clouds}
     finally:
         for cloud in clouds.values():
             cloud.stop()
     result = summarize(samples, durations, repeats, errors, time.time() - started)
     result["cold_first_invocation_ms"] = cold_ms
+    result["profile"] = (profile or Profile.fast()).name
     return result
 
 
@@ -331,6 +336,10 @@ def summarize(samples: dict[str, list[Sample]], durations: tuple[int, ...], repe
         "latency_after_finish_s": latency,
         "billed_ms_by_kind": by_kind,
         "billed_ratio_seed_over_events": total_ratio("events"),
+        # ECS API calls from the POST until the summary was stored (the watchdog look later)
+        "ecs_calls_per_request": {flow: median(s.ecs_calls for s in samples[flow]
+                                               if s.invoke_id and not s.error)
+                                  for flow in FLOWS},
         "billed_ratio_seed_over_polling": total_ratio("polling"),
         "seed_captured_longest": captured("seed", longest),
         "events_captured_longest": captured("events", longest),

@@ -8,8 +8,12 @@ declares (queues, buckets), starts the functions and their triggers, and writes
 ``access_key_secret``, ``webhook_secret``, ``results_bucket``, ``instances`` (ids of the local
 Running Linux instances with an agent), plus ``fc`` (the base URL of Function Compute's invoke
 API, for ``fc2.Client(endpoint=...)`` and ``assistflow invoke``), ``request_queue``,
-``followup_queue``, ``results_prefix``, ``functions``, ``account_id``, ``state_dir`` and
-``pid``.
+``followup_queue``, ``results_prefix``, ``functions``, ``account_id``, ``state_dir``,
+``pid`` and ``profile`` (the active profile's name).
+
+``profile`` (a ``local.profile.Profile``, a name or a file; default: ``ASSISTFLOW_PROFILE``,
+else ``fast``) sets how fast and how strict the cloud is: every emulator's per-call latency
+and rate limits (``CallPacing``), and the host's cold-start and EventBridge delivery times.
 """
 
 from __future__ import annotations
@@ -20,13 +24,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from local.emulators.base import EmulatorApp
 from local.emulators.ecs import EcsApp
 from local.emulators.mns import MnsApp
 from local.emulators.oss import OssApp
+from local.emulators.profile_hooks import CallPacing
 from local.emulators.server import EmulatorServer
 from local.host.host import FunctionHost
 from local.host.template import Template
 from local.host.trigger import MnsAccess
+from local.profile import Profile
 from local.state import LocalKeys, load_or_create_keys, write_private_json
 
 log = logging.getLogger("assistflow.cloud")
@@ -59,8 +66,10 @@ class Ports:
 class LocalCloud:
     def __init__(self, state_dir: Path, template: Path = DEFAULT_TEMPLATE,
                  ports: Ports | None = None, region: str = "cn-hangzhou",
-                 parameters: dict[str, Any] | None = None, max_instances: int = 4) -> None:
+                 parameters: dict[str, Any] | None = None, max_instances: int = 4,
+                 profile: Profile | str | Path | None = None) -> None:
         self.state_dir = state_dir
+        self.profile = Profile.resolve(profile)
         self.template_path = template
         self.ports = ports or Ports()
         self.region = region
@@ -81,15 +90,12 @@ class LocalCloud:
         keys = self.keys = load_or_create_keys(self.state_dir)
         keyring = keys.keyring()
         try:
-            self.servers["ecs"] = EmulatorServer(EcsApp(
-                keyring, self.state_dir, region=self.region, account_id=ACCOUNT_ID),
-                self.ports.ecs).start()
-            self.servers["mns"] = EmulatorServer(MnsApp(
-                keyring, self.state_dir, account_id=ACCOUNT_ID, region=self.region),
-                self.ports.mns).start()
-            self.servers["oss"] = EmulatorServer(OssApp(
-                keyring, self.state_dir, region=self.region, account_id=ACCOUNT_ID),
-                self.ports.oss).start()
+            self._serve(EcsApp(keyring, self.state_dir, region=self.region,
+                               account_id=ACCOUNT_ID), self.ports.ecs)
+            self._serve(MnsApp(keyring, self.state_dir, account_id=ACCOUNT_ID,
+                               region=self.region), self.ports.mns)
+            self._serve(OssApp(keyring, self.state_dir, region=self.region,
+                               account_id=ACCOUNT_ID), self.ports.oss)
             template = self.template = self._load_template()
             self._provision(template)
             # The functions' ALIBABA_CLOUD_* credentials are their roles' (FunctionHost binds
@@ -101,7 +107,7 @@ class LocalCloud:
                 template, system_env,
                 MnsAccess(self.servers["mns"].url, keys.access_key_id, keys.access_key_secret),
                 record_dir=host_dir, max_instances=self.max_instances, http_ports=self.ports.http,
-                keyring=keyring, api_port=self.ports.fc)
+                keyring=keyring, api_port=self.ports.fc, profile=self.profile)
             self.host.start()
             # Cloud Assistant publishes TaskCompleted to the default bus, as on Alibaba Cloud.
             self._ecs_app().model.events.sink = self.host.bus.publish
@@ -111,6 +117,11 @@ class LocalCloud:
         self.endpoints = self._describe(template, keys)
         write_private_json(self.endpoints_path, self.endpoints)
         return self.endpoints
+
+    def _serve(self, app: EmulatorApp, port: int) -> None:
+        # Every local key belongs to the one local account: ECS counts its rates per account.
+        app.pacing = CallPacing(self.profile, app.service, account_of=lambda _key: ACCOUNT_ID)
+        self.servers[app.service] = EmulatorServer(app, port).start()
 
     def _load_template(self) -> Template:
         overrides: dict[str, Any] = {
@@ -195,6 +206,7 @@ class LocalCloud:
             "functions": sorted(self.host.runtimes),
             "state_dir": str(self.state_dir),
             "pid": os.getpid(),
+            "profile": self.profile.name,
         }
 
     def _ecs_app(self) -> EcsApp:

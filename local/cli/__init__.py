@@ -82,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--parameter", "-p", action="append", default=[], metavar="NAME=VALUE",
                     help="override a template parameter (repeatable), e.g. "
                          "-p MaintenanceSchedule='@every 30s'")
+    up.add_argument("--profile", help="how fast and strict the local cloud is: fast (default, "
+                                      "or $ASSISTFLOW_PROFILE), realistic, or a profile file")
     up.set_defaults(func=cmd_up, setup=_configure_up_logging)
 
     invoke = sub.add_parser("invoke", help="run one function once with an event file, "

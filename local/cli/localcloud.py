@@ -1,6 +1,7 @@
 """``assistflow up``, ``invoke`` and ``events``: the local cloud and its functions.
 
 ``up`` starts the local cloud in the foreground (what ``make run`` calls); Ctrl-C stops it.
+``--profile`` (or ``ASSISTFLOW_PROFILE``) picks how fast and strict it is (``local.profile``).
 ``invoke FUNCTION --event FILE`` runs one function once through Function Compute's invoke API
 (``local.fc_client``) — like ``sam local invoke``. ``events`` lists or prints the canonical
 events of ``events/`` — like ``sam local generate-event``.
@@ -36,10 +37,17 @@ def parameters(pairs: list[str]) -> dict[str, str]:
 def cmd_up(args: argparse.Namespace) -> int:
     from local.cloud import LocalCloud, Ports
     from local.host.template import TemplateError
+    from local.profile import Profile, ProfileError
 
     directory = state_dir(args.state_dir)
+    try:
+        profile = Profile.resolve(getattr(args, "profile", None))
+    except ProfileError as exc:
+        print(f"assistflow up: --profile: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     cloud = LocalCloud(directory, template=Path(args.template).resolve(), ports=Ports.from_env(),
-                       region=args.region, parameters=parameters(args.parameter))
+                       region=args.region, parameters=parameters(args.parameter),
+                       profile=profile)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
@@ -51,6 +59,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     print(f"  webhook   {endpoints['webhook_url']}", flush=True)
     print(f"  ecs {endpoints['ecs']}  mns {endpoints['mns']}  oss {endpoints['oss']}", flush=True)
     print(f"  instances {', '.join(endpoints['instances'])}", flush=True)
+    print(f"  profile   {profile.name}" + (f" — {profile.description}" if profile.description
+                                          else ""), flush=True)
     print("Ctrl-C stops it; state is kept in", directory, flush=True)
     try:
         while not stop.wait(0.5):

@@ -26,16 +26,18 @@ This module knows no service. ``EmulatorApp.dispatch`` runs one pipeline for all
     -> the operation (operations.py) -> render (app); any ServiceError -> render_error (app)
 
 ``intercept`` is the single place where something happens to *every* API call of every
-service: the hooks of ``EmulatorApp.hooks``. ``authorize`` is RAM: a call signed with a key
-bound to a role (a function's STS key, ``keyring.py``) must be allowed by that role's policies
-(``local.ram``), judged on the (action, resource ARN) pairs the app's ``ram_request`` names and
-refused with the service's own error from ``ram_denied``. ``inject_fault`` plays the fault table.
+service: ``EmulatorApp.hooks``, in the order ``[delay, authorize, throttle, inject_fault]``:
+``delay`` and ``throttle`` are the profile's latency and rate limits (``profile_hooks.py``);
+``authorize`` is RAM: a call signed with a key bound to a role (a function's STS key,
+``keyring.py``) must be allowed by that role's policies (``local.ram``), judged on the
+(action, resource ARN) pairs the app's ``ram_request`` names and refused with the
+service's own error from ``ram_denied``; ``inject_fault`` plays the fault table.
 
 Control API (JSON, every emulator, under ``/_emulator/``, which no SDK ever requests):
 
-* ``GET  health`` — ``{"service": ..., "status": "ok"}``
+* ``GET  health`` — ``{"service": ..., "status": "ok", "profile": ...}`` (the active profile)
 * ``GET  state`` — a dump of the model's state
-* ``POST reset`` — wipe the model's state (and the faults and call counts)
+* ``POST reset`` — wipe the model's state (and the faults, call counts and rate windows)
 * ``GET|POST|DELETE faults`` — list, add (``FaultRule`` fields) or clear faults
 * ``GET|DELETE calls`` — API calls received per action (faulted and refused ones included)
 * ``POST clock`` — ``{"advance": seconds}`` moves the emulator's time forward
@@ -58,6 +60,7 @@ from werkzeug.wrappers import Request, Response
 
 from local.emulators.faults import FaultRule, Faults
 from local.emulators.keyring import KeyRing as KeyRing  # re-exported: emulators import it here
+from local.emulators.profile_hooks import CallPacing
 from local.ram import Decision, RamRequest
 
 if TYPE_CHECKING:
@@ -241,9 +244,10 @@ class EmulatorApp:
         self.clock = clock or Clock()
         self.faults = Faults()
         self.calls = CallCounter()
+        self.pacing = CallPacing()  # the profile's latency and rate limits; none until set
         # Run in order on every authenticated API call, before its operation; a hook refuses
         # the call by raising a ServiceError (or slows it down by sleeping).
-        self.hooks: list[Hook] = [self.authorize, self.inject_fault]
+        self.hooks: list[Hook] = [self.delay, self.authorize, self.throttle, self.inject_fault]
         self.base_url = ""  # set by EmulatorServer once the port is known
 
     # --- what each service provides ------------------------------------------------------
@@ -301,6 +305,16 @@ class EmulatorApp:
         for hook in self.hooks:
             hook(call)
 
+    def delay(self, call: Call) -> None:
+        """The profile's latency for this call: a real sleep."""
+        self.pacing.delay(call)
+
+    def throttle(self, call: Call) -> None:
+        """Over the profile's per-account, per-action rate: the service's throttling error."""
+        over = self.pacing.over_limit(call, self.clock.now())
+        if over is not None:
+            raise self.error.from_code(over.code, over.message, over.status)
+
     def authorize(self, call: Call) -> None:
         """RAM: a key bound to a role may do only what the role's policies allow. Owners' keys
         and anonymous calls (which the bucket ACL already judged) pass untouched."""
@@ -352,13 +366,15 @@ class EmulatorApp:
         try:
             body = request.get_json(silent=True) or {}
             if name == "health":
-                return json_response({"service": self.service, "status": "ok"})
+                return json_response({"service": self.service, "status": "ok",
+                                      "profile": self.pacing.profile_name})
             if name == "state" and request.method == "GET":
                 return json_response(self.dump_state())
             if name == "reset" and request.method == "POST":
                 self.reset_state()
                 self.faults.clear()
                 self.calls.clear()
+                self.pacing.reset()
                 return json_response({"reset": True})
             if name == "faults":
                 if request.method == "POST":

@@ -6,7 +6,8 @@ error or a timeout — FC retries it, 3 times by default, keeping the request id
 retry mechanism", FC 3.0 user guide,
 https://www.alibabacloud.com/help/en/functioncompute/fc-3-0/user-guide/error-handling-1-2);
 the host does the same, with a doubling pause between attempts. A failure of the platform
-itself (the host stopping) is not retried.
+itself (the host stopping) is not retried. ``submit(..., delay=s)`` starts it ``s`` seconds
+later (the profile's EventBridge delivery time, ``local.host.delay_line``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from local.host.delay_line import DelayLine
 from local.host.runtime import FunctionRuntime, Invocation
 
 log = logging.getLogger("assistflow.host.async")
@@ -35,18 +37,29 @@ class AsyncInvoker:
         self._stop = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"{label}fc-async")
         self._lock = threading.Lock()
+        self._later = DelayLine(f"{label}fc-async-delay")
         self.accepted = 0
 
     def submit(self, runtime: FunctionRuntime, event: bytes, request_id: str | None = None,
-               on_done: Callable[[Invocation], None] | None = None) -> str:
-        """Queue one invocation and return its request id without waiting for it."""
+               on_done: Callable[[Invocation], None] | None = None, delay: float = 0.0) -> str:
+        """Queue one invocation (starting ``delay`` s from now); its request id, at once."""
         request_id = request_id or f"1-{uuid.uuid4()}"
         with self._lock:
             if self._stop.is_set():
                 raise RuntimeError("the function host is stopping")
             self.accepted += 1
-            self._pool.submit(self._run, runtime, event, request_id, on_done)
+            if delay > 0:
+                self._later.call_later(delay, lambda: self._start(runtime, event, request_id,
+                                                                  on_done))
+            else:
+                self._pool.submit(self._run, runtime, event, request_id, on_done)
         return request_id
+
+    def _start(self, runtime: FunctionRuntime, event: bytes, request_id: str,
+               on_done: Callable[[Invocation], None] | None) -> None:
+        with self._lock:
+            if not self._stop.is_set():
+                self._pool.submit(self._run, runtime, event, request_id, on_done)
 
     def _run(self, runtime: FunctionRuntime, event: bytes, request_id: str,
              on_done: Callable[[Invocation], None] | None) -> None:
@@ -76,6 +89,7 @@ class AsyncInvoker:
         """Accept nothing more and end retry pauses; running invocations end with the runtimes."""
         with self._lock:
             self._stop.set()
+        self._later.stop()  # deliveries not due yet are dropped, like queued ones
 
     def stop(self) -> None:
         self.begin_stop()

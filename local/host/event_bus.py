@@ -10,6 +10,8 @@ laptop and on the cloud — and the same pattern keeps other events away from it
 (template.yml narrows TaskCompleted to its own commands by a ``data.commandName`` prefix).
 The host invokes the function asynchronously, with FC's asynchronous retries, whatever the
 trigger's ``asyncInvocationType`` says (its two references disagree on what ``true`` means).
+Each matching event starts its invocation after the profile's EventBridge delivery time
+(``TriggerContext.delivery_delay``; none under ``fast``).
 
 Patterns follow EventBridge "Event patterns"
 (https://www.alibabacloud.com/help/en/eventbridge/user-guide/event-patterns) for what a trigger
@@ -24,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from local.host.async_invoke import AsyncInvoker
@@ -85,7 +88,7 @@ class BusTrigger(Trigger):
     """One ``eventbridge`` trigger on the default bus: subscribed while it runs."""
 
     def __init__(self, name: str, function: str, config: dict[str, Any], bus: EventBus,
-                 invoker: AsyncInvoker) -> None:
+                 invoker: AsyncInvoker, delivery_delay: Callable[[], float] | None = None) -> None:
         super().__init__(name, function)
         raw = config.get("eventRuleFilterPattern") or "{}"
         try:
@@ -97,11 +100,13 @@ class BusTrigger(Trigger):
         self.stats = DeliveryStats()
         self._bus = bus
         self._invoker = invoker
+        self._delivery_delay = delivery_delay or (lambda: 0.0)
         self._stopping = threading.Event()
 
     @classmethod
     def create(cls, decl: TriggerDecl, context: TriggerContext) -> BusTrigger:
-        return cls(decl.name, decl.function, decl.config, context.bus, context.invoker)
+        return cls(decl.name, decl.function, decl.config, context.bus, context.invoker,
+                   context.delivery_delay)
 
     def offer(self, event: dict[str, Any], body: bytes) -> bool:
         """Invoke the function with ``event`` (its JSON ``body``) if it matches; True if so."""
@@ -109,7 +114,7 @@ class BusTrigger(Trigger):
             return False
         if not self._stopping.is_set():
             try:
-                self._invoker.submit(self.runtime, body)
+                self._invoker.submit(self.runtime, body, delay=self._delivery_delay())
             except RuntimeError:  # the invoker was told to stop first
                 pass
             else:

@@ -7,7 +7,9 @@
   fire on their cron, ``eventbridge`` triggers with an MNS source deliver queue messages, and
   those on the default bus receive the cloud events published to ``bus`` (the ECS emulator's
   TaskCompleted); a kind not listed there is skipped with a warning;
-* with a ``KeyRing``, FC's invoke API is served too (``FcApi``, the ``fc`` endpoint).
+* with a ``KeyRing``, FC's invoke API is served too (``FcApi``, the ``fc`` endpoint);
+* with a ``Profile`` (``local.profile``), cold starts take its platform time and EventBridge
+  triggers deliver after its delivery time (``fast``, the default: neither).
 
 To run a new kind of trigger: write its ``Trigger`` subclass in a module of its own and add one
 line to ``TRIGGER_KINDS``.
@@ -35,6 +37,7 @@ from local.host.runtime import FunctionRuntime, FunctionSpec
 from local.host.template import FunctionDecl, Template, TemplateError, TriggerDecl
 from local.host.timer_trigger import TimerTrigger
 from local.host.trigger import MnsAccess, Trigger, TriggerContext, TriggerFactory
+from local.profile import Profile
 from local.ram import Identity
 from local.state import issue_sts
 
@@ -60,15 +63,17 @@ class FunctionHost:
     ``Role`` gets its own ``ALIBABA_CLOUD_*`` STS credentials bound to that role's policies
     (one without a role gets none, as on FC, unless ``system_env`` has them), and the invoke
     API is served on ``api_port``. ``async_retries`` and
-    ``async_retry_delay`` shape the retries of async invocations (FC: 3).
+    ``async_retry_delay`` shape the retries of async invocations (FC: 3). ``profile`` adds
+    the platform's own time (default ``fast``: none).
     """
 
     def __init__(self, template: Template, system_env: dict[str, str], mns: MnsAccess,
                  record_dir: Path | None = None, max_instances: int = 4,
                  http_ports: dict[str, int] | None = None, *, keyring: KeyRing | None = None,
                  api_port: int = 0, async_retries: int = DEFAULT_RETRIES,
-                 async_retry_delay: float = 1.0) -> None:
+                 async_retry_delay: float = 1.0, profile: Profile | None = None) -> None:
         self.template = template
+        self.profile = profile or Profile.fast()
         self.system_env = {"FC_REGION": template.region, "FC_ACCOUNT_ID": template.account_id,
                            **system_env}
         self.mns = mns
@@ -81,8 +86,10 @@ class FunctionHost:
         self.label = f"host{next(_host_ids)}:"
         self.invoker = AsyncInvoker(async_retries, async_retry_delay, label=self.label)
         self.bus = EventBus()  # the default event bus cloud services publish to
-        self.context = TriggerContext(template.region, template.account_id, self.label,
-                                      self.invoker, self.bus, mns, dict(http_ports or {}))
+        self.context = TriggerContext(
+            template.region, template.account_id, self.label, self.invoker, self.bus, mns,
+            dict(http_ports or {}),
+            self.profile.sampler(self.profile.eventbridge_delivery, "eventbridge:delivery"))
         self.runtimes: dict[str, FunctionRuntime] = {}
         self.triggers: dict[str, Trigger] = {}  # by logical id
         self.api: FcApi | None = None
@@ -129,7 +136,9 @@ class FunctionHost:
                                 fn.environment, fn.runtime)
             self.runtimes[fn.name] = FunctionRuntime(
                 spec, {**self.system_env, **self._role_credentials(fn)}, self.max_instances,
-                self.record, label=self.label)
+                self.record, label=self.label,
+                platform_delay=self.profile.sampler(self.profile.cold_start,
+                                                    f"fc:cold_start:{fn.name}"))
         for logical_id, trigger in self.triggers.items():
             runtime = self.runtimes.get(trigger.function)
             if runtime is None:

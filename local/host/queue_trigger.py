@@ -19,6 +19,8 @@ EventBridge documents them — see ``local.host.delivery_policy``.
 synchronously — the stream waits for the function's outcome to decide the message's fate —
 which is where ``runOptions`` apply; the queue functions park messages that can never succeed
 themselves, so they behave the same under either reading (``template.yml``).
+Each delivery starts after the profile's EventBridge delivery time
+(``TriggerContext.delivery_delay``; none under ``fast``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -106,7 +109,8 @@ class QueueTrigger(Trigger):
     """Delivers one queue's messages to one function, up to ``concurrency`` at a time."""
 
     def __init__(self, name: str, function: str, config: dict[str, Any], access: MnsAccess,
-                 region: str, account_id: str, concurrency: int = 4, label: str = "") -> None:
+                 region: str, account_id: str, concurrency: int = 4, label: str = "",
+                 delivery_delay: Callable[[], float] | None = None) -> None:
         super().__init__(name, function)
         params = (config.get("eventSourceConfig", {}).get("eventSourceParameters", {})
                   .get("sourceMNSParameters", {}))
@@ -125,6 +129,7 @@ class QueueTrigger(Trigger):
         self.account_id = account_id
         self.source = f"MNS-{function}-{name}"
         self.stats = DeliveryStats()
+        self._delivery_delay = delivery_delay or (lambda: 0.0)
         self._queues = QueueHandles(access)
         self._slots = threading.Semaphore(concurrency)
         self._pool = ThreadPoolExecutor(max_workers=concurrency,
@@ -137,7 +142,8 @@ class QueueTrigger(Trigger):
     @classmethod
     def create(cls, decl: TriggerDecl, context: TriggerContext) -> QueueTrigger:
         return cls(decl.name, decl.function, decl.config, context.mns, context.region,
-                   context.account_id, label=context.label)
+                   context.account_id, label=context.label,
+                   delivery_delay=context.delivery_delay)
 
     def _queue(self, name: str | None = None) -> Any:
         """This thread's handle on ``name`` (default: the source queue)."""
@@ -213,6 +219,9 @@ class QueueTrigger(Trigger):
                 # visibility timeout shorter than the function's): its tries are used up.
                 self._give_up(message, count, "it was received more often than allowed")
                 return
+            delay = self._delivery_delay()
+            if delay > 0 and self._stop.wait(delay):
+                return  # stopping: the message comes back after its visibility timeout
             event = build_queue_event(message, queue=self.queue_name, source=self.source,
                                 region=self.region, account_id=self.account_id,
                                 base64_decode=self.base64_decode)

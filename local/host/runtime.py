@@ -4,7 +4,9 @@ A ``FunctionRuntime`` keeps up to ``max_instances`` worker processes for one fun
 them on demand (a cold start), reuses idle ones (warm starts) and enforces the function's
 ``Timeout`` by killing the instance — the invocation fails with ``FunctionTimeout``, the host
 and the other instances go on. Every invocation's duration is recorded: it is what FC would
-bill, and what the benchmarks read.
+bill, and what the benchmarks read. ``platform_delay`` (the profile's ``cold_start``) is FC's
+own time to get a new instance ready: waited before the instance starts, so it delays the
+invocation that caused the cold start but is not billed.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -154,8 +157,11 @@ class FunctionRuntime:
     """All instances of one function."""
 
     def __init__(self, spec: FunctionSpec, system_env: dict[str, str], max_instances: int = 4,
-                 record: Path | None = None, label: str = "") -> None:
+                 record: Path | None = None, label: str = "",
+                 platform_delay: Callable[[], float] | None = None) -> None:
         self.spec = spec
+        self._platform_delay = platform_delay or (lambda: 0.0)
+        self._closing = threading.Event()
         self.label = label  # prefix of this runtime's thread names (tells hosts apart)
         self._env = self._environment(spec, system_env)
         self._slots = threading.BoundedSemaphore(max_instances)
@@ -268,6 +274,9 @@ class FunctionRuntime:
 
     def _new_instance(self) -> _Instance | None:
         """A freshly started instance (a cold start), or None if close() ran meanwhile."""
+        pause = self._platform_delay()
+        if pause > 0 and self._closing.wait(pause):
+            return None
         instance = _Instance(self.spec, self._env, self.label)
         with self._lock:
             closed = self._closed
@@ -310,6 +319,7 @@ class FunctionRuntime:
 
     def close(self) -> None:
         """Kill every instance; invocations in flight fail, later ones are refused."""
+        self._closing.set()
         with self._lock:
             self._closed = True
             instances, self._all, self._idle = list(self._all), [], []

@@ -45,7 +45,8 @@ class TriggerContext:
 
     ``label`` prefixes the name of every thread a trigger starts (it tells hosts apart and lets
     ``FunctionHost.threads()`` prove that ``stop()`` ended them); ``http_ports`` fixes the port
-    of an HTTP trigger by trigger name (0 or absent: a free port).
+    of an HTTP trigger by trigger name (0 or absent: a free port); ``delivery_delay`` draws how
+    long EventBridge takes to bring an event to a function (the profile's; 0 under ``fast``).
     """
 
     region: str
@@ -55,6 +56,7 @@ class TriggerContext:
     bus: EventBus
     mns: MnsAccess
     http_ports: Mapping[str, int] = field(default_factory=dict)
+    delivery_delay: Callable[[], float] = field(default=lambda: 0.0)
 
 
 @dataclass
