@@ -45,12 +45,11 @@ def test_signed_echo_123_lands_in_oss_within_10_seconds(endpoints: Endpoints) ->
     assert body["Results"] == [f"oss://{endpoints['results_bucket']}/results/{invoke_id}/"]
 
     bucket = endpoints.bucket()
-    output = wait_for(lambda: get_object(bucket, f"results/{invoke_id}/{instance}/output.txt"),
-                      timeout=10)
-    assert output == b"123\n"
+    # result.json is written after output.txt: once it is there, both are
+    result = json.loads(wait_for(
+        lambda: get_object(bucket, f"results/{invoke_id}/{instance}/result.json"), timeout=10))
     assert time.monotonic() - started < 10
-
-    result = json.loads(get_object(bucket, f"results/{invoke_id}/{instance}/result.json") or b"")
+    assert get_object(bucket, f"results/{invoke_id}/{instance}/output.txt") == b"123\n"
     assert result["Status"] == "Success"
     assert result["ExitCode"] == 0
     assert result["Dropped"] == 0 and result["Truncated"] is False
