@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any
 
 from shared.config import Settings
@@ -13,30 +14,35 @@ if TYPE_CHECKING:
 
 
 class Queues:
-    """MNS queues and topics by name. One ``Account`` per function instance: the SDK's
-    connection is not thread-safe, and an FC instance handles one request at a time."""
+    """MNS queues and topics by name. The SDK's ``Account`` holds one HTTP connection that is
+    not thread-safe (aliyun-mns-sdk ``mns/mns_http.py``: one ``HTTPConnection`` per client), so
+    each thread that sends (``shared.parallel`` runs sends side by side) gets its own."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._account: Any = None
-        self._queues: dict[str, Queue] = {}
+        self._local = threading.local()
 
     @property
     def account(self) -> Any:
-        if self._account is None:
+        account = getattr(self._local, "account", None)
+        if account is None:
             from mns.account import Account
 
             creds = self._settings.credentials
-            self._account = Account(self._settings.mns_url, creds.access_key_id,
-                                    creds.access_key_secret, creds.security_token)
-        return self._account
+            account = Account(self._settings.mns_url, creds.access_key_id,
+                              creds.access_key_secret, creds.security_token)
+            self._local.account = account
+            self._local.queues = {}
+        return account
 
     def get(self, name: str) -> Queue:
-        if name not in self._queues:
-            queue = self.account.get_queue(name)
+        account = self.account
+        queues: dict[str, Queue] = self._local.queues
+        if name not in queues:
+            queue = account.get_queue(name)
             queue.set_encoding(False)  # our messages are JSON text; no client-side Base64
-            self._queues[name] = queue
-        return self._queues[name]
+            queues[name] = queue
+        return queues[name]
 
     def send(self, name: str, body: str, delay_seconds: int = 0) -> str:
         from mns.queue import Message
