@@ -21,7 +21,7 @@ from shared.collector_events import LateEvent, TaskCompleted, collector_items
 
 
 def handler(event: bytes, context: Any) -> dict[str, Any]:
-    clients = default_clients()
+    clients = default_clients(context)
     events: list[dict[str, Any]] = []
     collected: list[dict[str, Any]] = []
     for item in collector_items(event):

@@ -22,7 +22,7 @@ log = logging.getLogger("assistflow.submit_queue")
 
 
 def handler(event: bytes, context: Any) -> dict[str, Any]:
-    clients = default_clients()
+    clients = default_clients(context)
     accepted = []
     for message in queue_messages(event):
         intake = Intake("queue", key=f"mns:{message.message_id}", clients=clients,
