@@ -108,8 +108,11 @@ def test_events_of_a_three_instance_run_look_once_each_and_never_ask_for_the_sta
     status, body = counted.post(request)
     assert status == 202, body
     assert counted.summary(body["InvokeId"])["Counts"] == {"Success": 3}
-    calls = settled(counted)
-    assert calls == {"RunCommand": 1, "DescribeInvocationResults": 3}, calls
+    calls = settled(counted, quiet=3.0)  # a late event comes back 2 s later
+    # one look per event at most (one that comes after another finished the invocation may
+    # find the work done); never DescribeInvocations for the overall status
+    assert set(calls) == {"RunCommand", "DescribeInvocationResults"}, calls
+    assert calls["RunCommand"] == 1 and 1 <= calls["DescribeInvocationResults"] <= 3, calls
 
 
 def test_a_refused_request_runs_preflight_once_answers_422_and_creates_nothing(
