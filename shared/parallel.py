@@ -20,10 +20,12 @@ import contextvars
 import functools
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from shared import retry
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 T = TypeVar("T")
 A = TypeVar("A")
@@ -59,6 +61,8 @@ def settle(calls: Sequence[Callable[[], T]], workers: int = POOL_SIZE,
     all, and is answered with that failure; without it, every call runs to its own end."""
     if len(calls) <= 1 or workers <= 1 or getattr(_inside, "active", False):
         return _inline(calls, stop_on_error)
+    from concurrent.futures import ThreadPoolExecutor  # only when calls do run side by side
+
     scope = retry.current().child()  # the invocation's budget; stopped on its own
     futures: list[Future[T]] = []
     with ThreadPoolExecutor(max_workers=min(workers, len(calls)),
