@@ -1,10 +1,12 @@
 """Turn an accepted command request into Cloud Assistant work, exactly once.
 
-A request that fits one call (at most 100 instances) costs one ECS call: an ad-hoc script goes
+A request that fits one call (at most 100 instances) costs one ECS call: a one-off script goes
 out as ``RunCommand`` (created, invoked, and deleted by Cloud Assistant when it is over), a
 saved command as ``InvokeCommand`` (with a DescribeCommands beside it when the deadline needs
-the saved Timeout). Only when that call is refused for its instances does pre-flight look at
-them (``shared.preflight.refused``), for the 422 or to run again without the ineligible ones.
+the saved Timeout); a periodic script is created (CreateCommand) and invoked, its command
+deleted by the collector once the schedule ends. Only when that call is refused for its
+instances does pre-flight look at them (``shared.preflight.refused``), for the 422 or to run
+again without the ineligible ones.
 A larger request is checked up front, its command created once, and its batches invoked side by
 side (``shared.parallel``). Then, per batch: record the invocation and queue its first
 follow-up for the collector (both at once).
@@ -29,7 +31,7 @@ from typing import cast
 
 from shared.clients import Clients, CloudAssistant
 from shared.config import Settings
-from shared.errors import CloudCallError
+from shared.errors import AssistflowError, CloudCallError
 from shared.followup import DEADLINE_MARGIN, FollowUp, first_delay
 from shared.parallel import run_all, settle
 from shared.preflight import BATCH_SIZE, Ineligible, Plan, refused, saved_command
@@ -88,9 +90,9 @@ def dispatch(request: CommandRequest, plan: Plan, clients: Clients, *, source: s
     ecs = clients.ecs_in(request.region)
     submitted_at = now()
     if len(plan.instance_ids) <= BATCH_SIZE:
-        command_id, invoke_ids, plan = _one_call(request, plan, ecs, idempotency_key)
+        command_id, invoke_ids, plan, deletes_itself = _one_call(request, plan, ecs,
+                                                                 idempotency_key)
         groups = [plan.instance_ids]
-        deletes_itself = request.adhoc  # RunCommand, KeepCommand false
     else:
         command_id, invoke_ids, groups = _batches(request, plan, ecs, clients, idempotency_key,
                                                   submitted_at, source, request_id)
@@ -116,15 +118,34 @@ def dispatch(request: CommandRequest, plan: Plan, clients: Clients, *, source: s
 
 
 def _one_call(request: CommandRequest, plan: Plan, ecs: CloudAssistant, key: str
-              ) -> tuple[str, list[str], Plan]:
-    """RunCommand (ad hoc) or InvokeCommand (saved) on one batch; pre-flight if refused."""
-    token = client_token(key, "run-0" if request.adhoc else "invoke-0")
+              ) -> tuple[str, list[str], Plan, bool]:
+    """One batch: RunCommand for a one-off script, else InvokeCommand (of the saved command,
+    or of the command created for a periodic script: RunCommand's own command is deleted when
+    the run is over, and a schedule outlives its first run); pre-flight if refused.
+    (CommandId, [InvokeId], plan, whether the command deletes itself)."""
+    runs = request.adhoc and not request.periodic
+    command_id = "" if runs else resolve_command(request, ecs, key, _timeout(request, plan))
+    token = client_token(key, "run-0" if runs else "invoke-0")
 
     def attempt(targets: tuple[str, ...]) -> tuple[str, str]:
-        if request.adhoc:
+        if runs:
             return run_batch(request, ecs, targets, token)
-        return request.command_id, invoke_batch(request, ecs, request.command_id, targets, token)
+        return command_id, invoke_batch(request, ecs, command_id, targets, token)
 
+    try:
+        (command_id, invoke_id), plan = _attempt_or_check(request, plan, ecs, attempt)
+    except AssistflowError as exc:
+        if command_id:  # a refusal leaves nothing behind
+            clean_up_refused(request, ecs, command_id, exc, invoked=False)
+        raise
+    return command_id, [invoke_id], plan, runs
+
+
+def _attempt_or_check(request: CommandRequest, plan: Plan, ecs: CloudAssistant,
+                      attempt: Callable[[tuple[str, ...]], tuple[str, str]]
+                      ) -> tuple[tuple[str, str], Plan]:
+    """``attempt`` on the plan; if refused for its instances, pre-flight and (Skip) once more
+    on the rest — with the same token: the refused call used none."""
     # A saved command's Timeout sets the collector's deadline when the request has none: it
     # is looked up beside the invocation, not before it.
     lookup = bool(request.command_id) and request.timeout is None and plan.saved_timeout is None
@@ -144,13 +165,12 @@ def _one_call(request: CommandRequest, plan: Plan, ecs: CloudAssistant, key: str
             command_type, timeout = saved_command(ecs, request.command_id)
             plan = replace(plan, saved_timeout=plan.saved_timeout or timeout)
         plan = refused(request, plan, ecs, answer, command_type)
-        answer = attempt(plan.instance_ids)  # the same token: the refused call used none
+        answer = attempt(plan.instance_ids)
     if isinstance(answer, BaseException):
         raise answer
     if isinstance(saved, BaseException):  # invoked, but without the deadline it needs
         raise saved
-    command_id, invoke_id = answer
-    return command_id, [invoke_id], plan
+    return answer, plan
 
 
 def _batches(request: CommandRequest, plan: Plan, ecs: CloudAssistant, clients: Clients,
@@ -178,7 +198,7 @@ def _batches(request: CommandRequest, plan: Plan, ecs: CloudAssistant, clients: 
     outcomes = settle([functools.partial(batch, index) for index in range(len(groups))])
     invoke_ids = [o for o in outcomes if isinstance(o, str)]
     failure = next((o for o in outcomes if isinstance(o, BaseException)), None)
-    if isinstance(failure, CloudCallError):
+    if isinstance(failure, AssistflowError):
         clean_up_refused(request, ecs, command_id, failure, invoked=bool(invoke_ids))
     if failure is not None:
         raise failure
@@ -240,12 +260,13 @@ def record_and_follow_up(clients: Clients, followup: FollowUp,
 
 
 def clean_up_refused(request: CommandRequest, ecs: CloudAssistant, command_id: str,
-                     exc: CloudCallError, invoked: bool) -> None:
-    """After a failed InvokeCommand: a refusal leaves nothing behind, so the ad-hoc command made
-    for it is deleted if nothing was invoked. A transient failure keeps the command: the
-    caller's retry (same idempotency key, so the same ClientToken) gets this CommandId back
-    from CreateCommand and must find it still there."""
-    if invoked or not request.adhoc or exc.transient:
+                     exc: AssistflowError, invoked: bool) -> None:
+    """After a failed InvokeCommand: a refusal (the cloud's, or pre-flight's) leaves nothing
+    behind, so the ad-hoc command made for it is deleted if nothing was invoked. A transient
+    failure keeps the command: the caller's retry (same idempotency key, so the same
+    ClientToken) gets this CommandId back from CreateCommand and must find it still there."""
+    transient = isinstance(exc, CloudCallError) and exc.transient
+    if invoked or not request.adhoc or transient:
         return
     try:
         ecs.delete_command(command_id)

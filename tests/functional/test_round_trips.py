@@ -261,3 +261,31 @@ def _events_dir() -> Any:
     from pathlib import Path
 
     return Path(__file__).resolve().parents[2] / "events"
+
+
+def test_a_periodic_script_is_created_and_invoked_and_a_refused_one_leaves_no_command(
+        counted: Counted) -> None:
+    """RunCommand's own command is deleted when its run is over; a schedule needs it longer.
+    (Last in this module: its follow-ups keep looking until it is stopped.)"""
+    from aliyunsdkecs.request.v20140526.StopInvocationRequest import StopInvocationRequest
+
+    periodic = {**ECHO, "CommandContent": "echo tick", "RepeatMode": "Period",
+                "Frequency": "rate(5m)"}
+
+    def commands() -> set[str]:
+        req = DescribeCommandsRequest()
+        req.set_PageSize(50)
+        return {c["CommandId"] for c in counted.call(req)["Commands"]["Command"]}
+
+    before = commands()
+    status, refused = counted.post({**periodic, "InstanceIds": [LINUX, STOPPED]})
+    assert status == 422, refused
+    assert commands() == before  # the command created for it was deleted again
+    counted.calls(reset=True)
+    status, body = counted.post(periodic)
+    assert status == 202, body
+    assert counted.calls() == {"CreateCommand": 1, "InvokeCommand": 1}
+    assert commands() == before | {body["CommandId"]}
+    stop = StopInvocationRequest()
+    stop.set_InvokeId(body["InvokeId"])
+    counted.call(stop)
