@@ -25,7 +25,7 @@ from shared.collector_events import LateEvent, TaskCompleted
 from shared.errors import CloudCallError
 from shared.followup import FollowUp, InvocationRecord, delay_for
 from shared.notify import notify_once
-from shared.parallel import run_all, run_each, settle
+from shared.parallel import run_all, settle
 from shared.record import finishing_key, notified_key, read_record
 from shared.results import (
     TERMINAL,
@@ -222,13 +222,6 @@ def _store(bucket: Results, invocation: InvocationRecord, result: dict[str, Any]
                            dumps(result_document(result, invocation, raw_len)),
                            "application/json"),
     ])
-
-
-def _store_all(bucket: Results, invocation: InvocationRecord,
-               results: list[dict[str, Any]]) -> None:
-    """``_store`` each result, side by side (``shared.parallel``): each PUT mostly waits on
-    OSS."""
-    run_each(functools.partial(_store, bucket, invocation), results)
 
 
 def _finish(clients: Clients, ecs: CloudAssistant, bucket: Results,
