@@ -12,11 +12,11 @@ stored under ``{InstanceId}/runs/{n}/`` as it finishes (and the latest run at th
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -25,6 +25,7 @@ from shared.collector_events import LateEvent, TaskCompleted
 from shared.errors import CloudCallError
 from shared.followup import FollowUp, InvocationRecord, delay_for
 from shared.notify import notify_once
+from shared.parallel import run_all, settle
 from shared.record import finishing_key, notified_key, read_record
 from shared.results import (
     TERMINAL,
@@ -39,10 +40,9 @@ from shared.results import (
     summary_document,
     summary_key,
 )
+from shared.retry import COLLECT_PATIENCE, patience
 
 log = logging.getLogger("assistflow.collect")
-
-STORE_THREADS = 8  # concurrent object writes per look (two objects per instance)
 
 FINISHED_INVOCATION = ("Success", "Failed", "PartialFailed", "Stopped")
 
@@ -61,22 +61,33 @@ def handle(followup: FollowUp, clients: Clients, now: Callable[[], float] = time
            rng: random.Random | None = None) -> Collected:
     """``collect``, with transient cloud errors turned into a delayed retry.
 
-    Throttling, 5xx or a network error mid-way re-queues the same follow-up with a short,
-    growing delay instead of sleeping (billed) or waiting for the message's visibility timeout;
-    what was stored already is simply stored again. Permanent errors (an invocation Cloud
-    Assistant no longer knows, results the role may not write) propagate: the collector
-    function parks the follow-up in its dead-letter queue (``shared.deadletter``).
+    Throttling, 5xx or a network error mid-way re-queues the same follow-up with a growing,
+    jittered delay (1, 2, 4 … 30 s) instead of waiting in-process (billed: the collector never
+    waits on throttling and little on anything else, ``shared.retry``) or for the message's
+    visibility timeout. ECS counts calls per minute; the growing delays cross into the next
+    minute within a few looks, and their jitter spreads the follow-ups of a large fan-out over
+    it instead of sending them all back at the same second. What was stored already is simply
+    stored again. Permanent errors (an invocation Cloud Assistant no longer knows, results the
+    role may not write) propagate: the collector function parks the follow-up in its
+    dead-letter queue (``shared.deadletter``).
     """
     try:
-        return collect(followup, clients, now, rng)
+        with patience(COLLECT_PATIENCE, throttling=False):
+            return collect(followup, clients, now, rng)
     except CloudCallError as exc:
         if not exc.transient:
             raise
-        again = followup.retry()
-        delay = delay_for(again.retries, rng)  # a retry is prompt even for a watchdog
-        clients.queues.send(clients.settings.followup_queue, again.to_json(), delay)
-        log.warning("%s: %s; looking again in %d s", followup.invoke_id, exc, delay)
-        return Collected((), followup.pending, delay, finished=False)
+        return _retry(clients, followup, exc, rng)
+
+
+def _retry(clients: Clients, followup: FollowUp, error: CloudCallError,
+           rng: random.Random | None, stored: tuple[str, ...] = ()) -> Collected:
+    """The same look again (for the instances still pending) after a transient error."""
+    again = followup.retry()
+    delay = delay_for(again.retries, rng)  # a retry is prompt even for a watchdog
+    clients.queues.send(clients.settings.followup_queue, again.to_json(), delay)
+    log.warning("%s: %s; looking again in %d s", followup.invoke_id, error, delay)
+    return Collected(stored, followup.pending, delay, finished=False)
 
 
 def collect(followup: FollowUp, clients: Clients, now: Callable[[], float] = time.time,
@@ -90,9 +101,17 @@ def collect(followup: FollowUp, clients: Clients, now: Callable[[], float] = tim
     results = {r["InstanceId"]: r for r in ecs.invocation_results(followup.invoke_id)}
     finished = [results[i] for i in followup.pending
                 if i in results and results[i].get("InvocationStatus") in TERMINAL]
-    _store_all(bucket, followup, finished)
-    stored = [r["InstanceId"] for r in finished]
+    outcomes = settle([functools.partial(_store, bucket, followup, r) for r in finished],
+                      stop_on_error=False)
+    stored = [r["InstanceId"] for r, o in zip(finished, outcomes, strict=True)
+              if not isinstance(o, BaseException)]
     pending = tuple(i for i in followup.pending if i not in stored)
+    failure = next((o for o in outcomes if isinstance(o, BaseException)), None)
+    if failure is not None:  # keep what was stored: the retry looks only at the rest
+        if not isinstance(failure, CloudCallError) or not failure.transient:
+            raise failure
+        return _retry(clients, replace(followup, pending=pending), failure, rng,
+                      tuple(stored))
     if pending and now() < followup.deadline:
         return _again(clients, followup.next(pending), tuple(stored), rng)
     _finish(clients, ecs, bucket, followup, results)
@@ -112,8 +131,18 @@ def on_task_completed(event: TaskCompleted, clients: Clients, tries: int = 0
     ``LateEvent`` through the follow-up queue; ``tries`` counts them) before it is let go. When
     this was the invocation's last instance, the summary is written and the requester notified
     right away; the follow-ups, then a watchdog, find the work done.
+
+    One DescribeInvocationResults answers everything: this instance's result and whether the
+    others are done too. The event's own fields name the run; one the documented sample does
+    not promise (``invokeId``, ``repeats``) is looked up when it is missing.
     """
-    invoke_id, instance_id = event.invoke_id, event.instance_id
+    with patience(COLLECT_PATIENCE, throttling=False):
+        return _on_task_completed(event, clients, tries)
+
+
+def _on_task_completed(event: TaskCompleted, clients: Clients, tries: int) -> Collected | None:
+    instance_id = event.instance_id
+    invoke_id = event.invoke_id or _invoke_id_of(event, clients)
     record = read_record(clients.results, invoke_id)
     if record is None:
         if invoke_id and tries < LATE_EVENT_TRIES:
@@ -127,30 +156,47 @@ def on_task_completed(event: TaskCompleted, clients: Clients, tries: int = 0
     ecs = clients.ecs_in(record.region)
     bucket = clients.results.named(record.bucket)
     if record.periodic:  # keep the run; the follow-ups keep latest and summary current
-        for result in ecs.invocation_results(invoke_id, include_history=True,
-                                             instance_id=instance_id):
-            if int(result.get("Repeats") or 0) == event.repeats and \
-                    result.get("InvocationStatus") in TERMINAL:
-                _store(bucket, record, result,
-                       run_prefix(record.prefix, invoke_id, instance_id, event.repeats))
+        _store_run(bucket, record, event, ecs.invocation_results(
+            invoke_id, include_history=True, instance_id=instance_id))
         return Collected((instance_id,), (), None, finished=False)
-    found = [r for r in ecs.invocation_results(invoke_id, instance_id=instance_id)
-             if r.get("InvocationStatus") in TERMINAL]
-    if not found:  # not visible yet (eventually consistent): the watchdog will store it
+    single = len(record.pending) == 1
+    results = {r["InstanceId"]: r for r in ecs.invocation_results(
+        invoke_id, instance_id=instance_id if single else "")}
+    mine = results.get(instance_id)
+    if mine is None or mine.get("InvocationStatus") not in TERMINAL:
+        # not visible yet (eventually consistent): the watchdog will store it
         return Collected((), (instance_id,), None, finished=False)
-    _store(bucket, record, found[0])
-    if len(record.pending) == 1:  # the invocation's only instance: it is finished now
-        _finish(clients, ecs, bucket, record, {instance_id: found[0]})
-        return Collected((instance_id,), (), None, finished=True)
-    if ecs.invocation_status(invoke_id) not in FINISHED_INVOCATION:
-        return Collected((instance_id,), (), None, finished=False)
+    done = all(results.get(i, {}).get("InvocationStatus") in TERMINAL for i in record.pending)
     # The last instances' events arrive together; one of them finishes the invocation. If it
     # dies half-way, the watchdog follow-up (which ignores this claim) finishes instead.
-    if not clients.results.claim(finishing_key(invoke_id)):
+    if not done or not (single or clients.results.claim(finishing_key(invoke_id))):
+        _store(bucket, record, mine)
         return Collected((instance_id,), (), None, finished=False)
-    results = {r["InstanceId"]: r for r in ecs.invocation_results(invoke_id)}
-    _finish(clients, ecs, bucket, record, results, frozenset(results) - {instance_id})
+    _finish(clients, ecs, bucket, record, results, frozenset(results))
     return Collected((instance_id,), (), None, finished=True)
+
+
+def _invoke_id_of(event: TaskCompleted, clients: Clients) -> str:
+    """The invocation an event without ``invokeId`` is about: the newest one of its command
+    on its instance (DescribeInvocations), "" if there is none."""
+    command_id, instance_id = event.data.get("commandId"), event.instance_id
+    if not command_id or not instance_id:
+        return ""
+    found = clients.ecs.describe_invocations(command_id=str(command_id), instance_id=instance_id,
+                                            limit=1)
+    return str(found[0].get("InvokeId", "")) if found else ""
+
+
+def _store_run(bucket: Results, record: InvocationRecord, event: TaskCompleted,
+               runs: list[dict[str, Any]]) -> None:
+    """Store the run the event names (by ``repeats``; without it, the latest finished run)."""
+    finished = [r for r in runs if r.get("InvocationStatus") in TERMINAL]
+    wanted = event.repeats if event.has_repeats else max(
+        (int(r.get("Repeats") or 0) for r in finished), default=0)
+    run_all([functools.partial(_store, bucket, record, r,
+                               run_prefix(record.prefix, record.invoke_id, r["InstanceId"],
+                                          wanted))
+             for r in finished if int(r.get("Repeats") or 0) == wanted])
 
 
 def _again(clients: Clients, followup: FollowUp, stored: tuple[str, ...],
@@ -169,21 +215,13 @@ def _store(bucket: Results, invocation: InvocationRecord, result: dict[str, Any]
     folder."""
     text, raw_len = decode_output(result.get("Output", ""))
     base = base or instance_prefix(invocation.prefix, invocation.invoke_id, result["InstanceId"])
-    bucket.put(base + "output.txt", text.encode("utf-8"), "text/plain; charset=utf-8")
-    bucket.put(base + "result.json", dumps(result_document(result, invocation, raw_len)),
-               "application/json")
-
-
-def _store_all(bucket: Results, invocation: InvocationRecord,
-               results: list[dict[str, Any]]) -> None:
-    """``_store`` each result; many at once in parallel, since each PUT mostly waits on OSS."""
-    if len(results) <= 2:
-        for result in results:
-            _store(bucket, invocation, result)
-        return
-    with ThreadPoolExecutor(max_workers=STORE_THREADS) as pool:
-        for _ in pool.map(lambda result: _store(bucket, invocation, result), results):
-            pass  # surfaces the first failure
+    run_all([
+        lambda: bucket.put(base + "output.txt", text.encode("utf-8"),
+                           "text/plain; charset=utf-8"),
+        lambda: bucket.put(base + "result.json",
+                           dumps(result_document(result, invocation, raw_len)),
+                           "application/json"),
+    ])
 
 
 def _finish(clients: Clients, ecs: CloudAssistant, bucket: Results,
@@ -194,17 +232,20 @@ def _finish(clients: Clients, ecs: CloudAssistant, bucket: Results,
     ``store`` names finished instances whose objects this call must still write (the event
     path finishes an invocation while other instances' events may still be on their way).
     """
-    _store_all(bucket, invocation, [r for i, r in results.items()
-                                    if i in store and r.get("InvocationStatus") in TERMINAL])
     documents: dict[str, dict[str, Any]] = {}
+    writes: list[Callable[[], None]] = [
+        functools.partial(_store, bucket, invocation, r) for i, r in results.items()
+        if i in store and r.get("InvocationStatus") in TERMINAL]
     for instance_id, result in results.items():
         if result.get("InvocationStatus") in TERMINAL:
             _, raw_len = decode_output(result.get("Output", ""))
             documents[instance_id] = result_document(result, invocation, raw_len)
         else:  # past the deadline and still not finished
             documents[instance_id] = collector_timeout_document(instance_id, invocation)
-            bucket.put(result_key(invocation.prefix, invocation.invoke_id, instance_id),
-                       dumps(documents[instance_id]), "application/json")
+            writes.append(functools.partial(
+                bucket.put, result_key(invocation.prefix, invocation.invoke_id, instance_id),
+                dumps(documents[instance_id]), "application/json"))
+    run_all(writes)  # every instance's objects before the summary that points at them
     for instance_id, reason in invocation.skipped:
         documents[instance_id] = skipped_document(instance_id, reason, "", invocation)
     summary = summary_document(invocation, documents)

@@ -41,8 +41,13 @@ class TaskCompleted:
 
     @property
     def repeats(self) -> int:
-        """Which run of a periodic invocation ended (0 for a one-off)."""
+        """Which run of a periodic invocation ended (0 for a one-off, or when not given)."""
         return int(self.data.get("repeats") or 0)
+
+    @property
+    def has_repeats(self) -> bool:
+        """Whether the event says which run ended (the documented sample does not)."""
+        return self.data.get("repeats") not in (None, "")
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,34 @@ function role's STS credentials (``ALIBABA_CLOUD_ACCESS_KEY_ID``/``_SECRET``/``_
 and ``FC_REGION`` / ``FC_ACCOUNT_ID``. The local function host sets exactly the same names, plus
 the ``ASSISTFLOW_*_ENDPOINT`` overrides that point the SDKs at the emulators. Nothing here knows
 which cloud it is talking to.
+
+Credentials are per invocation: FC hands every invocation its role's current STS keys in
+``context.credentials`` (python3.10: ``access_key_id`` / ``access_key_secret`` /
+``security_token``, https://www.alibabacloud.com/help/doc-detail/422182.htm) and refreshes the
+``ALIBABA_CLOUD_*`` variables; a warm instance can outlive the token it started with (role keys
+are valid for at most 36 h, same page). ``Credentials.current`` takes the context's keys, else
+the environment's, on every invocation (the python3.12 context has no ``credentials`` at all:
+https://www.alibabacloud.com/help/en/functioncompute/fc/context-1).
+
+Endpoints, when not overridden, are the region's documented ones:
+
+* ECS: the regional HTTPS endpoint (``shared.clients.cloud_assistant``).
+* MNS (Simple Message Queue): the public endpoint ``https://<account>.mns.<region>.aliyuncs.com``
+  takes HTTPS; the internal ``…-internal.aliyuncs.com`` one is HTTP only, and the VPC endpoint
+  ``http://<account>.mns.<region>-internal-vpc.aliyuncs.com`` is reachable only from a VPC
+  (https://www.alibabacloud.com/help/en/mns/product-overview/regions-and-endpoints;
+  https://www.alibabacloud.com/help/doc-detail/175569.htm).
+* OSS: ``https://oss-<region>.aliyuncs.com`` (public), or ``oss-<region>-internal.aliyuncs.com``
+  for clients inside Alibaba Cloud's network, "for example an application deployed in a VPC"
+  (https://www.alibabacloud.com/help/en/oss/user-guide/regions-and-endpoints;
+  https://www.alibabacloud.com/help/en/oss/developer-reference/v2-domain).
+
+A function reaches the Internet by default and a VPC only once it is configured with one
+(https://www.alibabacloud.com/help/en/functioncompute/fc/user-guide/configure-network-settings),
+so the default network is ``public``: public HTTPS endpoints, which every function can reach.
+``ASSISTFLOW_NETWORK=vpc`` (the template's ``Network`` parameter, for functions given a
+``VpcConfig``) switches MNS to its VPC endpoint and OSS to its internal one (still HTTPS: OSS
+serves HTTPS on every endpoint).
 """
 
 from __future__ import annotations
@@ -12,11 +40,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from shared.errors import ConfigError
 
 # The deployment's own records in its bucket (``invocations/{InvokeId}.json`` and markers).
 RECORDS_PREFIX = "invocations"
+
+NETWORKS = ("public", "vpc")
 
 
 @dataclass(frozen=True)
@@ -24,6 +55,45 @@ class Credentials:
     access_key_id: str
     access_key_secret: str = field(repr=False)
     security_token: str = field(default="", repr=False)
+
+    @classmethod
+    def from_context(cls, context: Any) -> Credentials | None:
+        """The keys FC handed this invocation (``context.credentials``), None if it has none.
+
+        Read in both spellings FC's Python runtimes have used (``access_key_id`` and
+        ``accessKeyId``)."""
+        creds = getattr(context, "credentials", None)
+        if creds is None:
+            return None
+
+        def read(*names: str) -> str:
+            for name in names:
+                value = getattr(creds, name, None)
+                if value is None and isinstance(creds, Mapping):
+                    value = creds.get(name)
+                if value:
+                    return str(value)
+            return ""
+
+        key_id = read("access_key_id", "accessKeyId")
+        secret = read("access_key_secret", "accessKeySecret")
+        if not key_id or not secret:
+            return None
+        return cls(key_id, secret, read("security_token", "securityToken"))
+
+    @classmethod
+    def current(cls, context: Any = None, env: Mapping[str, str] | None = None
+                ) -> Credentials | None:
+        """This invocation's keys: the context's, else the environment's (None if neither)."""
+        found = cls.from_context(context) if context is not None else None
+        if found is not None:
+            return found
+        env = os.environ if env is None else env
+        key_id = env.get("ALIBABA_CLOUD_ACCESS_KEY_ID", "")
+        secret = env.get("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "")
+        if not key_id or not secret:
+            return None
+        return cls(key_id, secret, env.get("ALIBABA_CLOUD_SECURITY_TOKEN", ""))
 
 
 @dataclass(frozen=True)
@@ -35,10 +105,12 @@ class Settings:
     results_prefix: str = "results"
     account_id: str = ""
     webhook_secret: str = field(default="", repr=False)
-    # Empty means "the real regional endpoint" (HTTPS); the local host sets loopback URLs.
+    # Empty means "the region's documented endpoint" (see the module docstring); the local
+    # host sets loopback URLs.
     ecs_endpoint: str = ""
     mns_endpoint: str = ""
     oss_endpoint: str = ""
+    network: str = "public"  # public | vpc: which documented MNS and OSS endpoints to use
     # Allow-lists: empty allows everything. Instance entries ending in "*" are prefixes.
     allowed_instances: tuple[str, ...] = ()
     allowed_types: tuple[str, ...] = ()
@@ -58,7 +130,9 @@ class Settings:
     dead_letter_queue: str = ""
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+    def from_env(cls, env: Mapping[str, str] | None = None, context: Any = None) -> Settings:
+        """The settings of this invocation: ``env`` (default ``os.environ``), with the keys of
+        ``context.credentials`` when FC passed them (see ``Credentials.current``)."""
         env = os.environ if env is None else env
 
         def need(name: str) -> str:
@@ -68,13 +142,16 @@ class Settings:
                                   "(or the local host) must set it for this function")
             return value
 
+        network = (env.get("ASSISTFLOW_NETWORK") or "public").strip().lower()
+        if network not in NETWORKS:
+            raise ConfigError(f"ASSISTFLOW_NETWORK is {network!r}; use one of "
+                              f"{', '.join(NETWORKS)}")
+        # Neither the context nor the environment has keys: say which variable is missing.
+        credentials = Credentials.current(context, env) or Credentials(
+            need("ALIBABA_CLOUD_ACCESS_KEY_ID"), need("ALIBABA_CLOUD_ACCESS_KEY_SECRET"))
         return cls(
             region=env.get("ASSISTFLOW_REGION") or need("FC_REGION"),
-            credentials=Credentials(
-                need("ALIBABA_CLOUD_ACCESS_KEY_ID"),
-                need("ALIBABA_CLOUD_ACCESS_KEY_SECRET"),
-                env.get("ALIBABA_CLOUD_SECURITY_TOKEN", ""),
-            ),
+            credentials=credentials,
             followup_queue=need("ASSISTFLOW_FOLLOWUP_QUEUE"),
             results_bucket=need("ASSISTFLOW_RESULTS_BUCKET"),
             results_prefix=env.get("ASSISTFLOW_RESULTS_PREFIX", "results").strip("/") or "results",
@@ -83,6 +160,7 @@ class Settings:
             ecs_endpoint=env.get("ASSISTFLOW_ECS_ENDPOINT", ""),
             mns_endpoint=env.get("ASSISTFLOW_MNS_ENDPOINT", ""),
             oss_endpoint=env.get("ASSISTFLOW_OSS_ENDPOINT", ""),
+            network=network,
             allowed_instances=_split(env.get("ASSISTFLOW_ALLOWED_INSTANCES", "")),
             allowed_types=_split(env.get("ASSISTFLOW_ALLOWED_TYPES", "")),
             preflight=env.get("ASSISTFLOW_PREFLIGHT", "on").lower() not in ("off", "false", "0"),
@@ -107,11 +185,16 @@ class Settings:
         if not self.account_id:
             raise ConfigError("FC_ACCOUNT_ID is not set, so the MNS endpoint cannot be derived; "
                               "set ASSISTFLOW_MNS_ENDPOINT")
-        return f"https://{self.account_id}.mns.{self.region}-internal.aliyuncs.com"
+        if self.network == "vpc":  # HTTP only, and only from a VPC (module docstring)
+            return f"http://{self.account_id}.mns.{self.region}-internal-vpc.aliyuncs.com"
+        return f"https://{self.account_id}.mns.{self.region}.aliyuncs.com"
 
     @property
     def oss_url(self) -> str:
-        return self.oss_endpoint or f"https://oss-{self.region}-internal.aliyuncs.com"
+        if self.oss_endpoint:
+            return self.oss_endpoint
+        internal = "-internal" if self.network == "vpc" else ""
+        return f"https://oss-{self.region}{internal}.aliyuncs.com"
 
 
 def _split(value: str) -> tuple[str, ...]:

@@ -127,5 +127,10 @@ class CloudCallError(AssistflowError):
         if transient:
             self.status = 503
 
+    @property
+    def throttled(self) -> bool:
+        """The service refused the rate of calls (``Throttling``, ``Throttling.User``, …)."""
+        return self.error_code.startswith("Throttling")
+
     def to_dict(self) -> dict[str, Any]:
         return {**super().to_dict(), "Api": self.api, "CloudCode": self.error_code}

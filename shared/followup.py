@@ -54,7 +54,10 @@ class InvocationRecord:
     bucket: str
     prefix: str
     request_id: str  # the logical request's r-… id
-    adhoc: bool  # an ad-hoc command, deleted once its invocations are finished
+    # the command was created for this request (CreateCommand) and is deleted once its
+    # invocations are finished; false for saved commands and RunCommand's, which delete
+    # themselves (the name is kept: follow-ups in flight carry it)
+    adhoc: bool
     source: str
     submitted_at: float
     version: int = VERSION

@@ -10,8 +10,12 @@ In order — each refusal answered with the one error shape and the logical requ
    ``{deliveries_prefix}/{signature}`` in the results bucket (``Results.claim``, atomic in
    OSS, so even another function instance's second claim fails): a replay is ``401``. A
    lifecycle rule can expire the markers after the 300 s window; they are tiny either way;
-6. the intake's pre-flight (``422``) and dispatch (``503`` when the cloud is briefly
-   unavailable). A refusal here releases the claim, so a corrected retry is not a replay.
+6. the intake's pre-flight (``422``) and dispatch (``503`` with ``Retry-After`` when the cloud
+   is briefly unavailable or throttles). A refusal here releases the claim, so a corrected
+   retry is not a replay.
+
+The whole delivery may spend ``shared.retry.SUBMIT_PATIENCE`` seconds backing off between
+retries of failing calls; past that, the 503 hands the retry to the sender.
 """
 
 from __future__ import annotations
@@ -23,12 +27,14 @@ from shared import webhook
 from shared.clients import Clients
 from shared.errors import (
     AssistflowError,
+    CloudCallError,
     PayloadTooLargeError,
     UnauthorizedError,
     UnsupportedMediaTypeError,
 )
 from shared.events import HttpEvent, http_response
 from shared.intake import Intake
+from shared.retry import SUBMIT_PATIENCE, patience, retry_after
 
 log = logging.getLogger("assistflow.http_intake")
 
@@ -36,10 +42,16 @@ MAX_BODY_BYTES = 512 * 1024  # 24 KB of script plus 10,000 instance ids fits eas
 
 
 def receive(event: bytes | str | dict[str, Any], fc_request_id: str = "",
-            clients: Clients | None = None) -> dict[str, Any]:
+            clients: Clients | None = None, context: Any = None) -> dict[str, Any]:
     """The HTTP trigger's response (FC 3.0 shape) to one delivery: 202 with the invocations,
-    or a refusal; never a 500 for bad input."""
-    intake = Intake("http", fc_request_id=fc_request_id, clients=clients)
+    or a refusal; never a 500 for bad input. ``context`` is FC's (its credentials are used)."""
+    intake = Intake("http", fc_request_id=fc_request_id, clients=clients, context=context)
+    with patience(SUBMIT_PATIENCE):
+        return _receive(intake, event, fc_request_id)
+
+
+def _receive(intake: Intake, event: bytes | str | dict[str, Any], fc_request_id: str
+             ) -> dict[str, Any]:
     try:
         http = HttpEvent.parse(event)
         intake.fc_request_id = http.request_id or fc_request_id
@@ -63,8 +75,16 @@ def receive(event: bytes | str | dict[str, Any], fc_request_id: str = "",
             log.error("%s failed: %s", intake.label, err.message)
         else:
             log.info("%s refused (%s): %s", intake.label, err.code, err.message)
-        return http_response(err.status, intake.refusal(err))
+        return http_response(err.status, intake.refusal(err), _retry_headers(err))
     return http_response(202, accepted.to_dict())
+
+
+def _retry_headers(err: AssistflowError) -> dict[str, str]:
+    """``Retry-After`` on a 503: when trying again (with the same ClientToken) may work —
+    past the next minute after ECS throttling, which counts per minute (``shared.retry``)."""
+    if isinstance(err, CloudCallError) and err.status == 503:
+        return {"Retry-After": str(retry_after(err))}
+    return {}
 
 
 def check_body(http: HttpEvent) -> None:

@@ -26,6 +26,7 @@ from shared.errors import AssistflowError
 from shared.policy import check_allowed
 from shared.preflight import Plan, preflight
 from shared.request import CommandRequest, parse_request
+from shared.retry import SUBMIT_PATIENCE, patience
 
 log = logging.getLogger("assistflow.intake")
 
@@ -40,21 +41,23 @@ class Intake:
 
     ``source`` is the trigger (http, queue, timer, cli); ``key`` its idempotency key, set as
     soon as it is known (a webhook's once its signature is verified); ``request`` the valid
-    request, once validated. ``clients`` default to the function instance's.
+    request, once validated. ``clients`` default to the function instance's, with the
+    credentials of ``context`` (FC's, for this invocation).
     """
 
     def __init__(self, source: str, *, key: str = "", fc_request_id: str = "",
-                 clients: Clients | None = None) -> None:
+                 clients: Clients | None = None, context: Any = None) -> None:
         self.source = source
         self.key = key
         self.fc_request_id = fc_request_id
         self.request: CommandRequest | None = None
         self._clients = clients
+        self._context = context
 
     @property
     def clients(self) -> Clients:
         if self._clients is None:
-            self._clients = default_clients()
+            self._clients = default_clients(self._context)
         return self._clients
 
     @property
@@ -67,10 +70,11 @@ class Intake:
         return request_id_of(self.idempotency_key)
 
     def accept(self, body: bytes | str | dict[str, Any]) -> Accepted:
-        """Every step, in order."""
-        self.validate(body)
-        self.check_allowed()
-        return self.dispatch(self.preflight())
+        """Every step, in order, with a submit's patience for retries (``shared.retry``)."""
+        with patience(SUBMIT_PATIENCE):
+            self.validate(body)
+            self.check_allowed()
+            return self.dispatch(self.preflight())
 
     def validate(self, body: bytes | str | dict[str, Any]) -> CommandRequest:
         """``RequestInvalidError`` with every violation, or the typed request."""

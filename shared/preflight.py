@@ -1,23 +1,42 @@
-"""Pre-flight: which target instances can run the command right now, and why not the others.
+"""Pre-flight: which target instances can run the command, and why not the others.
 
-DescribeInstances (status, OS) and DescribeCloudAssistantStatus (agent heartbeat) before any
-InvokeCommand, so a request learns *per instance* that it is stopped, has no agent online, or
-runs the wrong OS for ``Type`` — instead of a failed invocation minutes later. A saved command
-(``CommandId``) is looked up first: its type decides which OS it fits.
+Cloud Assistant refuses a whole RunCommand / InvokeCommand when one of its instances is not
+Running, has no agent, or cannot take the command ("If multiple ECS instances are specified and
+one of the instances does not meet the requirements for running the command, the call fails",
+https://www.alibabacloud.com/help/en/ecs/developer-reference/api-ecs-2014-05-26-invokecommand;
+error ``InvalidInstance.NotMatch``, or ``InvalidInstance.NotFound`` for an unknown id). So a
+request that fits one call is simply sent, and pre-flight runs only when that call is refused:
+DescribeInstances (status, OS) and DescribeCloudAssistantStatus (agent heartbeat) then say *per
+instance* what is wrong — the 422's ``Errors``, or the ``Skipped`` list of ``OnIneligible:
+Skip`` before the call is made again on the rest. A request of several batches is checked up
+front instead: a refused second batch could not take the first one back, and a request refused
+with 422 must leave nothing behind.
+
+A saved command (``CommandId``) is looked up when its type (which OS it fits) or its Timeout
+(the collector's deadline) is needed.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 from shared.clients import Clients, CloudAssistant
-from shared.errors import IneligibleInstancesError, Violation
+from shared.errors import CloudCallError, IneligibleInstancesError, Violation
 from shared.request import CommandRequest
 
 log = logging.getLogger("assistflow.preflight")
 
 WINDOWS_TYPES = ("RunPowerShellScript", "RunBatScript")
+BATCH_SIZE = 100  # RunCommand's and InvokeCommand's limit on InstanceId.N
+# Refusals of a RunCommand / InvokeCommand that name instances (the InvokeCommand reference's
+# error table; the older InvalidInstanceStatus, and the StopInvocation sample's
+# InvalidInstance.NoClient). IdempotentParameterMismatch: an earlier delivery of this request
+# ran on the eligible instances only, with this ClientToken — pre-flight finds that subset again.
+INELIGIBLE_CODES = frozenset({"InvalidInstance.NotMatch", "InvalidInstance.NotFound",
+                              "InvalidInstanceStatus", "InvalidInstance.NoClient",
+                              "IdempotentParameterMismatch"})
 
 
 @dataclass(frozen=True)
@@ -29,28 +48,50 @@ class Ineligible:
 
 @dataclass(frozen=True)
 class Plan:
-    """What pre-flight decided: where the command runs, and what it left out."""
+    """Where the command runs and what pre-flight left out. ``checked`` False: not looked at
+    yet — the invocation itself will tell (``refused`` runs the check)."""
 
     instance_ids: tuple[str, ...]
     skipped: tuple[Ineligible, ...] = ()
     saved_timeout: int | None = None  # the saved command's Timeout, if the request names one
+    checked: bool = True
 
 
 def preflight(request: CommandRequest, clients: Clients) -> Plan:
-    """The instances to run ``request`` on; ``IneligibleInstancesError`` (one violation per
-    instance) if some cannot run it and the request says Refuse, or none can."""
+    """The plan for ``request``: deferred for a request that fits one call; checked now (and
+    ``IneligibleInstancesError`` if it must be refused) for a larger one."""
+    targets = request.instance_ids
+    if len(targets) <= BATCH_SIZE or not clients.settings.preflight:
+        return Plan(targets, checked=not clients.settings.preflight)
     ecs = clients.ecs_in(request.region)
     command_type, saved_timeout = request.type, None
-    if request.command_id:  # a saved command: its type decides which OS it fits
-        saved = ecs.describe_command(request.command_id)
-        command_type = command_type or str(saved.get("Type", ""))
-        saved_timeout = int(saved.get("Timeout") or 0) or None
-    targets = request.instance_ids
-    if not clients.settings.preflight:
-        return Plan(targets, (), saved_timeout)
+    if request.command_id:  # its type decides which OS it fits
+        command_type, saved_timeout = saved_command(ecs, request.command_id)
+    return check(request, ecs, targets, command_type or request.type, saved_timeout)
+
+
+def refused(request: CommandRequest, plan: Plan, ecs: CloudAssistant, error: CloudCallError,
+            command_type: str = "") -> Plan:
+    """After ``error`` refused the call on ``plan``: the checked plan to try again with
+    (``OnIneligible: Skip``), or ``IneligibleInstancesError``. The refusal itself is raised
+    again when it did not name instances, when the plan was checked already, or when the check
+    finds every instance eligible (the cloud's word stands)."""
+    if plan.checked or error.error_code not in INELIGIBLE_CODES:
+        raise error
+    log.info("%s refused by %s; looking at each instance", error.api, error.error_code)
+    checked = check(request, ecs, plan.instance_ids, command_type or request.type,
+                    plan.saved_timeout)
+    if not checked.skipped:
+        raise error
+    return checked
+
+
+def check(request: CommandRequest, ecs: CloudAssistant, targets: tuple[str, ...],
+          command_type: str, saved_timeout: int | None) -> Plan:
+    """Look at every target; refuse (Refuse, or none eligible) or leave the ineligible out."""
     ineligible = ineligible_instances(ecs, targets, command_type)
     if ineligible and (not request.skip_ineligible or len(ineligible) == len(targets)):
-        index = {instance_id: n for n, instance_id in enumerate(targets)}
+        index = {instance_id: n for n, instance_id in enumerate(request.instance_ids)}
         raise IneligibleInstancesError(
             f"{len(ineligible)} of {len(targets)} instance(s) cannot run the command now"
             + ("" if request.skip_ineligible else
@@ -60,38 +101,52 @@ def preflight(request: CommandRequest, clients: Clients) -> Plan:
     if ineligible:
         log.info("skipping %d ineligible instance(s): %s", len(ineligible),
                  ", ".join(f"{i.instance_id} ({i.reason})" for i in ineligible))
-        gone = {i.instance_id for i in ineligible}
-        targets = tuple(i for i in targets if i not in gone)
-    return Plan(targets, tuple(ineligible), saved_timeout)
+    gone = {i.instance_id for i in ineligible}
+    return Plan(tuple(i for i in targets if i not in gone), tuple(ineligible), saved_timeout)
+
+
+def saved_command(ecs: CloudAssistant, command_id: str) -> tuple[str, int | None]:
+    """(Type, Timeout) of the saved command; ``InvalidCmdId.NotFound`` if there is none."""
+    saved = ecs.describe_command(command_id)
+    return str(saved.get("Type", "")), int(saved.get("Timeout") or 0) or None
+
+
+def with_saved_timeout(plan: Plan, timeout: int | None) -> Plan:
+    return plan if timeout is None else replace(plan, saved_timeout=timeout)
 
 
 def ineligible_instances(ecs: CloudAssistant, instance_ids: tuple[str, ...],
                          command_type: str) -> list[Ineligible]:
+    """Each instance that cannot run ``command_type`` now, with the reason. The agents are
+    asked about only after DescribeInstances, and only for running instances: an unknown id
+    makes DescribeCloudAssistantStatus fail as a whole (each lookup's chunks run side by side,
+    ``shared.clients.cloud_assistant``)."""
     instances = ecs.describe_instances(instance_ids)
-    found: list[Ineligible] = []
-    running = []
-    for instance_id in instance_ids:
-        info = instances.get(instance_id)
-        if info is None:
-            found.append(Ineligible(instance_id, "InstanceNotFound",
-                                    f"{instance_id} does not exist in this region"))
-        elif info.get("Status") != "Running":
-            found.append(Ineligible(instance_id, "InstanceNotRunning",
-                                    f"{instance_id} is {info.get('Status')}; start it first"))
-        elif _os_mismatch(command_type, str(info.get("OSType", "")).lower()):
-            found.append(Ineligible(instance_id, "OSTypeMismatch",
-                                    f"{instance_id} runs {info.get('OSType')}; {command_type} "
-                                    "does not run there"))
-        else:
-            running.append(instance_id)
-    agents = ecs.cloud_assistant_status(tuple(running)) if running else {}
+    found = {i: _reason(i, instances.get(i), command_type) for i in instance_ids}
+    running = tuple(i for i, reason in found.items() if reason is None)
+    agents = ecs.cloud_assistant_status(running) if running else {}
     for instance_id in running:
         if agents.get(instance_id) != "true":
-            found.append(Ineligible(instance_id, "AgentNotOnline",
-                                    f"the Cloud Assistant agent on {instance_id} is not online; "
-                                    "install or start it (systemctl start aliyun.service)"))
-    order = {instance_id: n for n, instance_id in enumerate(instance_ids)}
-    return sorted(found, key=lambda i: order[i.instance_id])
+            found[instance_id] = Ineligible(
+                instance_id, "AgentNotOnline",
+                f"the Cloud Assistant agent on {instance_id} is not online; install or start "
+                "it (systemctl start aliyun.service)")
+    return [item for item in found.values() if item is not None]
+
+
+def _reason(instance_id: str, info: dict[str, Any] | None, command_type: str
+            ) -> Ineligible | None:
+    if info is None:
+        return Ineligible(instance_id, "InstanceNotFound",
+                          f"{instance_id} does not exist in this region")
+    if info.get("Status") != "Running":
+        return Ineligible(instance_id, "InstanceNotRunning",
+                          f"{instance_id} is {info.get('Status')}; start it first")
+    if _os_mismatch(command_type, str(info.get("OSType", "")).lower()):
+        return Ineligible(instance_id, "OSTypeMismatch",
+                          f"{instance_id} runs {info.get('OSType')}; {command_type} does not "
+                          "run there")
+    return None
 
 
 def _os_mismatch(command_type: str, os_type: str) -> bool:

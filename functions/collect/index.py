@@ -27,7 +27,7 @@ from shared.events import load_event, queue_messages
 
 
 def handler(event: bytes, context: Any) -> dict[str, Any]:
-    clients = default_clients()
+    clients = default_clients(context)
     data = load_event(event)
     events = task_completed_events(data)
     if events is not None:

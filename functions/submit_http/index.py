@@ -15,4 +15,4 @@ from shared.http_intake import receive
 
 
 def handler(event: bytes, context: Any) -> dict[str, Any]:
-    return receive(event, fc_request_id=getattr(context, "request_id", ""))
+    return receive(event, fc_request_id=getattr(context, "request_id", ""), context=context)

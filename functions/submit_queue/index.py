@@ -24,7 +24,7 @@ log = logging.getLogger("assistflow.submit_queue")
 
 
 def handler(event: bytes, context: Any) -> dict[str, Any]:
-    clients = default_clients()
+    clients = default_clients(context)
     accepted = []
     parked = []
     for message in queue_messages(event):

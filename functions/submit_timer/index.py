@@ -21,7 +21,7 @@ log = logging.getLogger("assistflow.submit_timer")
 def handler(event: bytes, context: Any) -> dict[str, Any]:
     timer = TimerEvent.parse(event)
     intake = Intake("timer", key=f"timer:{timer.trigger_name}:{timer.trigger_time}",
-                    fc_request_id=getattr(context, "request_id", ""))
+                    fc_request_id=getattr(context, "request_id", ""), context=context)
     try:
         accepted = intake.accept(timer.payload)
     except AssistflowError as err:

@@ -11,6 +11,8 @@ functions and the ``assistflow`` command both go through these clients.
 
 from __future__ import annotations
 
+from typing import Any
+
 from shared.clients.cloud_assistant import CloudAssistant
 from shared.clients.queues import Queues
 from shared.clients.results import Results
@@ -40,10 +42,16 @@ class Clients:
 _cached: Clients | None = None
 
 
-def default_clients() -> Clients:
-    """Clients for this function instance's environment, built once and reused while warm."""
+def default_clients(context: Any = None) -> Clients:
+    """Clients for this invocation, reused while the function instance stays warm.
+
+    The settings are read again on every call, with this invocation's credentials
+    (``context.credentials``, else the ``ALIBABA_CLOUD_*`` variables FC refreshes: see
+    ``shared.config``); the clients (and the SDK connections they hold) are rebuilt only when
+    something changed, such as FC rotating the role's STS token.
+    """
     global _cached
-    settings = Settings.from_env()
+    settings = Settings.from_env(context=context)
     if _cached is None or _cached.settings != settings:
         _cached = Clients(settings)
     return _cached

@@ -4,6 +4,11 @@ Calls to the real cloud use HTTPS: aliyunsdkcore defaults to plain HTTP
 (aliyun-python-sdk-core 2.16.1, ``aliyunsdkcore/request.py``: ``_default_protocol_type =
 protocol_type.HTTP``), so the protocol is set on every request. Only an explicit
 ``ASSISTFLOW_ECS_ENDPOINT`` (the local cloud on loopback) is plain HTTP.
+
+The SDK's own retries are off (``auto_retry=False``): it would retry the Describe* calls up to
+three times with ``time.sleep`` between them (``aliyunsdkcore/client.py``
+``_handle_retry_and_timeout``), billed and outside any budget. ``shared.retry`` retries every
+call instead, within the invocation's patience.
 """
 
 from __future__ import annotations
@@ -15,15 +20,16 @@ from typing import TYPE_CHECKING, Any
 
 from shared.config import Settings
 from shared.errors import TRANSIENT_CODES, CloudCallError
-from shared.retry import ATTEMPTS, retrying
+from shared.parallel import run_each
+from shared.retry import retrying
 
 if TYPE_CHECKING:
     from aliyunsdkcore.client import AcsClient
     from aliyunsdkcore.request import RpcRequest
 
 PAGE_SIZE = 50  # the largest MaxResults the Describe* APIs accept
-SDK_RETRIED = {"DescribeInstances", "DescribeInvocations", "DescribeInvocationResults",
-               "DescribeCommands", "DescribeCloudAssistantStatus"}
+DESCRIBE_INSTANCES_MAX = 100  # InstanceIds per DescribeInstances call
+STATUS_MAX = 50  # InstanceId.N per DescribeCloudAssistantStatus call
 
 
 class CloudAssistant:
@@ -51,7 +57,7 @@ class CloudAssistant:
             # not honoured (aliyun-python-sdk-core 2.16.1, ``aliyunsdkcore/http/http_response.py``).
             proxy = {"http": None, "https": None} if self._settings.ecs_endpoint else None
             self._client = AcsClient(region_id=self._settings.region, credential=credential,
-                                     proxy=proxy)
+                                     proxy=proxy, auto_retry=False)
             # aliyunsdkcore logs every refused call at ERROR (expected ones too, like deleting
             # a command another collector already deleted); CloudCallError reports them here.
             logging.getLogger("aliyunsdkcore.client").setLevel(logging.CRITICAL)
@@ -64,10 +70,9 @@ class CloudAssistant:
             request.set_protocol_type("http")
         else:
             request.set_protocol_type("https")
-        # aliyunsdkcore already retries its read APIs (3 times, with backoff); the others carry
-        # a ClientToken or are harmless to repeat, so a short retry here is safe.
-        sdk_retries = request.get_action_name() in SDK_RETRIED
-        return retrying(lambda: self._call_once(request), attempts=1 if sdk_retries else ATTEMPTS)
+        # Reads are harmless to repeat and every write carries a ClientToken (or is a delete,
+        # whose repeat answers NotFound), so a transient failure may be retried.
+        return retrying(lambda: self._call_once(request))
 
     def _call_once(self, request: RpcRequest) -> dict[str, Any]:
         from aliyunsdkcore.acs_exception.exceptions import ClientException, ServerException
@@ -108,6 +113,29 @@ class CloudAssistant:
         return items if limit is None else items[:limit]
 
     # -- commands --------------------------------------------------------------------------
+
+    def run_command(self, *, name: str, type_: str, content_b64: str, instance_ids: list[str],
+                    client_token: str, description: str = "", working_dir: str = "",
+                    timeout: int = 60, enable_parameter: bool = False,
+                    parameters: dict[str, str] | None = None, username: str = "",
+                    repeat_mode: str = "", frequency: str = "") -> tuple[str, str]:
+        """RunCommand: create the command, invoke it and let Cloud Assistant delete it when
+        the invocation is over (``KeepCommand`` false: it counts against no command quota) —
+        one call instead of CreateCommand + InvokeCommand + DeleteCommand. (CommandId,
+        InvokeId). The content is sent Base64 (RunCommand's default encoding is PlainText:
+        https://www.alibabacloud.com/help/en/ecs/developer-reference/api-ecs-2014-05-26-runcommand).
+        """
+        from aliyunsdkecs.request.v20140526.RunCommandRequest import RunCommandRequest
+
+        req = _given(RunCommandRequest(), Name=name, Type=type_, CommandContent=content_b64,
+                     ContentEncoding="Base64", Timeout=timeout, Description=description,
+                     WorkingDir=working_dir, EnableParameter=enable_parameter,
+                     Parameters=json.dumps(parameters) if parameters else "",
+                     InstanceIds=instance_ids, Username=username,
+                     RepeatMode="" if repeat_mode == "Once" else repeat_mode,
+                     Frequency=frequency, KeepCommand=False, ClientToken=client_token)
+        answer = self.call(req)
+        return str(answer["CommandId"]), str(answer["InvokeId"])
 
     def create_command(self, *, name: str, type_: str, content_b64: str, description: str = "",
                        working_dir: str = "", timeout: int = 60, enable_parameter: bool = False,
@@ -160,35 +188,37 @@ class CloudAssistant:
     # -- instances -------------------------------------------------------------------------
 
     def describe_instances(self, instance_ids: tuple[str, ...]) -> dict[str, dict[str, Any]]:
-        """Status and OS of each existing instance among ``instance_ids`` (100 per call)."""
+        """Status and OS of each existing instance among ``instance_ids`` (100 per call, the
+        calls side by side)."""
         from aliyunsdkecs.request.v20140526.DescribeInstancesRequest import (
             DescribeInstancesRequest,
         )
 
-        found: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(instance_ids), 100):
-            chunk = instance_ids[start:start + 100]
+        def chunk(ids: tuple[str, ...]) -> list[dict[str, Any]]:
             req = DescribeInstancesRequest()
-            req.set_InstanceIds(json.dumps(list(chunk)))
-            req.set_MaxResults(100)
-            for item in self.call(req)["Instances"]["Instance"]:
-                found[item["InstanceId"]] = item
-        return found
+            req.set_InstanceIds(json.dumps(list(ids)))
+            req.set_MaxResults(DESCRIBE_INSTANCES_MAX)
+            return list(self.call(req)["Instances"]["Instance"])
+
+        pages = run_each(chunk, _chunks(instance_ids, DESCRIBE_INSTANCES_MAX))
+        return {item["InstanceId"]: item for page in pages for item in page}
 
     def cloud_assistant_status(self, instance_ids: tuple[str, ...]) -> dict[str, str]:
-        """``"true"`` for each instance whose agent sent a heartbeat recently (50 per call)."""
+        """``"true"`` for each instance whose agent sent a heartbeat recently (50 per call, the
+        calls side by side)."""
         from aliyunsdkecs.request.v20140526.DescribeCloudAssistantStatusRequest import (
             DescribeCloudAssistantStatusRequest,
         )
 
-        status: dict[str, str] = {}
-        for start in range(0, len(instance_ids), 50):
+        def chunk(ids: tuple[str, ...]) -> list[dict[str, Any]]:
             req = DescribeCloudAssistantStatusRequest()
-            req.set_InstanceIds(list(instance_ids[start:start + 50]))
+            req.set_InstanceIds(list(ids))
             body = self.call(req)["InstanceCloudAssistantStatusSet"]
-            for item in body["InstanceCloudAssistantStatus"]:
-                status[item["InstanceId"]] = str(item.get("CloudAssistantStatus", "false")).lower()
-        return status
+            return list(body["InstanceCloudAssistantStatus"])
+
+        pages = run_each(chunk, _chunks(instance_ids, STATUS_MAX))
+        return {item["InstanceId"]: str(item.get("CloudAssistantStatus", "false")).lower()
+                for page in pages for item in page}
 
     # -- invocations -----------------------------------------------------------------------
 
@@ -259,6 +289,10 @@ class CloudAssistant:
 
         self.call(_given(StopInvocationRequest(), InvokeId=invoke_id,
                          InstanceIds=instance_ids or []))
+
+
+def _chunks(items: tuple[str, ...], size: int) -> list[tuple[str, ...]]:
+    return [items[start:start + size] for start in range(0, len(items), size)]
 
 
 def _given(req: RpcRequest, **fields: Any) -> RpcRequest:

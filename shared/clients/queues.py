@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from shared.config import Settings
@@ -13,44 +16,52 @@ if TYPE_CHECKING:
 
 
 class Queues:
-    """MNS queues and topics by name. One ``Account`` per function instance: the SDK's
-    connection is not thread-safe, and an FC instance handles one request at a time."""
+    """MNS queues and topics by name. The SDK's ``Account`` holds one HTTP connection that is
+    not thread-safe (aliyun-mns-sdk ``mns/mns_http.py``: one ``HTTPConnection`` per client), so
+    each call borrows an idle one (a call made side by side with another, ``shared.parallel``,
+    gets one of its own) and gives it back, its connection kept alive for the next call of
+    this warm instance."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._account: Any = None
-        self._queues: dict[str, Queue] = {}
+        self._idle: list[Any] = []
+        self._lock = threading.Lock()
 
-    @property
-    def account(self) -> Any:
-        if self._account is None:
+    @contextmanager
+    def _account(self) -> Iterator[Any]:
+        with self._lock:
+            account = self._idle.pop() if self._idle else None
+        if account is None:
             from mns.account import Account
 
             creds = self._settings.credentials
-            self._account = Account(self._settings.mns_url, creds.access_key_id,
-                                    creds.access_key_secret, creds.security_token)
-        return self._account
-
-    def get(self, name: str) -> Queue:
-        if name not in self._queues:
-            queue = self.account.get_queue(name)
-            queue.set_encoding(False)  # our messages are JSON text; no client-side Base64
-            self._queues[name] = queue
-        return self._queues[name]
+            account = Account(self._settings.mns_url, creds.access_key_id,
+                              creds.access_key_secret, creds.security_token)
+        try:
+            yield account
+        finally:
+            with self._lock:
+                self._idle.append(account)
 
     def send(self, name: str, body: str, delay_seconds: int = 0) -> str:
         from mns.queue import Message
 
-        sent = self._call("SendMessage",
-                          lambda: self.get(name).send_message(Message(body, delay_seconds)))
-        return str(sent.message_id)
+        def once() -> Any:
+            with self._account() as account:
+                queue: Queue = account.get_queue(name)
+                queue.set_encoding(False)  # our messages are JSON text; no client-side Base64
+                return queue.send_message(Message(body, delay_seconds))
+
+        return str(self._call("SendMessage", once).message_id)
 
     def publish(self, topic: str, body: str) -> str:
         from mns.topic import TopicMessage
 
-        sent = self._call("PublishMessage",
-                          lambda: self.account.get_topic(topic).publish_message(TopicMessage(body)))
-        return str(sent.message_id)
+        def once() -> Any:
+            with self._account() as account:
+                return account.get_topic(topic).publish_message(TopicMessage(body))
+
+        return str(self._call("PublishMessage", once).message_id)
 
     @staticmethod
     def _call(api: str, operation: Any) -> Any:

@@ -55,6 +55,8 @@ FLEET: list[dict[str, Any]] = [
      "Simulated": {"Output": "sim-ok\n", "ExitCode": 0, "Duration": 5}},
     {"InstanceId": "i-fail", "Mode": "simulated",
      "Simulated": {"Output": "boom\n", "ExitCode": 3, "Duration": 5}},
+    {"InstanceId": "i-fail2", "Mode": "simulated",
+     "Simulated": {"Output": "boom\n", "ExitCode": 4, "Duration": 5}},
     {"InstanceId": "i-slow", "Mode": "simulated",
      "Simulated": {"Output": "slow\n", "ExitCode": 0, "Duration": 1000}},
     {"InstanceId": "i-chatty", "Mode": "simulated",

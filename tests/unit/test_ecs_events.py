@@ -26,7 +26,7 @@ def wait_for_count(events: list[dict[str, Any]], count: int) -> None:
 def test_each_finished_run_is_announced_once_with_its_ids_and_exit_code(tmp_path: Path) -> None:
     with start_ecs(tmp_path) as ecs:
         events = collect_events(ecs)
-        answer = ecs.run("echo hi; exit 3", ["i-proc1", "i-stopped"])
+        answer = ecs.run("echo hi; exit 3", ["i-proc1", "i-proc2"])
         ecs.wait_done(answer["InvokeId"])
         wait_for_count(events, 2)
         time.sleep(0.2)  # nothing more may come
@@ -37,7 +37,7 @@ def test_each_finished_run_is_announced_once_with_its_ids_and_exit_code(tmp_path
     assert proc["data"]["invokeId"] == answer["InvokeId"]
     assert proc["data"]["commandId"] == answer["CommandId"]
     assert (proc["data"]["invocationStatus"], proc["data"]["exitCode"]) == ("Failed", "3")
-    assert by_instance["i-stopped"]["data"]["invocationStatus"] != "Success"
+    assert by_instance["i-proc2"]["data"]["invocationStatus"] == "Failed"
 
 
 def test_a_stop_announces_the_runs_it_ends_and_no_run_twice(tmp_path: Path) -> None:

@@ -251,19 +251,26 @@ def test_an_unknown_user_is_reported_per_instance(ecs: Ecs) -> None:
     assert (record["InvocationStatus"], record["ErrorCode"]) == ("Invalid", "AccountNotExists")
 
 
-def test_a_stopped_instance_reports_instance_not_running(ecs: Ecs) -> None:
-    record = ecs.by_instance(ecs.run("true", ["i-stopped"])["InvokeId"])["i-stopped"]
-    assert (record["InvocationStatus"], record["ErrorCode"]) == ("Aborted", "InstanceNotRunning")
-
-
-def test_an_instance_without_the_agent_reports_client_not_running(ecs: Ecs) -> None:
-    record = ecs.by_instance(ecs.run("true", ["i-noagent"])["InvokeId"])["i-noagent"]
-    assert (record["InvocationStatus"], record["ErrorCode"]) == ("Aborted", "ClientNotRunning")
-
-
-def test_a_shell_script_on_windows_is_not_applicable(ecs: Ecs) -> None:
-    record = ecs.by_instance(ecs.run("echo hi", ["i-win"])["InvokeId"])["i-win"]
-    assert (record["InvocationStatus"], record["ErrorCode"]) == ("Invalid", "CommandNotApplicable")
+@pytest.mark.parametrize(("instance", "content", "reason"), [
+    ("i-stopped", "true", "InstanceNotRunning"),
+    ("i-noagent", "true", "ClientNotRunning"),
+    ("i-win", "echo hi", "CommandNotApplicable"),
+])
+def test_an_unfit_instance_fails_the_whole_call_and_nothing_is_created(
+        ecs: Ecs, instance: str, content: str, reason: str) -> None:
+    """InvokeCommand's usage notes: one instance that does not meet the requirements fails
+    the call; RunCommand's own command goes with it."""
+    err = ecs.fails(make(RunCommandRequest, Type="RunShellScript", CommandContent=content,
+                         InstanceIds=["i-sim00001", instance]))
+    assert (err.get_error_code(), err.get_http_status()) == ("InvalidInstance.NotMatch", 400)
+    assert instance in err.get_error_msg() and reason in err.get_error_msg()
+    command_id = ecs.create(b64("true"))
+    err = ecs.fails(make(InvokeCommandRequest, CommandId=command_id,
+                         InstanceIds=[instance, "i-sim00002"]))
+    assert err.get_error_code() == "InvalidInstance.NotMatch"
+    assert ecs.call(make(DescribeInvocationsRequest))["Invocations"]["Invocation"] == []
+    commands = ecs.call(make(DescribeCommandsRequest))["Commands"]["Command"]
+    assert [c["CommandId"] for c in commands] == [command_id]
 
 
 def test_a_bat_script_runs_on_the_simulated_windows_instance(ecs: Ecs) -> None:
@@ -276,7 +283,7 @@ def test_a_bat_script_runs_on_the_simulated_windows_instance(ecs: Ecs) -> None:
 
 @pytest.mark.parametrize(("ids", "overall", "legacy"), [
     (["i-sim00001", "i-sim00002"], "Success", "Finished"),
-    (["i-fail", "i-noagent"], "Failed", "PartialFailed"),  # legacy: exit≠0 is "Finished"
+    (["i-fail", "i-fail2"], "Failed", "Finished"),  # legacy: exit≠0 is "Finished"
     (["i-sim00001", "i-fail"], "PartialFailed", "Finished"),
 ])
 def test_the_overall_status_aggregates_the_instances(

@@ -122,8 +122,8 @@ def test_settings_come_from_the_fc_environment_and_say_what_is_missing() -> None
     s = Settings.from_env(env)
     assert s.region == "cn-shanghai" and s.credentials.security_token == "token-value"
     assert s.allowed_instances == ("i-a*", "i-b")
-    assert s.mns_url == "https://123.mns.cn-shanghai-internal.aliyuncs.com"
-    assert s.oss_url == "https://oss-cn-shanghai-internal.aliyuncs.com"
+    assert s.mns_url == "https://123.mns.cn-shanghai.aliyuncs.com"  # public HTTPS by default
+    assert s.oss_url == "https://oss-cn-shanghai.aliyuncs.com"
     assert "secret-value" not in repr(s) and "token-value" not in repr(s)  # never in logs
     with pytest.raises(ConfigError, match="ASSISTFLOW_RESULTS_BUCKET"):
         Settings.from_env({k: v for k, v in env.items() if k != "ASSISTFLOW_RESULTS_BUCKET"})

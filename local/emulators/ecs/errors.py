@@ -279,7 +279,7 @@ class InvalidParamFrequency(EcsError):
 
 
 class InvalidInstanceNotMatch(EcsError):
-    """An instance cannot take the command; the emulator answers it to a failed DryRun."""
+    """An instance cannot take the command: RunCommand, InvokeCommand and DryRun refuse."""
 
     code, status = "InvalidInstance.NotMatch", 400
     template = "Instance {instance_id} cannot run the command: {error_code} ({error_info})."

@@ -179,6 +179,7 @@ class EcsModel:
         instances = [self.instance(i) for i in dict.fromkeys(spec.instance_ids)]
         if spec.mode == "DryRun":
             self._dry_run(instances, command.type)
+        self._refuse_unfit(instances, command.type)
         inv = CommandInvocation(
             _new_id("t-"), command.command_id, command.name, command.type, command.content,
             command.description,
@@ -199,6 +200,21 @@ class EcsModel:
         elif recurrence is not None:
             self.recurring.schedule_next(inv.invoke_id, recurrence, now)
         return inv.invoke_id
+
+    @staticmethod
+    def _refuse_unfit(instances: list[Instance], command_type: str) -> None:
+        """The whole call fails when one instance is not Running, has no agent or cannot take
+        the command ("If multiple ECS instances are specified and one of the instances does not
+        meet the requirements for running the command, the call fails", InvokeCommand's usage
+        notes, https://www.alibabacloud.com/help/en/ecs/developer-reference/
+        api-ecs-2014-05-26-invokecommand; error InvalidInstance.NotMatch, "The specified
+        instance type does not match the command"). The local agent's own limit (status
+        Error) is not the service's: it shows in the run's record."""
+        for inst in instances:
+            refusal = rules.refusal(inst, command_type)
+            if refusal is not None and refusal[0] != "Error":
+                raise InvalidInstanceNotMatch(instance_id=inst.InstanceId, error_code=refusal[1],
+                                              error_info=refusal[2])
 
     @staticmethod
     def _dry_run(instances: list[Instance], command_type: str) -> None:

@@ -243,10 +243,10 @@ def substitute(script: str, values: dict[str, str], built_ins: dict[str, str]) -
 
 def refusal(inst: Instance, command_type: str) -> tuple[str, str, str] | None:
     """Why the agent cannot take a run on ``inst``: (status, ErrorCode, ErrorInfo), or None."""
-    # The API reference does not say whether an unfit instance fails the call. Here it does
-    # not: its record ends at once (the service gives up after about a minute) with the
-    # per-instance ErrorCode DescribeInvocationResults documents — Aborted when the task
-    # cannot be delivered, Invalid when the command does not fit the OS.
+    # RunCommand / InvokeCommand refuse an unfit instance up front (``EcsModel.invoke``); a
+    # run that falls due later (a schedule, a reboot) on an instance that has become unfit
+    # ends at once with the per-instance ErrorCode DescribeInvocationResults documents —
+    # Aborted when the task cannot be delivered, Invalid when the command does not fit the OS.
     if inst.Status != "Running":
         return ("Aborted", "InstanceNotRunning",
                 f"the instance is {inst.Status}, commands need a Running instance")

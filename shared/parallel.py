@@ -1,0 +1,123 @@
+"""Independent cloud calls of one invocation, run side by side on a small, bounded pool.
+
+A function is billed for its wall-clock time, and almost all of that time is spent waiting for
+the network: pre-flight's lookups of 100 instances each, the two objects of every finished
+instance, the batches of a large request. ``run_all`` runs such calls concurrently, at most
+``POOL_SIZE`` at a time per invocation — a call made from inside a pooled call runs inline on
+its thread instead of opening a second pool, so nesting never multiplies the bound (and never
+deadlocks on a full pool).
+
+Each call runs in a copy of the caller's ``contextvars`` context, so the invocation's retry
+budget (``shared.retry.patience``) is shared by all of them. When a call fails, the calls not
+started yet are cancelled and the budget is told to stop waiting, so a request that is going
+to fail anyway does not keep retrying its siblings; the first failure (in call order) is then
+raised once every started call has ended — no call outlives the invocation.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, TypeVar
+
+from shared import retry
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
+T = TypeVar("T")
+A = TypeVar("A")
+
+# Concurrent calls per invocation. Small on purpose: an FC instance has a fraction of a CPU
+# (the template gives 0.25 vCPU), the SDKs keep a connection pool of 10 (aliyunsdkcore
+# ``AcsClient(pool_size=10)``; requests' default for oss2), and a wider fan-out would only
+# meet the services' rate limits sooner.
+POOL_SIZE = 8
+
+_inside = threading.local()
+
+
+def run_all(calls: Sequence[Callable[[], T]], workers: int = POOL_SIZE) -> list[T]:
+    """The results of ``calls``, in order, run concurrently on at most ``workers`` threads."""
+    outcomes = settle(calls, workers)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return outcomes  # type: ignore[return-value]  # no exception left in it
+
+
+def run_each(function: Callable[[A], T], items: Iterable[A], workers: int = POOL_SIZE
+             ) -> list[T]:
+    """``function(item)`` for every item, concurrently (see ``run_all``)."""
+    return run_all([functools.partial(function, item) for item in items], workers)
+
+
+def settle(calls: Sequence[Callable[[], T]], workers: int = POOL_SIZE,
+           stop_on_error: bool = True) -> list[T | BaseException]:
+    """Like ``run_all``, but every call's result or exception, in order. With
+    ``stop_on_error`` (the default) a call not started when another failed is not started at
+    all, and is answered with that failure; without it, every call runs to its own end."""
+    if len(calls) <= 1 or workers <= 1 or getattr(_inside, "active", False):
+        return _inline(calls, stop_on_error)
+    from concurrent.futures import ThreadPoolExecutor  # only when calls do run side by side
+
+    scope = retry.current().child()  # the invocation's budget; stopped on its own
+    futures: list[Future[T]] = []
+    with ThreadPoolExecutor(max_workers=min(workers, len(calls)),
+                            thread_name_prefix="assistflow-call") as pool:
+        for call in calls:
+            if scope.stopped:  # a call failed already: start no more
+                break
+            context = contextvars.copy_context()
+            future = pool.submit(context.run, _pooled, scope, call)
+            if stop_on_error:
+                future.add_done_callback(lambda done: _on_done(done, futures, scope))
+            futures.append(future)
+    errors = [None if future.cancelled() else future.exception() for future in futures]
+    first = next((error for error in errors if error is not None), None)
+    outcomes: list[T | BaseException] = []
+    for future, error in zip(futures, errors, strict=True):
+        if error is not None or future.cancelled():
+            assert first is not None  # only a failure cancels, or stops the submitting
+            outcomes.append(error or first)
+        else:
+            outcomes.append(future.result())
+    while len(outcomes) < len(calls):  # never submitted: an earlier call had failed
+        assert first is not None
+        outcomes.append(first)
+    return outcomes
+
+
+def _inline(calls: Sequence[Callable[[], T]], stop_on_error: bool
+            ) -> list[T | BaseException]:
+    outcomes: list[T | BaseException] = []
+    failed: BaseException | None = None
+    for call in calls:
+        if failed is not None and stop_on_error:
+            outcomes.append(failed)
+            continue
+        try:
+            outcomes.append(call())
+        except Exception as exc:  # handed back to the caller
+            failed = failed or exc
+            outcomes.append(exc)
+    return outcomes
+
+
+def _pooled(scope: retry.Patience, call: Callable[[], T]) -> T:
+    _inside.active = True
+    try:
+        with retry.patience(scope):
+            return call()
+    finally:
+        _inside.active = False
+
+
+def _on_done(done: Future[T], futures: list[Future[T]], scope: retry.Patience) -> None:
+    if done.cancelled() or done.exception() is None:
+        return
+    scope.stop()  # siblings waiting to retry give up now
+    for other in list(futures):
+        other.cancel()  # only those not started yet
