@@ -180,13 +180,14 @@ def broken_cloud(tmp_path: Path, fresh_cloud_dir: Path, request: pytest.FixtureR
         cloud.stop()
 
 
-@pytest.mark.parametrize("broken_cloud", [without("ecs:InvokeCommand")], indirect=True,
-                         ids=["no ecs:InvokeCommand"])
+# A one-off script on one instance goes out as RunCommand (create, run, delete in one call).
+@pytest.mark.parametrize("broken_cloud", [without("ecs:RunCommand")], indirect=True,
+                         ids=["no ecs:RunCommand"])
 def test_a_function_calling_an_action_its_role_lacks_gets_forbidden_ram(
         broken_cloud: Endpoints) -> None:
     status, body = broken_cloud.post({**ECHO, "CommandContent": "echo never"})
     assert status == 422, body
-    assert (body["Api"], body["CloudCode"]) == ("InvokeCommand", "Forbidden.RAM")
+    assert (body["Api"], body["CloudCode"]) == ("RunCommand", "Forbidden.RAM")
     assert "User not authorized to operate on the specified resource" in body["Message"]
     assert created(broken_cloud)[1] == set()  # nothing ran
 
