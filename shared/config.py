@@ -183,8 +183,10 @@ class Settings:
         if self.mns_endpoint:
             return self.mns_endpoint
         if not self.account_id:
-            raise ConfigError("FC_ACCOUNT_ID is not set, so the MNS endpoint cannot be derived; "
-                              "set ASSISTFLOW_MNS_ENDPOINT")
+            raise ConfigError("the account id is not known (FC_ACCOUNT_ID in a function; "
+                              "--account-id or ALIBABA_CLOUD_ACCOUNT_ID for the assistflow "
+                              "command), so the MNS endpoint cannot be derived; or set "
+                              "ASSISTFLOW_MNS_ENDPOINT")
         if self.network == "vpc":  # HTTP only, and only from a VPC (module docstring)
             return f"http://{self.account_id}.mns.{self.region}-internal-vpc.aliyuncs.com"
         return f"https://{self.account_id}.mns.{self.region}.aliyuncs.com"

@@ -172,9 +172,6 @@ def target(args: argparse.Namespace) -> Target:
         region = args.region
         account = (args.account_id or env.get("ALIBABA_CLOUD_ACCOUNT_ID")
                    or env.get("ASSISTFLOW_ACCOUNT_ID", ""))
-        # From outside a VPC the public endpoints; FC functions use the internal ones.
-        mns = env.get("ASSISTFLOW_MNS_ENDPOINT") or (
-            f"https://{account}.mns.{region}.aliyuncs.com" if account else "")
         settings = Settings(
             region=region,
             credentials=Credentials(key_id, secret, env.get("ALIBABA_CLOUD_SECURITY_TOKEN", "")),
@@ -184,8 +181,9 @@ def target(args: argparse.Namespace) -> Target:
             results_prefix=prefix or "results",
             account_id=account,
             webhook_secret=env.get("ASSISTFLOW_WEBHOOK_SECRET", ""),
-            mns_endpoint=mns,
-            oss_endpoint=env.get("ASSISTFLOW_OSS_ENDPOINT") or f"https://oss-{region}.aliyuncs.com",
+            # empty: the public endpoints shared.config derives (the CLI runs outside a VPC)
+            mns_endpoint=env.get("ASSISTFLOW_MNS_ENDPOINT", ""),
+            oss_endpoint=env.get("ASSISTFLOW_OSS_ENDPOINT", ""),
             allowed_instances=_split(env.get("ASSISTFLOW_ALLOWED_INSTANCES", "")),
             allowed_types=_split(env.get("ASSISTFLOW_ALLOWED_TYPES", "")),
             notify_prefix=env.get("ASSISTFLOW_NOTIFY_PREFIX") or f"{DEFAULT_PREFIX}-notify",
