@@ -210,18 +210,15 @@ def _again(clients: Clients, followup: FollowUp, stored: tuple[str, ...],
 
 def _store(bucket: Results, invocation: InvocationRecord, result: dict[str, Any],
            base: str = "") -> None:
-    """Write ``output.txt`` and ``result.json`` of one finished per-instance result
-    (idempotent). ``base`` is the key prefix to write under; by default the instance's own
-    folder."""
+    """Write ``output.txt``, then ``result.json``, of one finished per-instance result
+    (idempotent). ``result.json`` comes second on purpose: once a reader sees it, the output is
+    there too (instances are stored side by side, their two objects in order). ``base`` is the
+    key prefix to write under; by default the instance's own folder."""
     text, raw_len = decode_output(result.get("Output", ""))
     base = base or instance_prefix(invocation.prefix, invocation.invoke_id, result["InstanceId"])
-    run_all([
-        lambda: bucket.put(base + "output.txt", text.encode("utf-8"),
-                           "text/plain; charset=utf-8"),
-        lambda: bucket.put(base + "result.json",
-                           dumps(result_document(result, invocation, raw_len)),
-                           "application/json"),
-    ])
+    bucket.put(base + "output.txt", text.encode("utf-8"), "text/plain; charset=utf-8")
+    bucket.put(base + "result.json", dumps(result_document(result, invocation, raw_len)),
+               "application/json")
 
 
 def _finish(clients: Clients, ecs: CloudAssistant, bucket: Results,
