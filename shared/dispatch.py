@@ -294,7 +294,12 @@ def _timeout(request: CommandRequest, plan: Plan | None) -> int:
 
 
 def _uses_parameters(request: CommandRequest) -> bool:
-    return bool(request.parameters) or "{{" in request.content
+    """``EnableParameter`` only when the request sends ``Parameters`` (``{}`` for the
+    ``{{ACS::…}}`` built-ins alone): with it on, Cloud Assistant reads every ``{{…}}`` of the
+    script as a parameter and refuses one that is not a name (``CmdParam.InvalidParamName``,
+    CreateCommand's error table) — a Docker or Go template's ``{{.Names}}``. Without
+    Parameters the script runs as written."""
+    return request.enable_parameter
 
 
 def _first_followup(request: CommandRequest, settings: Settings, command_id: str, *,

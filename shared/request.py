@@ -63,6 +63,9 @@ class CommandRequest:
     timeout: int | None = None  # None: the saved command's, or DEFAULT_TIMEOUT
     username: str = ""
     parameters: tuple[tuple[str, str], ...] = ()
+    # Parameters was sent (even {}): Cloud Assistant's EnableParameter, so {{name}} and the
+    # {{ACS::…}} built-ins are replaced; without it the script runs exactly as written
+    enable_parameter: bool = False
     repeat_mode: str = "Once"
     frequency: str = ""
     region: str = ""
@@ -116,6 +119,7 @@ def parse_request(body: bytes | str | dict[str, Any]) -> CommandRequest:
         timeout=document.get("Timeout"),
         username=document.get("Username", ""),
         parameters=tuple(sorted((document.get("Parameters") or {}).items())),
+        enable_parameter="Parameters" in document,
         repeat_mode=document.get("RepeatMode", "Once"),
         frequency=document.get("Frequency", ""),
         region=document.get("RegionId", ""),

@@ -132,3 +132,8 @@ def test_patterns_have_their_ecma_262_meaning(pattern: str, text: str, matches: 
 
     assert bool(ecma_regex(pattern).search(text)) is matches
 
+
+def test_parameters_switch_cloud_assistants_parameters_on_only_when_sent() -> None:
+    docker = {**GOOD, "CommandContent": "docker ps --format '{{.Names}}'"}
+    assert parse_request(docker).enable_parameter is False
+    assert parse_request({**docker, "Parameters": {}}).enable_parameter is True
