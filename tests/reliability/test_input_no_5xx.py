@@ -147,3 +147,18 @@ def test_a_defect_is_answered_500_without_its_trace_and_releases_the_claim(
     refusal = assert_clean(response["body"])
     assert refusal["Code"] == "InternalError" and "no such batch" not in response["body"]
     assert marker(endpoints, body, timestamp) is None, "the claim is still taken"
+
+
+def test_the_local_trigger_answers_an_uncaught_exception_as_fc_does_with_its_trace() -> None:
+    """Why the handler must never let one escape: FC 3.0 answers 502 UnhandledInvocationError
+    with the message and the stack trace (FC's "Error handling" for Python), and the local
+    trigger is no kinder."""
+    from local.host.http_trigger import map_response
+    from local.host.runtime import Invocation
+
+    trace = ['  File "/code/shared/request.py", line 1, in parse_request\n']
+    response = map_response(Invocation("1-x", "submit", ok=False, duration_ms=1.0, error={
+        "errorType": "ValueError", "errorMessage": "boom", "stackTrace": trace}))
+    assert response.status_code == 502
+    assert response.headers["x-fc-error-type"] == "UnhandledInvocationError"
+    assert json.loads(response.get_data())["stackTrace"] == trace
