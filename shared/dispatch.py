@@ -165,10 +165,12 @@ def _attempt_or_check(request: CommandRequest, plan: Plan, ecs: CloudAssistant,
     answer = cast("tuple[str, str] | BaseException", outcomes[0])
     saved = cast("tuple[str, int | None] | BaseException | None",
                  outcomes[1] if lookup else None)
-    command_type = request.type
+    # A saved command's own type governs (a Type sent beside it was checked against it first,
+    # shared.policy.needs_saved_command): the request's Type never stands in for it.
+    command_type = plan.saved_type if request.command_id else request.type
     if isinstance(saved, tuple):
-        command_type = command_type or saved[0]
-        plan = replace(plan, saved_timeout=saved[1])
+        command_type = saved[0]
+        plan = replace(plan, saved_timeout=saved[1], saved_type=saved[0])
     if isinstance(answer, CloudCallError) and not plan.checked:
         if not command_type and request.command_id:  # the OS check needs the saved type
             command_type, timeout = saved_command(ecs, request.command_id)
@@ -292,7 +294,12 @@ def _timeout(request: CommandRequest, plan: Plan | None) -> int:
 
 
 def _uses_parameters(request: CommandRequest) -> bool:
-    return bool(request.parameters) or "{{" in request.content
+    """``EnableParameter`` only when the request sends ``Parameters`` (``{}`` for the
+    ``{{ACS::…}}`` built-ins alone): with it on, Cloud Assistant reads every ``{{…}}`` of the
+    script as a parameter and refuses one that is not a name (``CmdParam.InvalidParamName``,
+    CreateCommand's error table) — a Docker or Go template's ``{{.Names}}``. Without
+    Parameters the script runs as written."""
+    return request.enable_parameter
 
 
 def _first_followup(request: CommandRequest, settings: Settings, command_id: str, *,

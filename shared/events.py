@@ -55,26 +55,24 @@ class HttpEvent:
 
     @classmethod
     def parse(cls, event: bytes | str | dict[str, Any]) -> HttpEvent:
+        """The event's parts; ``EventInvalidError`` (400) for anything not shaped like FC's
+        event — never another exception, whatever the event holds."""
         data = load_event(event)
-        if not isinstance(data, dict) or "requestContext" not in data:
+        if not isinstance(data, dict) or not isinstance(data.get("requestContext"), dict):
             raise EventInvalidError("not an FC 3.0 HTTP trigger event")
-        raw = data.get("body") or ""
-        if data.get("isBase64Encoded"):
-            try:
-                body = base64.b64decode(raw)
-            except (binascii.Error, ValueError):
-                raise EventInvalidError("isBase64Encoded is set but the body is not Base64") \
-                    from None
-        else:
-            body = raw.encode("utf-8") if isinstance(raw, str) else bytes(raw)
         ctx = data["requestContext"]
-        http = ctx.get("http", {})
+        http = ctx.get("http") or {}
+        headers, query = data.get("headers") or {}, data.get("queryParameters") or {}
+        if not isinstance(http, dict) or not isinstance(headers, dict) \
+                or not isinstance(query, dict):
+            raise EventInvalidError("not an FC 3.0 HTTP trigger event: requestContext.http, "
+                                    "headers and queryParameters must be objects")
         return cls(
             method=str(http.get("method", "")).upper(),
             path=str(http.get("path") or data.get("rawPath") or "/"),
-            headers={str(k): str(v) for k, v in (data.get("headers") or {}).items()},
-            query={str(k): str(v) for k, v in (data.get("queryParameters") or {}).items()},
-            body=body,
+            headers={str(k): str(v) for k, v in headers.items()},
+            query={str(k): str(v) for k, v in query.items()},
+            body=_body(data.get("body"), bool(data.get("isBase64Encoded"))),
             request_id=str(ctx.get("requestId", "")),
             source_ip=str(http.get("sourceIp", "")),
         )
@@ -84,13 +82,33 @@ class HttpEvent:
         return next((v for k, v in self.headers.items() if k.lower() == wanted), "")
 
 
+def _body(raw: Any, is_base64: bool) -> bytes:
+    """The request body as bytes: the event's text (UTF-8), or its Base64 undone."""
+    if raw is None:
+        return b""
+    if not isinstance(raw, str):
+        raise EventInvalidError("not an FC 3.0 HTTP trigger event: body must be a string")
+    try:
+        return base64.b64decode(raw) if is_base64 else raw.encode("utf-8")
+    except (binascii.Error, ValueError):  # UnicodeEncodeError (a lone surrogate) is a ValueError
+        raise EventInvalidError("the event's body is not " + (
+            "Base64" if is_base64 else "text that can be UTF-8 encoded")) from None
+
+
 def http_response(status: int, body: dict[str, Any],
                   headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """The HTTP trigger's answer: ``body`` as JSON text (UTF-8; ASCII escapes where a string
+    could not be sent as UTF-8, such as a lone surrogate echoed from the request)."""
+    text = json.dumps(body, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(body)
     return {
         "statusCode": status,
         "headers": {"Content-Type": "application/json", **(headers or {})},
         "isBase64Encoded": False,
-        "body": json.dumps(body, ensure_ascii=False),
+        "body": text,
     }
 
 

@@ -3,7 +3,7 @@
 In order — each refusal answered with the one error shape and the logical request's RequestId:
 
 1. size: a body over ``MAX_BODY_BYTES`` is ``413``;
-2. media type: anything but JSON is ``415``;
+2. media type: anything but JSON, or no ``Content-Type`` at all, is ``415``;
 3. signature (``shared.webhook.verify``): missing, wrong or more than 300 s old is ``401``;
 4. the intake's validate (``400``) and allow-list (``403``);
 5. replay: each signed delivery is accepted once. Its signature is claimed as an empty object
@@ -67,7 +67,7 @@ def _receive(intake: Intake, event: bytes | str | dict[str, Any], fc_request_id:
                                     "and use ClientToken to make retries safe)")
         try:
             accepted = intake.dispatch(intake.preflight())
-        except AssistflowError:
+        except Exception:
             intake.clients.results.release(marker)  # not accepted: it may be delivered again
             raise
     except AssistflowError as err:
@@ -76,7 +76,24 @@ def _receive(intake: Intake, event: bytes | str | dict[str, Any], fc_request_id:
         else:
             log.info("%s refused (%s): %s", intake.label, err.code, err.message)
         return http_response(err.status, intake.refusal(err), _retry_headers(err))
+    except Exception:  # a defect, never bad input: the trace goes to the log, not the answer
+        log.exception("%s failed unexpectedly", intake.label)
+        return http_response(500, intake.refusal(UnexpectedError()))
     return http_response(202, accepted.to_dict())
+
+
+class UnexpectedError(AssistflowError):
+    """What the sender is told of a defect: no exception text, no trace, no path (Function
+    Compute would otherwise answer an uncaught exception with its message and stack trace —
+    "Error handling", https://www.alibabacloud.com/help/en/functioncompute/fc/error-handling-1-1)."""
+
+    code = "InternalError"
+    status = 500
+
+    def __init__(self) -> None:
+        super().__init__("the webhook failed on its side and did not accept the delivery; "
+                         "the function log has the details under this RequestId. Sending it "
+                         "again is safe (use a ClientToken to make it run once)")
 
 
 def _retry_headers(err: AssistflowError) -> dict[str, str]:
@@ -93,6 +110,9 @@ def check_body(http: HttpEvent) -> None:
         raise PayloadTooLargeError(f"the body is {len(http.body)} bytes; the limit is "
                                    f"{MAX_BODY_BYTES}")
     media = http.header("Content-Type").split(";")[0].strip().lower()
-    if media and media != "application/json" and not media.endswith("+json"):
+    if not media:
+        raise UnsupportedMediaTypeError("the delivery has no Content-Type; send "
+                                        "Content-Type: application/json")
+    if media != "application/json" and not media.endswith("+json"):
         raise UnsupportedMediaTypeError(f"Content-Type {media!r} is not JSON; send "
                                         "application/json")

@@ -23,8 +23,8 @@ from typing import Any
 from shared.clients import Clients, default_clients
 from shared.dispatch import Accepted, dispatch
 from shared.errors import AssistflowError
-from shared.policy import check_allowed
-from shared.preflight import Plan, preflight
+from shared.policy import check_allowed, check_saved_command, needs_saved_command
+from shared.preflight import Plan, SavedCommand, describe_saved, preflight
 from shared.request import CommandRequest, parse_request
 from shared.retry import SUBMIT_PATIENCE, patience
 
@@ -51,6 +51,7 @@ class Intake:
         self.key = key
         self.fc_request_id = fc_request_id
         self.request: CommandRequest | None = None
+        self.saved: SavedCommand | None = None  # the request's saved command, if looked up
         self._clients = clients
         self._context = context
 
@@ -82,10 +83,17 @@ class Intake:
         return self.request
 
     def check_allowed(self) -> None:
-        check_allowed(self._validated(), self.clients.settings)
+        """The allow-list (403), before anything runs; for a saved command that the allow-list
+        judges, or sent with a ``Type``, after looking it up (one DescribeCommands): its own
+        type governs (``shared.policy.check_saved_command``)."""
+        request, settings = self._validated(), self.clients.settings
+        check_allowed(request, settings)
+        if needs_saved_command(request, settings):
+            self.saved = describe_saved(self.clients.ecs_in(request.region), request.command_id)
+            check_saved_command(request, self.saved, settings)
 
     def preflight(self) -> Plan:
-        return preflight(self._validated(), self.clients)
+        return preflight(self._validated(), self.clients, self.saved)
 
     def dispatch(self, plan: Plan) -> Accepted:
         accepted = dispatch(self._validated(), plan, self.clients, source=self.source,

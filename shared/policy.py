@@ -2,7 +2,15 @@
 notifications may go.
 
 The allow-lists come from the environment (``ASSISTFLOW_ALLOWED_INSTANCES``: ids, or prefixes
-ending in ``*``; ``ASSISTFLOW_ALLOWED_TYPES``: command types; empty allows everything).
+ending in ``*``; ``ASSISTFLOW_ALLOWED_TYPES``: command types; ``ASSISTFLOW_ALLOWED_COMMANDS``:
+the saved commands a request may name, by id, by name, or by a name prefix ending in ``*``;
+empty allows everything).
+
+A saved command (``CommandId``) is judged by what it is, not by what the request says: when
+``AllowedTypes`` or ``AllowedCommands`` is set, or the request sends a ``Type`` beside it, the
+intake looks the command up (DescribeCommands, one call) before anything runs; its own type must
+be allowed, and a ``Type`` that contradicts it is a 400 (``needs_saved_command``,
+``check_saved_command``).
 
 Where a request sends its results (``Output``) and its notification (``Notify.Queue`` /
 ``Notify.Topic``) is bounded by what the function role may write, and the template computes
@@ -18,9 +26,17 @@ Checked before any API call, so a refused request creates nothing.
 
 from __future__ import annotations
 
+import re
+from typing import TYPE_CHECKING
+
 from shared.config import RECORDS_PREFIX, Settings
-from shared.errors import NotAllowedError, Violation
+from shared.errors import NotAllowedError, RequestInvalidError, Violation
 from shared.request import CommandRequest
+
+if TYPE_CHECKING:
+    from shared.preflight import SavedCommand
+
+_COMMAND_ID = re.compile(r"c-[A-Za-z0-9]{4,64}")
 
 
 def instance_allowed(instance_id: str, allowed: tuple[str, ...]) -> bool:
@@ -91,4 +107,50 @@ def check_allowed(request: CommandRequest, settings: Settings) -> None:
         violations += notify_violations(request.notify.queue, request.notify.topic, settings)
     if violations:
         raise NotAllowedError(f"{len(violations)} item(s) of the request are not allowed by this "
+                              "deployment", violations)
+
+
+def command_allowed(command_id: str, name: str, allowed: tuple[str, ...]) -> bool:
+    """Is the saved command ``command_id`` named ``name`` on the ``AllowedCommands`` list? An
+    entry is a command id (``c-…``), a name prefix ending in ``*``, or an exact name."""
+    if not allowed:
+        return True
+    return any(command_id == entry if _COMMAND_ID.fullmatch(entry)
+               else name.startswith(entry[:-1]) if entry.endswith("*") else name == entry
+               for entry in allowed)
+
+
+def needs_saved_command(request: CommandRequest, settings: Settings) -> bool:
+    """Must the request's saved command be looked up before anything runs? When the allow-list
+    judges saved commands, or a ``Type`` sent beside ``CommandId`` must be checked against it."""
+    return bool(request.command_id) and bool(
+        settings.allowed_types or settings.allowed_commands or request.type)
+
+
+def check_saved_command(request: CommandRequest, saved: SavedCommand,
+                        settings: Settings) -> None:
+    """``RequestInvalidError`` (400) if the request's ``Type`` contradicts its saved command,
+    ``NotAllowedError`` (403) if the saved command's own type, or the command itself, is
+    outside this deployment's allow-list."""
+    if request.type and saved.type and request.type != saved.type:
+        raise RequestInvalidError([Violation(
+            "$.Type", "savedType",
+            f"Type is {request.type} but the saved command {saved.command_id} is a "
+            f"{saved.type} command; leave Type out (the saved command's own type is used) or "
+            "send its type", request.type)])
+    violations = []
+    if settings.allowed_types and saved.type not in settings.allowed_types:
+        violations.append(Violation(
+            "$.CommandId", "allowList",
+            f"the saved command {saved.command_id} is a {saved.type or 'command of no known'} "
+            f"type, which is not allowed here; allowed: {', '.join(settings.allowed_types)} "
+            "(ASSISTFLOW_ALLOWED_TYPES)", saved.command_id))
+    if not command_allowed(saved.command_id, saved.name, settings.allowed_commands):
+        violations.append(Violation(
+            "$.CommandId", "allowList",
+            f"the saved command {saved.command_id} ({saved.name!r}) is not one this deployment "
+            f"may run; allowed: {', '.join(settings.allowed_commands)} "
+            "(ASSISTFLOW_ALLOWED_COMMANDS)", saved.command_id))
+    if violations:
+        raise NotAllowedError(f"the saved command {saved.command_id} is not allowed by this "
                               "deployment", violations)

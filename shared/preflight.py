@@ -13,7 +13,9 @@ front instead: a refused second batch could not take the first one back, and a r
 with 422 must leave nothing behind.
 
 A saved command (``CommandId``) is looked up when its type (which OS it fits) or its Timeout
-(the collector's deadline) is needed.
+(the collector's deadline) is needed — by the intake before anything runs when the allow-list
+or a ``Type`` sent beside it needs it (``shared.policy.needs_saved_command``). Its own type
+governs: a request's ``Type`` never stands in for it.
 """
 
 from __future__ import annotations
@@ -55,19 +57,44 @@ class Plan:
     skipped: tuple[Ineligible, ...] = ()
     saved_timeout: int | None = None  # the saved command's Timeout, if the request names one
     checked: bool = True
+    saved_type: str = ""  # the saved command's Type, once looked up
 
 
-def preflight(request: CommandRequest, clients: Clients) -> Plan:
+@dataclass(frozen=True)
+class SavedCommand:
+    """What DescribeCommands says of the command a request names."""
+
+    command_id: str
+    type: str
+    name: str
+    timeout: int | None
+
+
+def describe_saved(ecs: CloudAssistant, command_id: str) -> SavedCommand:
+    """The saved command; ``InvalidCmdId.NotFound`` (422) if there is none."""
+    saved = ecs.describe_command(command_id)
+    return SavedCommand(command_id, str(saved.get("Type", "")), str(saved.get("Name", "")),
+                        int(saved.get("Timeout") or 0) or None)
+
+
+def preflight(request: CommandRequest, clients: Clients,
+              saved: SavedCommand | None = None) -> Plan:
     """The plan for ``request``: deferred for a request that fits one call; checked now (and
-    ``IneligibleInstancesError`` if it must be refused) for a larger one."""
+    ``IneligibleInstancesError`` if it must be refused) for a larger one. ``saved``: the
+    request's saved command if the intake looked it up already."""
     targets = request.instance_ids
     if len(targets) <= BATCH_SIZE or not clients.settings.preflight:
-        return Plan(targets, checked=not clients.settings.preflight)
+        return Plan(targets, checked=not clients.settings.preflight,
+                    saved_timeout=saved.timeout if saved else None,
+                    saved_type=saved.type if saved else "")
     ecs = clients.ecs_in(request.region)
     command_type, saved_timeout = request.type, None
     if request.command_id:  # its type decides which OS it fits
-        command_type, saved_timeout = saved_command(ecs, request.command_id)
-    return check(request, ecs, targets, command_type or request.type, saved_timeout)
+        if saved is None:
+            saved = describe_saved(ecs, request.command_id)
+        command_type, saved_timeout = saved.type, saved.timeout
+    return replace(check(request, ecs, targets, command_type, saved_timeout),
+                   saved_type=saved.type if saved else "")
 
 
 def refused(request: CommandRequest, plan: Plan, ecs: CloudAssistant, error: CloudCallError,
@@ -107,8 +134,8 @@ def check(request: CommandRequest, ecs: CloudAssistant, targets: tuple[str, ...]
 
 def saved_command(ecs: CloudAssistant, command_id: str) -> tuple[str, int | None]:
     """(Type, Timeout) of the saved command; ``InvalidCmdId.NotFound`` if there is none."""
-    saved = ecs.describe_command(command_id)
-    return str(saved.get("Type", "")), int(saved.get("Timeout") or 0) or None
+    saved = describe_saved(ecs, command_id)
+    return saved.type, saved.timeout
 
 
 def with_saved_timeout(plan: Plan, timeout: int | None) -> Plan:

@@ -20,16 +20,17 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
+from shared import strict_json
 from shared.errors import RequestInvalidError, Violation
 
 SCHEMA_VERSION = 1
 SCHEMA: dict[str, Any] = json.loads(
     resources.files("shared").joinpath("schemas/command-request.v1.json").read_text("utf-8"))
-Draft202012Validator.check_schema(SCHEMA)
-_VALIDATOR = Draft202012Validator(SCHEMA)
+strict_json.Validator.check_schema(SCHEMA)
+# JSON Schema's own semantics: ECMA-262 patterns, integers written as integers (strict_json)
+_VALIDATOR = strict_json.Validator(SCHEMA)
 
 MAX_CONTENT_B64 = 24 * 1024  # Cloud Assistant's limit on the Base64-encoded script
 DEFAULT_TIMEOUT = 60
@@ -62,6 +63,9 @@ class CommandRequest:
     timeout: int | None = None  # None: the saved command's, or DEFAULT_TIMEOUT
     username: str = ""
     parameters: tuple[tuple[str, str], ...] = ()
+    # Parameters was sent (even {}): Cloud Assistant's EnableParameter, so {{name}} and the
+    # {{ACS::…}} built-ins are replaced; without it the script runs exactly as written
+    enable_parameter: bool = False
     repeat_mode: str = "Once"
     frequency: str = ""
     region: str = ""
@@ -87,6 +91,9 @@ class CommandRequest:
 def parse_request(body: bytes | str | dict[str, Any]) -> CommandRequest:
     """Validate ``body`` (JSON text or an already parsed object) into a ``CommandRequest``."""
     document = _load(body)
+    unreadable = strict_json.text_violations(document)
+    if unreadable:  # nothing else is looked at: no check may trip over these values
+        raise RequestInvalidError(unreadable)
     if not isinstance(document, dict):
         raise RequestInvalidError([Violation("$", "type", "the request must be a JSON object "
                                              f"(got {type(document).__name__})")])
@@ -112,6 +119,7 @@ def parse_request(body: bytes | str | dict[str, Any]) -> CommandRequest:
         timeout=document.get("Timeout"),
         username=document.get("Username", ""),
         parameters=tuple(sorted((document.get("Parameters") or {}).items())),
+        enable_parameter="Parameters" in document,
         repeat_mode=document.get("RepeatMode", "Once"),
         frequency=document.get("Frequency", ""),
         region=document.get("RegionId", ""),
@@ -124,16 +132,17 @@ def parse_request(body: bytes | str | dict[str, Any]) -> CommandRequest:
 
 
 def _load(body: bytes | str | dict[str, Any]) -> Any:
+    """The body as JSON data, or ``RequestInvalidError`` for anything that is not JSON (or
+    that Python's json would read beyond JSON: ``shared.strict_json``)."""
     if isinstance(body, dict):
         return body
     try:
-        return json.loads(body)
-    except UnicodeDecodeError:
-        raise RequestInvalidError([Violation("$", "json", "the body must be UTF-8 JSON")]) from None
-    except json.JSONDecodeError as exc:
-        raise RequestInvalidError([Violation(
-            "$", "json", f"the body is not valid JSON ({exc.msg} at line {exc.lineno} column "
-            f"{exc.colno}); send a JSON object")]) from None
+        return strict_json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        violation = strict_json.load_violation(exc)
+        if violation is None:
+            raise
+        raise RequestInvalidError([violation]) from None
 
 
 def _path(parts: Any) -> str:
@@ -183,12 +192,18 @@ def _violation(error: ValidationError) -> list[Violation]:
     elif rule == "const":
         message = (f"must be {error.validator_value} here; got {value!r}"
                    + (f" ({CROSS_FIELD[field_name]})" if field_name in CROSS_FIELD else ""))
+    elif rule == "type" and error.validator_value == "integer" and isinstance(value, float):
+        message = (f"must be an integer written without a fraction or exponent (Cloud "
+                   f"Assistant takes integers only); got {value!r}")
     elif rule == "type":
         message = f"must be of type {error.validator_value}; got {type(value).__name__}"
-    elif rule == "pattern" and path.startswith("$.InstanceIds"):
-        message = f"{value!r} is not an ECS instance id (they look like i-bp1a2b3c4d5e6f7g8h9i)"
     elif rule == "pattern" and path == "$.Parameters":
         message = (f"has a parameter name {value!r} that is not 1-64 letters, digits, '_' or '-'")
+    elif rule == "pattern" and isinstance(value, str) and _control(value):
+        message = (f"must not contain control characters (newline, tab, escape …); "
+                   f"{value!r} has {_control(value)!r}")
+    elif rule == "pattern" and path.startswith("$.InstanceIds"):
+        message = f"{value!r} is not an ECS instance id (they look like i-bp1a2b3c4d5e6f7g8h9i)"
     elif rule == "pattern":
         message = f"{value!r} does not have the expected form ({error.validator_value})"
     elif rule in ("maxLength", "minLength"):
@@ -213,6 +228,11 @@ def _violation(error: ValidationError) -> list[Violation]:
     return [Violation(path, rule, f"{field_name} {message}", value_out)]
 
 
+def _control(text: str) -> str:
+    """The first control character (C0, DEL or C1) in ``text``, '' if none."""
+    return next((c for c in text if ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F), "")
+
+
 def _semantic_checks(document: dict[str, Any]) -> list[Violation]:
     """Rules the schema cannot express: the encoded size and Base64 validity of the script,
     and an ``Output.Prefix`` that is a plain key path."""
@@ -227,7 +247,7 @@ def _prefix_checks(prefix: str) -> list[Violation]:
     if not prefix:
         return []
     problems = []
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in prefix):
+    if _control(prefix):
         problems.append("has control characters")
     if "\\" in prefix:
         problems.append("has a backslash (separate folders with /)")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 from collections.abc import Mapping
 
@@ -21,6 +22,12 @@ from shared.errors import UnauthorizedError
 TIMESTAMP_HEADER = "X-Assistflow-Timestamp"
 SIGNATURE_HEADER = "X-Assistflow-Signature"
 WINDOW_SECONDS = 300
+# What the two headers may look like before anything is computed from them: Unix seconds as
+# ASCII digits (``str.isdigit`` also takes "²" or "٣", which ``int`` refuses, and an int of
+# thousands of digits costs time and trips Python's int max str digits limit), and the scheme
+# with 64 hex digits (``hmac.compare_digest`` raises TypeError on non-ASCII text).
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+_SIGNATURE = re.compile(r"sha256=[0-9A-Fa-f]{64}")
 
 
 def sign(secret: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
@@ -77,15 +84,15 @@ def verify(secret: str, headers: Mapping[str, str], body: bytes, now: float | No
     if not timestamp or not signature:
         raise UnauthorizedError(f"missing {TIMESTAMP_HEADER} or {SIGNATURE_HEADER} header; "
                                 "sign the request as the README describes")
-    if not timestamp.isdigit():
-        raise UnauthorizedError(f"{TIMESTAMP_HEADER} must be Unix seconds")
+    if not _TIMESTAMP.fullmatch(timestamp):
+        raise UnauthorizedError(f"{TIMESTAMP_HEADER} must be Unix seconds (ASCII digits)")
     now = time.time() if now is None else now
     if abs(now - int(timestamp)) > WINDOW_SECONDS:
         raise UnauthorizedError(f"{TIMESTAMP_HEADER} is more than {WINDOW_SECONDS} s away from "
                                 "the receiver's clock; sign the request when you send it")
-    scheme, _, given = signature.partition("=")
     expected = sign(secret, body, int(timestamp))[SIGNATURE_HEADER].partition("=")[2]
-    if scheme != "sha256" or not hmac.compare_digest(given.lower(), expected):
+    if not _SIGNATURE.fullmatch(signature) or not hmac.compare_digest(
+            signature.partition("=")[2].lower(), expected):
         raise UnauthorizedError("the signature does not match the body; sign the exact bytes "
                                 "you send with the shared webhook secret")
     return expected

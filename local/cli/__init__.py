@@ -27,6 +27,7 @@ from local.cli.common import (
     CliError,
     add_cloud_options,
     cloud_error,
+    say,
 )
 from local.cli.localcloud import cmd_invoke, cmd_up
 from local.cli.localcloud import parameters as _parameters
@@ -156,9 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except CliError as exc:
-        print(f"assistflow {command}: {exc.message}", file=sys.stderr)
+        say(f"assistflow {command}: {exc.message}", sys.stderr)
         for detail in getattr(exc, "details", []):
-            print(f"  {detail}", file=sys.stderr)
+            say(f"  {detail}", sys.stderr)
         return exc.code
     except KeyboardInterrupt:
         print(f"assistflow {command}: interrupted", file=sys.stderr)
@@ -170,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
 
         if isinstance(exc, AssistflowError):
             error = cloud_error(exc)
-            print(f"assistflow {command}: {error.message}", file=sys.stderr)
+            say(f"assistflow {command}: {error.message}", sys.stderr)
             return error.code
         raise
 

@@ -14,6 +14,7 @@ import base64
 import binascii
 import json
 import os
+import re
 import socket
 import sys
 from dataclasses import dataclass, field
@@ -186,6 +187,7 @@ def target(args: argparse.Namespace) -> Target:
             oss_endpoint=env.get("ASSISTFLOW_OSS_ENDPOINT", ""),
             allowed_instances=_split(env.get("ASSISTFLOW_ALLOWED_INSTANCES", "")),
             allowed_types=_split(env.get("ASSISTFLOW_ALLOWED_TYPES", "")),
+            allowed_commands=_split(env.get("ASSISTFLOW_ALLOWED_COMMANDS", "")),
             notify_prefix=env.get("ASSISTFLOW_NOTIFY_PREFIX") or f"{DEFAULT_PREFIX}-notify",
         )
         return Target(settings, False, f"Alibaba Cloud {region}",
@@ -229,10 +231,29 @@ def decode(content: str) -> str:
 
 
 # -- output -------------------------------------------------------------------------------------
+#
+# Everything the CLI prints passes ``printable``: command names, descriptions and scripts,
+# instance output, the cloud's error messages — strings anyone with access to the account (or
+# a script's output) controls. A terminal obeys escape sequences in them: colours are the least
+# of it (OSC 52 writes the clipboard, OSC 0 the window title, CSI 2J clears the screen, a CR
+# overwrites what was printed), and Unicode's bidirectional overrides reorder what is shown
+# ("Trojan Source", CVE-2021-42574). So C0 controls but newline and tab, DEL, C1 controls and
+# those overrides are shown as escapes (``\x1b``), never sent. ``--json`` keeps every value,
+# escaped as JSON.
+
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: Any) -> str:
+    """``text`` safe to print to a terminal (see above)."""
+    return _UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), str(text))
+
 
 def emit_json(data: Any, stream: IO[str] | None = None) -> None:
     out = stream or sys.stdout
-    out.write(json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True, default=str) + "\n")
+    text = json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True, default=str)
+    # json.dumps escapes C0 controls itself; DEL, C1 and the overrides it leaves as they are
+    out.write(_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n")
     out.flush()
 
 
@@ -255,10 +276,11 @@ def _cell(value: Any) -> str:
         return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:.1f}"
-    return " ".join(str(value).split())
+    return " ".join(printable(value).split())
 
 
 def say(message: str, stream: IO[str] | None = None) -> None:
+    """One message, made ``printable``."""
     out = stream or sys.stdout
-    out.write(message + "\n")
+    out.write(printable(message) + "\n")
     out.flush()

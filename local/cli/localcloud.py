@@ -17,7 +17,16 @@ import sys
 import threading
 from pathlib import Path
 
-from local.cli.common import EXIT_FAILED, EXIT_USAGE, CliError, emit_json, load_endpoints, table
+from local.cli.common import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    CliError,
+    emit_json,
+    load_endpoints,
+    printable,
+    say,
+    table,
+)
 from local.state import state_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -128,7 +137,7 @@ def cmd_invoke(args: argparse.Namespace) -> int:
         if args.sign:
             payload = _signed_http_event(payload, endpoints["webhook_secret"])
     except CliError as exc:
-        print(f"assistflow invoke: {exc.message}", file=sys.stderr)
+        say(f"assistflow invoke: {exc.message}", sys.stderr)
         return EXIT_USAGE
     fc = FunctionCompute(endpoints["fc"], endpoints["access_key_id"],
                          endpoints["access_key_secret"], timeout=args.timeout)
@@ -137,19 +146,19 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     except CloudCallError as exc:
         reason = ("the local cloud did not answer: " if exc.error_code == "NetworkError"
                   else "") + exc.message
-        print(f"assistflow invoke: {function}: {reason}", file=sys.stderr)
+        say(f"assistflow invoke: {function}: {reason}", sys.stderr)
         return EXIT_USAGE
     if invoked.failed:
-        print(f"assistflow invoke: {function} failed: {invoked.error_type}: "
-              f"{invoked.error_message} (request {invoked.request_id})", file=sys.stderr)
+        say(f"assistflow invoke: {function} failed: {invoked.error_type}: "
+            f"{invoked.error_message} (request {invoked.request_id})", sys.stderr)
         return EXIT_FAILED
     if args.async_:
         print(invoked.request_id, flush=True)
         print(f"{function}: accepted for asynchronous invocation; its logs are in the "
               "`assistflow up` output", file=sys.stderr)
         return 0
-    data = invoked.data
-    sys.stdout.buffer.write(data if data.endswith(b"\n") or not data else data + b"\n")
+    data = printable(invoked.data.decode("utf-8", errors="replace"))
+    sys.stdout.write(data if data.endswith("\n") or not data else data + "\n")
     sys.stdout.flush()
     print(f"{function}: ok in {invoked.duration_ms} ms, request {invoked.request_id}",
           file=sys.stderr)

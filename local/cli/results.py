@@ -22,6 +22,7 @@ from local.cli.common import (
     Target,
     cloud_error,
     emit_json,
+    printable,
     say,
     table,
     target,
@@ -187,7 +188,8 @@ def _one_instance(reader: ResultsReader, args: argparse.Namespace) -> int:
                                              "OutputBytes", "Truncated", "Source")],
               ["FIELD", "VALUE"])
         say(f"--- output ({len(output.encode())} bytes)")
-        sys.stdout.write(output if output.endswith("\n") or not output else output + "\n")
+        shown = printable(output)
+        sys.stdout.write(shown if shown.endswith("\n") or not shown else shown + "\n")
         sys.stdout.flush()
     status = result.get("Status")
     return EXIT_OK if status in ("Success", layout.SKIPPED) else EXIT_FAILED

@@ -81,6 +81,8 @@ def map_response(inv: Invocation) -> Response:
                                       else "UnhandledInvocationError")
         body = {"errorMessage": error.get("errorMessage", ""),
                 "errorType": error.get("errorType", "")}
+        if error.get("stackTrace"):  # as FC's "Error handling" (Python) shows: no kinder here
+            body["stackTrace"] = error["stackTrace"]
         return Response(json.dumps(body), status=502, headers=headers,
                         content_type="application/json")
     result = inv.result

@@ -36,11 +36,10 @@ json_values = st.recursive(
 
 
 def _wrong_for(field: str, value: Any) -> bool:
-    """Is ``value`` of a type the schema refuses for ``field``? (JSON Schema counts 3.0 as an
-    integer, so integral floats are not wrong for Timeout.)"""
+    """Is ``value`` of a type the schema refuses for ``field``? (A request's integer is an
+    integer literal: 60.0 is refused for Timeout, as Cloud Assistant would.)"""
     if field == "Timeout":
-        return isinstance(value, (str, dict, list, bool)) or value is None or (
-            isinstance(value, float) and not value.is_integer())
+        return not isinstance(value, int) or isinstance(value, bool)
     if field == "InstanceIds":
         return not isinstance(value, list)
     return not isinstance(value, (str, dict))
@@ -52,7 +51,7 @@ def broken_requests(draw: st.DrawFn) -> Any:
     body = dict(VALID)
     mutation = draw(st.sampled_from([
         "wrong type", "unknown field", "drop required", "bad instance", "bad enum",
-        "out of range", "not an object"]))
+        "out of range", "not an object", "control character"]))
     if mutation == "wrong type":
         field = draw(st.sampled_from(["Type", "CommandContent", "InstanceIds", "Timeout", "Name",
                                       "Parameters", "Output", "Notify"]))
@@ -70,6 +69,10 @@ def broken_requests(draw: st.DrawFn) -> Any:
         field = draw(st.sampled_from(["Type", "ContentEncoding", "RepeatMode", "OnIneligible"]))
         allowed = SCHEMA["properties"][field]["enum"]
         body[field] = draw(st.text(max_size=20).filter(lambda v: v not in allowed))
+    elif mutation == "control character":  # Python's $ took a trailing newline (issue 13)
+        field = draw(st.sampled_from(["Name", "WorkingDir", "Username", "RegionId",
+                                      "ClientToken", "Description"]))
+        body[field] = "value" + draw(st.sampled_from(["\n", "\r", "\x1b", "\x00", "\x85"]))
     elif mutation == "out of range":
         body["Timeout"] = draw(st.integers().filter(lambda n: n < 10 or n > 86400))
     else:

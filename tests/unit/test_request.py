@@ -89,3 +89,51 @@ def test_messages_say_what_to_do() -> None:
     message = info.value.violations[0].message
     assert "RunShellScript" in message and "RunPython" in message
     assert info.value.to_dict()["Errors"][0]["value"] == "RunPython"
+
+
+# --- JSON as its specification reads it (shared.strict_json) --------------------------------
+
+BODY = ('{"Type": "RunShellScript", "CommandContent": "echo 123", '
+        '"InstanceIds": ["i-local00000000000001"]')
+
+
+@pytest.mark.parametrize(("raw", "path", "rule"), [
+    ("[" * 1000 + "]" * 1000, "$", "maxDepth"),  # json.loads: RecursionError
+    (BODY + ', "Parameters": {"a": ' + "[" * 500 + "]" * 500 + "}}", "$.Parameters.a" +
+     "[0]" * 14, "maxDepth"),  # read by json.loads, refused before the validator recurses
+    (BODY + ', "Timeout": ' + "9" * 5000 + "}", "$", "json"),  # Python's int max str digits
+    (BODY + ', "Timeout": 1e999}', "$", "json"),  # inf, which json.dumps writes as Infinity
+    (BODY + ', "Timeout": NaN}', "$", "json"),  # not JSON at all
+    (BODY + ', "Name": "\\ud800"}', "$.Name", "unicode"),  # a lone surrogate: no UTF-8
+    (BODY + ', "\\udfff": 1}', "$.\\udfff", "unicode"),
+])
+def test_what_python_reads_beyond_json_is_a_violation(raw: str, path: str, rule: str) -> None:
+    assert violations(raw) == [(path, rule)]
+
+
+def test_a_fractional_or_exponent_timeout_is_refused_cloud_assistant_takes_integers() -> None:
+    for value in ("60.0", "6e1", "60.5"):
+        assert violations(BODY + f', "Timeout": {value}}}') == [("$.Timeout", "type")]
+    assert parse_request(BODY + ', "Timeout": 60}').timeout == 60
+
+
+@pytest.mark.parametrize(("pattern", "text", "matches"), [
+    ("^[a-z]+$", "abc", True),
+    ("^[a-z]+$", "abc\n", False),  # Python's $ would match before the newline
+    ("^a.c$", "a\rc", False),  # ECMA's . matches no line terminator
+    ("^a.c$", "a\u2028c", False),
+    ("^a.c$", "abc", True),
+    ("^[$.]+$", "$.", True),  # inside a class, $ and . are themselves
+    ("^a\\$$", "a$", True),  # an escaped $ is a dollar
+    ("^a\\.$", "ab", False),
+])
+def test_patterns_have_their_ecma_262_meaning(pattern: str, text: str, matches: bool) -> None:
+    from shared.strict_json import ecma_regex
+
+    assert bool(ecma_regex(pattern).search(text)) is matches
+
+
+def test_parameters_switch_cloud_assistants_parameters_on_only_when_sent() -> None:
+    docker = {**GOOD, "CommandContent": "docker ps --format '{{.Names}}'"}
+    assert parse_request(docker).enable_parameter is False
+    assert parse_request({**docker, "Parameters": {}}).enable_parameter is True

@@ -53,3 +53,30 @@ def test_timestamps_more_than_300_seconds_away_are_refused(skew: int, ok: bool) 
 def test_an_unconfigured_secret_refuses_everything() -> None:
     with pytest.raises(UnauthorizedError, match="not configured"):
         webhook.verify("", webhook.sign("", BODY, NOW), BODY, now=NOW)
+
+
+@pytest.mark.parametrize(("timestamp", "signature"), [
+    ("1" * 5000, None),  # int() of it trips Python's int max str digits limit
+    ("²", None),  # str.isdigit() is true, int() refuses it
+    ("١٧٦٤١٢٩٦٠٠", None),  # Arabic-Indic digits: isdigit() again, not ASCII
+    (" 1764129600", None),
+    (None, "sha256=" + "é" * 64),  # hmac.compare_digest raises TypeError on non-ASCII text
+    (None, "sha256=" + "0" * 63),
+    (None, "sha256=" + "0" * 64 + "\n"),
+    (None, "SHA256=" + "0" * 64),
+])
+def test_malformed_headers_are_401_before_anything_is_computed(
+        timestamp: str | None, signature: str | None) -> None:
+    headers = webhook.sign(SECRET, BODY, NOW)
+    if timestamp is not None:
+        headers[webhook.TIMESTAMP_HEADER] = timestamp
+    if signature is not None:
+        headers[webhook.SIGNATURE_HEADER] = signature
+    with pytest.raises(UnauthorizedError):
+        webhook.verify(SECRET, headers, BODY, now=NOW)
+
+
+def test_an_uppercase_hex_signature_still_verifies() -> None:
+    headers = webhook.sign(SECRET, BODY, NOW)
+    headers[webhook.SIGNATURE_HEADER] = "sha256=" + headers[webhook.SIGNATURE_HEADER][7:].upper()
+    assert webhook.verify(SECRET, headers, BODY, now=NOW)
