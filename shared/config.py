@@ -114,6 +114,8 @@ class Settings:
     # Allow-lists: empty allows everything. Instance entries ending in "*" are prefixes.
     allowed_instances: tuple[str, ...] = ()
     allowed_types: tuple[str, ...] = ()
+    # Regions a request's RegionId may name; empty: only ``region`` (template: AllowedRegions).
+    allowed_regions: tuple[str, ...] = ()
     preflight: bool = True
     deliveries_prefix: str = "webhook-deliveries"
     # Queues and topics the function role may notify are named ``{notify_prefix}*`` (the
@@ -163,6 +165,7 @@ class Settings:
             network=network,
             allowed_instances=_split(env.get("ASSISTFLOW_ALLOWED_INSTANCES", "")),
             allowed_types=_split(env.get("ASSISTFLOW_ALLOWED_TYPES", "")),
+            allowed_regions=_split(env.get("ASSISTFLOW_ALLOWED_REGIONS", "")),
             preflight=env.get("ASSISTFLOW_PREFLIGHT", "on").lower() not in ("off", "false", "0"),
             deliveries_prefix=env.get("ASSISTFLOW_DELIVERIES_PREFIX", "webhook-deliveries").strip("/")
             or "webhook-deliveries",
