@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -166,30 +165,6 @@ def alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def sleep_marker() -> str:
-    """A ``sleep`` argument no other process has (30 s and a unique fraction)."""
-    global _MARKS
-    _MARKS += 1
-    return f"30.{os.getpid():07d}{_MARKS:04d}"
-
-
-_MARKS = 0
-
-
-def host_pids(marker: str) -> list[int]:
-    """Live processes, by the PID this machine sees, with ``marker`` as an argument: a
-    sandboxed script's ``$!`` is a PID of its own namespace, meaningless here."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            args = (entry / "cmdline").read_bytes().split(b"\0") if entry.name.isdigit() else []
-        except OSError:
-            continue
-        if marker.encode() in args and alive(int(entry.name)):
-            found.append(int(entry.name))
-    return found
 
 
 def b64(text: str) -> str:

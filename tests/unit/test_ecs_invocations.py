@@ -16,16 +16,8 @@ from aliyunsdkecs.request.v20140526.DescribeInvocationsRequest import DescribeIn
 from aliyunsdkecs.request.v20140526.InvokeCommandRequest import InvokeCommandRequest
 from aliyunsdkecs.request.v20140526.RunCommandRequest import RunCommandRequest
 
-from tests.unit.test_ecs_emulator import (
-    SIM_IDS,
-    Ecs,
-    alive,
-    b64,
-    host_pids,
-    make,
-    sleep_marker,
-    start_ecs,
-)
+from tests.unit.processes import host_pids, sleep_marker
+from tests.unit.test_ecs_emulator import SIM_IDS, Ecs, alive, b64, make, start_ecs
 
 
 @pytest.fixture

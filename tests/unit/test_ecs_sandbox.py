@@ -13,7 +13,8 @@ import pytest
 
 from local.emulators.ecs import sandbox
 from local.emulators.ecs.sandbox import Account, Sandbox, SandboxError, resolve_in_root
-from tests.unit.test_ecs_emulator import alive, host_pids, sleep_marker, start_ecs
+from tests.unit.processes import host_pids, sleep_marker
+from tests.unit.test_ecs_emulator import alive, start_ecs
 
 
 @pytest.fixture

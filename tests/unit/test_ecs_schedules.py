@@ -18,16 +18,8 @@ from aliyunsdkecs.request.v20140526.StopInvocationRequest import StopInvocationR
 
 from local.emulators.ecs.errors import InvalidParamFrequency
 from local.emulators.ecs.frequency import parse_frequency
-from tests.unit.test_ecs_emulator import (
-    SIM_IDS,
-    Ecs,
-    alive,
-    b64,
-    host_pids,
-    make,
-    sleep_marker,
-    start_ecs,
-)
+from tests.unit.processes import host_pids, sleep_marker
+from tests.unit.test_ecs_emulator import SIM_IDS, Ecs, alive, b64, make, start_ecs
 
 
 @pytest.fixture
