@@ -38,9 +38,7 @@ def run(endpoints: Endpoints, script: str, **extra: Any) -> tuple[dict[str, Any]
 
 
 def test_scripts_run_in_namespaces_on_this_machine(cloud: LocalCloud) -> None:
-    sandboxes = cloud._ecs_app().model.agent.sandboxes
-    state = Path(cloud.state_dir)
-    assert sandboxes.isolated(state / "instances"), "unshare cannot sandbox scripts here"
+    assert cloud._ecs_app().model.agent.isolated(), "unshare cannot sandbox scripts here"
 
 
 def test_working_dir_cannot_climb_out_of_the_instance_root(endpoints: Endpoints) -> None:

@@ -92,7 +92,7 @@ def test_sandbox_none_still_keeps_working_dir_in_the_root(
 def test_what_a_script_leaves_running_lives_on_until_the_emulator_stops(tmp_path: Path) -> None:
     marker = sleep_marker()
     with start_ecs(tmp_path) as ecs:
-        assert ecs.app.model.agent.sandboxes.isolated(tmp_path / "instances")
+        assert ecs.app.model.agent.isolated()
         started = time.monotonic()
         answer = ecs.run(f"sleep {marker} >/dev/null 2>&1 & echo started", ["i-proc1"])
         record = ecs.wait_done(answer["InvokeId"])["i-proc1"]

@@ -151,6 +151,10 @@ class Agent:
         """The directory that plays the instance's ``/``."""
         return self._root / instance_id / "fs"
 
+    def isolated(self) -> bool:
+        """Whether scripts run in Linux namespaces here (``sandbox.py``; probed once)."""
+        return self.sandboxes.isolated(self._root)
+
     def submit(self, tasks: list[Task]) -> None:
         batches: dict[tuple[float, float], list[Task]] = defaultdict(list)
         now = self._clock.now()
