@@ -186,6 +186,8 @@ class NamespaceRun(Run):
 
     def kill(self, termination_mode: str) -> None:
         self._killed = True
+        if self.proc.poll() is not None:
+            return  # unshare outlives everything in its namespace: nothing is left to kill
         if termination_mode == "Process" and self.init_pid:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.init_pid, signal.SIGUSR1)  # the init kills the script alone
@@ -305,16 +307,22 @@ class Sandbox:
         shutil.rmtree(probe, ignore_errors=True)
         (probe / "fs").mkdir(parents=True)
         (probe / "agent").mkdir()
-        (probe / "agent" / "script.sh").write_text("test -r /etc/passwd && test ! -e /fs\n")
+        # inside: the system's files are there, the host's tree (the probe's own) is not
+        (probe / "agent" / "script.sh").write_text(
+            f"test -r /etc/passwd && test ! -e '{probe}/agent'\n")
+        run: Run | None = None
         try:
             with open(probe / "output", "wb") as out:
                 run = self._namespace(probe / "fs", probe / "agent", "/", Account.named(""),
                                       _env("probe", "/root", "root", "/", PATH), out)
                 code = run.wait(timeout=20)
-                run.close()
         except (OSError, SandboxError, subprocess.TimeoutExpired) as exc:
             return f"the namespace probe failed: {exc}"
         finally:
+            if run is not None:
+                run.kill("ProcessTree")
+                run.reap()
+                run.close()
             output = (probe / "output").read_bytes() if (probe / "output").exists() else b""
             shutil.rmtree(probe, ignore_errors=True)
         if code != 0:
