@@ -14,8 +14,10 @@ the default, ``namespaces`` or ``none``):
   ``/proc`` (a new PID namespace: only the run's own processes), ``/tmp`` and ``/run``. The
   script runs with no capabilities, as the request's ``Username``: the emulator's user is
   mapped to that account's uid and gid in a new user namespace (``root``, the default, is uid
-  0 there: root over the instance root, nothing outside it). Network and the rest of the host
-  (IPC, hostname) are shared.
+  0 there: root over the instance root, nothing outside it), with its own System V IPC. The
+  network and the hostname are the host's: a script reaches what listens on the host's
+  loopback, the local cloud's own ports included (their ``/_emulator/`` control API takes no
+  key), as it reaches the Internet.
 * ``none`` (elsewhere, or when the probe fails; logged once, as a warning): ``/bin/sh`` runs as
   the emulator's user with the instance root as its working directory and nothing else
   isolated — the script can read whatever that user can, the state directory included.
@@ -261,7 +263,7 @@ class Sandbox:
             f"--map-user={account.uid}", f"--map-group={account.gid}", "--keep-caps"]
         try:
             proc = subprocess.Popen(
-                [self._tools["unshare"], "--user", *maps, "--mount", "--pid", "--fork",
+                [self._tools["unshare"], "--user", *maps, "--mount", "--pid", "--ipc", "--fork",
                  "--kill-child", "--", sys.executable, "-I", "-S", str(INIT)],
                 cwd="/", stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.PIPE,
                 start_new_session=True, pass_fds=(write,), env={"PATH": PATH, "LANG": "C"})
