@@ -357,7 +357,8 @@ class Template:
 
 
 def member_list_to_map(key_name: str, value_name: str, members: list[str]) -> dict[str, str]:
-    """``Fn::MemberListToMap`` (ROS, from OpenStack Heat's function of that name): the
+    """``Fn::MemberListToMap`` (ROS, from OpenStack Heat's function of that name,
+    https://docs.openstack.org/heat/latest/template_guide/functions.html): the
     ``.member.<n>.<key_name>=…`` and ``.member.<n>.<value_name>=…`` strings of ``members`` as
     the map {key: value} of each ``n``; each string splits at its first ``=``."""
     keys: dict[str, str] = {}
