@@ -111,6 +111,9 @@ class LocalCloud:
             self.host.start()
             # Cloud Assistant publishes TaskCompleted to the default bus, as on Alibaba Cloud.
             self._ecs_app().model.events.sink = self.host.bus.publish
+            if self._ecs_app().model.agent.isolated():  # else sandbox.py warns what is not
+                log.info("process instances run their scripts in Linux namespaces, in their "
+                         "instance roots only")
         except BaseException:
             self.stop()
             raise

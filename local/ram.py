@@ -20,10 +20,29 @@ The policy language (https://www.alibabacloud.com/help/en/ram/policy-structure-a
   needs several (action, resource) pairs (InvokeCommand: the command and every instance;
   CopyObject: read the source, write the target) is allowed only if every pair is.
 
-``Condition`` blocks are not evaluated here. A policy that has one is refused when it is
-loaded (``PolicyError``), never silently treated as if the condition held; so is anything
-else the local cloud cannot honour (``Principal`` in an identity policy, a ``Version`` other
-than "1", an unknown element).
+``Condition`` blocks are evaluated for exactly what the template uses, and refused when the
+policy is loaded (``PolicyError``) for anything else, never silently treated as if the
+condition held:
+
+* operators ``StringEquals`` (exact, case-sensitive) and ``StringLike`` (case-sensitive, ``*``
+  and ``?`` wildcards) — RAM's "Conditional operators"
+  (https://www.alibabacloud.com/help/en/ram/conditional-operator);
+* the key ``acs:ResourceTag/<tag-key>``: "the tag information attached to the requested
+  resource" (https://www.alibabacloud.com/help/en/ram/use-cases/use-tags-to-control-access-to-ecs-resources-1),
+  compared with the tags of the resource each (action, resource) pair names — the emulator
+  passes them in ``RamRequest.tags`` (ECS: the instance's ``Tags`` in ``instances.json``);
+* "A condition block can contain multiple conditions, and each condition can contain multiple
+  key-value pairs … if the condition value matches any of the corresponding values, the
+  condition is satisfied … A condition block is satisfied only if all of its conditions are
+  satisfied" (RAM "Policy elements", https://www.alibabacloud.com/help/doc-detail/93738.htm):
+  values OR, keys and operators AND. A resource without that tag does not satisfy it.
+
+Where the local cloud does not know a resource's tags (a wildcard ``instance/*`` because the
+call named no instance, a command, whose tags it does not keep), a condition on them is judged
+the strict way: an Allow does not apply and a Deny does, so it is never kinder than RAM.
+
+Anything else the local cloud cannot honour (``Principal`` in an identity policy, a
+``Version`` other than "1", an unknown element) is refused at load too.
 """
 
 from __future__ import annotations
@@ -31,11 +50,15 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 EFFECTS = ("Allow", "Deny")
-STATEMENT_KEYS = frozenset({"Sid", "Effect", "Action", "NotAction", "Resource", "NotResource"})
+STATEMENT_KEYS = frozenset({"Sid", "Effect", "Action", "NotAction", "Resource", "NotResource",
+                            "Condition"})
+OPERATORS = ("StringEquals", "StringLike")  # the condition operators evaluated here
+RESOURCE_TAG = "acs:ResourceTag/"  # the one condition key evaluated here: a resource's tag
+Tags = Mapping[str, str]
 _ACTION = re.compile(r"^(\*|[A-Za-z0-9-]+:[A-Za-z0-9*?]+)$")
 
 
@@ -55,17 +78,45 @@ def wildcard_match(pattern: str, value: str) -> bool:
 
 
 @dataclass(frozen=True)
+class Condition:
+    """One condition key under one operator: ``{"StringEquals": {"acs:ResourceTag/team":
+    ["ops", "dev"]}}`` is ``Condition("StringEquals", "team", ("ops", "dev"))``."""
+
+    operator: str
+    tag_key: str  # the <tag-key> of acs:ResourceTag/<tag-key>
+    values: tuple[str, ...]
+
+    def holds(self, tags: Tags) -> bool:
+        value = tags.get(self.tag_key)
+        if value is None:
+            return False
+        if self.operator == "StringEquals":
+            return value in self.values
+        return any(wildcard_match(pattern, value) for pattern in self.values)
+
+
+@dataclass(frozen=True)
 class Statement:
     effect: str
     actions: tuple[str, ...]
     resources: tuple[str, ...]
     not_action: bool = False  # the statement covers every action *except* ``actions``
     not_resource: bool = False
+    conditions: tuple[Condition, ...] = ()
 
     def covers(self, action: str, resource: str) -> bool:
         action_hit = any(wildcard_match(p, action) for p in self.actions)
         resource_hit = any(wildcard_match(p, resource) for p in self.resources)
         return action_hit != self.not_action and resource_hit != self.not_resource
+
+    def conditions_hold(self, tags: Tags | None) -> bool:
+        """Whether the Condition block is satisfied for a resource with ``tags`` (None: the
+        local cloud does not know them — an Allow then does not apply, a Deny does)."""
+        if not self.conditions:
+            return True
+        if tags is None:
+            return self.effect == "Deny"
+        return all(c.holds(tags) for c in self.conditions)
 
 
 @dataclass(frozen=True)
@@ -97,10 +148,6 @@ class Policy:
 def _statement(item: Any, where: str) -> Statement:
     if not isinstance(item, Mapping):
         raise PolicyError(f"{where}: a statement is an object")
-    if "Condition" in item:
-        raise PolicyError(f"{where}: has a Condition, which the local cloud does not evaluate; "
-                          "it refuses the policy rather than ignore the condition (remove it, "
-                          "or teach local/ram.py that condition)")
     if "Principal" in item or "NotPrincipal" in item:
         raise PolicyError(f"{where}: Principal belongs in a trust or resource policy, not in a "
                           "role's permission policy")
@@ -116,7 +163,36 @@ def _statement(item: Any, where: str) -> Statement:
             raise PolicyError(f"{where}: {action!r} is not an action (service:ActionName, "
                               "wildcards allowed, or *)")
     resources, not_resource = _one_of(item, "Resource", where)
-    return Statement(str(effect), actions, resources, not_action, not_resource)
+    conditions = _conditions(item["Condition"], where) if "Condition" in item else ()
+    return Statement(str(effect), actions, resources, not_action, not_resource, conditions)
+
+
+def _conditions(block: Any, where: str) -> tuple[Condition, ...]:
+    """A Condition block as ``Condition``s; ``PolicyError`` for an operator or key the local
+    cloud does not evaluate (it refuses the policy rather than ignore the condition)."""
+    if not isinstance(block, Mapping) or not block:
+        raise PolicyError(f"{where}: Condition must be a non-empty object of operators")
+    out = []
+    for operator, keys in block.items():
+        if operator not in OPERATORS:
+            raise PolicyError(f"{where}: Condition operator {operator!r} is not evaluated by the "
+                              f"local cloud (only {', '.join(OPERATORS)}); it refuses the policy "
+                              "rather than ignore the condition")
+        if not isinstance(keys, Mapping) or not keys:
+            raise PolicyError(f"{where}: Condition.{operator} must be a non-empty object of keys")
+        for key, raw in keys.items():
+            tag_key = str(key)[len(RESOURCE_TAG):] if str(key).startswith(RESOURCE_TAG) else ""
+            if not tag_key:
+                raise PolicyError(f"{where}: Condition key {key!r} is not evaluated by the local "
+                                  f"cloud (only {RESOURCE_TAG}<tag-key>); it refuses the policy "
+                                  "rather than ignore the condition")
+            values = [raw] if isinstance(raw, str) else raw
+            if not isinstance(values, list) or not values or \
+                    not all(isinstance(v, str) for v in values):
+                raise PolicyError(f"{where}: Condition.{operator}.{key} must be a string or a "
+                                  "non-empty list of strings")
+            out.append(Condition(str(operator), tag_key, tuple(values)))
+    return tuple(out)
 
 
 def _one_of(item: Mapping[str, Any], element: str, where: str) -> tuple[tuple[str, ...], bool]:
@@ -134,16 +210,20 @@ def _one_of(item: Mapping[str, Any], element: str, where: str) -> tuple[tuple[st
 
 @dataclass(frozen=True)
 class RamRequest:
-    """What one API call asks RAM for: (action, resource ARN) pairs, all of which must pass."""
+    """What one API call asks RAM for: (action, resource ARN) pairs, all of which must pass,
+    and the tags of the resources the service knows (``acs:ResourceTag``; a resource missing
+    from ``tags`` has tags the local cloud does not know)."""
 
     checks: tuple[tuple[str, str], ...]
+    tags: Mapping[str, Tags] = field(default_factory=dict, compare=False)
 
     @classmethod
-    def of(cls, action: str, resources: Iterable[str]) -> RamRequest:
-        return cls(tuple((action, resource) for resource in resources))
+    def of(cls, action: str, resources: Iterable[str],
+           tags: Mapping[str, Tags] | None = None) -> RamRequest:
+        return cls(tuple((action, resource) for resource in resources), dict(tags or {}))
 
     def __add__(self, other: RamRequest) -> RamRequest:
-        return RamRequest(self.checks + other.checks)
+        return RamRequest(self.checks + other.checks, {**self.tags, **other.tags})
 
 
 @dataclass(frozen=True)
@@ -152,9 +232,11 @@ class Decision:
     explicit: bool = False  # refused by a Deny statement (else: nothing allowed it)
     action: str = ""  # the refused pair
     resource: str = ""
+    unmet: bool = False  # a statement would allow it but for its Condition
 
     def describe(self) -> str:
-        why = "an explicit Deny" if self.explicit else "no statement allows it"
+        why = "an explicit Deny" if self.explicit else \
+            "no statement allows it" + (" (a Condition did not hold)" if self.unmet else "")
         return f"{self.action} on {self.resource}: {why}"
 
 
@@ -170,10 +252,13 @@ class Identity:
         if not request.checks:
             raise ValueError("a RAM request names at least one action and resource")
         for action, resource in request.checks:
-            matching = [s for p in self.policies for s in p.statements
+            tags = request.tags.get(resource)
+            covering = [s for p in self.policies for s in p.statements
                         if s.covers(action, resource)]
+            matching = [s for s in covering if s.conditions_hold(tags)]
             if any(s.effect == "Deny" for s in matching):
                 return Decision(False, True, action, resource)
             if not matching:
-                return Decision(False, False, action, resource)
+                return Decision(False, False, action, resource,
+                                unmet=any(s.conditions for s in covering))
         return Decision(True)

@@ -116,6 +116,8 @@ class Settings:
     allowed_types: tuple[str, ...] = ()
     # Saved commands a request may name (CommandId): ids, names, or name prefixes ending in *.
     allowed_commands: tuple[str, ...] = ()
+    # Regions a request's RegionId may name; empty: only ``region`` (template: AllowedRegions).
+    allowed_regions: tuple[str, ...] = ()
     preflight: bool = True
     deliveries_prefix: str = "webhook-deliveries"
     # Queues and topics the function role may notify are named ``{notify_prefix}*`` (the
@@ -166,6 +168,7 @@ class Settings:
             allowed_instances=_split(env.get("ASSISTFLOW_ALLOWED_INSTANCES", "")),
             allowed_types=_split(env.get("ASSISTFLOW_ALLOWED_TYPES", "")),
             allowed_commands=_split(env.get("ASSISTFLOW_ALLOWED_COMMANDS", "")),
+            allowed_regions=_split(env.get("ASSISTFLOW_ALLOWED_REGIONS", "")),
             preflight=env.get("ASSISTFLOW_PREFLIGHT", "on").lower() not in ("off", "false", "0"),
             deliveries_prefix=env.get("ASSISTFLOW_DELIVERIES_PREFIX", "webhook-deliveries").strip("/")
             or "webhook-deliveries",

@@ -12,6 +12,10 @@ intake looks the command up (DescribeCommands, one call) before anything runs; i
 be allowed, and a ``Type`` that contradicts it is a 400 (``needs_saved_command``,
 ``check_saved_command``).
 
+The region a request acts in — its ``RegionId``, else the function's — must be one of
+``ASSISTFLOW_ALLOWED_REGIONS`` (template: AllowedRegions); empty allows the function's own
+region only, where the template then also limits the role's ECS permissions.
+
 Where a request sends its results (``Output``) and its notification (``Notify.Queue`` /
 ``Notify.Topic``) is bounded by what the function role may write, and the template computes
 both from the same parameters: the role may put objects under
@@ -88,6 +92,18 @@ def notify_violations(queue: str, topic: str, settings: Settings) -> list[Violat
         if name and not (allowed and name.startswith(allowed))]
 
 
+def region_violations(region: str, settings: Settings) -> list[Violation]:
+    """Why the request may not act in ``region`` ('' for the function's own)."""
+    allowed = settings.allowed_regions or (settings.region,)
+    if (region or settings.region) in allowed:
+        return []
+    what = f"region {region}" if region else "the request names no RegionId, so it would act " \
+        f"in the function's region {settings.region}, which"
+    return [Violation("$.RegionId", "allowList",
+                      f"{what} is outside this deployment's regions ({', '.join(allowed)}; "
+                      "ASSISTFLOW_ALLOWED_REGIONS)", region)]
+
+
 def check_allowed(request: CommandRequest, settings: Settings) -> None:
     """Raise ``NotAllowedError`` listing every instance, type and target outside what this
     deployment may touch."""
@@ -98,6 +114,7 @@ def check_allowed(request: CommandRequest, settings: Settings) -> None:
         for index, instance_id in enumerate(request.instance_ids)
         if not instance_allowed(instance_id, settings.allowed_instances)
     ]
+    violations += region_violations(request.region, settings)
     if settings.allowed_types and request.type and request.type not in settings.allowed_types:
         violations.append(Violation("$.Type", "allowList",
                                     f"command type {request.type} is not allowed here; allowed: "

@@ -188,6 +188,7 @@ def target(args: argparse.Namespace) -> Target:
             allowed_instances=_split(env.get("ASSISTFLOW_ALLOWED_INSTANCES", "")),
             allowed_types=_split(env.get("ASSISTFLOW_ALLOWED_TYPES", "")),
             allowed_commands=_split(env.get("ASSISTFLOW_ALLOWED_COMMANDS", "")),
+            allowed_regions=_split(env.get("ASSISTFLOW_ALLOWED_REGIONS", "")),
             notify_prefix=env.get("ASSISTFLOW_NOTIFY_PREFIX") or f"{DEFAULT_PREFIX}-notify",
         )
         return Target(settings, False, f"Alibaba Cloud {region}",

@@ -3,7 +3,8 @@
 Resolves ``Parameters`` (defaults, overridable locally; a ``Boolean`` one becomes a boolean,
 as ROS passes it), the pseudo parameters (``ALIYUN::Region``, ``ALIYUN::AccountId``, …),
 ``Conditions`` (``Fn::Equals``, ``Fn::Not``, ``Fn::And``, ``Fn::Or``, ``Condition``), ``Ref``,
-``Fn::GetAtt``, ``Fn::Sub``, ``Fn::Join`` and ``Fn::If`` for the resource types the host knows.
+``Fn::GetAtt``, ``Fn::Sub``, ``Fn::Join``, ``Fn::If`` and ``Fn::MemberListToMap`` for the
+resource types the host knows.
 Attributes that only exist once the host runs (an HTTP trigger's URL) are resolved from the
 ``attributes`` the host supplies. Some types are declared but not run locally: the Simple Log
 Service project, logstore and index of the functions' ``LogConfig`` (the host keeps function
@@ -240,6 +241,8 @@ class Template:
             if key == "Fn::If":
                 name, if_true, if_false = arg
                 return self.resolve(if_true if self.condition(str(name)) else if_false)
+            if key == "Fn::MemberListToMap":
+                return member_list_to_map(*self.resolve(arg))
         return {k: self.resolve(v) for k, v in value.items()}
 
     def condition(self, name: str) -> bool:
@@ -351,3 +354,23 @@ class Template:
 
     def resolved_outputs(self) -> dict[str, Any]:
         return {name: self.resolve(out.get("Value")) for name, out in self.outputs.items()}
+
+
+def member_list_to_map(key_name: str, value_name: str, members: list[str]) -> dict[str, str]:
+    """``Fn::MemberListToMap`` (ROS, from OpenStack Heat's function of that name,
+    https://docs.openstack.org/heat/latest/template_guide/functions.html): the
+    ``.member.<n>.<key_name>=…`` and ``.member.<n>.<value_name>=…`` strings of ``members`` as
+    the map {key: value} of each ``n``; each string splits at its first ``=``."""
+    keys: dict[str, str] = {}
+    values: dict[str, str] = {}
+    for member in members:
+        name, sep, value = str(member).partition("=")
+        found = re.fullmatch(r"\.member\.(\d+)\.(.+)", name)
+        if not sep or not found or found.group(2) not in (key_name, value_name):
+            raise TemplateError(f"Fn::MemberListToMap: {member!r} is not "
+                                f"'.member.<n>.{key_name}=…' or '.member.<n>.{value_name}=…'")
+        (keys if found.group(2) == key_name else values)[found.group(1)] = value
+    if set(keys) != set(values):
+        raise TemplateError("Fn::MemberListToMap: every member needs both a "
+                            f"{key_name} and a {value_name}")
+    return {keys[n]: values[n] for n in keys}

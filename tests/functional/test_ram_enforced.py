@@ -156,9 +156,10 @@ def template_copy(tmp: Path, change: Callable[[list[dict[str, Any]]], None]) -> 
 
 def without(action: str, resource_part: str = "") -> Callable[[list[dict[str, Any]]], None]:
     """Drop ``action`` (or, with ``resource_part``, the resources containing it) from the
-    statements that grant it."""
+    statements that grant it (both choices of a statement under ``Fn::If``)."""
     def change(statements: list[dict[str, Any]]) -> None:
-        for statement in statements:
+        for statement in [choice for s in statements
+                          for choice in (s["Fn::If"][1:] if "Fn::If" in s else [s])]:
             if action not in statement["Action"]:
                 continue
             if resource_part:

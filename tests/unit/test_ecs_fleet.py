@@ -45,6 +45,15 @@ def test_an_entry_with_a_count_expands_to_numbered_instances() -> None:
     assert {i.Mode for i in fleet} == {"simulated"}
 
 
+def test_instance_tags_are_a_simple_object_of_strings() -> None:
+    [tagged] = expand({"InstanceId": "i-web", "Tags": {"team": "ops", "env": ""}})
+    assert tagged.Tags == {"team": "ops", "env": ""}
+    assert expand({"InstanceId": "i-web"})[0].Tags == {}
+    for bad in ([{"Key": "team", "Value": "ops"}], {"team": 1}, {"": "x"}):
+        with pytest.raises(ValueError, match="Tags"):
+            expand({"InstanceId": "i-web", "Tags": bad})
+
+
 def test_the_default_inventory_has_each_failure_path(tmp_path: Path) -> None:
     fleet = load_inventory(tmp_path / "instances.json")
     assert fleet == default_fleet() and (tmp_path / "instances.json").exists()

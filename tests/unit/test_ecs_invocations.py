@@ -16,6 +16,7 @@ from aliyunsdkecs.request.v20140526.DescribeInvocationsRequest import DescribeIn
 from aliyunsdkecs.request.v20140526.InvokeCommandRequest import InvokeCommandRequest
 from aliyunsdkecs.request.v20140526.RunCommandRequest import RunCommandRequest
 
+from tests.unit.processes import host_pids, sleep_marker
 from tests.unit.test_ecs_emulator import SIM_IDS, Ecs, alive, b64, make, start_ecs
 
 
@@ -212,16 +213,19 @@ def test_a_non_zero_exit_code_fails_the_run(ecs: Ecs) -> None:
     assert record["InvokeRecordStatus"] == "Finished"  # the legacy wording, as documented
 
 
-def test_a_timeout_kills_the_process_tree_and_reports_execution_timeout(
-        ecs: Ecs, tmp_path: Path) -> None:
-    pidfile = tmp_path / "child.pid"
+def test_a_timeout_kills_the_process_tree_and_reports_execution_timeout(ecs: Ecs) -> None:
+    marker = sleep_marker()
     started = time.monotonic()
-    answer = ecs.run(f"sleep 30 & echo $! > {pidfile}; wait", ["i-proc1"], Timeout=1)
+    answer = ecs.run(f"sleep {marker} & wait", ["i-proc1"], Timeout=1)
+    deadline = time.monotonic() + 1
+    children: list[int] = []
+    while not children and time.monotonic() < deadline:
+        children = host_pids(marker)
     record = ecs.wait_done(answer["InvokeId"])["i-proc1"]
     assert time.monotonic() - started < 5
     assert (record["InvocationStatus"], record["ErrorCode"]) == ("Timeout", "ExecutionTimeout")
     time.sleep(0.1)
-    assert not alive(int(pidfile.read_text()))  # the child went with its parent
+    assert children and not any(alive(c) for c in children)  # the child went with its parent
 
 
 def test_a_simulated_run_longer_than_its_timeout_times_out_on_the_clock(ecs: Ecs) -> None:

@@ -18,6 +18,7 @@ from aliyunsdkecs.request.v20140526.StopInvocationRequest import StopInvocationR
 
 from local.emulators.ecs.errors import InvalidParamFrequency
 from local.emulators.ecs.frequency import parse_frequency
+from tests.unit.processes import host_pids, sleep_marker
 from tests.unit.test_ecs_emulator import SIM_IDS, Ecs, alive, b64, make, start_ecs
 
 
@@ -119,28 +120,28 @@ def test_every_reboot_runs_on_each_reboot(ecs: Ecs) -> None:
 
 # --- StopInvocation -----------------------------------------------------------------------
 
-def test_stopping_a_running_process_terminates_it_with_its_children(
-        ecs: Ecs, tmp_path: Path) -> None:
-    pidfile = tmp_path / "child.pid"
-    invoke_id = ecs.run(f"sleep 30 & echo $! > {pidfile}; wait", ["i-proc1"])["InvokeId"]
-    _wait_for(lambda: pidfile.exists() and pidfile.read_text().strip())
+def test_stopping_a_running_process_terminates_it_with_its_children(ecs: Ecs) -> None:
+    marker = sleep_marker()
+    invoke_id = ecs.run(f"sleep {marker} & wait", ["i-proc1"])["InvokeId"]
+    _wait_for(lambda: host_pids(marker))
+    [child] = host_pids(marker)
     ecs.call(make(StopInvocationRequest, InvokeId=invoke_id))
     record = ecs.wait_done(invoke_id)["i-proc1"]
     assert record["InvocationStatus"] == "Terminated" and record["StopTime"]
     assert ecs.invocation(invoke_id)["InvocationStatus"] == "Stopped"
-    assert not alive(int(pidfile.read_text()))
+    _wait_for(lambda: not alive(child), timeout=2)
 
 
-def test_termination_mode_process_kills_only_the_script_process(
-        ecs: Ecs, tmp_path: Path) -> None:
-    pidfile = tmp_path / "child.pid"
-    invoke_id = ecs.run(f"sleep 30 & echo $! > {pidfile}; wait", ["i-proc1"],
+def test_termination_mode_process_kills_only_the_script_process(ecs: Ecs) -> None:
+    marker = sleep_marker()
+    invoke_id = ecs.run(f"sleep {marker} & wait", ["i-proc1"],
                         TerminationMode="Process")["InvokeId"]
-    _wait_for(lambda: pidfile.exists() and pidfile.read_text().strip())
+    _wait_for(lambda: host_pids(marker))
+    [child] = host_pids(marker)
     ecs.call(make(StopInvocationRequest, InvokeId=invoke_id))
     assert ecs.wait_done(invoke_id)["i-proc1"]["InvocationStatus"] == "Terminated"
-    child = int(pidfile.read_text())
     try:
+        time.sleep(0.1)
         assert alive(child)
     finally:
         os.kill(child, signal.SIGKILL)

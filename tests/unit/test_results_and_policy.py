@@ -111,6 +111,28 @@ def test_allow_list_refusal_lists_every_instance_and_the_type() -> None:
                                                        "$.Type"]
 
 
+@pytest.mark.parametrize(("region", "allowed", "refused"), [
+    ("", (), False),  # no RegionId: the function's own region
+    ("cn-hangzhou", (), False),
+    ("cn-shanghai", (), True),  # by default only the function's own region
+    ("cn-shanghai", ("cn-hangzhou", "cn-shanghai"), False),
+    ("cn-beijing", ("cn-hangzhou", "cn-shanghai"), True),
+    ("", ("cn-shanghai",), True),  # the list is complete: the own region is not implied
+])
+def test_the_region_a_request_acts_in_must_be_allowed(region: str, allowed: tuple[str, ...],
+                                                      refused: bool) -> None:
+    body = {"Type": "RunShellScript", "CommandContent": "x", "InstanceIds": ["i-web00001"]}
+    request = parse_request({**body, "RegionId": region} if region else body)
+    if not refused:
+        check_allowed(request, settings(allowed_regions=allowed))
+        return
+    with pytest.raises(NotAllowedError) as info:
+        check_allowed(request, settings(allowed_regions=allowed))
+    [violation] = info.value.violations
+    assert (violation.path, violation.rule, violation.value) == ("$.RegionId", "allowList", region)
+    assert "ASSISTFLOW_ALLOWED_REGIONS" in violation.message
+
+
 def test_settings_come_from_the_fc_environment_and_say_what_is_missing() -> None:
     from shared.errors import ConfigError
 
@@ -118,10 +140,12 @@ def test_settings_come_from_the_fc_environment_and_say_what_is_missing() -> None
            "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "secret-value",
            "ALIBABA_CLOUD_SECURITY_TOKEN": "token-value",
            "ASSISTFLOW_FOLLOWUP_QUEUE": "f", "ASSISTFLOW_RESULTS_BUCKET": "b",
-           "ASSISTFLOW_ALLOWED_INSTANCES": "i-a*, i-b", "FC_ACCOUNT_ID": "123"}
+           "ASSISTFLOW_ALLOWED_INSTANCES": "i-a*, i-b", "FC_ACCOUNT_ID": "123",
+           "ASSISTFLOW_ALLOWED_REGIONS": "cn-shanghai,cn-beijing"}
     s = Settings.from_env(env)
     assert s.region == "cn-shanghai" and s.credentials.security_token == "token-value"
     assert s.allowed_instances == ("i-a*", "i-b")
+    assert s.allowed_regions == ("cn-shanghai", "cn-beijing")
     assert s.mns_url == "https://123.mns.cn-shanghai.aliyuncs.com"  # public HTTPS by default
     assert s.oss_url == "https://oss-cn-shanghai.aliyuncs.com"
     assert "secret-value" not in repr(s) and "token-value" not in repr(s)  # never in logs

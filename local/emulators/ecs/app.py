@@ -79,13 +79,17 @@ class EcsApp(EmulatorApp):
         return wire.answer(result, call.request_id)
 
     def ram_request(self, call: Call) -> RamRequest:
+        """The (action, ARN) pairs of ``RAM_RESOURCES``, with the tags of each named instance
+        that exists (what an ``acs:ResourceTag`` condition is judged on)."""
         p: wire.Params = call.params
         arn = f"acs:ecs:{p.text('RegionId') or self.model.region}:{self.model.account_id}:"
         request = RamRequest(())
         for kind, name in RAM_RESOURCES[call.action]:
             ids = (p.repeated(name) or ([p.text(name)] if p.text(name) else [])) if name else []
-            request += RamRequest.of(f"ecs:{call.action}",
-                                     [f"{arn}{kind}/{i}" for i in ids] or [f"{arn}{kind}/*"])
+            known = self.model.instances if kind == "instance" else {}
+            request += RamRequest.of(
+                f"ecs:{call.action}", [f"{arn}{kind}/{i}" for i in ids] or [f"{arn}{kind}/*"],
+                {f"{arn}{kind}/{i}": known[i].Tags for i in ids if i in known})
         return request
 
     def ram_denied(self, call: Call, decision: Decision) -> ServiceError:

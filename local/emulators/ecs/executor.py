@@ -1,7 +1,8 @@
 """The local Cloud Assistant agent: runs invocations on instances and reports back.
 
-``process`` instances run the script for real: the content is written to a file in the
-instance's sandbox and run with ``/bin/sh`` (as the current user) in a new process group, so a
+``process`` instances run the script for real: the content is written to a file beside the
+instance's root and run with ``/bin/sh`` inside that root (``sandbox.py``: Linux namespaces
+where the machine allows them, else only a working directory) in a new process group, so a
 ``Timeout`` or StopInvocation can kill the whole tree (``TerminationMode=ProcessTree``) or the
 script process only (``Process``). Output (stdout and stderr together, as the agent captures
 them) goes to a file rather than a pipe, which keeps memory flat however much a script prints;
@@ -15,13 +16,9 @@ database write for a hundred or ten thousand instances.
 
 from __future__ import annotations
 
-import contextlib
 import heapq
 import itertools
 import logging
-import os
-import pwd
-import signal
 import subprocess
 import threading
 from collections import defaultdict
@@ -32,6 +29,7 @@ from pathlib import Path
 
 from local.emulators.base import Clock
 from local.emulators.ecs.inventory import Instance
+from local.emulators.ecs.sandbox import Run, Sandbox, SandboxError
 
 log = logging.getLogger(__name__)
 
@@ -144,12 +142,18 @@ class Agent:
         self.scheduler = Scheduler(clock)
         self._closing = threading.Event()
         self._lock = threading.Lock()
-        self._procs: dict[RunKey, tuple[subprocess.Popen[bytes], str]] = {}
+        self._procs: dict[RunKey, tuple[Run, str]] = {}
+        self._lingering: list[Run] = []  # finished scripts whose children still run
         self._stop_requested: set[RunKey] = set()
+        self.sandboxes = Sandbox()
 
     def sandbox(self, instance_id: str) -> Path:
         """The directory that plays the instance's ``/``."""
         return self._root / instance_id / "fs"
+
+    def isolated(self) -> bool:
+        """Whether scripts run in Linux namespaces here (``sandbox.py``; probed once)."""
+        return self.sandboxes.isolated(self._root)
 
     def submit(self, tasks: list[Task]) -> None:
         batches: dict[tuple[float, float], list[Task]] = defaultdict(list)
@@ -172,8 +176,8 @@ class Agent:
         with self._lock:
             self._stop_requested.update(keys)
             running = [self._procs[k] for k in keys if k in self._procs]
-        for proc, mode in running:
-            _kill(proc, mode)
+        for run, mode in running:
+            run.kill(mode)
 
     def _finish_simulated(self, batch: list[Task], end: float) -> None:
         reports = []
@@ -201,45 +205,41 @@ class Agent:
         fs = self.sandbox(task.instance.InstanceId)
         (fs / "root").mkdir(parents=True, exist_ok=True)
         (fs / "tmp").mkdir(exist_ok=True)
-        cwd = fs / task.working_dir.lstrip("/")
-        if not cwd.is_dir():
-            return Outcome("Invalid", None, b"", 0, "DirectoryNotExists",
-                           f"the working directory {task.working_dir} does not exist")
-        if task.username and task.username != "root":
-            # Scripts run as the current user whatever Username says; an unknown account is
-            # still refused, as the agent would.
-            try:
-                pwd.getpwnam(task.username)
-            except KeyError:
-                return Outcome("Invalid", None, b"", 0, "AccountNotExists",
-                               f"the user {task.username} does not exist on the instance")
+        (fs / "tmp").chmod(0o1777)
+        try:
+            prepared = self.sandboxes.prepare(fs, task.working_dir, task.username)
+        except SandboxError as refused:
+            return Outcome("Invalid", None, b"", 0, refused.code, str(refused))
         if task.key not in self._on_start([task], self._clock.now()):
             return None  # cancelled while it waited for a worker
         work = fs.parent / "agent" / f"{task.invoke_id}-{task.run}"
         work.mkdir(parents=True, exist_ok=True)
-        script = work / "script.sh"
-        script.write_text(task.script)
+        (work / "script.sh").write_text(task.script)
         out_path = work / "output"
         with open(out_path, "wb") as out:
-            proc = subprocess.Popen(
-                ["/bin/sh", str(script)], cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True, env=self._env(task, fs),
-            )
+            run = self.sandboxes.start(prepared, fs, work, task.instance.InstanceId, out)
             with self._lock:
-                self._procs[task.key] = (proc, task.termination_mode)
+                self._procs[task.key] = (run, task.termination_mode)
                 stop_now = task.key in self._stop_requested
             if stop_now:
-                _kill(proc, task.termination_mode)
+                run.kill(task.termination_mode)
             try:
-                code = proc.wait(timeout=task.timeout)
+                code = run.wait(timeout=task.timeout)
                 timed_out = False
             except subprocess.TimeoutExpired:
-                _kill(proc, task.termination_mode)
-                code, timed_out = proc.wait(), True
-            with self._lock:
-                del self._procs[task.key]
-                stopped = task.key in self._stop_requested
-                self._stop_requested.discard(task.key)
+                run.kill(task.termination_mode)
+                code, timed_out = run.reap(), True
+            except SandboxError as failed:
+                return Outcome("Invalid" if failed.code == "DirectoryNotExists" else "Error",
+                               None, b"", 0, failed.code, str(failed))
+            finally:
+                with self._lock:
+                    del self._procs[task.key]
+                    stopped = task.key in self._stop_requested
+                    self._stop_requested.discard(task.key)
+                    if run.close():
+                        self._lingering = [r for r in self._lingering
+                                           if r.proc.poll() is None] + [run]
         size = out_path.stat().st_size
         with open(out_path, "rb") as fh:
             output = fh.read(OUTPUT_LIMIT)
@@ -251,24 +251,13 @@ class Agent:
             return _timed_out(task, code, output, dropped)
         return _outcome_for_exit(code, output, dropped)
 
-    @staticmethod
-    def _env(task: Task, fs: Path) -> dict[str, str]:
-        return {
-            "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
-            "HOME": str(fs / "root"),
-            "LANG": os.environ.get("LANG", "C.UTF-8"),
-            "USER": os.environ.get("USER", "root"),
-            "ASSISTFLOW_INSTANCE_ID": task.instance.InstanceId,
-            "ASSISTFLOW_INSTANCE_ROOT": str(fs),
-        }
-
     def close(self) -> None:
         self._closing.set()
         self.scheduler.stop()
         with self._lock:
-            running = list(self._procs.values())
-        for proc, _ in running:  # no script outlives the emulator
-            _kill(proc, "ProcessTree")
+            running = [run for run, _ in self._procs.values()] + self._lingering
+        for run in running:  # no script, nor what it started, outlives the emulator
+            run.kill("ProcessTree")
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
@@ -282,11 +271,3 @@ def _outcome_for_exit(code: int, output: bytes, dropped: int) -> Outcome:
 def _timed_out(task: Task, code: int | None, output: bytes, dropped: int) -> Outcome:
     return Outcome("Timeout", code, output, dropped, "ExecutionTimeout",
                    f"the command did not finish within {task.timeout} s and was killed")
-
-
-def _kill(proc: subprocess.Popen[bytes], termination_mode: str) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        if termination_mode == "Process":
-            os.kill(proc.pid, signal.SIGKILL)
-        else:
-            os.killpg(proc.pid, signal.SIGKILL)

@@ -13,9 +13,12 @@ default fleet on first start and read again on every start, so you can edit it b
 ]}
 ```
 
-``Mode`` ``process`` runs the script for real (``/bin/sh``, as the current user, in the
-instance's sandbox directory); ``simulated`` runs nothing and reports ``Simulated`` after
-``Duration`` seconds of the emulator's clock — for fleets of thousands.
+``Mode`` ``process`` runs the script for real (``/bin/sh`` in the instance's sandbox, see
+``sandbox.py``); ``simulated`` runs nothing and reports ``Simulated`` after ``Duration``
+seconds of the emulator's clock — for fleets of thousands.
+
+``Tags`` (``{"team": "ops"}``, default none) are the instance's tags: what a RAM policy's
+``acs:ResourceTag/<key>`` condition is judged on (``local/ram.py``).
 
 An entry with ``"Count": N`` declares N alike instances at once: its ``InstanceId`` is a
 prefix, completed by a zero-padded number (``"i-sim"`` with ``Count`` 10000 gives
@@ -58,6 +61,7 @@ class Instance:
     ZoneId: str = ""
     OSName: str = ""
     InstanceType: str = "ecs.g7.large"
+    Tags: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Instance:
@@ -74,6 +78,10 @@ class Instance:
             raise ValueError(f"instance id {inst.InstanceId!r} must start with 'i-'")
         if inst.OSType not in ("linux", "windows") or inst.Mode not in ("process", "simulated"):
             raise ValueError(f"instance {inst.InstanceId}: OSType linux|windows, Mode process|simulated")
+        if not isinstance(inst.Tags, dict) or not all(
+                isinstance(k, str) and k and isinstance(v, str) for k, v in inst.Tags.items()):
+            raise ValueError(f"instance {inst.InstanceId}: Tags is an object of strings, "
+                             '{"key": "value"}')
         return inst
 
     @property
