@@ -248,10 +248,12 @@ def _try(attempt: _Attempt) -> str:
     delay = backoff(job.invoke_id, job.attempt)
     if retried and job.waited + delay <= job.window:
         again = replace(job, attempt=job.attempt + 1, waited=job.waited + delay)
-        attempt.clients.queues.send(attempt.clients.settings.followup_queue, again.to_json(),
-                                    delay)
-        attempt.record(RETRYING, job.attempt, error, _iso(attempt.now + delay))
-        attempt.clients.results.release(attempt.marker)
+        try:
+            attempt.clients.queues.send(attempt.clients.settings.followup_queue,
+                                        again.to_json(), delay)
+            attempt.record(RETRYING, job.attempt, error, _iso(attempt.now + delay))
+        finally:  # this attempt failed for sure: whoever comes next may try
+            attempt.clients.results.release(attempt.marker)
         log.warning("notification of %s, attempt %d: %s; next in %d s", job.invoke_id,
                     job.attempt, error, delay)
         return RETRYING

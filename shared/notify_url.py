@@ -191,7 +191,7 @@ def intake_violations(url: str, allowed_hosts: Sequence[str],
     return []
 
 
-def resolve_host(host: str, port: int, timeout: float = RESOLVE_TIMEOUT) -> list[str]:
+def resolve_host(host: str, port: int, timeout: float | None = None) -> list[str]:
     """``getaddrinfo`` for TCP, bounded by ``timeout`` (it has no timeout of its own).
 
     ``UrlRefused`` ``unresolvable``: transient when DNS failed for now (no answer in time,
@@ -208,9 +208,10 @@ def resolve_host(host: str, port: int, timeout: float = RESOLVE_TIMEOUT) -> list
 
     thread = threading.Thread(target=lookup, name="notify-dns", daemon=True)
     thread.start()
-    thread.join(timeout)
+    limit = RESOLVE_TIMEOUT if timeout is None else timeout
+    thread.join(limit)
     if thread.is_alive():
-        raise UrlRefused("unresolvable", f"DNS did not resolve {host} within {timeout:g} s",
+        raise UrlRefused("unresolvable", f"DNS did not resolve {host} within {limit:g} s",
                          transient=True)
     if failure:
         exc = failure[0]
