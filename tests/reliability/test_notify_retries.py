@@ -23,7 +23,7 @@ from local.cloud import LocalCloud
 from shared import webhook
 from tests.conftest import write_fleet
 from tests.localcloud import Endpoints, get_object, wait_for
-from tests.reliability.receivers import advance_queues, receiving
+from tests.reliability.receivers import Receiver, advance_queues, receiving
 
 FLEET = [f"i-ntf{n:012d}" for n in range(1, 102)]  # 101: a created (ad-hoc) command, 2 batches
 LINUX1 = "i-local00000000000001"
@@ -57,6 +57,16 @@ def stored(cloud: LocalCloud, prefix: str) -> dict[str, tuple[float, str]]:
     keys = [o.key for o in model.list_objects(bucket, prefix, "", "", 1000).objects]
     return {key: (model.head_object(bucket, key).last_modified,
                   model.head_object(bucket, key).etag) for key in keys}
+
+
+def first_attempt(endpoints: Endpoints, receiver: Receiver) -> str:
+    """Submit a one-instance command notifying ``receiver``; its InvokeId once it was tried."""
+    status, body = endpoints.post({"Type": "RunShellScript", "CommandContent": "echo n",
+                                   "InstanceIds": [LINUX1], "Notify": {"Url": receiver.url}})
+    assert status == 202, body
+    invoke_id = str(body["InvokeId"])
+    wait_for(lambda: receiver.attempts(invoke_id) or None, 15)
+    return invoke_id
 
 
 def command_exists(endpoints: Endpoints, command_id: str) -> bool:
@@ -120,12 +130,7 @@ def test_on_the_event_path_a_notification_outlasts_a_receiver_outage(
         cloud: LocalCloud) -> None:
     endpoints = Endpoints(cloud.endpoints)
     with receiving([503, 500, 204]) as receiver:  # down for a while, then back
-        status, body = endpoints.post({"Type": "RunShellScript", "CommandContent": "echo ev",
-                                       "InstanceIds": [LINUX1],
-                                       "Notify": {"Url": receiver.url}})
-        assert status == 202, body
-        invoke_id = body["InvokeId"]
-        wait_for(lambda: receiver.attempts(invoke_id) or None, 15)
+        invoke_id = first_attempt(endpoints, receiver)
         advance_queues(cloud, 60)  # past the watchdog follow-up too
         wait_for(lambda: summary(endpoints, invoke_id)["Notification"]["Status"] == "Sent"
                  or None, 15)
@@ -140,12 +145,7 @@ def test_the_retries_end_within_notify_retry_seconds(tmp_path: Path) -> None:
     try:
         endpoints = Endpoints(cloud.endpoints)
         with receiving([500]) as receiver:
-            status, body = endpoints.post({"Type": "RunShellScript", "CommandContent": "echo b",
-                                           "InstanceIds": [LINUX1],
-                                           "Notify": {"Url": receiver.url}})
-            assert status == 202, body
-            invoke_id = body["InvokeId"]
-            wait_for(lambda: receiver.attempts(invoke_id) or None, 15)
+            invoke_id = first_attempt(endpoints, receiver)
             advance_queues(cloud, 240, step=10)
             notification = wait_for(lambda: summary(endpoints, invoke_id)["Notification"]
                                     if summary(endpoints, invoke_id)["Notification"]["Status"]
