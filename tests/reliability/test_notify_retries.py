@@ -179,3 +179,36 @@ def test_a_missing_notify_queue_is_retried_until_it_exists(cloud: LocalCloud) ->
     assert json.loads(message.message_body)["InvokeId"] == invoke_id
     notification = summary(endpoints, invoke_id)["Notification"]
     assert (notification["Status"], notification["Attempts"]) == ("Sent", 2)
+
+
+def test_a_notification_survives_a_failure_of_its_own_scheduling(tmp_path: Path) -> None:
+    cloud = start_cloud(tmp_path / "state")  # its own: no other job may meet the faults
+    try:
+        survive_a_scheduling_failure(cloud)
+    finally:
+        cloud.stop()
+
+
+def survive_a_scheduling_failure(cloud: LocalCloud) -> None:
+    from local.emulators.faults import FaultRule
+
+    endpoints = Endpoints(cloud.endpoints)
+    mns = cloud.servers["mns"].app
+    with receiving([500, 500, 204]) as receiver:
+        invoke_id = first_attempt(endpoints, receiver)
+        wait_for(lambda: summary(endpoints, invoke_id)["Notification"]["Attempts"] or None, 10)
+        # Attempt 2 fails, and so does queuing attempt 3 (every retry of the SendMessage):
+        # the attempt is handed on (its message sent again) instead of being lost.
+        mns.faults.add(FaultRule(action="SendMessage", count=3, code="InternalError"))
+        try:
+            advance_queues(cloud, 20)
+            wait_for(lambda: None if mns.faults.rules else True, 10)
+        finally:
+            mns.faults.clear()
+        advance_queues(cloud, 40)
+        notification = wait_for(lambda: summary(endpoints, invoke_id)["Notification"]
+                                if summary(endpoints, invoke_id)["Notification"]["Status"]
+                                == "Sent" else None, 15)
+        assert [r.headers["X-Assistflow-Attempt"] for r in receiver.attempts(invoke_id)] == [
+            "1", "2", "2"]  # attempt 2 made again, then delivered: sent once
+        assert notification["Attempts"] == 2
