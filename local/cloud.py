@@ -135,6 +135,9 @@ class LocalCloud:
             # Off in the template (a real account must name its own fleet first); on here,
             # where its default payload targets the local instances: `make run` shows it at work.
             "MaintenanceEnabled": True,
+            # A developer runs a Notify.Url receiver on 127.0.0.1; nothing else that is not
+            # public is allowed, as on Alibaba Cloud by default (shared.notify_url).
+            "NotifyAllowedHosts": "127.0.0.1",
         }
         overrides.update(self.parameters)
         import yaml

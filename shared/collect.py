@@ -2,8 +2,9 @@
 
 One call handles one follow-up and never waits for instances: whatever is still running goes
 back to the queue as a new follow-up with a longer delay, so the function is billed only for
-its API calls. When nothing is pending, ``summary.json`` is written, the requester is notified
-(once) and the ad-hoc command is deleted once every invocation made from it is finished.
+its API calls. When nothing is pending, ``summary.json`` is written, the ad-hoc command is
+deleted once every invocation made from it is finished, and the notification, if the request
+asked for one, starts as a job of its own (``shared.notify``) that nothing here waits for.
 
 Periodic invocations (RepeatMode other than Once) never run out of instances: each run is
 stored under ``{InstanceId}/runs/{n}/`` as it finishes (and the latest run at the usual keys),
@@ -13,6 +14,7 @@ stored under ``{InstanceId}/runs/{n}/`` as it finishes (and the latest run at th
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import random
 import time
@@ -20,19 +22,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from shared import notify
 from shared.clients import Clients, CloudAssistant, Results
 from shared.collector_events import LateEvent, TaskCompleted
 from shared.errors import CloudCallError
 from shared.followup import FollowUp, InvocationRecord, delay_for
-from shared.notify import notify_once
 from shared.parallel import run_all, settle
-from shared.record import finishing_key, notified_key, read_record
+from shared.record import finishing_key, read_record
 from shared.results import (
     TERMINAL,
     collector_timeout_document,
     decode_output,
     dumps,
     instance_prefix,
+    notification_document,
     result_document,
     result_key,
     run_prefix,
@@ -96,7 +99,7 @@ def collect(followup: FollowUp, clients: Clients, now: Callable[[], float] = tim
     bucket = clients.results.named(followup.bucket)
     if followup.periodic:
         return _collect_periodic(followup, clients, ecs, bucket, now, rng)
-    if followup.watchdog and bucket.exists(summary_key(followup.prefix, followup.invoke_id)):
+    if followup.watchdog and _summarized(clients, bucket, followup):
         return Collected((), (), None, finished=True)  # events did all the work already
     results = {r["InstanceId"]: r for r in ecs.invocation_results(followup.invoke_id)}
     finished = [results[i] for i in followup.pending
@@ -245,16 +248,32 @@ def _finish(clients: Clients, ecs: CloudAssistant, bucket: Results,
     run_all(writes)  # every instance's objects before the summary that points at them
     for instance_id, reason in invocation.skipped:
         documents[instance_id] = skipped_document(instance_id, reason, "", invocation)
-    summary = summary_document(invocation, documents)
+    summary = summary_document(invocation, documents,
+                               notification_document() if invocation.notify else None)
     key = summary_key(invocation.prefix, invocation.invoke_id)
-    bucket.put(key, dumps(summary), "application/json")
+    # Once stored, a summary's Notification part is the notification job's to rewrite: an
+    # invocation finished again (a redelivered follow-up) leaves the summary as it is.
+    if not (invocation.notify and bucket.exists(key)):
+        bucket.put(key, dumps(summary), "application/json")
     log.info("%s: finished, %s %s -> oss://%s/%s", invocation.invoke_id, summary["Status"],
              summary["Counts"], bucket.name, key)
-    if invocation.notify:
-        notify_once(clients, clients.results, notified_key(invocation.invoke_id),
-                    invocation.notify, summary)
     if invocation.adhoc:
         _delete_command_when_idle(ecs, invocation.command_id, invocation.batches)
+    notify.start(clients, invocation)
+
+
+def _summarized(clients: Clients, bucket: Results, followup: FollowUp) -> bool:
+    """Is the invocation's summary stored (by the event path)? Then make sure its notification
+    job was started: the event handler that wrote the summary may have stopped right after."""
+    key = summary_key(followup.prefix, followup.invoke_id)
+    if not followup.notify:
+        return bucket.exists(key)
+    raw = bucket.get(key)
+    if raw is None:
+        return False
+    if json.loads(raw).get("Notification") == notification_document():
+        notify.start(clients, followup)  # not attempted yet: start it (again, harmlessly)
+    return True
 
 
 def _collect_periodic(followup: FollowUp, clients: Clients, ecs: CloudAssistant,

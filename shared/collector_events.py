@@ -6,10 +6,11 @@ Two triggers feed the collector (``template.yml``):
   ``ecs:CloudAssistant:TaskCompleted`` events, each a CloudEvent whose ``data`` names the
   invocation and the instance whose run just ended — a ``TaskCompleted``
   (https://www.alibabacloud.com/help/en/ecs/user-guide/subscribe-to-cloud-assistant-events);
-* the follow-up queue (MNS, via EventBridge): each message is a ``FollowUp``, or a
+* the follow-up queue (MNS, via EventBridge): each message is a ``FollowUp``, a
   ``LateEvent`` — a TaskCompleted that arrived before its invocation's record was written, sent
-  back through the queue to be looked at again a little later. This module owns that
-  envelope: ``{"late_event": <the event's data>, "tries": n}``.
+  back through the queue to be looked at again a little later (this module owns that
+  envelope: ``{"late_event": <the event's data>, "tries": n}``) — or a ``NotifyJob``, one
+  attempt of a completion notification (``{"notification": {…}}``, ``shared.notify``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 from shared.events import load_event, queue_messages
 from shared.followup import FollowUp
+from shared.notify import JOB_KEY, NotifyJob
 
 TASK_COMPLETED = "ecs:CloudAssistant:TaskCompleted"
 LATE_EVENT = "late_event"  # the envelope's key for the event's data
@@ -61,7 +63,7 @@ class LateEvent:
         return json.dumps({LATE_EVENT: self.event.data, "tries": self.tries})
 
 
-CollectorItem = TaskCompleted | LateEvent | FollowUp
+CollectorItem = TaskCompleted | LateEvent | FollowUp | NotifyJob
 
 
 def collector_items(event: bytes | str | dict[str, Any] | list[Any]) -> list[CollectorItem]:
@@ -85,12 +87,15 @@ def task_completed_events(data: Any) -> list[TaskCompleted] | None:
     return None
 
 
-def message_item(body: str) -> LateEvent | FollowUp:
-    """One follow-up queue message; ``FollowUpInvalidError`` when it is neither kind."""
+def message_item(body: str) -> LateEvent | FollowUp | NotifyJob:
+    """One follow-up queue message; ``FollowUpInvalidError`` (or ``NotifyJobInvalidError``,
+    for a notification job with bad fields) when it is none of the three kinds."""
     try:
         data = json.loads(body)
     except ValueError:
         data = None
     if isinstance(data, dict) and isinstance(data.get(LATE_EVENT), dict):
         return LateEvent(TaskCompleted(data[LATE_EVENT]), int(data.get("tries", 1)))
+    if isinstance(data, dict) and isinstance(data.get(JOB_KEY), dict):
+        return NotifyJob.from_dict(data[JOB_KEY])
     return FollowUp.from_json(body)

@@ -123,6 +123,10 @@ class Settings:
     # Queues and topics the function role may notify are named ``{notify_prefix}*`` (the
     # template computes both from its Prefix parameter); empty: none at all.
     notify_prefix: str = ""
+    # Notify.Url hosts, addresses and CIDRs that may be non-public (shared.notify_url), and how
+    # long a failing notification is retried (shared.notify).
+    notify_allowed_hosts: tuple[str, ...] = ()
+    notify_retry_seconds: int = 86400
     completion_events: bool = False  # TaskCompleted events are subscribed: follow-ups watch
     # Batches larger than this are collected by follow-ups even with events: one look over
     # 100 instances is far cheaper than 100 event invocations, and a fan-out needs no 1 s latency.
@@ -173,6 +177,8 @@ class Settings:
             deliveries_prefix=env.get("ASSISTFLOW_DELIVERIES_PREFIX", "webhook-deliveries").strip("/")
             or "webhook-deliveries",
             notify_prefix=env.get("ASSISTFLOW_NOTIFY_PREFIX", ""),
+            notify_allowed_hosts=_split(env.get("ASSISTFLOW_NOTIFY_ALLOWED_HOSTS", "")),
+            notify_retry_seconds=int(env.get("ASSISTFLOW_NOTIFY_RETRY_SECONDS", "") or 86400),
             completion_events=env.get("ASSISTFLOW_COMPLETION_EVENTS", "off").lower()
             in ("on", "true", "1"),
             events_max_instances=int(env.get("ASSISTFLOW_EVENTS_MAX_INSTANCES", "20") or 20),

@@ -25,6 +25,10 @@ both from the same parameters: the role may put objects under
 results to ``AccessDenied``, so it is refused up front; so is an ``Output.Prefix`` on the
 deployment's own records (``invocations/``, the webhook's delivery markers).
 
+A ``Notify.Url`` must resolve to public addresses only (``shared.notify_url``: no loopback,
+private, link-local or metadata-service address), unless ``ASSISTFLOW_NOTIFY_ALLOWED_HOSTS``
+(the template's ``NotifyAllowedHosts``) lists the host, the address or its network.
+
 Checked before any API call, so a refused request creates nothing.
 """
 
@@ -122,6 +126,10 @@ def check_allowed(request: CommandRequest, settings: Settings) -> None:
     violations += output_violations(request.output.bucket, request.output.prefix, settings)
     if request.notify is not None:
         violations += notify_violations(request.notify.queue, request.notify.topic, settings)
+    if request.notify is not None and request.notify.url:
+        from shared.notify_url import intake_violations
+
+        violations += intake_violations(request.notify.url, settings.notify_allowed_hosts)
     if violations:
         raise NotAllowedError(f"{len(violations)} item(s) of the request are not allowed by this "
                               "deployment", violations)

@@ -9,7 +9,8 @@ and never changes, so a function instance caches the ones it read.
 
 Beside each record, two markers claimed at most once (``Results.claim``):
 ``{InvokeId}.finishing`` (a TaskCompleted handler took on finishing the invocation) and
-``{InvokeId}.notified`` (the completion notification was sent).
+``{InvokeId}.notified`` (the notification job's claim: the attempt under way and how it ended,
+``shared.notify``).
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ def finishing_key(invoke_id: str) -> str:
 
 
 def notified_key(invoke_id: str) -> str:
-    """Marker (beside the record) that the completion notification of ``invoke_id`` was sent."""
+    """Marker (beside the record): the notification attempt of ``invoke_id`` under way, or how
+    the last one ended (``shared.notify``)."""
     return f"{RECORDS_PREFIX}/{invoke_id}.notified"
 
 

@@ -1,14 +1,17 @@
 """The results layout in OSS — a contract with users and other tools.
 
 ```
-{prefix}/{InvokeId}/summary.json                 overall status, counts, per-instance index
+{prefix}/{InvokeId}/summary.json                 overall status, counts, per-instance index,
+                                                 and the notification's progress (Notify only)
 {prefix}/{InvokeId}/{InstanceId}/output.txt      decoded output (UTF-8, undecodable bytes replaced)
 {prefix}/{InvokeId}/{InstanceId}/result.json     status, exit code, error, times, Dropped
 {prefix}/{InvokeId}/{InstanceId}/runs/{n}/…      each run of a periodic invocation
 ```
 
 Documents are built only from what Cloud Assistant returned and the invocation's record, so
-writing them again for a redelivered follow-up produces the same bytes.
+writing them again for a redelivered follow-up produces the same bytes. The one part that
+changes later is ``summary.json``'s ``Notification`` (``shared.notify``: each attempt records
+its outcome there; nothing else is rewritten).
 """
 
 from __future__ import annotations
@@ -134,8 +137,22 @@ def overall_status(statuses: list[str]) -> str:
     return "Stopped" if statuses and all(s in STOPPED for s in statuses) else "Failed"
 
 
-def summary_document(invocation: InvocationRecord, results: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """``summary.json``: overall status, counts per status and an index of every instance."""
+# ``Notification.Status``: not tried yet, failed and tried again at NextAttemptAt, delivered,
+# or stopped for good (retries over, the target refused, or an attempt interrupted).
+PENDING, RETRYING, SENT, GAVE_UP = "Pending", "Retrying", "Sent", "GaveUp"
+
+
+def notification_document(status: str = PENDING, attempts: int = 0, last_attempt_at: str = "",
+                          last_error: str = "", next_attempt_at: str = "") -> dict[str, Any]:
+    """``summary.json``'s ``Notification``: where the completion notification stands."""
+    return {"Status": status, "Attempts": attempts, "LastAttemptAt": last_attempt_at,
+            "LastError": last_error, "NextAttemptAt": next_attempt_at}
+
+
+def summary_document(invocation: InvocationRecord, results: dict[str, dict[str, Any]],
+                     notification: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``summary.json``: overall status, counts per status and an index of every instance
+    (plus ``notification``, the ``Notification`` part, when the request asked for one)."""
     statuses = [doc["Status"] for doc in results.values() if doc["Status"] != SKIPPED]
     counts = Counter(doc["Status"] for doc in results.values())
     if invocation.skipped_count > len(invocation.skipped):  # the list was cut to fit a message
@@ -165,4 +182,4 @@ def summary_document(invocation: InvocationRecord, results: dict[str, dict[str, 
             for instance_id, doc in sorted(results.items())
         },
         "Truncated": sorted(i for i, doc in results.items() if doc["Truncated"]),
-    }
+    } | ({"Notification": notification} if notification is not None else {})

@@ -8,7 +8,8 @@ Thin adapter for two triggers of one function (``shared.collector_events`` parse
   parked unchanged in the follow-up dead-letter queue with the reason logged, and acknowledged
   (``shared.deadletter``); anything else fails the invocation, so the message stays and is
   delivered again — nothing is acknowledged before it is stored. A late event (a TaskCompleted
-  that came before its invocation's record) is looked at again;
+  that came before its invocation's record) is looked at again; a notification job makes one
+  attempt of a completion notification (``shared.notify.run``);
 * the default event bus: ``ecs:CloudAssistant:TaskCompleted`` stores that instance's result at
   once (``shared.collect.on_task_completed``); a failure is retried by FC, and the follow-up
   watchdog stores it anyway.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared import notify
 from shared.clients import Clients, default_clients
 from shared.collect import handle, on_task_completed
 from shared.collector_events import LateEvent, message_item, task_completed_events
@@ -53,6 +55,9 @@ def _collect(item: Any, clients: Clients) -> dict[str, Any]:
     if isinstance(item, LateEvent):
         on_task_completed(item.event, clients, tries=item.tries)
         return {"LateEvent": item.event.invoke_id, "Tries": item.tries}
+    if isinstance(item, notify.NotifyJob):
+        return {"Notification": item.invoke_id, "Attempt": item.attempt,
+                "Outcome": notify.run(item, clients)}
     outcome = handle(item, clients)
     return {"InvokeId": item.invoke_id, "Stored": len(outcome.stored),
             "Pending": len(outcome.pending), "Finished": outcome.finished}

@@ -190,6 +190,7 @@ def target(args: argparse.Namespace) -> Target:
             allowed_commands=_split(env.get("ASSISTFLOW_ALLOWED_COMMANDS", "")),
             allowed_regions=_split(env.get("ASSISTFLOW_ALLOWED_REGIONS", "")),
             notify_prefix=env.get("ASSISTFLOW_NOTIFY_PREFIX") or f"{DEFAULT_PREFIX}-notify",
+            notify_allowed_hosts=_split(env.get("ASSISTFLOW_NOTIFY_ALLOWED_HOSTS", "")),
         )
         return Target(settings, False, f"Alibaba Cloud {region}",
                       webhook_url=args.webhook_url or env.get("ASSISTFLOW_WEBHOOK_URL", ""),
@@ -205,6 +206,8 @@ def target(args: argparse.Namespace) -> Target:
         account_id=e.get("account_id", ""), webhook_secret=e["webhook_secret"],
         ecs_endpoint=e["ecs"], mns_endpoint=e["mns"], oss_endpoint=e["oss"],
         notify_prefix=env.get("ASSISTFLOW_NOTIFY_PREFIX") or f"{DEFAULT_PREFIX}-notify",
+        # as the local cloud's functions have it (local.cloud): receivers on 127.0.0.1 only
+        notify_allowed_hosts=_split(env.get("ASSISTFLOW_NOTIFY_ALLOWED_HOSTS") or "127.0.0.1"),
     )
     return Target(settings, True, f"local cloud ({e['state_dir']})",
                   webhook_url=getattr(args, "webhook_url", None) or e["webhook_url"],

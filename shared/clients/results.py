@@ -57,9 +57,10 @@ class Results:
         self._call("PutObject", lambda: self.bucket.put_object(
             key, data, headers={"Content-Type": content_type}))
 
-    def claim(self, key: str) -> bool:
-        """Create the empty object ``key`` only if it is absent: True if this call created it,
-        False if it was already there (claimed before, by this or any other function instance).
+    def claim(self, key: str, data: bytes = b"") -> bool:
+        """Create the object ``key`` (empty, or ``data``: what the claimer wants known) only if
+        it is absent: True if this call created it, False if it was already there (claimed
+        before, by this or any other function instance).
 
         With ``x-oss-forbid-overwrite: true`` OSS refuses to replace an existing object and
         answers 409 ``FileAlreadyExists``
@@ -68,7 +69,7 @@ class Results:
         """
         headers = {"Content-Type": "application/octet-stream", "x-oss-forbid-overwrite": "true"}
         try:
-            self._call("PutObject", lambda: self.bucket.put_object(key, b"", headers=headers),
+            self._call("PutObject", lambda: self.bucket.put_object(key, data, headers=headers),
                        attempts=1)
         except CloudCallError as exc:
             if exc.error_code == "FileAlreadyExists":
