@@ -76,7 +76,12 @@ def _receive(intake: Intake, event: bytes | str | dict[str, Any], fc_request_id:
         else:
             log.info("%s refused (%s): %s", intake.label, err.code, err.message)
         return http_response(err.status, intake.refusal(err), _retry_headers(err))
-    return http_response(202, accepted.to_dict())
+    # Some instances could not start yet (NotStarted, Retryable): the same request again (same
+    # ClientToken) starts exactly those; the answer is still 202, for what runs.
+    waiting = next((n for n in accepted.not_started if n.retryable), None)
+    return http_response(202, accepted.to_dict(), None if waiting is None else {
+        "Retry-After": str(retry_after(CloudCallError("InvokeCommand", waiting.reason,
+                                                      waiting.message, transient=True)))})
 
 
 def _retry_headers(err: AssistflowError) -> dict[str, str]:
