@@ -194,7 +194,9 @@ def _one_batch(run: _Run, plan: Plan, started: float) -> None:
                          skipped=tuple((i.instance_id, i.reason, i.message)
                                        for i in plan.skipped),
                          batches=(Batch(plan.instance_ids, INVOKED, invoke_id),))
-    run.unwatched = not _hand_over(run, 0, invoke_id, plan.skipped)
+    handed = _hand_over(run, 0, invoke_id, plan.skipped)
+    run.record = run.record.with_batch(0, replace(run.record.batches[0], handed=handed))
+    run.unwatched = not handed
 
 
 def _hand_over(run: _Run, index: int, invoke_id: str,
@@ -284,7 +286,7 @@ def _batches(run: _Run, started: float, timeout: int) -> None:
     for position, (index, outcome) in enumerate(zip(todo, outcomes, strict=True)):
         if isinstance(outcome, tuple):
             run.record = run.record.with_batch(index, Batch(
-                record.batches[index].instances, INVOKED, outcome[0]))
+                record.batches[index].instances, INVOKED, outcome[0], handed=outcome[1]))
             run.unwatched = run.unwatched or not outcome[1]
             continue
         if outcome is first and outcomes.index(first) != position:  # never started

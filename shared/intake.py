@@ -24,9 +24,9 @@ from shared.clients import Clients, default_clients
 from shared.dispatch import dispatch
 from shared.errors import AssistflowError
 from shared.intent import Accepted
-from shared.ledger import DEFAULT_LEASE
+from shared.ledger import DEFAULT_LEASE, read_request
 from shared.policy import check_allowed
-from shared.preflight import Plan, preflight
+from shared.preflight import BATCH_SIZE, Plan, preflight
 from shared.request import CommandRequest, parse_request
 from shared.retry import SUBMIT_PATIENCE, patience
 
@@ -87,7 +87,13 @@ class Intake:
         check_allowed(self._validated(), self.clients.settings)
 
     def preflight(self) -> Plan:
-        return preflight(self._validated(), self.clients)
+        """The plan; none is looked up for a request already recorded (a redelivery of a
+        request of several batches: its record's batches stand, shared.ledger)."""
+        request = self._validated()
+        if len(request.instance_ids) > BATCH_SIZE and \
+                read_request(self.clients.results, self.request_id) is not None:
+            return Plan(request.instance_ids)
+        return preflight(request, self.clients)
 
     @property
     def lease(self) -> float:

@@ -77,6 +77,7 @@ class Batch:
     invoke_id: str = ""
     code: str = ""  # why it did not start (the cloud's error code)
     message: str = ""
+    handed: bool = False  # invoked, and its record, first follow-up and marker all landed
 
     @property
     def resolved(self) -> bool:

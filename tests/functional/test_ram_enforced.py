@@ -26,6 +26,8 @@ from tests.functional.test_submit import ECHO, LINUX, created
 from tests.localcloud import Endpoints, get_object, wait_for
 
 ROLE_ARN = "acs:ram::1234567890123456:role/assistflow-functions"
+# The reconciler has a role of its own, which can never run a command.
+RECONCILE_ROLE_ARN = "acs:ram::1234567890123456:role/assistflow-reconcile"
 
 
 def function_settings(cloud: LocalCloud, name: str = "assistflow-submit-http") -> Settings:
@@ -42,7 +44,8 @@ def test_each_function_acts_as_its_template_role_with_its_own_sts_key(cloud: Loc
         key_id = env["ALIBABA_CLOUD_ACCESS_KEY_ID"]
         assert key_id.startswith("STS.LOCAL") and env["ALIBABA_CLOUD_SECURITY_TOKEN"], name
         identity = keyring.identity(key_id)
-        assert identity is not None and identity.arn == ROLE_ARN, name
+        role = RECONCILE_ROLE_ARN if name == "assistflow-reconcile" else ROLE_ARN
+        assert identity is not None and identity.arn == role, name
         key_ids.add(key_id)
     assert len(key_ids) == len(cloud.host.runtimes)  # one pair per function
     assert keyring.identity(cloud.keys.access_key_id) is None  # the users' keys: unrestricted
