@@ -59,6 +59,7 @@ from shared.ledger import (
     SUBMIT,
     Batch,
     RequestRecord,
+    Skipped,
     collect_due,
     content_sha256,
     fingerprint,
@@ -66,7 +67,7 @@ from shared.ledger import (
     read_request,
 )
 from shared.parallel import settle
-from shared.preflight import BATCH_SIZE, Ineligible, Plan, refused, saved_command
+from shared.preflight import BATCH_SIZE, Plan, refused, saved_command
 from shared.request import DEFAULT_TIMEOUT, CommandRequest
 
 log = logging.getLogger("assistflow.dispatch")
@@ -160,8 +161,12 @@ def _intent(request: CommandRequest, plan: Plan, template: FollowUp, lease_until
         content_sha256=content_sha256(request.content_b64), command_id=template.command_id,
         deletes_command=template.adhoc, followup=template,
         batches=tuple(Batch(group) for group in batches(plan.instance_ids)),
-        skipped=tuple((i.instance_id, i.reason, i.message) for i in plan.skipped),
+        skipped=_skipped(plan),
         marker=marker_key(template.request_id, SUBMIT, due))
+
+
+def _skipped(plan: Plan) -> tuple[Skipped, ...]:
+    return tuple((i.instance_id, i.reason, i.message) for i in plan.skipped)
 
 
 def _refreshed(template: FollowUp, started: float, timeout: int) -> FollowUp:
@@ -191,16 +196,15 @@ def _one_batch(run: _Run, plan: Plan, started: float) -> None:
     template = _refreshed(replace(record.followup, command_id=command_id), started,
                           _timeout(run.request, plan))
     run.record = replace(record, command_id=command_id, followup=template,
-                         skipped=tuple((i.instance_id, i.reason, i.message)
-                                       for i in plan.skipped),
+                         skipped=_skipped(plan),
                          batches=(Batch(plan.instance_ids, INVOKED, invoke_id),))
-    handed = _hand_over(run, 0, invoke_id, plan.skipped)
+    handed = _hand_over(run, 0, invoke_id, run.record.skipped)
     run.record = run.record.with_batch(0, replace(run.record.batches[0], handed=handed))
     run.unwatched = not handed
 
 
 def _hand_over(run: _Run, index: int, invoke_id: str,
-               skipped: tuple[Ineligible, ...] = ()) -> bool:
+               skipped: tuple[Skipped, ...] = ()) -> bool:
     template = run.record.followup
     group = run.record.batches[index].instances
     marker = marker_key(run.record.request_id, index, collect_due(template.deadline))
@@ -268,7 +272,7 @@ def _batches(run: _Run, started: float, timeout: int) -> None:
     resumes it."""
     record = run.record
     todo = [n for n, b in enumerate(record.batches) if not b.resolved]
-    skipped = tuple(Ineligible(*item) for item in record.skipped)
+    skipped = record.skipped
     run.record = record = replace(record, followup=_refreshed(record.followup, started,
                                                               timeout))
 

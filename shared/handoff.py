@@ -18,9 +18,8 @@ from dataclasses import replace
 from shared.clients import Clients
 from shared.config import Settings
 from shared.followup import FollowUp, first_delay
-from shared.ledger import put_marker
+from shared.ledger import Skipped, put_marker
 from shared.parallel import settle
-from shared.preflight import Ineligible
 from shared.record import write_record
 from shared.results import dumps, result_key, skipped_document
 
@@ -40,8 +39,7 @@ def for_batch(template: FollowUp, settings: Settings, invoke_id: str,
                    marker=marker)
 
 
-def hand_over(clients: Clients, followup: FollowUp,
-              skipped: tuple[Ineligible, ...] = ()) -> bool:
+def hand_over(clients: Clients, followup: FollowUp, skipped: tuple[Skipped, ...] = ()) -> bool:
     """Record the invocation, queue its first follow-up and put its open marker, side by side
     (with the skipped instances' results). True if every write landed; a failure is logged, not
     raised — the invocation runs either way, and the open marker the submit keeps (or this
@@ -62,9 +60,9 @@ def hand_over(clients: Clients, followup: FollowUp,
     return not failures
 
 
-def _with_skipped(followup: FollowUp, skipped: tuple[Ineligible, ...]) -> FollowUp:
+def _with_skipped(followup: FollowUp, skipped: tuple[Skipped, ...]) -> FollowUp:
     """Carry the skipped instances with the first batch, as many as fit in one message."""
-    pairs = tuple((i.instance_id, i.reason) for i in skipped)
+    pairs = tuple((instance_id, reason) for instance_id, reason, _ in skipped)
     candidate = replace(followup, skipped=pairs, skipped_count=len(pairs))
     while len(candidate.to_json()) > MAX_FOLLOWUP_BYTES and candidate.skipped:
         candidate = replace(candidate, skipped=candidate.skipped[: len(candidate.skipped) // 2])
@@ -72,13 +70,14 @@ def _with_skipped(followup: FollowUp, skipped: tuple[Ineligible, ...]) -> Follow
 
 
 def _skipped_writes(clients: Clients, followup: FollowUp,
-                    skipped: tuple[Ineligible, ...]) -> list[Callable[[], object]]:
+                    skipped: tuple[Skipped, ...]) -> list[Callable[[], object]]:
     """A ``result.json`` per skipped instance, so every target has a result in OSS."""
     results = clients.results.named(followup.bucket)
 
-    def write(item: Ineligible) -> None:
-        results.put(result_key(followup.prefix, followup.invoke_id, item.instance_id),
-                    dumps(skipped_document(item.instance_id, item.reason, item.message,
-                                           followup)), "application/json")
+    def write(item: Skipped) -> None:
+        instance_id, reason, message = item
+        results.put(result_key(followup.prefix, followup.invoke_id, instance_id),
+                    dumps(skipped_document(instance_id, reason, message, followup)),
+                    "application/json")
 
     return [functools.partial(write, item) for item in skipped]

@@ -43,13 +43,15 @@ import json
 import logging
 import math
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from shared.clients import Clients, CloudAssistant, Results
 from shared.config import RECORDS_PREFIX
 from shared.errors import CloudCallError
 from shared.followup import DEADLINE_MARGIN, WATCHDOG_MAX_DELAY, FollowUp, InvocationRecord
-from shared.request import CommandRequest
+
+if TYPE_CHECKING:  # the collector imports this module: no schema compiled for it
+    from shared.clients import Clients, CloudAssistant, Results
+    from shared.request import CommandRequest
 
 log = logging.getLogger("assistflow.ledger")
 
@@ -66,6 +68,9 @@ DEFAULT_LEASE = 300  # the submit's lease when it is not a function (the CLI's -
 # A batch's follow-ups end by its deadline (the collector then stores what it has and stops);
 # the last look can come one watchdog delay later. Past that, no follow-up is live.
 COLLECT_SLACK = WATCHDOG_MAX_DELAY + 60
+
+
+Skipped = tuple[str, str, str]  # (instance, reason, message): left out by pre-flight
 
 
 @dataclass(frozen=True)
@@ -98,7 +103,7 @@ class RequestRecord:
     deletes_command: bool  # the command was created for this request: delete it when done
     followup: FollowUp  # what every batch's first follow-up shares (no invoke id, no instances)
     batches: tuple[Batch, ...]
-    skipped: tuple[tuple[str, str, str], ...] = ()  # (instance, reason, message) by pre-flight
+    skipped: tuple[Skipped, ...] = ()
     marker: str = ""  # the current intent marker's key ("" once every batch runs)
     version: int = VERSION
 

@@ -64,7 +64,6 @@ from shared.ledger import (
     read_request,
     save_request,
 )
-from shared.preflight import Ineligible
 from shared.record import read_record
 from shared.results import summary_key
 from shared.retry import patience
@@ -305,10 +304,8 @@ def _follow(work: _Pass, index: int, due: float, tries: int) -> bool:
     template = replace(record.followup, command_id=record.command_id)
     followup = for_batch(template, work.clients.settings, batch.invoke_id, batch.instances,
                          events=False, marker=marker_key(record.request_id, index, due, tries))
-    skipped: tuple[Ineligible, ...] = ()
-    if index == 0:
-        skipped = tuple(Ineligible(*item) for item in record.skipped
-                        if item[0] not in batch.instances)
+    skipped = tuple(item for item in record.skipped if item[0] not in batch.instances) \
+        if index == 0 else ()
     work.handed.add(index)
     if hand_over(work.clients, followup, skipped):
         if not batch.handed:
