@@ -68,6 +68,24 @@ def test_the_role_writes_only_where_its_policy_allows(cloud: LocalCloud) -> None
     assert clients.ecs.describe_instances((LINUX,))[LINUX]["Status"] == "Running"
 
 
+def test_the_reconciler_reads_and_cleans_up_but_can_never_run_a_command(cloud: LocalCloud
+                                                                        ) -> None:
+    clients = Clients(function_settings(cloud, "assistflow-reconcile"))
+    clients.ecs.describe_invocations(command_name="assistflow", limit=1)
+    clients.results.list_page("invocations/open/")
+    clients.results.put("invocations/open/r-ramcheck/submit.1.0", b"", "text/plain")
+    clients.results.delete("invocations/open/r-ramcheck/submit.1.0")
+    for call in (lambda: clients.ecs.run_command(
+                     name="x", type_="RunShellScript", content_b64="ZWNobw==",
+                     instance_ids=[LINUX], client_token="ram-reconcile"),
+                 lambda: clients.ecs.create_command(name="x", type_="RunShellScript",
+                                                    content_b64="ZWNobw=="),
+                 lambda: clients.ecs.invoke_command(command_id="c-x", instance_ids=[LINUX])):
+        with pytest.raises(CloudCallError) as info:
+            call()
+        assert info.value.error_code == "Forbidden.RAM", info.value
+
+
 def test_a_functions_key_may_not_invoke_functions_through_fc(cloud: LocalCloud,
                                                              endpoints: Endpoints) -> None:
     import fc2
