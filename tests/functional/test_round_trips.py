@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 from aliyunsdkecs.request.v20140526.CreateCommandRequest import CreateCommandRequest
 from aliyunsdkecs.request.v20140526.DescribeCommandsRequest import DescribeCommandsRequest
-from aliyunsdkecs.request.v20140526.DescribeInvocationsRequest import DescribeInvocationsRequest
 
 from local.cloud import LocalCloud
 from tests.conftest import SIMULATED, write_fleet
@@ -45,14 +44,6 @@ class Counted(Endpoints):
         key = f"results/{invoke_id}/summary.json"
         found: dict[str, Any] = json.loads(
             wait_for(lambda: get_object(self.bucket(), key), timeout=timeout))
-        return found
-
-    def invocations(self, **filters: str) -> list[dict[str, Any]]:
-        req = DescribeInvocationsRequest()
-        for name, value in filters.items():
-            getattr(req, f"set_{name}")(value)
-        req.set_PageSize(50)
-        found: list[dict[str, Any]] = self.call(req)["Invocations"]["Invocation"]
         return found
 
 

@@ -11,7 +11,6 @@ from typing import Any
 
 import yaml
 from aliyunsdkecs.request.v20140526.DescribeCommandsRequest import DescribeCommandsRequest
-from aliyunsdkecs.request.v20140526.DescribeInvocationsRequest import DescribeInvocationsRequest
 
 from local.cloud import DEFAULT_TEMPLATE
 from local.fc_client import FunctionCompute
@@ -54,15 +53,6 @@ def reconcile_now(endpoints: Endpoints) -> dict[str, Any]:
     assert not answer.failed, answer.error_message
     report: dict[str, Any] = json.loads(answer.data)
     return report
-
-
-def invocations(endpoints: Endpoints, **filters: str) -> list[dict[str, Any]]:
-    req = DescribeInvocationsRequest()
-    for name, value in filters.items():
-        getattr(req, f"set_{name}")(value)
-    req.set_MaxResults(50)
-    found: list[dict[str, Any]] = endpoints.call(req)["Invocations"]["Invocation"]
-    return found
 
 
 def command_exists(endpoints: Endpoints, command_id: str) -> bool:

@@ -27,7 +27,6 @@ from tests.reliability.cloud_control import (
     calls,
     clear_faults,
     command_exists,
-    invocations,
     keys,
 )
 
@@ -88,7 +87,7 @@ def test_150_instances_with_the_second_invoke_failing_once_complete_within_three
     assert status == 202 and len(body["InvokeIds"]) == 2, answers
     assert "NotStarted" not in body
     assert every_result(endpoints, body["InvokeIds"]) == set(FLEET)
-    ran = invocations(endpoints, CommandId=body["CommandId"])
+    ran = endpoints.invocations(CommandId=body["CommandId"])
     assert sorted(i["InvokeId"] for i in ran) == sorted(body["InvokeIds"])  # no batch twice
     wait_for(lambda: gone(endpoints, body["CommandId"]), timeout=30, interval=0.5)
     tally["batch requests completed after a 503"] += 1
@@ -122,7 +121,7 @@ def test_a_batch_that_could_not_start_is_resumed_by_the_same_token_and_nothing_r
     assert len(second["InvokeIds"]) == 2 and second["CommandId"] == first["CommandId"]
     assert calls(endpoints).get("InvokeCommand") == 1  # exactly the batch that did not run
     assert every_result(endpoints, second["InvokeIds"]) == set(FLEET)
-    ran = invocations(endpoints, CommandId=first["CommandId"])
+    ran = endpoints.invocations(CommandId=first["CommandId"])
     assert sorted(i["InvokeId"] for i in ran) == sorted(second["InvokeIds"])
     wait_for(lambda: gone(endpoints, first["CommandId"]), timeout=30, interval=0.5)
     # and again: answered from the request record, nothing invoked

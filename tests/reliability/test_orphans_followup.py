@@ -20,7 +20,6 @@ from tests.localcloud import Endpoints, get_object, wait_for
 from tests.reliability.cloud_control import (
     add_faults,
     clear_faults,
-    invocations,
     reconcile_now,
 )
 
@@ -62,7 +61,7 @@ def test_a_followup_that_could_not_be_sent_still_gets_its_result_stored_and_runs
              interval=0.3)
     output = get_object(bucket, f"results/{invoke_id}/{LINUX}/output.txt")
     assert output is not None and output.strip() == b"1"  # the script ran once
-    assert [i["InvokeId"] for i in invocations(endpoints, CommandName=name)] == [invoke_id]
+    assert [i["InvokeId"] for i in endpoints.invocations(CommandName=name)] == [invoke_id]
     # its open markers are gone: a later run has nothing left to do for it
     assert body["RequestId"] not in reconcile_now(endpoints)["Requests"]
     tally["orphaned invocations collected (follow-up lost)"] += 1

@@ -26,7 +26,6 @@ from tests.localcloud import Endpoints, get_object, wait_for
 from tests.reliability.cloud_control import (
     add_faults,
     clear_faults,
-    invocations,
     reconcile_now,
     template_with_timeouts,
 )
@@ -103,13 +102,13 @@ def test_calls_that_outlive_the_submit_are_found_and_their_results_stored(
                  timeout=30, interval=0.3)
         assert get_object(bucket, f"results/{invoke_id}/{instance}/output.txt") == output
     assert time.monotonic() - started < 90  # within minutes: here, well under two
-    assert len(invocations(endpoints, CommandId=saved)) == 1  # found, never run again
-    assert len(invocations(endpoints, CommandName=script)) == 1
+    assert len(endpoints.invocations(CommandId=saved)) == 1  # found, never run again
+    assert len(endpoints.invocations(CommandName=script)) == 1
     tally["orphaned invocations collected (submit timed out)"] += 2
 
 
 def _both(endpoints: Endpoints, saved: str, script: str) -> list[str] | None:
-    found = [invocations(endpoints, CommandId=saved), invocations(endpoints, CommandName=script)]
+    found = [endpoints.invocations(CommandId=saved), endpoints.invocations(CommandName=script)]
     if all(len(f) == 1 for f in found):
         return [f[0]["InvokeId"] for f in found]
     return None
