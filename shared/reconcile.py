@@ -73,6 +73,7 @@ log = logging.getLogger("assistflow.reconcile")
 LIST_PAGES = 5  # ListObjects pages (1000 markers each) per run
 MAX_REQUESTS = 25  # requests acted on per run; the rest wait for the next run
 LOOKUP_LIMIT = 200  # invocations read per DescribeInvocations lookup (4 pages of 50)
+LOOKUP_BATCHES = 20  # batches looked up one by one per request and run
 CLOCK_SKEW = 60  # seconds an invocation may seem to predate the record that intended it
 RECHECK = 300  # seconds before looking again, doubled per try
 MAX_RECHECK = 6 * 3600
@@ -206,14 +207,14 @@ def _intent(work: _Pass, marker: Marker) -> None:
             _give_up(work, index, "NotResumed", "not started, and not delivered again within "
                      f"{RESUME_WINDOW} s to resume it")
         waiting = []
-    if waiting or work.unwatched:
-        moved = marker_key(record.request_id, SUBMIT, _later(work.now, marker.tries),
-                           marker.tries + 1)
+    moved = marker_key(record.request_id, SUBMIT, _later(work.now, marker.tries),
+                       marker.tries + 1) if waiting or work.unwatched else ""
+    if moved:
         work.clients.results.put(moved, b"", "application/octet-stream")
+    if work.record.marker and work.record.marker not in (moved, marker.key):  # one per request
+        work.clients.results.delete(work.record.marker)
+    if work.record.marker != moved:
         work.record = replace(work.record, marker=moved)
-        work.changed = True
-    elif work.record.marker:
-        work.record = replace(work.record, marker="")
         work.changed = True
     _close(work, marker)
 
@@ -251,30 +252,43 @@ def _batch(work: _Pass, marker: Marker) -> None:
 
 
 def find_invocations(work: _Pass, waiting: list[int]) -> dict[int, dict[str, Any]]:
-    """The invocations Cloud Assistant has of the ``waiting`` batches (by index)."""
+    """The invocations Cloud Assistant has of the ``waiting`` batches (by index).
+
+    A command made for this request alone is asked for by its id: every invocation of it is
+    this request's. Otherwise (RunCommand, or a saved command others invoke too) each batch is
+    asked for by one of its instances — far fewer invocations than a busy command name has —
+    with the command's id when it is known (DescribeInvocations ignores ``CommandName`` beside
+    ``InstanceId``, so a RunCommand's name is compared here). A match has only instances of
+    that batch, the script's hash (an ad-hoc script), and no record naming another request;
+    the oldest one created after the intent (less ``CLOCK_SKEW``) wins."""
     record = work.record
+    ecs = work.ecs
     if not waiting:
         return {}
-    if record.command_id:
-        found = work.ecs.describe_invocations(command_id=record.command_id, limit=LOOKUP_LIMIT)
+    if record.deletes_command and record.command_id:
+        found = ecs.describe_invocations(command_id=record.command_id, limit=LOOKUP_LIMIT)
     else:
-        found = work.ecs.describe_invocations(command_name=record.command_name,
-                                              limit=LOOKUP_LIMIT)
+        found = [invocation for index in waiting[:LOOKUP_BATCHES]
+                 for invocation in ecs.describe_invocations(
+                     instance_id=record.batches[index].instances[0],
+                     command_id=record.command_id, limit=LOOKUP_LIMIT)]
     owner = {i: n for n in waiting for i in record.batches[n].instances}
-    matched: dict[int, dict[str, Any]] = {}
-    for invocation in found:  # newest first: the oldest match is kept
-        if _created(invocation) < record.created_at - CLOCK_SKEW:
-            break
-        if record.content_sha256 and _sha256(invocation) != record.content_sha256:
-            continue
+    candidates: dict[int, list[dict[str, Any]]] = {}
+    for invocation in {str(i["InvokeId"]): i for i in found}.values():
         batches = {owner.get(i) for i in _instances(invocation)}
         index = batches.pop() if len(batches) == 1 else None
-        if index is not None:
-            matched[index] = invocation
-    for index, invocation in list(matched.items()):  # another request's, recorded as such
-        other = read_record(work.clients.results, str(invocation["InvokeId"]))
-        if other is not None and other.request_id != record.request_id:
-            del matched[index]
+        if index is not None and _created(invocation) >= record.created_at - CLOCK_SKEW \
+                and (record.command_id  # RunCommand's: known by name and script alone
+                     or str(invocation.get("CommandName", "")) == record.command_name) \
+                and (not record.content_sha256 or _sha256(invocation) == record.content_sha256):
+            candidates.setdefault(index, []).append(invocation)
+    matched: dict[int, dict[str, Any]] = {}
+    for index, invocations in candidates.items():
+        for invocation in sorted(invocations, key=_created):
+            other = read_record(work.clients.results, str(invocation["InvokeId"]))
+            if other is None or other.request_id == record.request_id:
+                matched[index] = invocation
+                break
     return matched
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import random
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -153,33 +154,51 @@ def test_a_partial_start_answers_what_runs_and_per_instance_what_did_not() -> No
 class Ecs:
     def __init__(self, found: list[dict[str, Any]]) -> None:
         self.found = found
-        self.asked: dict[str, Any] = {}
+        self.asked: list[dict[str, Any]] = []
 
     def describe_invocations(self, **filters: Any) -> list[dict[str, Any]]:
-        self.asked = filters
+        self.asked.append(filters)
         return self.found
 
 
+class Records(Listing):
+    """Invocation records: ``t-theirs`` was recorded by another request."""
+
+    def get(self, key: str) -> bytes | None:
+        if key != "invocations/t-theirs.json":
+            return None
+        return replace(TEMPLATE, invoke_id="t-theirs", request_id="r-2").to_json().encode()
+
+
 def invocation(invoke_id: str, instances: list[str], created: str,
-               content: bytes = b"echo hi") -> dict[str, Any]:
+               content: bytes = b"echo hi", name: str = "assistflow") -> dict[str, Any]:
     return {"InvokeId": invoke_id, "CommandId": "c-run", "CreationTime": created,
+            "CommandName": name,
             "CommandContent": base64.b64encode(content).decode(), "Timeout": 60,
             "InvokeInstances": {"InvokeInstance": [{"InstanceId": i} for i in instances]}}
 
 
-def test_invocations_are_matched_to_batches_by_instances_script_and_time() -> None:
+def test_invocations_are_matched_to_batches_by_instances_script_name_and_time() -> None:
     # 900.0 is 1970-01-01T00:15:00Z; newest first, as DescribeInvocations answers
     ecs = Ecs([invocation("t-other-script", ["i-c"], "1970-01-01T00:16:00Z", b"rm -rf"),
+               invocation("t-other-name", ["i-c"], "1970-01-01T00:16:00Z", name="x"),
                invocation("t-two-batches", ["i-a", "i-c"], "1970-01-01T00:16:00Z"),
                invocation("t-c", ["i-c"], "1970-01-01T00:15:30Z"),
+               invocation("t-theirs", ["i-a"], "1970-01-01T00:15:05Z"),
                invocation("t-a", ["i-a"], "1970-01-01T00:15:10Z"),  # i-b left out (Skip)
                invocation("t-old", ["i-a", "i-b"], "1970-01-01T00:10:00Z")])
     rec = record(Batch(("i-a", "i-b")), Batch(("i-c",)))
-    work = _Pass(Clients(Listing([])), ecs, rec, 2000.0, None)  # type: ignore[arg-type]
+    work = _Pass(Clients(Records([])), ecs, rec, 2000.0, None)  # type: ignore[arg-type]
     found = find_invocations(work, [0, 1])
     assert {n: i["InvokeId"] for n, i in found.items()} == {0: "t-a", 1: "t-c"}
-    assert ecs.asked == {"command_name": "assistflow", "limit": 200}
-    ecs.found = []
-    find_invocations(_Pass(Clients(Listing([])), ecs, record(Batch(("i-a",)), command_id="c-9"),
-                           2000.0, None), [0])  # type: ignore[arg-type]
-    assert ecs.asked == {"command_id": "c-9", "limit": 200}
+    # asked per batch, by one of its instances (a busy command name would bury them)
+    assert ecs.asked == [{"instance_id": "i-a", "command_id": "", "limit": 200},
+                         {"instance_id": "i-c", "command_id": "", "limit": 200}]
+
+
+def test_a_command_made_for_the_request_is_asked_for_by_its_id_once() -> None:
+    ecs = Ecs([])
+    rec = record(Batch(("i-a",)), Batch(("i-c",)), command_id="c-9")
+    find_invocations(_Pass(Clients(Listing([])), ecs, rec, 2000.0, None),  # type: ignore[arg-type]
+                     [0, 1])
+    assert ecs.asked == [{"command_id": "c-9", "limit": 200}]
