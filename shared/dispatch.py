@@ -35,7 +35,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import cast
+from typing import NoReturn, cast
 
 from shared.clients import Clients, CloudAssistant
 from shared.config import Settings
@@ -51,6 +51,7 @@ from shared.intent import (
     not_run,
     open_request,
     permanent,
+    turned_away,
 )
 from shared.ledger import (
     DEFAULT_LEASE,
@@ -134,20 +135,32 @@ def dispatch(request: CommandRequest, plan: Plan, clients: Clients, *, source: s
         _one_batch(run, plan, started)
     else:
         _batches(run, started, _timeout(request, plan))
-    ran = bool(run.record.invoked)
-    if not ran and all(permanent(e) for e in run.errors):  # a refusal: nothing stays behind
-        drop_request(clients, run.record)
-        clean_up_refused(request, ecs, run.record.command_id if creates else "", run.errors[0])
-        raise run.errors[0]
+    if not run.record.invoked:
+        _nothing_runs(run, creates, now())
     run.record = close_request(clients, run.record, run.unwatched, now())
-    if not ran:  # nothing runs yet: the caller retries (the record keeps the command for it)
-        raise next(e for e in run.errors if not permanent(e))
     accepted = accepted_from(run.record)
     log.info("request %s: %s runs as %s%s", request_id, accepted.command_id or "the script",
              ", ".join(accepted.invoke_ids),
              f"; {len(accepted.not_started)} instance(s) not started"
              if accepted.not_started else "")
     return accepted
+
+
+def _nothing_runs(run: _Run, creates: bool, now: float) -> NoReturn:
+    """Raise the refusal, or the failure to retry. A refusal leaves nothing behind; so does a
+    call the service turned away (throttled, unavailable) when no command was made for the
+    request. Otherwise the record stays: the command made for the retry is the reconciler's to
+    delete if no retry comes, and a call that may have reached Cloud Assistant is looked up."""
+    errors = run.errors
+    if all(permanent(e) or (not creates and turned_away(e)) for e in errors):
+        drop_request(run.clients, run.record)
+    else:
+        close_request(run.clients, run.record, run.unwatched, now)
+    if all(permanent(e) for e in errors):
+        clean_up_refused(run.request, run.ecs, run.record.command_id if creates else "",
+                         errors[0])
+        raise errors[0]
+    raise next(e for e in errors if not permanent(e))
 
 
 def _intent(request: CommandRequest, plan: Plan, template: FollowUp, lease_until: float

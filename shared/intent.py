@@ -175,6 +175,13 @@ def permanent(error: BaseException) -> bool:
         isinstance(error, CloudCallError) and error.transient)
 
 
+def turned_away(error: BaseException) -> bool:
+    """The service answered that it did not take the call (throttled, unavailable): it ran
+    nothing. (An internal error or a lost answer may have been processed.)"""
+    return isinstance(error, CloudCallError) and (
+        error.throttled or error.error_code == "ServiceUnavailable")
+
+
 def close_request(clients: Clients, record: RequestRecord, unwatched: bool,
                   now: float) -> RequestRecord:
     """Save ``record`` and move its intent marker (see the module docstring); a failure here is
