@@ -44,6 +44,7 @@ from shared.followup import DEADLINE_MARGIN, FollowUp
 from shared.handoff import for_batch, hand_over
 from shared.intent import (
     Accepted,
+    RequestAbandonedError,
     accepted_from,
     check_same,
     close_request,
@@ -129,6 +130,10 @@ def dispatch(request: CommandRequest, plan: Plan, clients: Clients, *, source: s
                                    batches=len(batches(plan.instance_ids)), delete=creates)
         record = open_request(clients, _intent(request, plan, template, started + lease))
     if record.settled:  # a redelivery of a request that started all it could
+        if not record.invoked:
+            raise RequestAbandonedError(
+                "this request never started and was given up (its command is deleted); send "
+                "it again with a new ClientToken")
         return accepted_from(record)
     run = _Run(request, clients, ecs, idempotency_key, record)
     if one:

@@ -131,6 +131,13 @@ class RequestMismatchError(AssistflowError):
     status = 422
 
 
+class RequestAbandonedError(AssistflowError):
+    """Nothing of the request ever started, and the reconciler gave it up."""
+
+    code = "RequestAbandoned"
+    status = 422
+
+
 def open_request(clients: Clients, intent: RequestRecord) -> RequestRecord:
     """The record in force for this request: ``intent``, written now with its intent marker,
     or the one an earlier delivery wrote (``RequestMismatchError`` if that was another

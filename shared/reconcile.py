@@ -180,9 +180,12 @@ def _reconcile_request(clients: Clients, request_id: str, due: list[Marker], now
             _batch(work, marker)
         else:
             _close(work, marker)
-    if work.changed:
-        save_request(clients.results, work.record)
     record = work.record
+    if record.settled and not record.invoked and not record.deletes_command:
+        clients.results.delete(record.key)  # nothing ran, nothing to clean: as if refused
+        return
+    if work.changed:
+        save_request(clients.results, record)
     if record.deletes_command and record.command_id and record.settled \
             and not open_markers(clients.results, request_id):
         delete_command(work.ecs, record.command_id)
