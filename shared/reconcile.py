@@ -308,6 +308,10 @@ def _adopt(work: _Pass, index: int, invocation: dict[str, Any]) -> None:
                           followup=replace(record.followup, deadline=adoption_deadline(
                               record, invocation)))
     work.changed = True
+    if _stored(work, work.record.batches[index]):  # handed over before the submit died
+        work.record = work.record.with_batch(index, replace(work.record.batches[index],
+                                                            handed=True))
+        return
     log.warning("request %s: found %s in Cloud Assistant (its submit did not finish); "
                 "collecting it", record.request_id, invoke_id)
     work.report.adopted.append(invoke_id)
