@@ -259,11 +259,13 @@ def find_invocations(work: _Pass, waiting: list[int]) -> dict[int, dict[str, Any
 
     A command made for this request alone is asked for by its id: every invocation of it is
     this request's. Otherwise (RunCommand, or a saved command others invoke too) each batch is
-    asked for by one of its instances — far fewer invocations than a busy command name has —
-    with the command's id when it is known (DescribeInvocations ignores ``CommandName`` beside
-    ``InstanceId``, so a RunCommand's name is compared here). A match has only instances of
-    that batch, the script's hash (an ad-hoc script), and no record naming another request;
-    the oldest one created after the intent (less ``CLOCK_SKEW``) wins."""
+    asked for by one of its instances — far fewer invocations than a busy command name has.
+    With ``InstanceId`` "the system queries all the execution records of the instance"
+    (DescribeInvocations, https://www.alibabacloud.com/help/en/ecs/developer-reference/
+    api-ecs-2014-05-26-describeinvocations), so the command's id (or a RunCommand's name) is
+    compared here. A match has only instances of that batch, the script's hash (an ad-hoc
+    script), and no record naming another request; the oldest one created after the intent
+    (less ``CLOCK_SKEW``) wins."""
     record = work.record
     ecs = work.ecs
     if not waiting:
@@ -281,8 +283,9 @@ def find_invocations(work: _Pass, waiting: list[int]) -> dict[int, dict[str, Any
         batches = {owner.get(i) for i in _instances(invocation)}
         index = batches.pop() if len(batches) == 1 else None
         if index is not None and _created(invocation) >= record.created_at - CLOCK_SKEW \
-                and (record.command_id  # RunCommand's: known by name and script alone
-                     or str(invocation.get("CommandName", "")) == record.command_name) \
+                and (str(invocation.get("CommandId", "")) == record.command_id
+                     if record.command_id  # else RunCommand's: known by name and script
+                     else str(invocation.get("CommandName", "")) == record.command_name) \
                 and (not record.content_sha256 or _sha256(invocation) == record.content_sha256):
             candidates.setdefault(index, []).append(invocation)
     matched: dict[int, dict[str, Any]] = {}
