@@ -22,7 +22,7 @@ from typing import Any
 from bench.common import REPO_ROOT, log
 from bench.measure import median
 
-HANDLERS = ("submit_http", "submit_queue", "submit_timer", "collect")
+HANDLERS = ("submit_http", "submit_queue", "submit_timer", "collect", "reconcile")
 NAIVE = "naive_all_sdks"
 NAIVE_IMPORTS = (
     "aliyunsdkcore.client",

@@ -80,6 +80,7 @@ def one_run(instances: int, duration: float, mode: str,
                     f"{out['results']} result.json, {out['over_timeout']} over their Timeout")
                 return out
             invoke_ids = list(body["InvokeIds"])
+            out["not_started"] = len(body.get("NotStarted") or ())  # a partial start: 202 too
             stored: dict[str, float] = {}
             deadline = time.time() + WAIT_LIMIT
             while len(stored) < len(invoke_ids) and time.time() < deadline:

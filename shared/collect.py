@@ -3,8 +3,9 @@
 One call handles one follow-up and never waits for instances: whatever is still running goes
 back to the queue as a new follow-up with a longer delay, so the function is billed only for
 its API calls. When nothing is pending, ``summary.json`` is written, the ad-hoc command is
-deleted once every invocation made from it is finished, and the notification, if the request
-asked for one, starts as a job of its own (``shared.notify``) that nothing here waits for.
+deleted once every batch of its request was invoked and collected (``shared.ledger.close_batch``),
+and the notification, if the request asked for one, starts as a job of its own
+(``shared.notify``) that nothing here waits for.
 
 Periodic invocations (RepeatMode other than Once) never run out of instances: each run is
 stored under ``{InstanceId}/runs/{n}/`` as it finishes (and the latest run at the usual keys),
@@ -27,6 +28,7 @@ from shared.clients import Clients, CloudAssistant, Results
 from shared.collector_events import LateEvent, TaskCompleted
 from shared.errors import CloudCallError
 from shared.followup import FollowUp, InvocationRecord, delay_for
+from shared.ledger import FINISHED_INVOCATION, close_batch
 from shared.parallel import run_all, settle
 from shared.record import finishing_key, read_record
 from shared.results import (
@@ -46,9 +48,6 @@ from shared.results import (
 from shared.retry import COLLECT_PATIENCE, patience
 
 log = logging.getLogger("assistflow.collect")
-
-FINISHED_INVOCATION = ("Success", "Failed", "PartialFailed", "Stopped")
-
 
 @dataclass(frozen=True)
 class Collected:
@@ -257,8 +256,7 @@ def _finish(clients: Clients, ecs: CloudAssistant, bucket: Results,
         bucket.put(key, dumps(summary), "application/json")
     log.info("%s: finished, %s %s -> oss://%s/%s", invocation.invoke_id, summary["Status"],
              summary["Counts"], bucket.name, key)
-    if invocation.adhoc:
-        _delete_command_when_idle(ecs, invocation.command_id, invocation.batches)
+    close_batch(clients, ecs, invocation)  # its open marker; the ad-hoc command when all done
     notify.start(clients, invocation)
 
 
@@ -310,24 +308,6 @@ def _collect_periodic(followup: FollowUp, clients: Clients, ecs: CloudAssistant,
                           "InvocationStatus": status, "Runs": dict(runs)}), "application/json")
     if status in FINISHED_INVOCATION:
         log.info("%s: periodic invocation %s after %s", followup.invoke_id, status, runs)
-        if followup.adhoc:
-            _delete_command_when_idle(ecs, followup.command_id, followup.batches)
+        close_batch(clients, ecs, followup)
         return Collected(tuple(stored), (), None, finished=True)
     return _again(clients, current.next(followup.pending), tuple(stored), rng)
-
-
-def _delete_command_when_idle(ecs: CloudAssistant, command_id: str, batches: int) -> None:
-    """Delete the ad-hoc command once no invocation made from it is still running.
-
-    With one batch, this finished invocation is the command's only one. Several collectors
-    (one per batch of 100) may race here; a second delete that finds the command gone is fine.
-    """
-    try:
-        busy = [] if batches == 1 else [
-            i["InvokeId"] for i in ecs.describe_invocations(command_id=command_id)
-            if i.get("InvocationStatus") not in FINISHED_INVOCATION]
-        if not busy:
-            ecs.delete_command(command_id)
-    except CloudCallError as exc:
-        if exc.error_code != "InvalidCmdId.NotFound":
-            log.warning("could not delete ad-hoc command %s: %s", command_id, exc)

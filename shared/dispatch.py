@@ -8,15 +8,23 @@ deleted by the collector once the schedule ends. Only when that call is refused 
 instances does pre-flight look at them (``shared.preflight.refused``), for the 422 or to run
 again without the ineligible ones.
 A larger request is checked up front, its command created once, and its batches invoked side by
-side (``shared.parallel``). Then, per batch: record the invocation and queue its first
-follow-up for the collector (both at once).
+side (``shared.parallel``). Then, per batch: record the invocation, queue its first follow-up
+and put its open marker (``shared.handoff``, all at once).
+
+Before the first call that could run anything, the request's intent is recorded
+(``shared.intent``, ``shared.ledger``): a submit that dies after that call leaves a record the
+reconciler finds. A redelivery of the request (same idempotency key) reads that record and
+starts only the batches that did not run. Once anything runs, the answer is never a refusal:
+it names what runs (InvokeIds) and, per instance, what could not start and why
+(``Accepted.not_started``). A refusal — nothing ran — cleans up after itself: nothing is left
+behind.
 
 Every call carries a ``ClientToken`` derived from the request's idempotency key, so a
 redelivered trigger gets the same command and the same invocations back instead of running the
 script twice; the call made again without ineligible instances keeps its batch's token (a
 refused call leaves its token unused: ECS keeps a token's answer for a request it processed —
 "How to ensure idempotence", https://www.alibabacloud.com/help/en/doc-detail/25693.html — and a
-refused one was not). A refusal cleans up after itself: nothing is left behind.
+refused one was not).
 """
 
 from __future__ import annotations
@@ -27,46 +35,49 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import cast
+from typing import NoReturn, cast
 
 from shared.clients import Clients, CloudAssistant
 from shared.config import Settings
 from shared.errors import AssistflowError, CloudCallError
-from shared.followup import DEADLINE_MARGIN, FollowUp, first_delay
-from shared.parallel import run_all, settle
-from shared.preflight import BATCH_SIZE, Ineligible, Plan, refused, saved_command
-from shared.record import write_record
+from shared.followup import DEADLINE_MARGIN, FollowUp
+from shared.handoff import for_batch, hand_over
+from shared.intent import (
+    Accepted,
+    RequestAbandonedError,
+    accepted_from,
+    check_same,
+    close_request,
+    drop_request,
+    not_run,
+    open_request,
+    permanent,
+    turned_away,
+)
+from shared.ledger import (
+    DEFAULT_LEASE,
+    INVOKED,
+    LEASE_MARGIN,
+    SUBMIT,
+    Batch,
+    RequestRecord,
+    Skipped,
+    collect_due,
+    content_sha256,
+    fingerprint,
+    marker_key,
+    read_request,
+)
+from shared.parallel import settle
+from shared.preflight import BATCH_SIZE, Plan, refused, saved_command
 from shared.request import DEFAULT_TIMEOUT, CommandRequest
-from shared.results import dumps, invoke_prefix, result_key, skipped_document
 
 log = logging.getLogger("assistflow.dispatch")
 
-MAX_FOLLOWUP_BYTES = 60 * 1024  # MNS takes 64 KB per message
-
-
-@dataclass(frozen=True)
-class Accepted:
-    """What the caller is told: which invocations run and where their results will be."""
-
-    command_id: str
-    invoke_ids: tuple[str, ...]
-    locations: tuple[str, ...]
-    request_id: str
-    skipped: tuple[Ineligible, ...] = ()
-    batches: tuple[tuple[str, ...], ...] = field(default=(), repr=False)
-
-    def to_dict(self) -> dict[str, object]:
-        body: dict[str, object] = {
-            "InvokeId": self.invoke_ids[0],
-            "InvokeIds": list(self.invoke_ids),
-            "CommandId": self.command_id,
-            "Results": list(self.locations),
-            "RequestId": self.request_id,
-        }
-        if self.skipped:
-            body["Skipped"] = [{"InstanceId": i.instance_id, "Reason": i.reason,
-                                "Message": i.message} for i in self.skipped]
-        return body
+# The collector's deadline needs the saved command's Timeout; when its lookup failed after the
+# command was invoked, the longest Timeout Cloud Assistant allows stands in (a deadline that
+# is too late only delays CollectorTimeout; one too early would give up on running instances).
+MAX_TIMEOUT = 86400
 
 
 def client_token(idempotency_key: str, purpose: str) -> str:
@@ -78,44 +89,108 @@ def batches(instance_ids: tuple[str, ...], size: int = BATCH_SIZE) -> list[tuple
     return [instance_ids[i:i + size] for i in range(0, len(instance_ids), size)]
 
 
+@dataclass
+class _Run:
+    """One delivery's work on a request: its record as the calls leave it."""
+
+    request: CommandRequest
+    clients: Clients
+    ecs: CloudAssistant
+    key: str
+    record: RequestRecord
+    errors: list[BaseException] = field(default_factory=list)
+    unwatched: bool = False  # a batch runs but could not be handed to the collector
+
+
 def dispatch(request: CommandRequest, plan: Plan, clients: Clients, *, source: str,
-             idempotency_key: str, request_id: str,
+             idempotency_key: str, request_id: str, lease: float = DEFAULT_LEASE,
              now: Callable[[], float] = time.time) -> Accepted:
     """Invoke the command on the plan's instances and record each batch.
 
     ``idempotency_key`` identifies the logical request (its ``ClientToken`` if given, else the
-    trigger's key); ``request_id`` is the id derived from it. Raises ``CloudCallError`` if
-    Cloud Assistant refuses, ``IneligibleInstancesError`` if pre-flight must.
+    trigger's key); ``request_id`` is the id derived from it; ``lease``: seconds this delivery
+    may still run (its function's Timeout), after which its intent is the reconciler's.
+    Raises ``CloudCallError`` if Cloud Assistant refuses (or is unavailable) before anything
+    runs, ``IneligibleInstancesError`` if pre-flight must.
     """
     ecs = clients.ecs_in(request.region)
-    submitted_at = now()
-    if len(plan.instance_ids) <= BATCH_SIZE:
-        command_id, invoke_ids, plan, deletes_itself = _one_call(request, plan, ecs,
-                                                                 idempotency_key)
-        groups = [plan.instance_ids]
+    started = now()
+    one = len(plan.instance_ids) <= BATCH_SIZE
+    creates = request.adhoc and (request.periodic or not one)  # CreateCommand, deleted by us
+    record = read_request(clients.results, request_id) if creates else None
+    if record is not None:
+        check_same(record, fingerprint(request))
     else:
-        command_id, invoke_ids, groups = _batches(request, plan, ecs, clients, idempotency_key,
-                                                  submitted_at, source, request_id)
-        deletes_itself = False
-    first = _first_followup(request, clients.settings, command_id, source=source,
-                            request_id=request_id, submitted_at=submitted_at,
-                            timeout=_timeout(request, plan), batches=len(groups),
-                            delete=request.adhoc and not deletes_itself)
-    if len(groups) == 1:
-        record_and_follow_up(clients, _for_batch(first, clients.settings, invoke_ids[0],
-                                                 groups[0], events_reach(request, clients.settings)),
-                             plan.skipped)
-        log.info("request %s: %s on %d instance(s) as %s", request_id, command_id,
-                 len(groups[0]), invoke_ids[0])
-    return Accepted(
-        command_id=command_id,
-        invoke_ids=tuple(invoke_ids),
-        locations=tuple(f"oss://{first.bucket}/{invoke_prefix(first.prefix, i)}"
-                        for i in invoke_ids),
-        request_id=request_id,
-        skipped=plan.skipped,
-        batches=tuple(groups),
-    )
+        command_id = request.command_id or (
+            resolve_command(request, ecs, idempotency_key, _timeout(request, plan))
+            if creates else "")
+        template = _first_followup(request, clients.settings, command_id, source=source,
+                                   request_id=request_id, submitted_at=started,
+                                   timeout=_timeout(request, plan),
+                                   batches=len(batches(plan.instance_ids)), delete=creates)
+        record = open_request(clients, _intent(request, plan, template, started + lease))
+    if record.settled:  # a redelivery of a request that started all it could
+        if not record.invoked:
+            raise RequestAbandonedError(
+                "this request never started and was given up (its command is deleted); send "
+                "it again with a new ClientToken")
+        return accepted_from(record)
+    run = _Run(request, clients, ecs, idempotency_key, record)
+    if one:
+        _one_batch(run, plan, started)
+    else:
+        _batches(run, started, _timeout(request, plan))
+    if not run.record.invoked:
+        _nothing_runs(run, creates, now())
+    run.record = close_request(clients, run.record, run.unwatched, now())
+    accepted = accepted_from(run.record)
+    log.info("request %s: %s runs as %s%s", request_id, accepted.command_id or "the script",
+             ", ".join(accepted.invoke_ids),
+             f"; {len(accepted.not_started)} instance(s) not started"
+             if accepted.not_started else "")
+    return accepted
+
+
+def _nothing_runs(run: _Run, creates: bool, now: float) -> NoReturn:
+    """Raise the refusal, or the failure to retry. A refusal leaves nothing behind; so does a
+    call the service turned away (throttled, unavailable) when no command was made for the
+    request. Otherwise the record stays: the command made for the retry is the reconciler's to
+    delete if no retry comes, and a call that may have reached Cloud Assistant is looked up."""
+    errors = run.errors
+    if all(permanent(e) or (not creates and turned_away(e)) for e in errors):
+        drop_request(run.clients, run.record)
+    else:
+        close_request(run.clients, run.record, run.unwatched, now)
+    if all(permanent(e) for e in errors):
+        clean_up_refused(run.request, run.ecs, run.record.command_id if creates else "",
+                         errors[0])
+        raise errors[0]
+    raise next(e for e in errors if not permanent(e))
+
+
+def _intent(request: CommandRequest, plan: Plan, template: FollowUp, lease_until: float
+            ) -> RequestRecord:
+    """The request record before any call could run anything: every batch ``Pending``, the
+    intent marker due once this submit has certainly ended."""
+    due = lease_until + LEASE_MARGIN
+    return RequestRecord(
+        request_id=template.request_id, fingerprint=fingerprint(request),
+        created_at=template.submitted_at, lease_until=lease_until, command_name=request.name,
+        content_sha256=content_sha256(request.content_b64), command_id=template.command_id,
+        deletes_command=template.adhoc, followup=template,
+        batches=tuple(Batch(group) for group in batches(plan.instance_ids)),
+        skipped=_skipped(plan),
+        marker=marker_key(template.request_id, SUBMIT, due))
+
+
+def _skipped(plan: Plan) -> tuple[Skipped, ...]:
+    return tuple((i.instance_id, i.reason, i.message) for i in plan.skipped)
+
+
+def _refreshed(template: FollowUp, started: float, timeout: int) -> FollowUp:
+    """The template for batches invoked now: a batch resumed later waits its full Timeout."""
+    return replace(template, deadline=max(template.deadline,
+                                          started + timeout + DEADLINE_MARGIN))
 
 
 def events_reach(request: CommandRequest, settings: Settings) -> bool:
@@ -126,14 +201,43 @@ def events_reach(request: CommandRequest, settings: Settings) -> bool:
     return not request.command_id and request.name.startswith(settings.events_command_prefix)
 
 
-def _one_call(request: CommandRequest, plan: Plan, ecs: CloudAssistant, key: str
-              ) -> tuple[str, list[str], Plan, bool]:
-    """One batch: RunCommand for a one-off script, else InvokeCommand (of the saved command,
-    or of the command created for a periodic script: RunCommand's own command is deleted when
-    the run is over, and a schedule outlives its first run); pre-flight if refused.
-    (CommandId, [InvokeId], plan, whether the command deletes itself)."""
-    runs = request.adhoc and not request.periodic
-    command_id = "" if runs else resolve_command(request, ecs, key, _timeout(request, plan))
+def _one_batch(run: _Run, plan: Plan, started: float) -> None:
+    """The request's only batch: one call (pre-flight if refused), then its hand-over."""
+    record = run.record
+    try:
+        command_id, invoke_id, plan = _one_call(run.request, plan, run.ecs, run.key,
+                                                record.command_id)
+    except AssistflowError as exc:
+        run.errors.append(exc)
+        run.record = record.with_batch(0, not_run(record.batches[0], exc))
+        return
+    template = _refreshed(replace(record.followup, command_id=command_id), started,
+                          _timeout(run.request, plan))
+    run.record = replace(record, command_id=command_id, followup=template,
+                         skipped=_skipped(plan),
+                         batches=(Batch(plan.instance_ids, INVOKED, invoke_id),))
+    handed = _hand_over(run, 0, invoke_id, run.record.skipped)
+    run.record = run.record.with_batch(0, replace(run.record.batches[0], handed=handed))
+    run.unwatched = not handed
+
+
+def _hand_over(run: _Run, index: int, invoke_id: str,
+               skipped: tuple[Skipped, ...] = ()) -> bool:
+    template = run.record.followup
+    group = run.record.batches[index].instances
+    marker = marker_key(run.record.request_id, index, collect_due(template.deadline))
+    followup = for_batch(template, run.clients.settings, invoke_id, group,
+                         events_reach(run.request, run.clients.settings), marker)
+    return hand_over(run.clients, followup, skipped)
+
+
+def _one_call(request: CommandRequest, plan: Plan, ecs: CloudAssistant, key: str,
+              command_id: str) -> tuple[str, str, Plan]:
+    """One batch: RunCommand for a one-off script (``command_id`` empty), else InvokeCommand
+    of ``command_id`` (the saved command, or the one created for a periodic script:
+    RunCommand's own command is deleted when the run is over, and a schedule outlives its
+    first run); pre-flight if refused. (CommandId, InvokeId, plan)."""
+    runs = not command_id
     token = client_token(key, "run-0" if runs else "invoke-0")
 
     def attempt(targets: tuple[str, ...]) -> tuple[str, str]:
@@ -141,13 +245,8 @@ def _one_call(request: CommandRequest, plan: Plan, ecs: CloudAssistant, key: str
             return run_batch(request, ecs, targets, token)
         return command_id, invoke_batch(request, ecs, command_id, targets, token)
 
-    try:
-        (command_id, invoke_id), plan = _attempt_or_check(request, plan, ecs, attempt)
-    except AssistflowError as exc:
-        if command_id:  # a refusal leaves nothing behind
-            clean_up_refused(request, ecs, command_id, exc, invoked=False)
-        raise
-    return command_id, [invoke_id], plan, runs
+    (command_id, invoke_id), plan = _attempt_or_check(request, plan, ecs, attempt)
+    return command_id, invoke_id, plan
 
 
 def _attempt_or_check(request: CommandRequest, plan: Plan, ecs: CloudAssistant,
@@ -179,42 +278,47 @@ def _attempt_or_check(request: CommandRequest, plan: Plan, ecs: CloudAssistant,
         answer = attempt(plan.instance_ids)
     if isinstance(answer, BaseException):
         raise answer
-    if isinstance(saved, BaseException):  # invoked, but without the deadline it needs
-        raise saved
+    if isinstance(saved, BaseException):  # it runs: never a refusal now, whatever the deadline
+        log.warning("%s runs, but its command's Timeout could not be read (%s); the "
+                    "collector waits up to %d s", answer[1], saved, MAX_TIMEOUT)
+        plan = replace(plan, saved_timeout=MAX_TIMEOUT)
     return answer, plan
 
 
-def _batches(request: CommandRequest, plan: Plan, ecs: CloudAssistant, clients: Clients,
-             key: str, submitted_at: float, source: str, request_id: str
-             ) -> tuple[str, list[str], list[tuple[str, ...]]]:
-    """A request of several batches (checked up front): one command, the batches side by
-    side, each recorded with its follow-up as soon as it is invoked."""
-    command_id = resolve_command(request, ecs, key, _timeout(request, plan))
-    groups = batches(plan.instance_ids)
-    first = _first_followup(request, clients.settings, command_id, source=source,
-                            request_id=request_id, submitted_at=submitted_at,
-                            timeout=_timeout(request, plan), batches=len(groups),
-                            delete=request.adhoc)
+def _batches(run: _Run, started: float, timeout: int) -> None:
+    """A request of several batches (checked up front, its command created): the batches that
+    do not run yet, side by side, each handed to the collector as soon as it is invoked. A
+    batch not started because another failed first stays ``NotStarted``: a redelivery
+    resumes it."""
+    record = run.record
+    todo = [n for n, b in enumerate(record.batches) if not b.resolved]
+    skipped = record.skipped
+    run.record = record = replace(record, followup=_refreshed(record.followup, started,
+                                                              timeout))
 
-    def batch(index: int) -> str:
-        group = groups[index]
-        invoke_id = invoke_batch(request, ecs, command_id, group,
-                                 client_token(key, f"invoke-{index}"))
-        record_and_follow_up(clients, _for_batch(first, clients.settings, invoke_id, group,
-                                                 events_reach(request, clients.settings)),
-                             plan.skipped if index == 0 else ())
-        log.info("request %s: invoked %s on %d instance(s) as %s", request_id, command_id,
-                 len(group), invoke_id)
-        return invoke_id
+    def batch(index: int) -> tuple[str, bool]:
+        group = record.batches[index].instances
+        invoke_id = invoke_batch(run.request, run.ecs, record.command_id, group,
+                                 client_token(run.key, f"invoke-{index}"))
+        handed = _hand_over(run, index, invoke_id, skipped if index == 0 else ())
+        log.info("request %s: invoked %s on %d instance(s) as %s", record.request_id,
+                 record.command_id, len(group), invoke_id)
+        return invoke_id, handed
 
-    outcomes = settle([functools.partial(batch, index) for index in range(len(groups))])
-    invoke_ids = [o for o in outcomes if isinstance(o, str)]
-    failure = next((o for o in outcomes if isinstance(o, BaseException)), None)
-    if isinstance(failure, AssistflowError):
-        clean_up_refused(request, ecs, command_id, failure, invoked=bool(invoke_ids))
-    if failure is not None:
-        raise failure
-    return command_id, invoke_ids, groups
+    outcomes = settle([functools.partial(batch, index) for index in todo])
+    first = next((o for o in outcomes if isinstance(o, BaseException)), None)
+    for position, (index, outcome) in enumerate(zip(todo, outcomes, strict=True)):
+        if isinstance(outcome, tuple):
+            run.record = run.record.with_batch(index, Batch(
+                record.batches[index].instances, INVOKED, outcome[0], handed=outcome[1]))
+            run.unwatched = run.unwatched or not outcome[1]
+            continue
+        if outcome is first and outcomes.index(first) != position:  # never started
+            outcome = CloudCallError("InvokeCommand", "NotAttempted", "not attempted: another "
+                                     "batch of the request failed first", transient=True)
+        else:
+            run.errors.append(outcome)
+        run.record = run.record.with_batch(index, not_run(record.batches[index], outcome))
 
 
 def resolve_command(request: CommandRequest, ecs: CloudAssistant, idempotency_key: str,
@@ -257,28 +361,11 @@ def invoke_batch(request: CommandRequest, ecs: CloudAssistant, command_id: str,
     )
 
 
-def record_and_follow_up(clients: Clients, followup: FollowUp,
-                         skipped: tuple[Ineligible, ...] = ()) -> None:
-    """Record the invocation and queue its first follow-up, side by side; the first batch
-    also carries (and stores a result.json for) the instances pre-flight skipped."""
-    calls: list[Callable[[], object]] = []
-    if skipped:
-        followup = _with_skipped(followup, skipped)
-        calls += _skipped_writes(clients, followup, skipped)
-    calls.append(lambda: write_record(clients.results, followup))
-    calls.append(lambda: clients.queues.send(clients.settings.followup_queue,
-                                             followup.to_json(), first_delay(followup.watchdog)))
-    run_all(calls)
-
-
 def clean_up_refused(request: CommandRequest, ecs: CloudAssistant, command_id: str,
-                     exc: AssistflowError, invoked: bool) -> None:
-    """After a failed InvokeCommand: a refusal (the cloud's, or pre-flight's) leaves nothing
-    behind, so the ad-hoc command made for it is deleted if nothing was invoked. A transient
-    failure keeps the command: the caller's retry (same idempotency key, so the same
-    ClientToken) gets this CommandId back from CreateCommand and must find it still there."""
-    transient = isinstance(exc, CloudCallError) and exc.transient
-    if invoked or not request.adhoc or transient:
+                     exc: BaseException) -> None:
+    """After a refusal with nothing invoked: the ad-hoc command made for it (``command_id``,
+    "" if none) is deleted — a refusal leaves nothing behind."""
+    if not command_id or not request.adhoc:
         return
     try:
         ecs.delete_command(command_id)
@@ -318,39 +405,9 @@ def _first_followup(request: CommandRequest, settings: Settings, command_id: str
     )
 
 
-def _for_batch(first: FollowUp, settings: Settings, invoke_id: str, group: tuple[str, ...],
-               events: bool) -> FollowUp:
-    """``events``: the command's TaskCompleted events reach the collector (``events_reach``);
-    then small batches are stored by events, and the follow-ups only watch."""
-    watchdog = events and settings.completion_events and \
-        len(group) <= settings.events_max_instances
-    return replace(first, invoke_id=invoke_id, pending=group, watchdog=watchdog)
-
-
 def _notify(request: CommandRequest) -> dict[str, str] | None:
     target = request.notify
     if target is None:
         return None
     return {k: v for k, v in (("Url", target.url), ("Queue", target.queue),
                               ("Topic", target.topic)) if v}
-
-
-def _with_skipped(followup: FollowUp, skipped: tuple[Ineligible, ...]) -> FollowUp:
-    """Carry the skipped instances with the first batch, as many as fit in one message."""
-    pairs = tuple((i.instance_id, i.reason) for i in skipped)
-    candidate = replace(followup, skipped=pairs, skipped_count=len(pairs))
-    while len(candidate.to_json()) > MAX_FOLLOWUP_BYTES and candidate.skipped:
-        candidate = replace(candidate, skipped=candidate.skipped[: len(candidate.skipped) // 2])
-    return candidate
-
-
-def _skipped_writes(clients: Clients, followup: FollowUp,
-                    skipped: tuple[Ineligible, ...]) -> list[Callable[[], object]]:
-    """A ``result.json`` per skipped instance, so every target has a result in OSS."""
-    results = clients.results.named(followup.bucket)
-    def write(item: Ineligible) -> None:
-        results.put(result_key(followup.prefix, followup.invoke_id, item.instance_id),
-                    dumps(skipped_document(item.instance_id, item.reason, item.message,
-                                           followup)), "application/json")
-
-    return [functools.partial(write, item) for item in skipped]

@@ -67,6 +67,9 @@ class InvocationRecord:
     skipped_count: int = 0  # all skipped, even if the list was cut to fit a message
     watchdog: bool = False  # completion events do the storing; looks are a safety net
     batches: int = 1  # InvokeCommand calls made for the request (one follow-up stream each)
+    # the batch's open marker (shared.ledger), removed with the summary; "" in follow-ups from
+    # before request records
+    marker: str = ""
 
 
 @dataclass(frozen=True)

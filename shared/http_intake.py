@@ -79,7 +79,12 @@ def _receive(intake: Intake, event: bytes | str | dict[str, Any], fc_request_id:
     except Exception:  # a defect, never bad input: the trace goes to the log, not the answer
         log.exception("%s failed unexpectedly", intake.label)
         return http_response(500, intake.refusal(UnexpectedError()))
-    return http_response(202, accepted.to_dict())
+    # Some instances could not start yet (NotStarted, Retryable): the same request again (same
+    # ClientToken) starts exactly those; the answer is still 202, for what runs.
+    waiting = next((n for n in accepted.not_started if n.retryable), None)
+    return http_response(202, accepted.to_dict(), None if waiting is None else {
+        "Retry-After": str(retry_after(CloudCallError("InvokeCommand", waiting.reason,
+                                                      waiting.message, transient=True)))})
 
 
 class UnexpectedError(AssistflowError):

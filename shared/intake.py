@@ -21,10 +21,12 @@ import logging
 from typing import Any
 
 from shared.clients import Clients, default_clients
-from shared.dispatch import Accepted, dispatch
+from shared.dispatch import dispatch
 from shared.errors import AssistflowError
+from shared.intent import Accepted
+from shared.ledger import DEFAULT_LEASE, read_request
 from shared.policy import check_allowed, check_saved_command, needs_saved_command
-from shared.preflight import Plan, SavedCommand, describe_saved, preflight
+from shared.preflight import BATCH_SIZE, Plan, SavedCommand, describe_saved, preflight
 from shared.request import CommandRequest, parse_request
 from shared.retry import SUBMIT_PATIENCE, patience
 
@@ -93,11 +95,30 @@ class Intake:
             check_saved_command(request, self.saved, settings)
 
     def preflight(self) -> Plan:
-        return preflight(self._validated(), self.clients, self.saved)
+        """The plan; none is looked up for a request already recorded (a redelivery of a
+        request of several batches: its record's batches stand, shared.ledger)."""
+        request = self._validated()
+        if len(request.instance_ids) > BATCH_SIZE and \
+                read_request(self.clients.results, self.request_id) is not None:
+            return Plan(request.instance_ids)
+        return preflight(request, self.clients, self.saved)
+
+    @property
+    def lease(self) -> float:
+        """Seconds this delivery may run: its function's Timeout (FC's ``context.function.
+        timeout``, https://www.alibabacloud.com/help/doc-detail/422182.htm); past it, a request
+        record this delivery left unfinished is the reconciler's."""
+        timeout = getattr(getattr(self._context, "function", None), "timeout", None)
+        return float(timeout) if isinstance(timeout, (int, float)) and timeout > 0 \
+            else DEFAULT_LEASE
 
     def dispatch(self, plan: Plan) -> Accepted:
+        """Run the request. After a partial start the answer names what runs and, per
+        instance, what could not start (``NotStarted``); it is never a refusal once anything
+        runs."""
         accepted = dispatch(self._validated(), plan, self.clients, source=self.source,
-                            idempotency_key=self.idempotency_key, request_id=self.request_id)
+                            idempotency_key=self.idempotency_key, request_id=self.request_id,
+                            lease=self.lease)
         log.info("%s via %s accepted: %s", self.label, self.source,
                  ", ".join(accepted.invoke_ids))
         return accepted

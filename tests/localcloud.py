@@ -38,6 +38,19 @@ class Endpoints(dict[str, Any]):
         auth = oss2.Auth(self["access_key_id"], self["access_key_secret"])
         return oss2.Bucket(auth, self["oss"], name or self["results_bucket"])
 
+    def invocations(self, **filters: str) -> list[dict[str, Any]]:
+        """DescribeInvocations with these filters (``CommandId="c-…"``), the first 50."""
+        from aliyunsdkecs.request.v20140526.DescribeInvocationsRequest import (
+            DescribeInvocationsRequest,
+        )
+
+        req = DescribeInvocationsRequest()
+        for name, value in filters.items():
+            getattr(req, f"set_{name}")(value)
+        req.set_PageSize(50)
+        found: list[dict[str, Any]] = self.call(req)["Invocations"]["Invocation"]
+        return found
+
     def mns(self) -> Account:
         return Account(self["mns"], self["access_key_id"], self["access_key_secret"])
 

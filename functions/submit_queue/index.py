@@ -29,9 +29,10 @@ def handler(event: bytes, context: Any) -> dict[str, Any]:
     parked = []
     for message in queue_messages(event):
         intake = Intake("queue", key=f"mns:{message.message_id}", clients=clients,
-                        fc_request_id=getattr(context, "request_id", ""))
+                        fc_request_id=getattr(context, "request_id", ""), context=context)
         try:
             result = intake.accept(message.body)
+            result.raise_if_retryable()  # the redelivery starts the rest
         except AssistflowError as err:
             if not can_never_succeed(err):
                 log.warning("message %s, %s failed, to be retried: %s", message.message_id,

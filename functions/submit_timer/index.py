@@ -24,6 +24,7 @@ def handler(event: bytes, context: Any) -> dict[str, Any]:
                     fc_request_id=getattr(context, "request_id", ""), context=context)
     try:
         accepted = intake.accept(timer.payload)
+        accepted.raise_if_retryable()  # FC's asynchronous retry starts the rest
     except AssistflowError as err:
         log.error("timer %s at %s, %s refused: %s", timer.trigger_name, timer.trigger_time,
                   intake.label, json.dumps(intake.refusal(err), ensure_ascii=False))

@@ -215,6 +215,14 @@ def _report(accepted: dict[str, Any], via: str) -> None:
            for n, i in enumerate(accepted["InvokeIds"])], ["INVOKE ID", "RESULTS"], indent="  ")
     for item in accepted.get("Skipped") or []:
         say(f"  skipped {item['InstanceId']}: {item['Reason']} ({item['Message']})")
+    waiting: dict[tuple[str, bool], int] = {}
+    for item in accepted.get("NotStarted") or []:  # a partial start: the rest runs
+        key = (str(item["Reason"]), bool(item["Retryable"]))
+        waiting[key] = waiting.get(key, 0) + 1
+    for (reason, retryable), count in waiting.items():
+        say(f"  {count} instance(s) not started: {reason}" + (
+            "; submit the same request again (same ClientToken) to start them" if retryable
+            else ""))
 
 
 def cmd_submit(args: argparse.Namespace) -> int:

@@ -57,7 +57,8 @@ class Results:
         self._call("PutObject", lambda: self.bucket.put_object(
             key, data, headers={"Content-Type": content_type}))
 
-    def claim(self, key: str, data: bytes = b"") -> bool:
+    def claim(self, key: str, data: bytes = b"",
+              content_type: str = "application/octet-stream") -> bool:
         """Create the object ``key`` (empty, or ``data``: what the claimer wants known) only if
         it is absent: True if this call created it, False if it was already there (claimed
         before, by this or any other function instance).
@@ -67,7 +68,7 @@ class Results:
         (https://help.aliyun.com/en/oss/user-guide/0026-00000002). A failed claim is not
         retried: had the first attempt landed, the retry would see its own claim as another's.
         """
-        headers = {"Content-Type": "application/octet-stream", "x-oss-forbid-overwrite": "true"}
+        headers = {"Content-Type": content_type, "x-oss-forbid-overwrite": "true"}
         try:
             self._call("PutObject", lambda: self.bucket.put_object(key, data, headers=headers),
                        attempts=1)
@@ -102,6 +103,17 @@ class Results:
 
         return list(self._call("ListObjects", lambda: [
             obj.key for obj in oss2.ObjectIterator(self.bucket, prefix=prefix)]))
+
+    def list_page(self, prefix: str, marker: str = "", max_keys: int = 1000
+                  ) -> tuple[list[str], str]:
+        """One page of ListObjects: up to ``max_keys`` keys under ``prefix`` after ``marker``
+        (in key order), and the marker of the next page ("" when this was the last).
+        ListObjects' ``marker`` / ``max-keys`` (at most 1000):
+        https://www.alibabacloud.com/help/en/oss/developer-reference/listobjects."""
+        page = self._call("ListObjects", lambda: self.bucket.list_objects(
+            prefix=prefix, marker=marker, max_keys=max_keys))
+        keys = [obj.key for obj in page.object_list]
+        return keys, (page.next_marker or (keys[-1] if keys else "")) if page.is_truncated else ""
 
     @staticmethod
     def _call(api: str, operation: Any, attempts: int = ATTEMPTS) -> Any:

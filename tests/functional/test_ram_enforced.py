@@ -26,6 +26,8 @@ from tests.functional.test_submit import ECHO, LINUX, created
 from tests.localcloud import Endpoints, get_object, wait_for
 
 ROLE_ARN = "acs:ram::1234567890123456:role/assistflow-functions"
+# The reconciler has a role of its own, which can never run a command.
+RECONCILE_ROLE_ARN = "acs:ram::1234567890123456:role/assistflow-reconcile"
 
 
 def function_settings(cloud: LocalCloud, name: str = "assistflow-submit-http") -> Settings:
@@ -42,7 +44,8 @@ def test_each_function_acts_as_its_template_role_with_its_own_sts_key(cloud: Loc
         key_id = env["ALIBABA_CLOUD_ACCESS_KEY_ID"]
         assert key_id.startswith("STS.LOCAL") and env["ALIBABA_CLOUD_SECURITY_TOKEN"], name
         identity = keyring.identity(key_id)
-        assert identity is not None and identity.arn == ROLE_ARN, name
+        role = RECONCILE_ROLE_ARN if name == "assistflow-reconcile" else ROLE_ARN
+        assert identity is not None and identity.arn == role, name
         key_ids.add(key_id)
     assert len(key_ids) == len(cloud.host.runtimes)  # one pair per function
     assert keyring.identity(cloud.keys.access_key_id) is None  # the users' keys: unrestricted
@@ -63,6 +66,24 @@ def test_the_role_writes_only_where_its_policy_allows(cloud: LocalCloud) -> None
         clients.queues.send("assistflow-requests", "{}")  # only the DLQs and follow-ups are writable
     assert sent.value.error_code == "AccessDenied"
     assert clients.ecs.describe_instances((LINUX,))[LINUX]["Status"] == "Running"
+
+
+def test_the_reconciler_reads_and_cleans_up_but_can_never_run_a_command(cloud: LocalCloud
+                                                                        ) -> None:
+    clients = Clients(function_settings(cloud, "assistflow-reconcile"))
+    clients.ecs.describe_invocations(command_name="assistflow", limit=1)
+    clients.results.list_page("invocations/open/")
+    clients.results.put("invocations/open/r-ramcheck/submit.1.0", b"", "text/plain")
+    clients.results.delete("invocations/open/r-ramcheck/submit.1.0")
+    for call in (lambda: clients.ecs.run_command(
+                     name="x", type_="RunShellScript", content_b64="ZWNobw==",
+                     instance_ids=[LINUX], client_token="ram-reconcile"),
+                 lambda: clients.ecs.create_command(name="x", type_="RunShellScript",
+                                                    content_b64="ZWNobw=="),
+                 lambda: clients.ecs.invoke_command(command_id="c-x", instance_ids=[LINUX])):
+        with pytest.raises(CloudCallError) as info:
+            call()
+        assert info.value.error_code == "Forbidden.RAM", info.value
 
 
 def test_a_functions_key_may_not_invoke_functions_through_fc(cloud: LocalCloud,

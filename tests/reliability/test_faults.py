@@ -49,11 +49,16 @@ def faulty_cloud(tmp_path: Path) -> Iterator[LocalCloud]:
 
 
 def submit_until_accepted(endpoints: Endpoints, request: dict[str, object]) -> dict[str, object]:
-    """What a careful client does: the same request (same ClientToken) again on 503."""
+    """What a careful client does: the same request (same ClientToken) again on 503, and on a
+    202 that says some instances could not start yet (``NotStarted``, ``Retryable``)."""
     for _ in range(30):
         status, body = endpoints.post(request)  # re-signed with a fresh timestamp each time
-        if status == 202:
+        waiting = [n for n in body.get("NotStarted") or () if n["Retryable"]]
+        if status == 202 and not waiting:
             return body
+        if status == 202:
+            time.sleep(0.2)
+            continue
         assert status == 503, (status, body)  # transient only: nothing else may go wrong
         time.sleep(0.2)
     raise AssertionError("never accepted")
