@@ -77,7 +77,7 @@ def _listing(model: OssModel, call: Call, v2: bool) -> Response:
     for obj in page.objects:
         body.append("<Contents>" + el("Key", enc(obj.key))
                     + el("LastModified", iso8601(obj.last_modified)) + el("ETag", obj.quoted_etag)
-                    + el("Type", "Normal") + el("Size", obj.size)
+                    + el("Type", obj.kind) + el("Size", obj.size)
                     + el("StorageClass", obj.storage_class) + (owner_xml() if owner else "")
                     + "</Contents>")
     body += [f"<CommonPrefixes>{el('Prefix', enc(p))}</CommonPrefixes>" for p in page.prefixes]
