@@ -3,9 +3,9 @@
 With ``encoding-type=url`` every key, prefix, marker and delimiter in the answer is
 percent-encoded (and oss2 decodes them), so keys XML cannot carry list back unchanged
 (https://www.alibabacloud.com/help/en/oss/developer-reference/listobjectsv2). DeleteMultipleObjects
-takes at most 1000 keys, checks ``Content-MD5`` when sent, answers every key in verbose mode
-and nothing in quiet mode, and deleting a missing key counts as deleted
-(https://www.alibabacloud.com/help/en/oss/developer-reference/deletemultipleobjects).
+takes at most 1000 keys and requires ``Content-MD5``, answers every key in verbose mode and no
+body in quiet mode (only failures would be listed), and deleting a missing key counts as
+deleted (https://www.alibabacloud.com/help/en/oss/developer-reference/deletemultipleobjects).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from werkzeug.wrappers import Response
 
-from ..errors import InvalidDigest, MalformedXML
+from ..errors import InvalidDigest, InvalidRequest, MalformedXML
 from ..wire import (
     content_md5,
     continuation_token,
@@ -89,7 +89,9 @@ def delete_multiple_objects(model: OssModel, call: Call) -> Response:
     req: RequestParts = call.params
     data = call.request.get_data()
     md5 = content_md5(req.headers)
-    if md5 is not None and md5 != hashlib.md5(data).digest():
+    if md5 is None:
+        raise InvalidRequest("Missing required header for this request: Content-MD5")
+    if md5 != hashlib.md5(data).digest():
         raise InvalidDigest("The Content-MD5 you specified did not match what we received.")
     root = parse_xml(data, "Delete")
     keys = [node.findtext("Key") or "" for node in root.findall("Object")]
@@ -99,9 +101,10 @@ def delete_multiple_objects(model: OssModel, call: Call) -> Response:
     for key in keys:
         model.delete_object(req.bucket, key)
     enc = encoder(req.params)
+    if (root.findtext("Quiet") or "").lower() == "true":
+        return Response(status=200)  # quiet: only failures are listed, and none failed
     body = el("EncodingType", "url") if req.params.get("encoding-type") else ""
-    if (root.findtext("Quiet") or "").lower() != "true":
-        body += "".join(f"<Deleted>{el('Key', enc(k))}</Deleted>" for k in keys)
+    body += "".join(f"<Deleted>{el('Key', enc(k))}</Deleted>" for k in keys)
     return xml_response("DeleteResult", body)
 
 
