@@ -82,3 +82,10 @@ def bucket(server: EmulatorServer) -> oss2.Bucket:
 @pytest.fixture
 def bucket_v4(server: EmulatorServer, bucket: oss2.Bucket) -> oss2.Bucket:
     return oss2.Bucket(oss2.AuthV4(AK, SK), server.url, BUCKET, region=REGION)
+
+
+@pytest.fixture
+def oss_account(server: EmulatorServer) -> dict[str, str]:
+    """What a user's own code is given to reach the local OSS: an endpoint and a key pair (as
+    ``endpoints.json``'s ``oss``, ``access_key_id`` and ``access_key_secret``), nothing else."""
+    return {"endpoint": server.url, "access_key_id": AK, "access_key_secret": SK}
