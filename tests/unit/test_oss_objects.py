@@ -159,6 +159,13 @@ def test_append_from_a_generator_is_chunked(bucket: oss2.Bucket) -> None:
     assert result.crc == client_crc(b"".join(chunks))
 
 
+def test_an_appendable_object_cannot_be_copied(bucket: oss2.Bucket) -> None:
+    bucket.append_object("log", 0, b"abc")
+    with pytest.raises(oss2.exceptions.OperationNotSupported):
+        bucket.copy_object(bucket.bucket_name, "log", "copy")
+    assert not bucket.object_exists("copy")
+
+
 def test_put_overwrites_an_appendable_object_as_normal(bucket: oss2.Bucket) -> None:
     bucket.append_object("log", 0, b"abc")
     bucket.put_object("log", b"new")

@@ -18,6 +18,8 @@ The entities and the rules that need nothing else are in ``entities.py``, multip
   is 400 ``NotSymlink``; a missing target is 404 ``NoSuchKey``
   (https://www.alibabacloud.com/help/en/oss/developer-reference/putsymlink,
   https://www.alibabacloud.com/help/en/oss/developer-reference/getsymlink).
+* CopyObject cannot copy an appendable object (the AppendObject pages of the SDK guides, e.g.
+  https://www.alibabacloud.com/help/doc-detail/91099.htm): 400 ``OperationNotSupported``.
 * Object ACL and tags change neither the bytes nor Last-Modified
   (https://www.alibabacloud.com/help/en/oss/developer-reference/putobjectacl,
   https://www.alibabacloud.com/help/en/oss/developer-reference/putobjecttagging).
@@ -56,6 +58,7 @@ from .errors import (
     NoSuchKey,
     NotSymlink,
     ObjectNotAppendable,
+    OperationNotSupported,
     PositionNotEqualToLength,
 )
 from .multipart import Multipart
@@ -276,6 +279,9 @@ class OssModel:
         None its tags (``x-oss-tagging-directive: COPY``); ``acl`` None is ``default``, or
         the object's own ACL when it is copied onto itself (updating its metadata)."""
         source, stream = self.open_object(src_bucket, src_key)
+        if source.kind == APPENDABLE:
+            stream.close()
+            raise OperationNotSupported("CopyObject cannot copy an appendable object.")
         same = (src_bucket, src_key) == (bucket, key)
         spec = spec or NewObject.copy_of(source)
         spec = replace(spec, tags=source.tags if tags is None else tags,
