@@ -12,7 +12,9 @@ import pytest
 import requests
 from oss2.models import PartInfo
 
-from tests.unit.oss_fixtures import client_crc
+from local.emulators.oss import OssApp
+from local.emulators.server import EmulatorServer
+from tests.unit.oss_fixtures import AK, BUCKET, KEYRING, SK, client_crc
 
 KB = 1024
 
@@ -198,3 +200,30 @@ def test_bucket_with_an_upload_in_progress_is_not_empty(bucket: oss2.Bucket) -> 
     assert bucket.get_bucket_stat().multi_part_upload_count == 1
     bucket.abort_multipart_upload("pending", upload_id)
     bucket.delete_bucket()
+
+
+def test_uploads_parts_tags_and_types_survive_a_restart(state_dir: Path) -> None:
+    def start() -> tuple[EmulatorServer, oss2.Bucket]:
+        server = EmulatorServer(OssApp(KEYRING, state_dir)).start()
+        return server, oss2.Bucket(oss2.Auth(AK, SK), server.url, BUCKET)
+
+    server, bucket = start()
+    try:
+        bucket.create_bucket()
+        upload_id, infos = upload_parts(bucket, "later", [os.urandom(100 * KB), b"end"])
+        bucket.append_object("log", 0, b"abc", headers={"x-oss-tagging": "k=v",
+                                                        "x-oss-object-acl": "private"})
+        bucket.put_symlink("log", "link")
+    finally:
+        server.stop()
+    server, bucket = start()
+    try:
+        assert [p.part_number for p in bucket.list_parts("later", upload_id).parts] == [1, 2]
+        bucket.complete_multipart_upload("later", upload_id, infos)
+        assert bucket.head_object("later").object_type == "Multipart"
+        assert bucket.append_object("log", 3, b"def").next_position == 6
+        assert bucket.get_object_tagging("log").tag_set.tagging_rule == {"k": "v"}
+        assert bucket.get_object_acl("log").acl == "private"
+        assert bucket.get_object("link").read() == b"abcdef"
+    finally:
+        server.stop()
