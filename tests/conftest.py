@@ -12,6 +12,9 @@ import pytest
 from local.cloud import LocalCloud
 from tests.localcloud import Endpoints
 
+# The local OSS's fixtures (a server per module, ``bucket``, ``server``…) for tests/unit/test_oss_*.py.
+pytest_plugins = ["tests.unit.oss_fixtures"]
+
 # aliyunsdkcore 2.16.1 hands requests an explicit proxies dict built from HTTP(S)_PROXY
 # (aliyunsdkcore/http/http_response.py), so NO_PROXY is ignored: loopback calls must not
 # see a proxy from the CI environment.

@@ -8,87 +8,19 @@ import hashlib
 import io
 import os
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import oss2
 import pytest
 import requests
 
-from local.emulators.base import KeyRing
 from local.emulators.oss import OssApp
 from local.emulators.oss.app import ACCESS
 from local.emulators.oss.crc64 import crc64, crc64_py
-from local.emulators.oss.model import NewObject
+from local.emulators.oss.entities import NewObject
 from local.emulators.oss.operations import OPERATIONS
 from local.emulators.server import EmulatorServer
-
-AK, SK = "test-ak", "test-secret"
-STS_AK, STS_SK, STS_TOKEN = "STS.test-ak", "sts-secret", "sts-token"
-KEYRING = KeyRing({AK: (SK, None), STS_AK: (STS_SK, STS_TOKEN)})
-BUCKET = "test-bucket"
-REGION = "cn-hangzhou"
-
-
-def client_crc(data: bytes) -> int:
-    crc = oss2.utils.Crc64()
-    crc.update(data)
-    return int(crc.crc)
-
-
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    # requests would send loopback calls to a proxy configured in the environment
-    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy",
-                 "ALL_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[OssApp, EmulatorServer]]:
-    # One server for the module: stopping one costs ~0.2 s (werkzeug's shutdown poll), and the
-    # control API's reset gives each test a clean store anyway.
-    emulator = OssApp(KEYRING, tmp_path_factory.mktemp("oss") / "state")
-    srv = EmulatorServer(emulator).start()
-    yield emulator, srv
-    srv.stop()
-
-
-@pytest.fixture
-def app(shared: tuple[OssApp, EmulatorServer]) -> OssApp:
-    emulator, srv = shared
-    requests.post(f"{srv.url}/_emulator/reset", timeout=5).raise_for_status()
-    return emulator
-
-
-@pytest.fixture
-def server(shared: tuple[OssApp, EmulatorServer], app: OssApp) -> EmulatorServer:
-    return shared[1]
-
-
-@pytest.fixture
-def state_dir(tmp_path: Path) -> Path:
-    return tmp_path / "state"
-
-
-@pytest.fixture
-def own_server(state_dir: Path) -> Iterator[EmulatorServer]:
-    """A server of its own, for tests that move the clock or restart."""
-    srv = EmulatorServer(OssApp(KEYRING, state_dir)).start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-def bucket(server: EmulatorServer) -> oss2.Bucket:
-    b = oss2.Bucket(oss2.Auth(AK, SK), server.url, BUCKET)
-    b.create_bucket()
-    return b
-
-
-@pytest.fixture
-def bucket_v4(server: EmulatorServer, bucket: oss2.Bucket) -> oss2.Bucket:
-    return oss2.Bucket(oss2.AuthV4(AK, SK), server.url, BUCKET, region=REGION)
+from tests.unit.oss_fixtures import AK, BUCKET, KEYRING, REGION, SK, STS_AK, STS_SK, STS_TOKEN, client_crc
 
 
 # --- CRC-64 --------------------------------------------------------------------------------
@@ -414,9 +346,11 @@ def test_recreating_own_bucket_succeeds_and_updates_acl(bucket: oss2.Bucket) -> 
     assert bucket.get_bucket_info().acl.grant == "public-read"
 
 
-def test_recreating_bucket_with_other_storage_class_conflicts(bucket: oss2.Bucket) -> None:
+def test_recreating_bucket_with_other_redundancy_conflicts(bucket: oss2.Bucket) -> None:
+    config = oss2.models.BucketCreateConfig(oss2.BUCKET_STORAGE_CLASS_STANDARD,
+                                            oss2.BUCKET_DATA_REDUNDANCY_TYPE_ZRS)
     with pytest.raises(oss2.exceptions.ServerError) as info:
-        bucket.create_bucket(input=oss2.models.BucketCreateConfig(oss2.BUCKET_STORAGE_CLASS_IA))
+        bucket.create_bucket(input=config)
     assert (info.value.status, info.value.code) == (409, "BucketAlreadyExists")
 
 

@@ -26,6 +26,7 @@ from local.emulators.ecs.operations import OPERATIONS as ECS_OPERATIONS
 from local.emulators.keyring import KeyRing
 from local.emulators.mns import MnsApp
 from local.emulators.oss import OssApp
+from local.emulators.oss.operations import OPERATIONS as OSS_OPERATIONS
 from local.emulators.server import EmulatorServer
 from local.ram import Identity, Policy
 from local.state import StsCredentials, issue_sts
@@ -291,6 +292,103 @@ def test_refusal_comes_before_fault_injection_and_is_counted(
         bucket.put_object("out/c", b"x")
     assert info.value.code == "InternalError"
     assert _control(server, "calls")["calls"]["PutObject"] >= 2
+
+
+EXPECTED_OSS = {  # each action's "Permissions" table in the OSS API reference; (action, resource)
+    "ListBuckets": [("ListBuckets", "*")],
+    "PutBucket": [("PutBucket", "b")], "DeleteBucket": [("DeleteBucket", "b")],
+    "PutBucketAcl": [("PutBucketAcl", "b")], "GetBucketAcl": [("GetBucketAcl", "b")],
+    "GetBucketInfo": [("GetBucketInfo", "b")], "GetBucketLocation": [("GetBucketLocation", "b")],
+    "GetBucketStat": [("GetBucketStat", "b")], "ListObjects": [("ListObjects", "b")],
+    "ListObjectsV2": [("ListObjects", "b")],
+    "ListMultipartUploads": [("ListMultipartUploads", "b")],
+    "DeleteMultipleObjects": [("DeleteObject", "b/k")],
+    "PutObject": [("PutObject", "b/k"), ("PutObjectTagging", "b/k")],
+    "GetObject": [("GetObject", "b/k")], "HeadObject": [("GetObject", "b/k")],
+    "GetObjectMeta": [("GetObject", "b/k")], "DeleteObject": [("DeleteObject", "b/k")],
+    "CopyObject": [("PutObject", "b/k"), ("GetObject", "s/src"), ("PutObjectTagging", "b/k")],
+    "AppendObject": [("PutObject", "b/k"), ("PutObjectTagging", "b/k")],
+    "PutObjectAcl": [("PutObjectAcl", "b/k")], "GetObjectAcl": [("GetObjectAcl", "b/k")],
+    "PutObjectTagging": [("PutObjectTagging", "b/k")],
+    "GetObjectTagging": [("GetObjectTagging", "b/k")],
+    "DeleteObjectTagging": [("DeleteObjectTagging", "b/k")],
+    "PutSymlink": [("PutObject", "b/k"), ("PutObjectTagging", "b/k")],
+    "GetSymlink": [("GetObject", "b/k")], "RestoreObject": [("RestoreObject", "b/k")],
+    "InitiateMultipartUpload": [("PutObject", "b/k"), ("PutObjectTagging", "b/k")],
+    "UploadPart": [("PutObject", "b/k")],
+    "UploadPartCopy": [("PutObject", "b/k"), ("GetObject", "s/src")],
+    "CompleteMultipartUpload": [("PutObject", "b/k")],
+    "AbortMultipartUpload": [("AbortMultipartUpload", "b/k")],
+    "ListParts": [("ListParts", "b/k")],
+}
+
+
+@pytest.fixture(scope="module")
+def oss_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OssApp]:
+    app = OssApp(KeyRing({}), tmp_path_factory.mktemp("oss-ram"), account_id=ACCOUNT)
+    yield app
+    app.close()
+
+
+@pytest.mark.parametrize("action", sorted(OSS_OPERATIONS))
+def test_each_oss_action_is_checked_under_its_ram_name_and_arn(oss_app: OssApp,
+                                                               action: str) -> None:
+    from werkzeug.test import EnvironBuilder
+    from werkzeug.wrappers import Request
+
+    from local.emulators.base import Call
+    from local.emulators.oss.signing import RequestParts
+
+    bucket_level = {a for a, checks in EXPECTED_OSS.items() if checks[0][1] in ("b", "*")}
+    key = "" if action in bucket_level or action == "DeleteMultipleObjects" else "k"
+    body = b"<Delete><Object><Key>k</Key></Object></Delete>"
+    request = Request(EnvironBuilder(method="POST", data=body).get_environ())
+    headers = {"x-oss-copy-source": "/s/src", "x-oss-tagging": "a=1"}
+    parts = RequestParts("PUT", "" if action == "ListBuckets" else "b", key, {}, headers)
+    call = Call(request=request, request_id="r", action=action, params=parts)
+    arn = f"acs:oss:*:{ACCOUNT}:"
+    assert list(oss_app.ram_request(call).checks) == [
+        (f"oss:{a}", arn + r) for a, r in EXPECTED_OSS[action]]
+
+
+OSS_WRITER = role(
+    allow("oss:PutObject", f"acs:oss:*:{ACCOUNT}:{BUCKET}/out/*"),
+    allow("oss:GetObject", f"acs:oss:*:{ACCOUNT}:{BUCKET}/*"),
+    allow("oss:ListParts", f"acs:oss:*:{ACCOUNT}:{BUCKET}/out/*"))
+
+
+def test_oss_appends_uploads_and_links_need_put_object_where_they_write(
+        oss: tuple[EmulatorServer, KeyRing]) -> None:
+    server, ring = oss
+    bucket = role_bucket(server, issue_sts(ring, OSS_WRITER))
+    bucket.append_object("out/log", 0, b"x")
+    refused(lambda: bucket.append_object("other/log", 0, b"x"))
+    upload_id = bucket.init_multipart_upload("out/big").upload_id
+    part = bucket.upload_part_copy(BUCKET, "other/a", None, "out/big", upload_id, 1)
+    assert [p.part_number for p in bucket.list_parts("out/big", upload_id).parts] == [1]
+    bucket.complete_multipart_upload("out/big", upload_id, [oss2.models.PartInfo(1, part.etag)])
+    refused(lambda: bucket.init_multipart_upload("other/big"))
+    bucket.put_symlink("other/a", "out/link")
+    refused(lambda: bucket.put_symlink("out/big", "other/link"))
+
+
+def test_oss_tagging_abort_and_upload_listing_need_their_own_actions(
+        oss: tuple[EmulatorServer, KeyRing]) -> None:
+    server, ring = oss
+    bucket = role_bucket(server, issue_sts(ring, OSS_WRITER))
+    refused(lambda: bucket.put_object("out/t", b"x", headers={"x-oss-tagging": "a=1"}))
+    assert not oss2.Bucket(oss2.Auth(*OWNER), server.url, BUCKET).object_exists("out/t")
+    upload_id = bucket.init_multipart_upload("out/u").upload_id
+    refused(lambda: bucket.abort_multipart_upload("out/u", upload_id))
+    refused(lambda: bucket.list_multipart_uploads())
+    refused(lambda: bucket.put_object_acl("out/u", oss2.OBJECT_ACL_PRIVATE))
+    tagger = role_bucket(server, issue_sts(ring, role(
+        allow(["oss:PutObject", "oss:PutObjectTagging", "oss:AbortMultipartUpload"],
+              f"acs:oss:*:{ACCOUNT}:{BUCKET}/out/*"),
+        allow("oss:ListMultipartUploads", f"acs:oss:*:{ACCOUNT}:{BUCKET}"))))
+    tagger.put_object("out/t", b"x", headers={"x-oss-tagging": "a=1"})
+    assert [u.upload_id for u in oss2.MultipartUploadIterator(tagger)] == [upload_id]
+    tagger.abort_multipart_upload("out/u", upload_id)
 
 
 def _control(server: EmulatorServer, path: str, body: Any = None) -> Any:

@@ -23,6 +23,7 @@ from werkzeug.wrappers import Request, Response
 from local.ram import Decision, RamRequest
 
 from ..base import Call, Clock, EmulatorApp, KeyRing, ServiceError, json_response
+from .entities import check_anonymous
 from .errors import (
     AccessDenied,
     MethodNotAllowed,
@@ -60,9 +61,9 @@ class Route:
 
 # Sub-resources that qualify a request without selecting another operation.
 NEUTRAL_PARAMS = frozenset({"continuation-token", "security-token", "x-oss-request-payer",
-                            "x-oss-traffic-limit", *RESPONSE_OVERRIDES})
+                            "x-oss-traffic-limit", "position", *RESPONSE_OVERRIDES})
 
-# (method, sub-resource) -> route, for the service, a bucket and an object.
+# (method, sub-resources joined by "&") -> route, for the service, a bucket and an object.
 SERVICE_ROUTES = {("GET", ""): Route("ListBuckets", OWNER)}
 BUCKET_ROUTES = {
     ("PUT", ""): Route("PutBucket", OWNER),
@@ -73,6 +74,7 @@ BUCKET_ROUTES = {
     ("GET", "location"): Route("GetBucketLocation", OWNER),
     ("GET", "acl"): Route("GetBucketAcl", OWNER),
     ("GET", "stat"): Route("GetBucketStat", OWNER),
+    ("GET", "uploads"): Route("ListMultipartUploads", READ),
     ("POST", "delete"): Route("DeleteMultipleObjects", WRITE),
 }
 OBJECT_ROUTES = {
@@ -82,30 +84,54 @@ OBJECT_ROUTES = {
     ("HEAD", "objectMeta"): Route("GetObjectMeta", READ),
     ("GET", "objectMeta"): Route("GetObjectMeta", READ),
     ("DELETE", ""): Route("DeleteObject", WRITE),
+    ("POST", "append"): Route("AppendObject", WRITE),
+    ("PUT", "acl"): Route("PutObjectAcl", OWNER),
+    ("GET", "acl"): Route("GetObjectAcl", OWNER),
+    ("PUT", "tagging"): Route("PutObjectTagging", OWNER),
+    ("GET", "tagging"): Route("GetObjectTagging", OWNER),
+    ("DELETE", "tagging"): Route("DeleteObjectTagging", OWNER),
+    ("PUT", "symlink"): Route("PutSymlink", WRITE),
+    ("GET", "symlink"): Route("GetSymlink", READ),
+    ("POST", "restore"): Route("RestoreObject", WRITE),
+    ("POST", "uploads"): Route("InitiateMultipartUpload", WRITE),
+    ("PUT", "partNumber&uploadId"): Route("UploadPart", WRITE),
+    ("GET", "uploadId"): Route("ListParts", WRITE),
+    ("POST", "uploadId"): Route("CompleteMultipartUpload", WRITE),
+    ("DELETE", "uploadId"): Route("AbortMultipartUpload", WRITE),
 }
+# An x-oss-copy-source header turns a write into a copy.
+COPIES = {"PutObject": Route("CopyObject", OWNER), "UploadPart": Route("UploadPartCopy", WRITE)}
 LIST_V2 = Route("ListObjectsV2", READ)
-COPY = Route("CopyObject", OWNER)
-ACCESS = {r.action: r.access for table in (SERVICE_ROUTES, BUCKET_ROUTES, OBJECT_ROUTES)
-          for r in table.values()} | {LIST_V2.action: LIST_V2.access, COPY.action: COPY.access}
+ACCESS = {r.action: r.access
+          for table in (SERVICE_ROUTES, BUCKET_ROUTES, OBJECT_ROUTES, COPIES)
+          for r in table.values()} | {LIST_V2.action: LIST_V2.access}
 
 
-# The RAM action of each API action where the two differ ("RAM Policy" in the OSS developer
-# guide, https://www.alibabacloud.com/help/en/oss/user-guide/ram-policy-overview: HeadObject is
-# oss:GetObject, GetBucket (ListObjects) oss:ListObjects, DeleteMultipleObjects
-# oss:DeleteObject, CopyObject oss:GetObject on the source and oss:PutObject on the target);
-# every other action is oss:<its name>. Resources: acs:oss:*:{owner}:{bucket} for bucket-level
-# actions, acs:oss:*:{owner}:{bucket}/{key} for objects, acs:oss:*:{owner}:* for ListBuckets.
-RAM_ACTIONS = {"HeadObject": "GetObject", "GetObjectMeta": "GetObject",
+# The RAM action of each API action where the two differ, from the "Permissions" table of each
+# action's page in the OSS API reference (HeadObject, GetObjectMeta, GetSymlink: oss:GetObject;
+# GetBucket (ListObjects): oss:ListObjects; DeleteMultipleObjects: oss:DeleteObject;
+# AppendObject, PutSymlink and every multipart write: oss:PutObject, e.g.
+# https://www.alibabacloud.com/help/en/oss/developer-reference/appendobject,
+# https://www.alibabacloud.com/help/en/oss/developer-reference/putsymlink); every other action
+# is oss:<its name> (https://www.alibabacloud.com/help/en/oss/user-guide/ram-policy-overview).
+# Resources: acs:oss:*:{owner}:{bucket} for bucket-level actions,
+# acs:oss:*:{owner}:{bucket}/{key} for objects, acs:oss:*:{owner}:* for ListBuckets.
+RAM_ACTIONS = {"HeadObject": "GetObject", "GetObjectMeta": "GetObject", "GetSymlink": "GetObject",
                "ListObjectsV2": "ListObjects", "DeleteMultipleObjects": "DeleteObject",
-               "CopyObject": "PutObject"}
+               "CopyObject": "PutObject", "AppendObject": "PutObject", "PutSymlink": "PutObject",
+               "InitiateMultipartUpload": "PutObject", "UploadPart": "PutObject",
+               "UploadPartCopy": "PutObject", "CompleteMultipartUpload": "PutObject"}
+# Copies also read their source (oss:GetObject); a write that tags (x-oss-tagging) also needs
+# oss:PutObjectTagging (the same pages).
+COPY_ACTIONS = frozenset(COPIES[a].action for a in COPIES)
+TAGGING_WRITES = frozenset({"PutObject", "CopyObject", "AppendObject", "PutSymlink",
+                            "InitiateMultipartUpload"})
 
 
 def route(parts: RequestParts) -> Route:
     """The action a request names; 501 for real OSS operations the emulator lacks."""
-    subs = sorted(k for k in parts.params if k in SUBRESOURCES and k not in NEUTRAL_PARAMS)
-    if len(subs) > 1:
-        raise NotImplementedHere(f"The emulator cannot combine ?{'&'.join(subs)}.")
-    sub = subs[0] if subs else ""
+    sub = "&".join(sorted(k for k in parts.params
+                          if k in SUBRESOURCES and k not in NEUTRAL_PARAMS))
     table = SERVICE_ROUTES if not parts.bucket else BUCKET_ROUTES if not parts.key else OBJECT_ROUTES
     found = table.get((parts.method, sub))
     if found is None:
@@ -115,8 +141,8 @@ def route(parts: RequestParts) -> Route:
         raise MethodNotAllowed()
     if found.action == "ListObjects" and parts.params.get("list-type") == "2":
         return LIST_V2
-    if found.action == "PutObject" and "x-oss-copy-source" in parts.headers:
-        return COPY
+    if found.action in COPIES and "x-oss-copy-source" in parts.headers:
+        return COPIES[found.action]
     return found
 
 
@@ -169,7 +195,7 @@ class OssApp(EmulatorApp):
         access = ACCESS[call.action]
         if not parts.bucket or access == OWNER:
             raise AccessDenied("Anonymous access is forbidden for this operation.")
-        self.model.get_bucket(parts.bucket).check_anonymous(access)
+        check_anonymous(self.model.acl_for(parts.bucket, parts.key), access)
 
     def ram_request(self, call: Call) -> RamRequest:
         parts: RequestParts = call.params
@@ -184,10 +210,13 @@ class OssApp(EmulatorApp):
                                  or [f"{owner}{parts.bucket}/*"])
         if not parts.key:
             return RamRequest.of(action, [owner + parts.bucket])
-        request = RamRequest.of(action, [f"{owner}{parts.bucket}/{parts.key}"])
-        if call.action == "CopyObject":
+        target = [f"{owner}{parts.bucket}/{parts.key}"]
+        request = RamRequest.of(action, target)
+        if call.action in COPY_ACTIONS:
             source = parts.headers["x-oss-copy-source"].split("?", 1)[0].lstrip("/")
             request += RamRequest.of("oss:GetObject", [owner + unquote_key(source, "key")])
+        if call.action in TAGGING_WRITES and "x-oss-tagging" in parts.headers:
+            request += RamRequest.of("oss:PutObjectTagging", target)
         return request
 
     def ram_denied(self, call: Call, decision: Decision) -> ServiceError:
@@ -208,6 +237,8 @@ class OssApp(EmulatorApp):
                 response.headers["x-oss-err"] = base64.b64encode(body).decode("ascii")
             else:
                 response = Response(body, status=error.status, content_type=XML_TYPE)
+        if isinstance(error, OssError):
+            response.headers.update(error.headers)
         return self.render(call, response)
 
     def finish(self, call: Call) -> None:

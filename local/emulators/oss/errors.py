@@ -21,9 +21,19 @@ from ..base import ServiceError
 
 
 class OssError(ServiceError, root=True):
-    """The root of the OSS errors; a code without its own class (a fault) answers 400."""
+    """The root of the OSS errors; a code without its own class (a fault) answers 400.
+
+    ``headers`` are response headers the service sends with this error (AppendObject's
+    ``PositionNotEqualToLength`` carries ``x-oss-next-append-position``).
+    """
 
     status = 400
+
+    def __init__(self, message: str | None = None, *, code: str | None = None,
+                 status: int | None = None, headers: dict[str, str] | None = None,
+                 **fields: str) -> None:
+        super().__init__(message, code=code, status=status, **fields)
+        self.headers = headers or {}
 
 
 class AccessDenied(OssError):
@@ -160,6 +170,68 @@ class NotImplementedHere(OssError):
 
     code, status = "NotImplemented", 501
     template = "A header or query you provided requests a feature the emulator does not implement."
+
+
+class InvalidTag(OssError):
+    """A tag set or ``x-oss-tagging`` value OSS refuses
+    (https://www.alibabacloud.com/help/en/oss/user-guide/0010-00000217)."""
+
+    code, status = "InvalidTag", 400
+    template = "The tag provided was not a valid tag."
+
+
+class NoSuchUpload(OssError):
+    code, status = "NoSuchUpload", 404
+    template = ("The specified upload does not exist. The upload ID may be invalid, or the "
+                "upload may have been aborted or completed.")
+
+
+class InvalidPart(OssError):
+    code, status = "InvalidPart", 400
+    template = ("One or more of the specified parts could not be found or the specified entity "
+                "tag might not have matched the part's entity tag.")
+
+
+class InvalidPartOrder(OssError):
+    code, status = "InvalidPartOrder", 400
+    template = "The list of parts was not in ascending order. Parts must be ordered by part number."
+
+
+class EntityTooSmall(OssError):
+    code, status = "EntityTooSmall", 400
+    template = "Your proposed upload is smaller than the minimum allowed size."
+
+
+class PositionNotEqualToLength(OssError):
+    code, status = "PositionNotEqualToLength", 409
+    template = "Position is not equal to file length"
+
+
+class ObjectNotAppendable(OssError):
+    code, status = "ObjectNotAppendable", 409
+    template = "The object is not appendable"
+
+
+class OperationNotSupported(OssError):
+    code, status = "OperationNotSupported", 400
+    template = "The operation is not supported for this resource"
+
+
+class NotSymlink(OssError):
+    code, status = "NotSymlink", 400
+    template = "The specified object is not a symlink."
+
+
+class InvalidEncryptionAlgorithmError(OssError):
+    code, status = "InvalidEncryptionAlgorithmError", 400
+    template = "The Encryption request you specified is not valid. Supported value: AES256/KMS/SM4"
+
+
+class KmsServiceNotEnabled(OssError):
+    """Server-side encryption with KMS on an account without KMS, which the local cloud is."""
+
+    code, status = "KmsServiceNotEnabled", 403
+    template = "The OSS service is not authorized to access KMS. Please activate KMS first."
 
 
 class InternalError(OssError):

@@ -1,222 +1,74 @@
 """Buckets and objects, and the rules OSS applies to them; no HTTP, no SQL (see ``store.py``).
 
-The rules and their public sources:
+The entities and the rules that need nothing else are in ``entities.py``, multipart uploads in
+``multipart.py``. The rules here and their public sources:
 
-* Bucket names: 3-63 characters of lower-case letters, digits and ``-``, starting and ending
-  with a letter or digit; object names: 1-1023 bytes of UTF-8, not starting with ``/`` or
-  ``\\`` (https://www.alibabacloud.com/help/en/oss/support/http-400-status-code, the
-  ``InvalidBucketName`` and ``InvalidObjectName`` entries; oss2 2.19.1 checks the same bucket
-  rule client-side in ``oss2.utils.is_valid_bucket_name``).
 * PutObject takes at most 5 GB, and overwrites an existing key unless the request says
   ``x-oss-forbid-overwrite: true`` (then 409 ``FileAlreadyExists``)
   (https://www.alibabacloud.com/help/en/oss/developer-reference/putobject).
-* Re-creating a bucket you own succeeds and may change its ACL, never its storage class or
-  redundancy type: 409 ``BucketAlreadyExists`` with "Cannot modify existing bucket's storage
-  class." (https://www.alibabacloud.com/help/doc-detail/185809.htm, HTTP status code 409).
-* Conditional reads: a failed ``If-Match`` / ``If-Unmodified-Since`` is 412, a failed
-  ``If-None-Match`` / ``If-Modified-Since`` 304 (https://www.alibabacloud.com/help/en/oss/developer-reference/getobject).
 * Deleting a missing key succeeds (https://www.alibabacloud.com/help/en/oss/developer-reference/deleteobject).
+* A bucket is deleted only when it holds no object and no multipart upload in progress, else
+  409 ``BucketNotEmpty`` (https://www.alibabacloud.com/help/en/oss/developer-reference/deletebucket).
+* AppendObject: ``position`` must equal the object's length (0 for a new object), else 409
+  ``PositionNotEqualToLength`` with ``x-oss-next-append-position``; a Normal, Multipart or
+  Symlink object is 409 ``ObjectNotAppendable``; the headers of the first append set the
+  object's metadata (https://www.alibabacloud.com/help/en/oss/developer-reference/appendobject,
+  https://www.alibabacloud.com/help/en/oss/user-guide/0026-00000016).
+* A symlink answers reads with its target's bytes, length and ETag; GetSymlink on anything else
+  is 400 ``NotSymlink``; a missing target is 404 ``NoSuchKey``
+  (https://www.alibabacloud.com/help/en/oss/developer-reference/putsymlink,
+  https://www.alibabacloud.com/help/en/oss/developer-reference/getsymlink).
+* CopyObject cannot copy an appendable object (the AppendObject pages of the SDK guides, e.g.
+  https://www.alibabacloud.com/help/doc-detail/91099.htm): 400 ``OperationNotSupported``.
+* Object ACL and tags change neither the bytes nor Last-Modified
+  (https://www.alibabacloud.com/help/en/oss/developer-reference/putobjectacl,
+  https://www.alibabacloud.com/help/en/oss/developer-reference/putobjecttagging).
 * ETag is the upper-case hex MD5 of a simple upload; CRC-64 is the ECMA-182 value
   (https://www.alibabacloud.com/help/doc-detail/43394.htm; see ``crc64.py``).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, replace
+import hashlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from .entities import (
+    APPENDABLE,
+    MAX_OBJECT_SIZE,
+    NORMAL,
+    OBJECT_ACLS,
+    SYMLINK,
+    Bucket,
+    ListPage,
+    NewObject,
+    ObjectMeta,
+    check_acl,
+    check_key,
+    check_storage_class,
+    check_tags,
+    successor,
+)
 from .errors import (
-    AccessDenied,
-    BucketAlreadyExists,
     BucketNotEmpty,
-    EntityTooLarge,
     FileAlreadyExists,
-    InvalidArgument,
-    InvalidBucketName,
     InvalidDigest,
-    InvalidObjectName,
     NoSuchBucket,
     NoSuchKey,
-    NotModified,
-    PreconditionFailed,
+    NotSymlink,
+    ObjectNotAppendable,
+    OperationNotSupported,
+    PositionNotEqualToLength,
 )
+from .multipart import Multipart
+from .store import at_most, chunks_of
 
 if TYPE_CHECKING:
     from ..base import Clock
-    from .store import OssStore
+    from .store import Blob, OssStore
 
-ACLS = ("private", "public-read", "public-read-write")
-STORAGE_CLASSES = ("Standard", "IA", "Archive", "ColdArchive", "DeepColdArchive")
-REDUNDANCY_TYPES = ("LRS", "ZRS")
-MAX_OBJECT_SIZE = 5 * 1024**3  # PutObject limit; larger objects need multipart on the cloud
-MAX_KEY_BYTES = 1023
-CHUNK = 1 << 20
-
-# The bucket ACLs that grant an unsigned request "read" or "write" access.
-ANONYMOUS_GRANTS = {"read": ("public-read", "public-read-write"), "write": ("public-read-write",)}
-
-_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
-
-
-def valid_bucket_name(name: str) -> bool:
-    return bool(_BUCKET_RE.match(name))
-
-
-def check_key(key: str) -> None:
-    if not key:
-        raise InvalidObjectName("The Object name can not be empty")
-    if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
-        raise InvalidObjectName("The Length of Object name must be less than 1024")
-    if key[0] in "/\\":
-        raise InvalidObjectName()
-
-
-def check_acl(acl: str) -> None:
-    if acl not in ACLS:
-        raise InvalidArgument("no such bucket access control exists")
-
-
-def check_storage_class(storage_class: str) -> None:
-    if storage_class not in STORAGE_CLASSES:
-        raise InvalidArgument(f"invalid storage class {storage_class!r}")
-
-
-def successor(text: str) -> str | None:
-    """The smallest string greater than every string that starts with ``text`` (None: none)."""
-    while text:
-        code = ord(text[-1]) + 1
-        if 0xD800 <= code <= 0xDFFF:  # surrogates cannot be stored as UTF-8
-            code = 0xE000
-        if code <= 0x10FFFF:
-            return text[:-1] + chr(code)
-        text = text[:-1]
-    return None
-
-
-# --- entities ---------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Bucket:
-    """A bucket's settings; every bucket belongs to the emulator's single account."""
-
-    name: str
-    created: float
-    acl: str = "private"
-    storage_class: str = "Standard"
-    redundancy: str = "LRS"
-
-    @classmethod
-    def new(cls, name: str, created: float, acl: str | None, storage_class: str | None,
-            redundancy: str | None) -> Bucket:
-        """A bucket as PutBucket creates it; unset settings take the service's defaults."""
-        if not valid_bucket_name(name):
-            raise InvalidBucketName(BucketName=name)
-        if acl is not None:
-            check_acl(acl)
-        if storage_class is not None:
-            check_storage_class(storage_class)
-        if redundancy is not None and redundancy not in REDUNDANCY_TYPES:
-            raise InvalidArgument(f"invalid data redundancy type {redundancy!r}")
-        return cls(name, created, acl or "private", storage_class or "Standard",
-                   redundancy or "LRS")
-
-    def recreated(self, acl: str | None, storage_class: str | None,
-                  redundancy: str | None) -> Bucket:
-        """This bucket after its owner's PutBucket again with these (validated) settings."""
-        if storage_class is not None and storage_class != self.storage_class:
-            raise BucketAlreadyExists("Cannot modify existing bucket's storage class.")
-        if redundancy is not None and redundancy != self.redundancy:
-            raise BucketAlreadyExists("Bucket already exists can't modify data redundancy type.")
-        return self if acl is None else replace(self, acl=acl)
-
-    def check_anonymous(self, access: str) -> None:
-        """Refuse an unsigned request that needs ``access`` ("read"/"write") the ACL denies."""
-        if self.acl not in ANONYMOUS_GRANTS.get(access, ()):
-            raise AccessDenied()
-
-
-@dataclass(frozen=True)
-class Conditions:
-    """A read's conditional headers (``If-…``); dates as seconds since the epoch."""
-
-    if_match: str | None = None
-    if_none_match: str | None = None
-    if_modified_since: float | None = None
-    if_unmodified_since: float | None = None
-
-
-@dataclass(frozen=True)
-class ObjectMeta:
-    """Everything stored about an object except its bytes. ``etag`` is upper-case hex MD5."""
-
-    bucket: str
-    key: str
-    size: int
-    etag: str
-    crc64: int
-    content_type: str
-    meta: dict[str, str]
-    headers: dict[str, str]  # stored standard headers: Cache-Control, Content-Disposition, …
-    last_modified: float
-    storage_class: str
-    blob: str | None  # the file holding the bytes; None for an empty object
-
-    @property
-    def quoted_etag(self) -> str:
-        return f'"{self.etag}"'
-
-    def check_conditions(self, conditions: Conditions) -> None:
-        """Raise what a conditional read of this object answers when a condition fails."""
-        modified = int(self.last_modified)
-        match = conditions.if_match
-        if match is not None and match.strip('"').upper() not in ("*", self.etag):
-            raise PreconditionFailed(Condition="If-Match")
-        since = conditions.if_unmodified_since
-        if since is not None and modified > since:
-            raise PreconditionFailed(Condition="If-Unmodified-Since")
-        none_match = conditions.if_none_match
-        if none_match is not None and none_match.strip('"').upper() in ("*", self.etag):
-            raise NotModified()
-        since = conditions.if_modified_since
-        if since is not None and modified <= since:
-            raise NotModified()
-
-
-@dataclass(frozen=True)
-class NewObject:
-    """What a writer supplies besides the bytes."""
-
-    content_type: str = "application/octet-stream"
-    meta: dict[str, str] = field(default_factory=dict)
-    headers: dict[str, str] = field(default_factory=dict)
-    storage_class: str | None = None  # None: the bucket's
-    content_md5: bytes | None = None  # raw 16-byte digest the body must match
-    forbid_overwrite: bool = False
-
-    @classmethod
-    def copy_of(cls, source: ObjectMeta) -> NewObject:
-        """The metadata CopyObject keeps with the COPY directive."""
-        return cls(source.content_type, source.meta, source.headers, source.storage_class)
-
-
-@dataclass
-class ListPage:
-    """One page of a listing; ``next_marker`` is the last key or common prefix returned."""
-
-    objects: list[ObjectMeta]
-    prefixes: list[str]
-    truncated: bool
-    next_marker: str
-
-
-def _at_most(body: Iterable[bytes], limit: int) -> Iterator[bytes]:
-    size = 0
-    for chunk in body:
-        size += len(chunk)
-        if size > limit:
-            raise EntityTooLarge()
-        yield chunk
+NEXT_POSITION = "x-oss-next-append-position"
 
 
 # --- the service ------------------------------------------------------------------------------
@@ -224,12 +76,14 @@ class OssModel:
     """The buckets and objects of the emulator's single account in ``region``.
 
     Thread-safe: each change runs in one store transaction, its rules checked inside it.
+    ``multipart`` holds the multipart uploads (``multipart.py``).
     """
 
     def __init__(self, store: OssStore, clock: Clock, region: str) -> None:
         self.store = store
         self.clock = clock
         self.region = region
+        self.multipart = Multipart(self)
 
     # --- buckets ------------------------------------------------------------------------------
     def create_bucket(self, name: str, acl: str | None = None, storage_class: str | None = None,
@@ -260,7 +114,7 @@ class OssModel:
     def delete_bucket(self, name: str) -> None:
         with self.store.transaction():
             self.get_bucket(name)
-            if self.store.has_objects(name):
+            if self.store.has_objects(name) or self.store.upload_count(name):
                 raise BucketNotEmpty(BucketName=name)
             self.store.delete_bucket(name)
 
@@ -269,66 +123,183 @@ class OssModel:
         buckets = self.store.buckets(prefix, marker, max_keys + 1)
         return buckets[:max_keys], len(buckets) > max_keys
 
-    def bucket_stats(self, name: str) -> tuple[int, int]:
-        """(object count, total bytes) of a bucket."""
+    def bucket_stats(self, name: str) -> tuple[int, int, int]:
+        """(object count, total bytes, multipart uploads in progress) of a bucket."""
         self.get_bucket(name)
-        return self.store.usage(name)
+        return (*self.store.usage(name), self.store.upload_count(name))
+
+    def acl_for(self, bucket: str, key: str) -> str:
+        """The ACL that judges an unsigned request: the object's unless ``default``."""
+        found = self.get_bucket(bucket).acl
+        obj = self.store.object(bucket, key) if key else None
+        return obj.acl if obj is not None and obj.acl != "default" else found
 
     # --- objects ------------------------------------------------------------------------------
     def put_object(self, bucket: str, key: str, body: Iterable[bytes],
                    spec: NewObject | None = None) -> ObjectMeta:
         """Store ``body`` (an iterable of chunks) under ``key``; replaces any previous object."""
         spec = spec or NewObject()
+        storage_class = self.check_new(bucket, key, spec)
+        blob = self.store.write_blob(at_most(body, MAX_OBJECT_SIZE))
+        if spec.content_md5 is not None and spec.content_md5 != blob.md5:
+            self.store.drop_blob(blob.name)
+            raise InvalidDigest("The Content-MD5 you specified did not match what we received.")
+        obj = self.new_object(bucket, key, blob, spec, storage_class)
+        return self.commit(obj, spec.forbid_overwrite)
+
+    def check_new(self, bucket: str, key: str, spec: NewObject) -> str:
+        """Check what a write names before any byte is stored; the storage class it gets."""
         check_key(key)
         target = self.get_bucket(bucket)
         storage_class = spec.storage_class or target.storage_class
         check_storage_class(storage_class)
-        blob = self.store.write_blob(_at_most(body, MAX_OBJECT_SIZE))
-        if spec.content_md5 is not None and spec.content_md5 != blob.md5:
-            self.store.drop_blob(blob.name)
-            raise InvalidDigest("The Content-MD5 you specified did not match what we received.")
-        obj = ObjectMeta(
-            bucket=bucket, key=key, size=blob.size, etag=blob.md5.hex().upper(), crc64=blob.crc64,
-            content_type=spec.content_type, meta=dict(spec.meta), headers=dict(spec.headers),
-            last_modified=self.clock.now(), storage_class=storage_class, blob=blob.name,
-        )
+        check_acl(spec.acl, OBJECT_ACLS)
+        check_tags(spec.tags)
+        return storage_class
+
+    def new_object(self, bucket: str, key: str, blob: Blob, spec: NewObject, storage_class: str,
+                   kind: str = NORMAL, etag: str | None = None) -> ObjectMeta:
+        return ObjectMeta(
+            bucket=bucket, key=key, size=blob.size, etag=etag or blob.md5.hex().upper(),
+            crc64=blob.crc64, content_type=spec.content_type, meta=dict(spec.meta),
+            headers=dict(spec.headers), last_modified=self.clock.now(),
+            storage_class=storage_class, blob=blob.name, kind=kind, acl=spec.acl,
+            tags=dict(spec.tags))
+
+    def commit(self, obj: ObjectMeta, forbid_overwrite: bool = False,
+               check: Callable[[ObjectMeta | None], None] | None = None) -> ObjectMeta:
+        """Save ``obj`` over whatever its key holds; ``check`` may refuse, seeing what is there.
+
+        A refused or failed commit drops the new blob; a replaced blob is dropped after the
+        commit, so a crash never loses the live copy.
+        """
         replaced: ObjectMeta | None = None
         try:
             with self.store.transaction():
-                self.get_bucket(bucket)
-                replaced = self.store.object(bucket, key)
-                if replaced is not None and spec.forbid_overwrite:
+                self.get_bucket(obj.bucket)
+                replaced = self.store.object(obj.bucket, obj.key)
+                if replaced is not None and forbid_overwrite:
                     raise FileAlreadyExists()
+                if check is not None:
+                    check(replaced)
                 self.store.save_object(obj)
         except BaseException:
             self.store.drop_blob(obj.blob)
             raise
-        if replaced is not None:  # after the commit, so a crash never loses the live copy
+        if replaced is not None and replaced.blob != obj.blob:
             self.store.drop_blob(replaced.blob)
         return obj
 
-    def head_object(self, bucket: str, key: str) -> ObjectMeta:
+    def append_object(self, bucket: str, key: str, position: int, body: Iterable[bytes],
+                      spec: NewObject) -> ObjectMeta:
+        """AppendObject: ``body`` after the ``position`` bytes the object has."""
+        storage_class = self.check_new(bucket, key, spec)
+        current = self.store.object(bucket, key)
+
+        def check(found: ObjectMeta | None) -> None:
+            if found is not None and found.kind != APPENDABLE:
+                raise ObjectNotAppendable()
+            length = 0 if found is None else found.size
+            if length != position or (found and current and found.blob != current.blob):
+                raise PositionNotEqualToLength(headers={NEXT_POSITION: str(length)})
+
+        check(current)
+        md5 = hashlib.md5()
+
+        def appended() -> Iterator[bytes]:
+            if current is not None and current.blob is not None:
+                with self.store.open_blob(current.blob) as old:
+                    yield from chunks_of(old)
+            for chunk in body:
+                md5.update(chunk)
+                yield chunk
+
+        blob = self.store.write_blob(at_most(appended(), MAX_OBJECT_SIZE))
+        if spec.content_md5 is not None and spec.content_md5 != md5.digest():
+            self.store.drop_blob(blob.name)
+            raise InvalidDigest("The Content-MD5 you specified did not match what we received.")
+        if current is not None:  # the first append's headers are the object's metadata
+            spec = replace(spec, content_type=current.content_type, meta=current.meta,
+                           headers=current.headers, acl=current.acl, tags=current.tags)
+        # not the content's MD5 (AppendObject reference): derived from its CRC and length
+        etag = f"{blob.crc64:016X}{blob.size:016X}"
+        obj = self.new_object(bucket, key, blob, spec, storage_class, APPENDABLE, etag)
+        return self.commit(obj, check=check)
+
+    def put_symlink(self, bucket: str, key: str, target: str, spec: NewObject) -> ObjectMeta:
+        storage_class = self.check_new(bucket, key, spec)
+        check_key(target)
+        obj = ObjectMeta(
+            bucket=bucket, key=key, size=0,
+            etag=hashlib.md5(target.encode("utf-8")).hexdigest().upper(), crc64=0,
+            content_type=spec.content_type, meta=dict(spec.meta), headers=dict(spec.headers),
+            last_modified=self.clock.now(), storage_class=storage_class, blob=None,
+            kind=SYMLINK, acl=spec.acl, tags=dict(spec.tags), target=target)
+        return self.commit(obj, spec.forbid_overwrite)
+
+    def get_symlink(self, bucket: str, key: str) -> ObjectMeta:
+        obj = self.stored_object(bucket, key)
+        if obj.kind != SYMLINK:
+            raise NotSymlink()
+        return obj
+
+    def stored_object(self, bucket: str, key: str) -> ObjectMeta:
+        """The object under ``key`` itself (a symlink as a symlink)."""
         self.get_bucket(bucket)
         obj = self.store.object(bucket, key)
         if obj is None:
             raise NoSuchKey(Key=key)
         return obj
 
+    def head_object(self, bucket: str, key: str) -> ObjectMeta:
+        """The object as a read presents it: a symlink with its target's bytes."""
+        return self._present(self.stored_object(bucket, key))
+
+    def _present(self, obj: ObjectMeta) -> ObjectMeta:
+        if obj.kind != SYMLINK or obj.target is None:
+            return obj
+        target = self.store.object(obj.bucket, obj.target)
+        if target is None or target.kind == SYMLINK:
+            raise NoSuchKey("The symlink target object does not exist", Key=obj.key)
+        return replace(target, key=obj.key, kind=SYMLINK, meta=obj.meta, acl=obj.acl,
+                       tags=obj.tags, last_modified=max(obj.last_modified,
+                                                        target.last_modified))
+
     def open_object(self, bucket: str, key: str) -> tuple[ObjectMeta, BinaryIO]:
-        """The object and an open file of its bytes (the caller closes it)."""
-        self.get_bucket(bucket)
-        found = self.store.open_object(bucket, key)
-        if found is None:
-            raise NoSuchKey(Key=key)
-        return found
+        """The object as a read presents it and an open file of its bytes (the caller closes
+        it). Opened under the store's lock, so a concurrent overwrite cannot unlink it first."""
+        with self.store.lock:
+            obj = self.head_object(bucket, key)
+            return obj, self.store.open_blob(obj.blob)
 
     def copy_object(self, src_bucket: str, src_key: str, bucket: str, key: str,
-                    spec: NewObject | None = None) -> ObjectMeta:
-        """Copy bytes; ``spec`` None keeps the source's metadata (COPY directive)."""
+                    spec: NewObject | None = None, acl: str | None = None,
+                    tags: dict[str, str] | None = None) -> ObjectMeta:
+        """Copy bytes; ``spec`` None keeps the source's metadata (COPY directive), ``tags``
+        None its tags (``x-oss-tagging-directive: COPY``); ``acl`` None is ``default``, or
+        the object's own ACL when it is copied onto itself (updating its metadata)."""
         source, stream = self.open_object(src_bucket, src_key)
+        if source.kind == APPENDABLE:
+            stream.close()
+            raise OperationNotSupported("CopyObject cannot copy an appendable object.")
+        same = (src_bucket, src_key) == (bucket, key)
+        spec = spec or NewObject.copy_of(source)
+        spec = replace(spec, tags=source.tags if tags is None else tags,
+                       acl=acl or (source.acl if same else "default"))
         with stream:
-            return self.put_object(bucket, key, iter(lambda: stream.read(CHUNK), b""),
-                                   spec or NewObject.copy_of(source))
+            return self.put_object(bucket, key, chunks_of(stream), spec)
+
+    def set_object_acl(self, bucket: str, key: str, acl: str) -> None:
+        check_acl(acl, OBJECT_ACLS)
+        self._update(bucket, key, acl=acl)
+
+    def set_object_tags(self, bucket: str, key: str, tags: dict[str, str]) -> None:
+        check_tags(tags)
+        self._update(bucket, key, tags=tags)
+
+    def _update(self, bucket: str, key: str, **changes: Any) -> None:
+        with self.store.transaction():
+            self.store.save_object(replace(self.stored_object(bucket, key), **changes))
 
     def delete_object(self, bucket: str, key: str) -> bool:
         """Delete ``key``; deleting a missing key succeeds (False), as on OSS."""

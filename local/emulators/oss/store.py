@@ -10,6 +10,9 @@ Durability is the process's, not the disk's: nothing is fsynced (SQLite runs WAL
 ``synchronous=NORMAL``), so a killed or restarted local cloud loses nothing, while a power cut
 may lose the last writes — the trade that keeps a 10,000-object fan-out from waiting on the disk.
 
+Multipart uploads keep their parts as blob files of their own, concatenated into the object's
+blob when the upload completes.
+
 One store per directory at a time: the start-up sweep would delete a live store's temp files.
 No rules here (which bucket may be deleted, when a key may be overwritten): ``model.py`` checks
 them, inside ``transaction()`` when a check and its write must be atomic.
@@ -24,18 +27,34 @@ import json
 import os
 import sqlite3
 import uuid
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..sqlite import SqliteStore
 from .crc64 import Crc64
-from .model import Bucket, ObjectMeta
+from .entities import CHUNK, Bucket, NewObject, ObjectMeta, Part, Upload
+from .errors import EntityTooLarge
 
 _BUCKET_COLS = "name, created, acl, storage_class, redundancy"
 _OBJECT_COLS = ("bucket, key, size, etag, crc64, content_type, meta, headers, last_modified, "
-                "storage_class, blob")
+                "storage_class, blob, kind, acl, tags, target")
+_PART_COLS = "number, size, etag, crc64, last_modified, blob"
+
+
+def at_most(body: Iterable[bytes], limit: int) -> Iterator[bytes]:
+    """``body``'s chunks, refused with ``EntityTooLarge`` once more than ``limit`` bytes came."""
+    size = 0
+    for chunk in body:
+        size += len(chunk)
+        if size > limit:
+            raise EntityTooLarge()
+        yield chunk
+
+
+def chunks_of(stream: BinaryIO) -> Iterator[bytes]:
+    return iter(lambda: stream.read(CHUNK), b"")
 
 
 @dataclass(frozen=True)
@@ -57,12 +76,19 @@ class OssStore(SqliteStore):
         size INTEGER NOT NULL, etag TEXT NOT NULL, crc64 TEXT NOT NULL,
         content_type TEXT NOT NULL, meta TEXT NOT NULL, headers TEXT NOT NULL,
         last_modified REAL NOT NULL, storage_class TEXT NOT NULL, blob TEXT,
+        kind TEXT NOT NULL, acl TEXT NOT NULL, tags TEXT NOT NULL, target TEXT,
         PRIMARY KEY (bucket, key)) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS uploads (upload_id TEXT PRIMARY KEY, bucket TEXT NOT NULL,
+        key TEXT NOT NULL, initiated REAL NOT NULL, spec TEXT NOT NULL);
+    CREATE INDEX IF NOT EXISTS uploads_by_key ON uploads (bucket, key, upload_id);
+    CREATE TABLE IF NOT EXISTS parts (upload_id TEXT NOT NULL, number INTEGER NOT NULL,
+        size INTEGER NOT NULL, etag TEXT NOT NULL, crc64 TEXT NOT NULL,
+        last_modified REAL NOT NULL, blob TEXT, PRIMARY KEY (upload_id, number)) WITHOUT ROWID;
     """
-    TABLES = ("objects", "buckets")
-    # 0: the schema OSS state has had since its first release, whose files carry no version,
-    # so their buckets and objects are kept. A schema change bumps it (and drops older state).
-    SCHEMA_VERSION = 0
+    TABLES = ("parts", "uploads", "objects", "buckets")
+    # 1: objects carry their type, ACL, tags and symlink target; multipart uploads (0 had
+    # neither). A schema change bumps it (and drops older state).
+    SCHEMA_VERSION = 1
 
     def __init__(self, state_dir: Path) -> None:
         super().__init__(state_dir / "oss.sqlite3")
@@ -121,10 +147,11 @@ class OssStore(SqliteStore):
     def save_object(self, obj: ObjectMeta) -> None:
         """Insert ``obj``, or replace the object under its key."""
         self.execute(f"INSERT OR REPLACE INTO objects ({_OBJECT_COLS}) "
-                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (
+                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (
                          obj.bucket, obj.key, obj.size, obj.etag, str(obj.crc64),
                          obj.content_type, json.dumps(obj.meta), json.dumps(obj.headers),
-                         obj.last_modified, obj.storage_class, obj.blob))
+                         obj.last_modified, obj.storage_class, obj.blob, obj.kind, obj.acl,
+                         json.dumps(obj.tags), obj.target))
 
     def delete_object(self, bucket: str, key: str) -> None:
         self.execute("DELETE FROM objects WHERE bucket = ? AND key = ?", (bucket, key))
@@ -142,19 +169,49 @@ class OssStore(SqliteStore):
         args.append(limit)
         return [_object(r) for r in self.query(sql, args)]
 
-    def open_object(self, bucket: str, key: str) -> tuple[ObjectMeta, BinaryIO] | None:
-        """The object and an open file of its bytes (the caller closes it); None: no such key.
+    # --- multipart uploads ------------------------------------------------------------------
+    def insert_upload(self, upload: Upload) -> None:
+        spec = {k: v for k, v in asdict(upload.spec).items() if k != "content_md5"}
+        self.execute("INSERT INTO uploads (upload_id, bucket, key, initiated, spec) "
+                     "VALUES (?, ?, ?, ?, ?)", (upload.upload_id, upload.bucket, upload.key,
+                                                upload.initiated, json.dumps(spec)))
 
-        Opened under the lock, so a concurrent overwrite cannot unlink the blob in between;
-        once open, POSIX keeps the old bytes readable even after the overwrite deletes them.
-        """
-        with self.lock:
-            obj = self.object(bucket, key)
-            if obj is None:
-                return None
-            if obj.blob is None:
-                return obj, io.BytesIO(b"")
-            return obj, open(self._blob_path(obj.blob), "rb")
+    def upload(self, upload_id: str) -> Upload | None:
+        row = self.one("SELECT bucket, key, upload_id, initiated, spec FROM uploads "
+                       "WHERE upload_id = ?", (upload_id,))
+        return None if row is None else _upload(row)
+
+    def uploads(self, bucket: str, prefix: str) -> list[Upload]:
+        """Every upload in ``bucket`` whose key starts with ``prefix``, by key and upload ID."""
+        rows = self.query("SELECT bucket, key, upload_id, initiated, spec FROM uploads "
+                          "WHERE bucket = ? AND substr(key, 1, ?) = ? ORDER BY key, upload_id",
+                          (bucket, len(prefix), prefix))
+        return [_upload(r) for r in rows]
+
+    def upload_count(self, bucket: str) -> int:
+        row = self.one("SELECT COUNT(*) FROM uploads WHERE bucket = ?", (bucket,))
+        return int(row[0]) if row else 0
+
+    def delete_upload(self, upload_id: str) -> None:
+        """The upload and its part rows (the caller drops the part blobs)."""
+        self.execute("DELETE FROM parts WHERE upload_id = ?", (upload_id,))
+        self.execute("DELETE FROM uploads WHERE upload_id = ?", (upload_id,))
+
+    def part(self, upload_id: str, number: int) -> Part | None:
+        row = self.one(f"SELECT {_PART_COLS} FROM parts WHERE upload_id = ? AND number = ?",
+                       (upload_id, number))
+        return None if row is None else _part(row)
+
+    def parts(self, upload_id: str, after: int, limit: int) -> list[Part]:
+        rows = self.query(f"SELECT {_PART_COLS} FROM parts WHERE upload_id = ? AND number > ? "
+                          "ORDER BY number LIMIT ?", (upload_id, after, limit))
+        return [_part(r) for r in rows]
+
+    def save_part(self, upload_id: str, part: Part) -> None:
+        self.execute(f"INSERT OR REPLACE INTO parts (upload_id, {_PART_COLS}) "
+                     "VALUES (?, ?, ?, ?, ?, ?, ?)", (upload_id, part.number, part.size,
+                                                      part.etag, str(part.crc64),
+                                                      part.last_modified, part.blob))
 
     # --- blob files ---------------------------------------------------------------------------
     def write_blob(self, body: Iterable[bytes]) -> Blob:
@@ -181,6 +238,11 @@ class OssStore(SqliteStore):
             raise
         return Blob(name, size, md5.digest(), crc.value)
 
+    def open_blob(self, name: str | None) -> BinaryIO:
+        """An open file of a blob's bytes (None: the empty object); once open, POSIX keeps the
+        bytes readable even after an overwrite unlinks the file."""
+        return io.BytesIO(b"") if name is None else open(self._blob_path(name), "rb")
+
     def drop_blob(self, name: str | None) -> None:
         if name:
             with contextlib.suppress(FileNotFoundError):
@@ -191,7 +253,8 @@ class OssStore(SqliteStore):
         for leftover in self._tmp.iterdir() if temp_files else ():
             with contextlib.suppress(OSError):
                 leftover.unlink()
-        live = {r[0] for r in self.query("SELECT blob FROM objects WHERE blob IS NOT NULL")}
+        live = {r[0] for r in self.query("SELECT blob FROM objects WHERE blob IS NOT NULL "
+                                         "UNION SELECT blob FROM parts WHERE blob IS NOT NULL")}
         for shard in self._blobs.iterdir():
             for path in shard.iterdir() if shard.is_dir() else ():
                 if path.name not in live:
@@ -211,5 +274,14 @@ def _object(row: sqlite3.Row) -> ObjectMeta:
     return ObjectMeta(
         bucket=row[0], key=row[1], size=row[2], etag=row[3], crc64=int(row[4]),
         content_type=row[5], meta=json.loads(row[6]), headers=json.loads(row[7]),
-        last_modified=row[8], storage_class=row[9], blob=row[10],
+        last_modified=row[8], storage_class=row[9], blob=row[10], kind=row[11], acl=row[12],
+        tags=json.loads(row[13]), target=row[14],
     )
+
+
+def _upload(row: sqlite3.Row) -> Upload:
+    return Upload(row[0], row[1], row[2], row[3], NewObject(**json.loads(row[4])))
+
+
+def _part(row: sqlite3.Row) -> Part:
+    return Part(row[0], row[1], row[2], int(row[3]), row[4], row[5])

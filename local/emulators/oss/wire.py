@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import time
 from collections.abc import Callable, Iterator
 from email.utils import formatdate, parsedate_to_datetime
@@ -24,16 +25,19 @@ from werkzeug.wrappers import Request, Response
 from local.emulators.base import ServiceError
 from local.emulators.server import raw_headers
 
+from .entities import APPENDABLE, Conditions, NewObject, ObjectMeta, valid_bucket_name
 from .errors import (
     IncompleteBody,
     InvalidArgument,
     InvalidBucketName,
     InvalidDigest,
+    InvalidEncryptionAlgorithmError,
     InvalidObjectName,
     InvalidRange,
+    InvalidTag,
+    KmsServiceNotEnabled,
     MalformedXML,
 )
-from .model import Conditions, NewObject, ObjectMeta, valid_bucket_name
 from .signing import RequestParts
 
 OWNER_ID = "1000000000000001"  # the emulator's single account
@@ -51,7 +55,7 @@ def unquote_key(raw: str, what: str) -> str:
     try:  # WSGI strings are latin-1 stand-ins for the raw bytes
         return unquote_to_bytes(raw.encode("latin-1")).decode("utf-8")
     except (UnicodeError, ValueError):
-        error = InvalidObjectName if what == "key" else InvalidBucketName
+        error = {"key": InvalidObjectName, "tag": InvalidTag}.get(what, InvalidBucketName)
         raise error(f"The {what} must be valid UTF-8 once percent-decoded.") from None
 
 
@@ -113,10 +117,14 @@ def endpoints_xml(region: str) -> str:
 def object_headers(obj: ObjectMeta) -> dict[str, str]:
     headers = {
         "Content-Type": obj.content_type, "ETag": obj.quoted_etag,
-        "Last-Modified": http_date(obj.last_modified), "x-oss-object-type": "Normal",
+        "Last-Modified": http_date(obj.last_modified), "x-oss-object-type": obj.kind,
         "x-oss-hash-crc64ecma": str(obj.crc64), "x-oss-storage-class": obj.storage_class,
         "Accept-Ranges": "bytes",
     }
+    if obj.kind == APPENDABLE:
+        headers["x-oss-next-append-position"] = str(obj.size)
+    if obj.tags:
+        headers["x-oss-tagging-count"] = str(len(obj.tags))
     headers.update({name.title(): value for name, value in obj.headers.items()})
     headers.update({f"x-oss-meta-{k}": v for k, v in obj.meta.items()})
     return headers
@@ -170,6 +178,9 @@ def body_chunks(request: Request, length: int | None) -> Iterator[bytes]:
 
 
 def object_spec(headers: dict[str, str], md5: bytes | None) -> NewObject:
+    """What a write's headers say of the object (PutObject, AppendObject, CopyObject with
+    REPLACE, InitiateMultipartUpload, PutSymlink)."""
+    check_encryption(headers)
     return NewObject(
         content_type=headers.get("content-type") or "application/octet-stream",
         meta={k[len("x-oss-meta-"):]: v for k, v in headers.items()
@@ -177,14 +188,45 @@ def object_spec(headers: dict[str, str], md5: bytes | None) -> NewObject:
         headers={k: headers[k] for k in STORED_HEADERS if k in headers},
         storage_class=headers.get("x-oss-storage-class"), content_md5=md5,
         forbid_overwrite=headers.get("x-oss-forbid-overwrite", "").lower() == "true",
+        acl=headers.get("x-oss-object-acl", "default"),
+        tags=tagging_header(headers.get("x-oss-tagging", "")),
     )
 
 
-def max_keys(params: dict[str, str]) -> int:
-    raw = params.get("max-keys", "") or "100"
+def tagging_header(value: str) -> dict[str, str]:
+    """``x-oss-tagging``: URL-encoded ``key=value`` pairs joined by ``&``; a pair with more than
+    one ``=`` is refused (https://www.alibabacloud.com/help/en/oss/support/0010-00000219)."""
+    tags: dict[str, str] = {}
+    for pair in value.split("&") if value else ():
+        if pair.count("=") > 1:
+            raise InvalidTag("The x-oss-tagging header must be key1=value1&key2=value2.")
+        key, _, val = pair.partition("=")
+        key = unquote_key(key, "tag")
+        if key in tags:
+            raise InvalidTag("The x-oss-tagging header names a tag key twice.")
+        tags[key] = unquote_key(val, "tag")
+    return tags
+
+
+def check_encryption(headers: dict[str, str]) -> None:
+    """Server-side encryption: AES256 is what OSS-managed keys do and nothing the local OSS
+    needs to do; KMS (and SM4, which uses KMS) is out of scope locally and answered as for an
+    account without KMS; any other value is ``InvalidEncryptionAlgorithmError``
+    (https://www.alibabacloud.com/help/en/oss/developer-reference/putobject, request headers)."""
+    value = headers.get("x-oss-server-side-encryption")
+    if value is None or value == "AES256":
+        return
+    if value in ("KMS", "SM4"):
+        raise KmsServiceNotEnabled()
+    raise InvalidEncryptionAlgorithmError()
+
+
+def max_keys(params: dict[str, str], name: str = "max-keys", default: int = 100) -> int:
+    """A page size parameter (``max-keys``, ``max-uploads``, ``max-parts``): 1 to 1000."""
+    raw = params.get(name, "") or str(default)
     if not raw.isdigit() or not 1 <= int(raw) <= 1000:
-        raise InvalidArgument("max-keys must be an integer between 1 and 1000.",
-                              ArgumentName="max-keys", ArgumentValue=raw)
+        raise InvalidArgument(f"{name} must be an integer between 1 and 1000.",
+                              ArgumentName=name, ArgumentValue=raw)
     return int(raw)
 
 
@@ -196,13 +238,31 @@ def encoder(params: dict[str, str]) -> Callable[[str], str]:
     return (lambda s: quote(s, safe="")) if kind == "url" else (lambda s: s)
 
 
+# Control characters XML 1.0 forbids (all below 0x20 but tab, LF, CR). OSS keys may hold them,
+# and OSS accepts them raw in request documents: oss2's own integration tests batch-delete
+# '中文!@#$%^&*()-=文件\x0C-2.txt' (aliyun-oss-python-sdk tests/test_chinese.py), and oss2
+# 2.19.1 writes keys into the Delete XML unescaped. They are parked in the supplementary private
+# use area while the document is parsed, then put back.
+_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+_PARK = 0xF0000
+_UNPARK = {_PARK + c: chr(c) for c in range(0x20)}
+
+
 def parse_xml(data: bytes, root: str) -> ElementTree.Element:
+    """A request document whose root must be ``root``; ``MalformedXML`` otherwise."""
+    parked = _CONTROL.search(data) is not None
+    if parked:
+        data = _CONTROL.sub(lambda m: chr(_PARK + m.group()[0]).encode("utf-8"), data)
     try:
         node = ElementTree.fromstring(data)
     except ElementTree.ParseError:
         raise MalformedXML() from None
     if node.tag != root:
         raise MalformedXML()
+    if parked:
+        for element in node.iter():
+            if element.text:
+                element.text = element.text.translate(_UNPARK)
     return node
 
 
