@@ -108,7 +108,9 @@ def test_describe_instances_filters_on_status_and_pages(ecs: Ecs) -> None:
     page = ecs.call(make(DescribeInstancesRequest, Status="Stopped"))
     assert [i["InstanceId"] for i in page["Instances"]["Instance"]] == ["i-stopped"]
     page = ecs.call(make(DescribeInstancesRequest, MaxResults=100))
-    assert page["TotalCount"] == len(ecs.app.model.instances) and page["NextToken"]
+    assert len(page["Instances"]["Instance"]) == 100 and page["NextToken"]
+    page = ecs.call(make(DescribeInstancesRequest, PageSize=100))
+    assert page["TotalCount"] == len(ecs.app.model.instances)
 
 
 def test_cloud_assistant_status_is_true_only_with_a_running_agent(ecs: Ecs) -> None:
