@@ -109,14 +109,24 @@ class Instance:
 
 
 def default_fleet() -> list[Instance]:
-    """Three working Linux instances plus one of each failure path Cloud Assistant has."""
+    """Three working Linux instances plus one of each failure path Cloud Assistant has, tagged
+    so that a selector shows each case: ``role=web`` (two running web servers, in resource
+    group ``rg-localweb``, and the stopped one), ``role=worker`` (``rg-localworker``), and
+    ``env=local`` on all six."""
+    web, worker = {"env": "local", "role": "web"}, {"env": "local", "role": "worker"}
     return [
-        Instance("i-local00000000000001", "local-linux-1"),
-        Instance("i-local00000000000002", "local-linux-2"),
-        Instance("i-local00000000000003", "local-linux-3"),
-        Instance("i-local0000000000000s", "local-stopped", Status="Stopped"),
-        Instance("i-local0000000000000n", "local-no-agent", AgentInstalled=False, AgentVersion=""),
-        Instance("i-local0000000000000w", "local-windows", OSType="windows", Mode="simulated"),
+        Instance("i-local00000000000001", "local-linux-1", Tags=dict(web),
+                 ResourceGroupId="rg-localweb"),
+        Instance("i-local00000000000002", "local-linux-2", Tags=dict(web),
+                 ResourceGroupId="rg-localweb"),
+        Instance("i-local00000000000003", "local-linux-3", Tags=dict(worker),
+                 ResourceGroupId="rg-localworker"),
+        Instance("i-local0000000000000s", "local-stopped", Status="Stopped", Tags=dict(web),
+                 ResourceGroupId="rg-localweb"),
+        Instance("i-local0000000000000n", "local-no-agent", AgentInstalled=False, AgentVersion="",
+                 Tags={"env": "local"}),
+        Instance("i-local0000000000000w", "local-windows", OSType="windows", Mode="simulated",
+                 Tags={"env": "local", "os": "windows"}),
     ]
 
 
