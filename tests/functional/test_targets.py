@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -25,6 +26,7 @@ from shared.errors import NotAllowedError
 from shared.intake import Intake
 from shared.ledger import read_request
 from shared.targets import target_verdicts
+from tests.functional.test_cli_submit import cli, table_rows
 from tests.functional.test_submit import created
 from tests.localcloud import Endpoints
 from tests.reliability.cloud_control import calls, control
@@ -188,3 +190,57 @@ def test_every_target_gets_its_verdict_from_what_resolution_found(
 def _settings(cloud: LocalCloud) -> Settings:
     assert cloud.host is not None
     return Settings.from_env(cloud.host.runtimes["assistflow-submit-http"].environment)
+
+
+# --- the CLI: --tag / --resource-group --------------------------------------------------------
+
+def script_file(tmp_path: Path, **extra: Any) -> Path:
+    """A request file that names no instances: the flags complete it."""
+    path = tmp_path / f"request-{uuid.uuid4().hex[:8]}.json"
+    path.write_text(json.dumps({**SCRIPT, **extra}))
+    return path
+
+
+def test_cli_resource_group_via_queue_waits_for_exactly_that_groups_results(
+        tagged: tuple[LocalCloud, Endpoints], tmp_path: Path) -> None:
+    cloud, _ = tagged
+    done = cli(cloud, "submit", str(script_file(tmp_path)), "--resource-group", "rg-batch",
+               "--via", "queue", "--wait", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = json.loads(done.stdout)["Instances"]
+    assert sorted(r["InstanceId"] for r in rows) == BATCH
+    assert {r["Status"] for r in rows} == {"Success"}
+
+
+def test_cli_tags_select_and_report_what_was_skipped(
+        tagged: tuple[LocalCloud, Endpoints], tmp_path: Path) -> None:
+    cloud, _ = tagged
+    done = cli(cloud, "submit", str(script_file(tmp_path, OnIneligible="Skip")),
+               "--tag", "role=web", "--tag", "env=local", "--wait")
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = table_rows(done.stdout)
+    assert {i: cells[1] for i, cells in rows.items()} == {
+        L1: "Success", L2: "Success", STOPPED: "Skipped"}
+    assert f"skipped {STOPPED}: InstanceNotRunning" in done.stdout
+    refused = cli(cloud, "submit", str(script_file(tmp_path)), "--tag", "role=web")
+    assert refused.returncode == 4, refused.stderr
+    assert f"$.Tags: {STOPPED} is Stopped" in refused.stderr
+
+
+def test_cli_refuses_a_selector_beside_instance_ids_and_bad_tags(
+        tagged: tuple[LocalCloud, Endpoints], tmp_path: Path) -> None:
+    cloud, endpoints = tagged
+    before = created(endpoints)
+    listed = script_file(tmp_path, InstanceIds=[L1])
+    done = cli(cloud, "submit", str(listed), "--tag", "role=web")
+    assert done.returncode == 3 and "already names its instances (InstanceIds)" in done.stderr
+    done = cli(cloud, "submit", str(script_file(tmp_path)), "--tag", "role")
+    assert done.returncode == 2 and "give KEY=VALUE" in done.stderr
+    done = cli(cloud, "submit", str(script_file(tmp_path)))
+    assert done.returncode == 3 and "--tag KEY=VALUE" in done.stderr, done.stderr
+    done = cli(cloud, "submit", str(script_file(tmp_path)), "--tag", "team=\x1b[31mops",
+               "--resource-group", "rg-\u202ebatch")
+    assert done.returncode == 3, done.stderr
+    assert "\x1b" not in done.stderr and "\u202e" not in done.stderr
+    assert "$.Tags[0].Value" in done.stderr and "$.ResourceGroupId" in done.stderr
+    assert created(endpoints) == before
