@@ -107,8 +107,11 @@ def test_more_than_ten_thousand_matches_are_refused_with_the_count(
         tagged: tuple[LocalCloud, Endpoints]) -> None:
     _, endpoints = tagged
     before = created(endpoints)
+    calls(endpoints, reset=True)
     status, body = endpoints.post({**SCRIPT, "Tags": [{"Key": "fleet", "Value": "huge"}]})
     assert status == 422 and body["Code"] == "TooManyTargets", body
+    # 101 pages of 100 (past 10,000 it stops), then one PageSize call for the count
+    assert calls(endpoints) == {"DescribeInstances": 102}
     assert "10001 instances match tags fleet=huge" in body["Message"]
     assert body["Errors"][0]["value"] == 10001
     assert created(endpoints) == before

@@ -54,6 +54,18 @@ def test_instance_tags_are_a_simple_object_of_strings() -> None:
             expand({"InstanceId": "i-web", "Tags": bad})
 
 
+def test_a_resource_group_is_rg_and_lowercase_letters_or_digits_and_counts_share_it() -> None:
+    fleet = expand({"InstanceId": "i-web", "Count": 2, "ResourceGroupId": "rg-web1",
+                    "Tags": {"team": "ops"}})
+    assert [(i.ResourceGroupId, i.Tags) for i in fleet] == [("rg-web1", {"team": "ops"})] * 2
+    assert expand({"InstanceId": "i-web"})[0].ResourceGroupId == ""
+    for bad in ("web", "rg-", "rg-Web", 7):
+        with pytest.raises(ValueError, match="ResourceGroupId"):
+            expand({"InstanceId": "i-web", "ResourceGroupId": bad})
+    with pytest.raises(ValueError, match="at most 20"):
+        expand({"InstanceId": "i-web", "Tags": {f"k{n}": "v" for n in range(21)}})
+
+
 def test_the_default_inventory_has_each_failure_path(tmp_path: Path) -> None:
     fleet = load_inventory(tmp_path / "instances.json")
     assert fleet == default_fleet() and (tmp_path / "instances.json").exists()
