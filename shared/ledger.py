@@ -149,11 +149,11 @@ def fingerprint(request: CommandRequest) -> str:
     """What makes two deliveries the same request (the fields that change what runs where).
     A selector's request is the same request whatever its selector resolves to now: its
     selector counts, not the instances (the record's ``targets`` hold those)."""
-    parts: tuple[Any, ...] = (() if request.selector else request.instance_ids, request.type,
-             request.content_b64, request.command_id,
-             request.name, request.working_dir, request.timeout, request.username,
-             request.parameters, request.repeat_mode, request.frequency, request.region,
-             request.skip_ineligible, request.output, request.notify)
+    parts: tuple[Any, ...] = (
+        () if request.selector else request.instance_ids, request.type, request.content_b64,
+        request.command_id, request.name, request.working_dir, request.timeout,
+        request.username, request.parameters, request.repeat_mode, request.frequency,
+        request.region, request.skip_ineligible, request.output, request.notify)
     if request.selector:  # added last: older records keep their fingerprint
         parts += (request.tags, request.resource_group_id)
     return hashlib.sha256(repr(parts).encode()).hexdigest()

@@ -143,9 +143,7 @@ def check(request: CommandRequest, ecs: CloudAssistant, targets: tuple[str, ...]
 
 def _target_path(request: CommandRequest, index: int) -> str:
     """A listed instance's path; a selected one has none of its own: the selector's."""
-    if not request.selector:
-        return f"$.InstanceIds[{index}]"
-    return "$.Tags" if request.tags else "$.ResourceGroupId"
+    return request.selector_path if request.selector else f"$.InstanceIds[{index}]"
 
 
 def saved_command(ecs: CloudAssistant, command_id: str) -> tuple[str, int | None]:

@@ -84,6 +84,12 @@ class CommandRequest:
         return bool(self.tags or self.resource_group_id)
 
     @property
+    def selector_path(self) -> str:
+        """Where a selected instance came from, for the ``path`` of an error naming it (it has
+        no path of its own in the request)."""
+        return "$.Tags" if self.tags else "$.ResourceGroupId"
+
+    @property
     def content(self) -> str:
         return base64.b64decode(self.content_b64).decode("utf-8", errors="replace")
 

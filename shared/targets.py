@@ -92,11 +92,6 @@ class Verdict:
         return body
 
 
-def selector_path(request: CommandRequest) -> str:
-    """Where a resolved target came from, for the ``path`` of a refusal naming it."""
-    return "$.Tags" if request.tags else "$.ResourceGroupId"
-
-
 def describe_selector(request: CommandRequest) -> str:
     """``tags team=ops, env=prod in resource group rg-…``, for messages."""
     parts = []
@@ -121,13 +116,13 @@ def resolve(request: CommandRequest, ecs: CloudAssistant,
         raise TooManyTargetsError(
             f"{count} instances match {where}; one request runs on at most {MAX_TARGETS}: add "
             "a tag to narrow the selection, or split the fleet over several requests",
-            [Violation(selector_path(request), "maxTargets",
+            [Violation(request.selector_path, "maxTargets",
                        f"{count} instances match; at most {MAX_TARGETS}", total)])
     if not found:
         raise NoTargetsError(
             f"no instance in the region matches {where}; check the selector (tag keys and "
             "values are case-sensitive) or tag the instances",
-            [Violation(selector_path(request), "noTargets", f"no instance matches {where}")])
+            [Violation(request.selector_path, "noTargets", f"no instance matches {where}")])
     facts = {str(i["InstanceId"]): {k: str(i.get(k, "")) for k in FACTS} for i in found}
     log.info("%s: %d instance(s)", where, len(facts))
     return Resolution(tuple(sorted(facts)), facts)
@@ -141,7 +136,7 @@ def check_allowed_targets(request: CommandRequest, allowed: tuple[str, ...]) -> 
         raise NotAllowedError(
             f"{len(outside)} of the {len(request.instance_ids)} instance(s) "
             f"{describe_selector(request)} selects are not allowed by this deployment",
-            [Violation(selector_path(request), "allowList",
+            [Violation(request.selector_path, "allowList",
                        f"instance {i} is outside this deployment's allow-list "
                        "(ASSISTFLOW_ALLOWED_INSTANCES)", i) for i in outside])
 

@@ -1,8 +1,9 @@
 """The README's promises match the code: the request reference, the CLI, the exit codes.
 
 The request table in "Contracts" must list every property of the schema (nested ones as
-``Output.Bucket``, those of an array's items as ``Tags.Key``) with a rule that states the schema's limits and allowed values, so the
-reference cannot fall behind the one definition of a valid request.
+``Output.Bucket``, those of an array's items as ``Tags.Key``) with a rule that states the
+schema's limits and allowed values, so the reference cannot fall behind the one definition of
+a valid request.
 """
 
 from __future__ import annotations
