@@ -67,6 +67,7 @@ from shared.ledger import (
     fingerprint,
     marker_key,
     read_request,
+    selection,
 )
 from shared.parallel import settle
 from shared.preflight import BATCH_SIZE, Plan, refused, saved_command
@@ -180,7 +181,7 @@ def _intent(request: CommandRequest, plan: Plan, template: FollowUp, lease_until
         deletes_command=template.adhoc, followup=template,
         batches=tuple(Batch(group) for group in batches(plan.instance_ids)),
         skipped=_skipped(plan),
-        marker=marker_key(template.request_id, SUBMIT, due))
+        marker=marker_key(template.request_id, SUBMIT, due), **selection(request))
 
 
 def _skipped(plan: Plan) -> tuple[Skipped, ...]:

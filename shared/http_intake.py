@@ -66,6 +66,7 @@ def _receive(intake: Intake, event: bytes | str | dict[str, Any], fc_request_id:
                                     "refused (sign each new delivery with a fresh timestamp, "
                                     "and use ClientToken to make retries safe)")
         try:
+            intake.resolve()
             accepted = intake.dispatch(intake.preflight())
         except Exception:
             intake.clients.results.release(marker)  # not accepted: it may be delivered again

@@ -1,9 +1,10 @@
 """From a trigger's delivery to Cloud Assistant work: the path every adapter shares.
 
-validate (JSON Schema) -> check_allowed (the deployment's allow-list) -> preflight (saved
-command, instance states) -> dispatch (CreateCommand, InvokeCommand, record, follow-up). Each
-step raises an ``AssistflowError`` with a code, an HTTP-ish status and, where it has several
-reasons, the ``Errors`` list — the one JSON shape all triggers answer with. Nothing is created
+validate (JSON Schema) -> check_allowed (the deployment's allow-list) -> resolve (a selector's
+instances, ``shared.targets``) -> preflight (saved command, instance states) -> dispatch
+(CreateCommand, InvokeCommand, record, follow-up). Each step raises an ``AssistflowError`` with
+a code, an HTTP-ish status and, where it has several reasons, the ``Errors`` list — the one
+JSON shape all triggers answer with. Nothing is created
 unless every check before dispatch passed.
 
 Every answer carries ``RequestId``: the id of the *logical* request, ``r-`` and 24 hex digits
@@ -18,17 +19,19 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from dataclasses import replace
 from typing import Any
 
 from shared.clients import Clients, default_clients
 from shared.dispatch import dispatch
 from shared.errors import AssistflowError
 from shared.intent import Accepted
-from shared.ledger import DEFAULT_LEASE, read_request
+from shared.ledger import DEFAULT_LEASE, RequestRecord, read_request
 from shared.policy import check_allowed, check_saved_command, needs_saved_command
 from shared.preflight import BATCH_SIZE, Plan, SavedCommand, describe_saved, preflight
 from shared.request import CommandRequest, parse_request
 from shared.retry import SUBMIT_PATIENCE, patience
+from shared.targets import Resolution, check_allowed_targets, resolve
 
 log = logging.getLogger("assistflow.intake")
 
@@ -54,6 +57,8 @@ class Intake:
         self.fc_request_id = fc_request_id
         self.request: CommandRequest | None = None
         self.saved: SavedCommand | None = None  # the request's saved command, if looked up
+        self.resolution: Resolution | None = None  # a selector's targets, once resolved
+        self._record: tuple[RequestRecord | None] | None = None  # read once, if needed
         self._clients = clients
         self._context = context
 
@@ -77,6 +82,7 @@ class Intake:
         with patience(SUBMIT_PATIENCE):
             self.validate(body)
             self.check_allowed()
+            self.resolve()
             return self.dispatch(self.preflight())
 
     def validate(self, body: bytes | str | dict[str, Any]) -> CommandRequest:
@@ -94,14 +100,38 @@ class Intake:
             self.saved = describe_saved(self.clients.ecs_in(request.region), request.command_id)
             check_saved_command(request, self.saved, settings)
 
+    def resolve(self, *, enforce_allow_list: bool = True) -> CommandRequest:
+        """A selector's targets (``shared.targets.resolve``): the request from here on names
+        them in ``instance_ids`` — the list its record holds when the request was recorded
+        before (a redelivery), else DescribeInstances' matches (422 for none, or more than
+        10,000). The allow-list then judges them as it judges listed instances (403), unless
+        ``enforce_allow_list`` is False (a dry run shows it per target instead). A request that
+        lists its instances passes unchanged."""
+        request = self._validated()
+        if not request.selector:
+            return request
+        self.resolution = resolve(request, self.clients.ecs_in(request.region),
+                                  self.recorded())
+        self.request = request = replace(request, instance_ids=self.resolution.instance_ids)
+        if enforce_allow_list:
+            check_allowed_targets(request, self.clients.settings.allowed_instances)
+        return request
+
+    def recorded(self) -> RequestRecord | None:
+        """The request record of this request, if a delivery wrote it (read once)."""
+        if self._record is None:
+            self._record = (read_request(self.clients.results, self.request_id),)
+        return self._record[0]
+
     def preflight(self) -> Plan:
         """The plan; none is looked up for a request already recorded (a redelivery of a
-        request of several batches: its record's batches stand, shared.ledger)."""
+        request of several batches: its record's batches stand, shared.ledger). Targets a
+        selector resolved carry what DescribeInstances said of them (``Plan.known``)."""
         request = self._validated()
-        if len(request.instance_ids) > BATCH_SIZE and \
-                read_request(self.clients.results, self.request_id) is not None:
+        if len(request.instance_ids) > BATCH_SIZE and self.recorded() is not None:
             return Plan(request.instance_ids)
-        return preflight(request, self.clients, self.saved)
+        known = self.resolution.facts if self.resolution else None
+        return preflight(request, self.clients, self.saved, known)
 
     @property
     def lease(self) -> float:

@@ -106,6 +106,11 @@ class RequestRecord:
     skipped: tuple[Skipped, ...] = ()
     marker: str = ""  # the current intent marker's key ("" once every batch runs)
     version: int = VERSION
+    # A request that selected its instances (shared.targets): the selector as it was sent
+    # ({"Tags": [{"Key", "Value"}], "ResourceGroupId"}) and the sorted list it resolved to,
+    # frozen: a redelivery runs on this list, never on a new resolution.
+    selector: dict[str, Any] = field(default_factory=dict)
+    targets: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
@@ -136,16 +141,34 @@ class RequestRecord:
         data["batches"] = tuple(Batch(**{**b, "instances": tuple(b["instances"])})
                                 for b in data["batches"])
         data["skipped"] = tuple(tuple(s) for s in data.get("skipped", ()))
+        data["targets"] = tuple(data.get("targets", ()))
         return cls(**data)
 
 
 def fingerprint(request: CommandRequest) -> str:
-    """What makes two deliveries the same request (the fields that change what runs where)."""
-    parts = (request.instance_ids, request.type, request.content_b64, request.command_id,
-             request.name, request.working_dir, request.timeout, request.username,
-             request.parameters, request.repeat_mode, request.frequency, request.region,
-             request.skip_ineligible, request.output, request.notify)
+    """What makes two deliveries the same request (the fields that change what runs where).
+    A selector's request is the same request whatever its selector resolves to now: its
+    selector counts, not the instances (the record's ``targets`` hold those)."""
+    parts: tuple[Any, ...] = (
+        () if request.selector else request.instance_ids, request.type, request.content_b64,
+        request.command_id, request.name, request.working_dir, request.timeout,
+        request.username, request.parameters, request.repeat_mode, request.frequency,
+        request.region, request.skip_ineligible, request.output, request.notify)
+    if request.selector:  # added last: older records keep their fingerprint
+        parts += (request.tags, request.resource_group_id)
     return hashlib.sha256(repr(parts).encode()).hexdigest()
+
+
+def selection(request: CommandRequest) -> dict[str, Any]:
+    """The record's ``selector`` and ``targets`` for ``request`` (none for listed instances)."""
+    if not request.selector:
+        return {}
+    selector: dict[str, Any] = {}
+    if request.tags:
+        selector["Tags"] = [{"Key": key, "Value": value} for key, value in request.tags]
+    if request.resource_group_id:
+        selector["ResourceGroupId"] = request.resource_group_id
+    return {"selector": selector, "targets": request.instance_ids}
 
 
 def content_sha256(content_b64: str) -> str:

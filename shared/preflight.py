@@ -21,7 +21,8 @@ governs: a request's ``Type`` never stands in for it.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from shared.clients import Clients, CloudAssistant
@@ -58,6 +59,10 @@ class Plan:
     saved_timeout: int | None = None  # the saved command's Timeout, if the request names one
     checked: bool = True
     saved_type: str = ""  # the saved command's Type, once looked up
+    # What DescribeInstances said of the targets when a selector was resolved (shared.targets):
+    # the check asks only the agents then
+    known: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, compare=False,
+                                                   repr=False)
 
 
 @dataclass(frozen=True)
@@ -78,22 +83,24 @@ def describe_saved(ecs: CloudAssistant, command_id: str) -> SavedCommand:
 
 
 def preflight(request: CommandRequest, clients: Clients,
-              saved: SavedCommand | None = None) -> Plan:
+              saved: SavedCommand | None = None,
+              known: Mapping[str, Mapping[str, Any]] | None = None) -> Plan:
     """The plan for ``request``: deferred for a request that fits one call; checked now (and
     ``IneligibleInstancesError`` if it must be refused) for a larger one. ``saved``: the
-    request's saved command if the intake looked it up already."""
+    request's saved command if the intake looked it up already; ``known``: Status and OSType
+    of the targets, when a selector's resolution gave them."""
     targets = request.instance_ids
     if len(targets) <= BATCH_SIZE or not clients.settings.preflight:
         return Plan(targets, checked=not clients.settings.preflight,
                     saved_timeout=saved.timeout if saved else None,
-                    saved_type=saved.type if saved else "")
+                    saved_type=saved.type if saved else "", known=known or {})
     ecs = clients.ecs_in(request.region)
     command_type, saved_timeout = request.type, None
     if request.command_id:  # its type decides which OS it fits
         if saved is None:
             saved = describe_saved(ecs, request.command_id)
         command_type, saved_timeout = saved.type, saved.timeout
-    return replace(check(request, ecs, targets, command_type, saved_timeout),
+    return replace(check(request, ecs, targets, command_type, saved_timeout, known),
                    saved_type=saved.type if saved else "")
 
 
@@ -107,29 +114,36 @@ def refused(request: CommandRequest, plan: Plan, ecs: CloudAssistant, error: Clo
         raise error
     log.info("%s refused by %s; looking at each instance", error.api, error.error_code)
     checked = check(request, ecs, plan.instance_ids, command_type or request.type,
-                    plan.saved_timeout)
+                    plan.saved_timeout, plan.known)
     if not checked.skipped:
         raise error
     return checked
 
 
 def check(request: CommandRequest, ecs: CloudAssistant, targets: tuple[str, ...],
-          command_type: str, saved_timeout: int | None) -> Plan:
+          command_type: str, saved_timeout: int | None,
+          known: Mapping[str, Mapping[str, Any]] | None = None) -> Plan:
     """Look at every target; refuse (Refuse, or none eligible) or leave the ineligible out."""
-    ineligible = ineligible_instances(ecs, targets, command_type)
+    ineligible = ineligible_instances(ecs, targets, command_type, known=known)
     if ineligible and (not request.skip_ineligible or len(ineligible) == len(targets)):
         index = {instance_id: n for n, instance_id in enumerate(request.instance_ids)}
         raise IneligibleInstancesError(
             f"{len(ineligible)} of {len(targets)} instance(s) cannot run the command now"
             + ("" if request.skip_ineligible else
                "; fix them, drop them, or send OnIneligible: Skip to run on the rest"),
-            [Violation(f"$.InstanceIds[{index[i.instance_id]}]", i.reason, i.message,
+            [Violation(_target_path(request, index[i.instance_id]), i.reason, i.message,
                        i.instance_id) for i in ineligible])
     if ineligible:
         log.info("skipping %d ineligible instance(s): %s", len(ineligible),
                  ", ".join(f"{i.instance_id} ({i.reason})" for i in ineligible))
     gone = {i.instance_id for i in ineligible}
-    return Plan(tuple(i for i in targets if i not in gone), tuple(ineligible), saved_timeout)
+    return Plan(tuple(i for i in targets if i not in gone), tuple(ineligible), saved_timeout,
+                known=known or {})
+
+
+def _target_path(request: CommandRequest, index: int) -> str:
+    """A listed instance's path; a selected one has none of its own: the selector's."""
+    return request.selector_path if request.selector else f"$.InstanceIds[{index}]"
 
 
 def saved_command(ecs: CloudAssistant, command_id: str) -> tuple[str, int | None]:
@@ -143,12 +157,16 @@ def with_saved_timeout(plan: Plan, timeout: int | None) -> Plan:
 
 
 def ineligible_instances(ecs: CloudAssistant, instance_ids: tuple[str, ...],
-                         command_type: str) -> list[Ineligible]:
+                         command_type: str,
+                         known: Mapping[str, Mapping[str, Any]] | None = None
+                         ) -> list[Ineligible]:
     """Each instance that cannot run ``command_type`` now, with the reason. The agents are
     asked about only after DescribeInstances, and only for running instances: an unknown id
     makes DescribeCloudAssistantStatus fail as a whole (each lookup's chunks run side by side,
-    ``shared.clients.cloud_assistant``)."""
-    instances = ecs.describe_instances(instance_ids)
+    ``shared.clients.cloud_assistant``). ``known``: Status and OSType of the instances as a
+    DescribeInstances just gave them (a resolved selector's); then only the agents are asked."""
+    instances: Mapping[str, Mapping[str, Any]] = known if known and all(
+        i in known for i in instance_ids) else ecs.describe_instances(instance_ids)
     found = {i: _reason(i, instances.get(i), command_type) for i in instance_ids}
     running = tuple(i for i, reason in found.items() if reason is None)
     agents = ecs.cloud_assistant_status(running) if running else {}
@@ -161,7 +179,7 @@ def ineligible_instances(ecs: CloudAssistant, instance_ids: tuple[str, ...],
     return [item for item in found.values() if item is not None]
 
 
-def _reason(instance_id: str, info: dict[str, Any] | None, command_type: str
+def _reason(instance_id: str, info: Mapping[str, Any] | None, command_type: str
             ) -> Ineligible | None:
     if info is None:
         return Ineligible(instance_id, "InstanceNotFound",

@@ -53,7 +53,7 @@ class NotifyTarget:
 class CommandRequest:
     """A validated command request (field meanings: the schema's descriptions)."""
 
-    instance_ids: tuple[str, ...]
+    instance_ids: tuple[str, ...]  # listed, or (once the intake resolved them) selected
     type: str = ""  # empty only with command_id (the saved command knows its type)
     content_b64: str = ""  # empty when command_id names a saved command
     command_id: str = ""
@@ -73,6 +73,21 @@ class CommandRequest:
     skip_ineligible: bool = False
     output: OutputLocation = field(default_factory=OutputLocation)
     notify: NotifyTarget | None = None
+    # The selector (instead of InstanceIds): every tag must match, and the resource group
+    tags: tuple[tuple[str, str], ...] = ()
+    resource_group_id: str = ""
+
+    @property
+    def selector(self) -> bool:
+        """The instances are named by Tags / ResourceGroupId (``shared.targets`` resolves
+        them into ``instance_ids``)."""
+        return bool(self.tags or self.resource_group_id)
+
+    @property
+    def selector_path(self) -> str:
+        """Where a selected instance came from, for the ``path`` of an error naming it (it has
+        no path of its own in the request)."""
+        return "$.Tags" if self.tags else "$.ResourceGroupId"
 
     @property
     def content(self) -> str:
@@ -109,7 +124,7 @@ def parse_request(body: bytes | str | dict[str, Any]) -> CommandRequest:
     output = document.get("Output") or {}
     notify = document.get("Notify")
     return CommandRequest(
-        instance_ids=tuple(document["InstanceIds"]),
+        instance_ids=tuple(document.get("InstanceIds", ())),
         type=document.get("Type", ""),
         content_b64=content,
         command_id=document.get("CommandId", ""),
@@ -128,6 +143,8 @@ def parse_request(body: bytes | str | dict[str, Any]) -> CommandRequest:
         output=OutputLocation(output.get("Bucket", ""), output.get("Prefix", "")),
         notify=NotifyTarget(notify.get("Url", ""), notify.get("Queue", ""),
                             notify.get("Topic", "")) if notify else None,
+        tags=tuple((tag["Key"], tag["Value"]) for tag in document.get("Tags", ())),
+        resource_group_id=document.get("ResourceGroupId", ""),
     )
 
 
@@ -176,6 +193,13 @@ def _violation(error: ValidationError) -> list[Violation]:
             if "enum" in SCHEMA["properties"].get(missing, {}) else ""
         return [Violation(f"{path}.{missing}", "required",
                           f"{missing} is required when {given} is given{extra}")]
+    if rule == "anyOf" and path == "$":  # no targets at all: reported as before selectors
+        return [Violation("$.InstanceIds", "required",
+                          "InstanceIds is required: name the instances, or select them with "
+                          "Tags and/or ResourceGroupId")]
+    if rule == "not" and path == "$":  # both ways of naming the targets
+        return [Violation(path, "targets", "name the instances with InstanceIds, or select "
+                          "them with Tags and/or ResourceGroupId, not both")]
     if rule == "oneOf":
         both = not error.context
         return [Violation(path, rule, "give either CommandContent (with Type) to run a script, or "
@@ -204,6 +228,12 @@ def _violation(error: ValidationError) -> list[Violation]:
                    f"{value!r} has {_control(value)!r}")
     elif rule == "pattern" and path.startswith("$.InstanceIds"):
         message = f"{value!r} is not an ECS instance id (they look like i-bp1a2b3c4d5e6f7g8h9i)"
+    elif rule == "pattern" and path.startswith("$.Tags"):
+        message = (f"{value!r} is not a tag {field_name.lower()} ECS takes: it must not start "
+                   "with " + ("aliyun or acs:" if field_name == "Key" else "acs:")
+                   + " nor contain http:// or https://")
+    elif rule == "pattern" and path == "$.ResourceGroupId":
+        message = f"{value!r} is not a resource group id (they look like rg-acfmxazb4ph6aiy)"
     elif rule == "pattern":
         message = f"{value!r} does not have the expected form ({error.validator_value})"
     elif rule in ("maxLength", "minLength"):
@@ -237,7 +267,23 @@ def _semantic_checks(document: dict[str, Any]) -> list[Violation]:
     """Rules the schema cannot express: the encoded size and Base64 validity of the script,
     and an ``Output.Prefix`` that is a plain key path."""
     return _content_checks(document) + _prefix_checks((document.get("Output") or {})
-                                                      .get("Prefix", ""))
+                                                      .get("Prefix", "")) \
+        + _tag_checks(document.get("Tags", ()))
+
+
+def _tag_checks(tags: list[dict[str, str]]) -> list[Violation]:
+    """Each tag key once: an instance carries one value per key, so two values for one key
+    would select nothing."""
+    seen: dict[str, int] = {}
+    problems = []
+    for index, tag in enumerate(tags):
+        if tag["Key"] in seen:
+            problems.append(Violation(f"$.Tags[{index}].Key", "uniqueKeys",
+                                      f"Tags names the key {tag['Key']!r} twice (also at "
+                                      f"$.Tags[{seen[tag['Key']]}]); an instance has one value "
+                                      "per key", tag["Key"]))
+        seen.setdefault(tag["Key"], index)
+    return problems
 
 
 def _prefix_checks(prefix: str) -> list[Violation]:

@@ -121,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
                              "per-instance table (exit 1 if any instance failed)")
     submit.add_argument("--wait-timeout", type=float, metavar="SECONDS",
                         help="give up waiting after this long (default: Timeout + 240 s)")
+    submit.add_argument("--tag", action="append", metavar="KEY=VALUE",
+                        help="select the instances carrying this tag (repeatable: every tag "
+                             "must match) instead of InstanceIds in the file")
+    submit.add_argument("--resource-group", metavar="ID",
+                        help="select the instances of this resource group (rg-…) instead of "
+                             "InstanceIds in the file")
     submit.set_defaults(func=_lazy("local.cli.submit", "cmd_submit"))
 
     results = sub.add_parser("results", parents=[cloud], help="read an invocation's results "

@@ -13,6 +13,13 @@ command — with exactly the request's script and instances only from the reques
 match after sending is ours, and with it every invocation of that ad-hoc command (one per
 batch of 100 instances). Two identical requests queued at the same moment cannot be told apart;
 a reused ``ClientToken`` maps to its old invocation, which is therefore not found.
+
+``--tag KEY=VALUE`` (repeatable) and ``--resource-group ID`` select the instances instead of
+listing them: they complete a request file that has no ``InstanceIds`` with the selector
+(``Tags``, ``ResourceGroupId``), which the intake resolves. A file that names its instances, or
+already selects them, is refused with exit 3 (the selector is given in one place). Sent
+``--via queue`` with ``--wait``, the selector is resolved here too (DescribeInstances), to
+recognise the invocations it made.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from typing import Any
 
 from local.cli.common import (
     EXIT_CLOUD,
+    EXIT_INVALID,
     EXIT_OK,
     EXIT_USAGE,
     CliError,
@@ -65,6 +73,10 @@ def read_body(source: str) -> bytes:
 def refusal(status: int, payload: dict[str, Any]) -> Refused:
     details = [f"{e.get('path', '$')}: {e.get('message', '')}"
                for e in payload.get("Errors") or [] if isinstance(e, dict)]
+    if any(isinstance(e, dict) and (e.get("path"), e.get("rule")) == ("$.InstanceIds", "required")
+           for e in payload.get("Errors") or []):
+        details.append("(a request file without InstanceIds is completed by --tag KEY=VALUE "
+                       "and/or --resource-group ID)")
     code = payload.get("Code") or f"HTTP {status}"
     message = str(payload.get("Message") or payload.get("raw") or "no reason given")
     if details and message.startswith("the command request has"):
@@ -101,6 +113,38 @@ def via_http(where: Target, body: bytes) -> dict[str, Any]:
     return dict(payload)
 
 
+def with_selector(body: bytes, tags: list[str], resource_group: str) -> bytes:
+    """The request file completed with ``--tag`` / ``--resource-group`` (see the module
+    docstring); ``body`` as it is without them."""
+    if not tags and not resource_group:
+        return body
+    from shared import strict_json
+
+    try:
+        document = strict_json.loads(body)
+    except (ValueError, RecursionError):
+        document = None
+    if not isinstance(document, dict):
+        raise CliError("--tag / --resource-group complete a command request: the file must be "
+                       "a JSON object", EXIT_INVALID)
+    given = [name for name in ("InstanceIds", "Tags", "ResourceGroupId") if name in document]
+    if given:
+        raise CliError(f"the request file already names its instances ({', '.join(given)}); "
+                       "--tag / --resource-group select them instead: remove "
+                       f"{' and '.join(given)} from the file, or drop the flags", EXIT_INVALID)
+    pairs = []
+    for tag in tags:
+        key, sep, value = tag.partition("=")
+        if not sep or not key:
+            raise CliError(f"--tag {tag!r}: give KEY=VALUE, e.g. --tag team=ops")
+        pairs.append({"Key": key, "Value": value})
+    if pairs:
+        document["Tags"] = pairs
+    if resource_group:
+        document["ResourceGroupId"] = resource_group
+    return json.dumps(document, ensure_ascii=False).encode()
+
+
 def _validated(body: bytes) -> Any:
     from shared.errors import RequestInvalidError
     from shared.request import parse_request
@@ -109,6 +153,25 @@ def _validated(body: bytes) -> Any:
         return parse_request(body)
     except RequestInvalidError as exc:
         raise refusal(400, {**exc.to_dict()}) from None
+
+
+def _resolved(where: Target, request: Any) -> Any:
+    """A selector's request with the instances it selects now (to recognise its
+    invocations); a request that lists them, as it is."""
+    if not request.selector:
+        return request
+    from dataclasses import replace
+
+    from shared.errors import AssistflowError
+    from shared.targets import resolve
+
+    try:
+        targets = resolve(request, where.clients.ecs_in(request.region))
+    except AssistflowError as exc:
+        if hasattr(exc, "violations"):
+            raise refusal(exc.status, exc.to_dict()) from None
+        raise cloud_error(exc) from None
+    return replace(request, instance_ids=targets.instance_ids)
 
 
 def via_queue(where: Target, body: bytes, wait: bool
@@ -121,6 +184,8 @@ def via_queue(where: Target, body: bytes, wait: bool
     if not where.request_queue:
         raise CliError("no request queue: pass --request-queue (the stack's RequestQueue "
                        "output)")
+    if wait:
+        request = _resolved(where, request)
     before = {r["InvokeId"] for r in _matching(where, request)} if wait else set()
     try:
         message_id = where.clients.queues.send(where.request_queue, json.dumps(document))
@@ -229,7 +294,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from local.cli.results import ResultsReader, instance_rows, outcome_code, show_outcome
     from local.cli.watch import wait
 
-    body = read_body(args.file)
+    body = with_selector(read_body(args.file), args.tag or [], args.resource_group or "")
     where = target(args)
     try:
         document = json.loads(body)

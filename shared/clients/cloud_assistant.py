@@ -203,6 +203,48 @@ class CloudAssistant:
         pages = run_each(chunk, _chunks(instance_ids, DESCRIBE_INSTANCES_MAX))
         return {item["InstanceId"]: item for page in pages for item in page}
 
+    def select_instances(self, tags: tuple[tuple[str, str], ...], resource_group_id: str,
+                         limit: int) -> tuple[list[dict[str, Any]], int | None]:
+        """The instances carrying every tag of ``tags`` and in ``resource_group_id`` ("": any),
+        every page via NextToken, 100 a page (DescribeInstances' largest MaxResults: the
+        ``max_results`` docstring of ``DescribeInstancesRequest``, alibabacloud-ecs20140526
+        7.11.8). Past ``limit`` matches it stops and counts them: (the first ``limit`` + 1,
+        the count). A NextToken listing's TotalCount "is invalid" (the API reference,
+        https://www.alibabacloud.com/help/en/ecs/developer-reference/api-describeinstances),
+        so the count comes from one PageNumber/PageSize call, whose TotalCount is valid (None
+        if that call fails: "more than ``limit``"). Within the limit: (every match, how
+        many)."""
+        from aliyunsdkecs.request.v20140526.DescribeInstancesRequest import (
+            DescribeInstancesRequest,
+        )
+
+        def filtered() -> DescribeInstancesRequest:
+            return _given(DescribeInstancesRequest(), ResourceGroupId=resource_group_id,
+                          Tags=[{"Key": key, "Value": value} for key, value in tags])
+
+        found: list[dict[str, Any]] = []
+        token = ""
+        while True:
+            req = filtered()
+            req.set_MaxResults(DESCRIBE_INSTANCES_MAX)
+            if token:
+                req.set_NextToken(token)
+            page = self.call(req)
+            found.extend(page["Instances"]["Instance"])
+            token = page.get("NextToken") or ""
+            if len(found) > limit:
+                break
+            if not token:
+                return found, len(found)
+        counting = filtered()
+        counting.set_PageSize(1)
+        counting.set_PageNumber(1)
+        try:
+            total = int(self.call(counting).get("TotalCount") or 0)
+        except CloudCallError:
+            return found, None
+        return found, max(total, len(found))
+
     def cloud_assistant_status(self, instance_ids: tuple[str, ...]) -> dict[str, str]:
         """``"true"`` for each instance whose agent sent a heartbeat recently (50 per call, the
         calls side by side)."""

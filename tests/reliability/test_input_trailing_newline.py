@@ -38,6 +38,7 @@ VALID: dict[str, str] = {
     "OnIneligible": "Skip", "Output.Bucket": "assistflow-results",
     "Output.Prefix": "results/team-a", "Notify.Url": "https://example.com/hook",
     "Notify.Queue": "assistflow-notify", "Notify.Topic": "assistflow-notify-ops",
+    "Tags[].Key": "team", "Tags[].Value": "ops", "ResourceGroupId": "rg-aek2ops",
 }
 # Scripts, and the values substituted into them, are multi-line text by contract.
 FREE_TEXT = {"CommandContent", "Parameters{}="}
@@ -54,6 +55,8 @@ def string_fields(schema: dict[str, Any], prefix: str = "") -> set[str]:
             found.add(path)
         if sub.get("type") == "array" and sub["items"].get("type") == "string":
             found.add(f"{path}[]")
+        if sub.get("type") == "array" and sub["items"].get("type") == "object":
+            found |= string_fields(sub["items"], f"{path}[].")
         if "propertyNames" in sub:
             found.add(f"{path}{{}}")
         if isinstance(sub.get("additionalProperties"), dict) \
@@ -75,6 +78,14 @@ def body_with(field: str, value: str) -> tuple[dict[str, Any], str]:
     elif field == "InstanceIds[]":
         body["InstanceIds"] = [value]
         return body, "$.InstanceIds[0]"
+    elif field in ("Tags[].Key", "Tags[].Value", "ResourceGroupId"):  # a selector instead
+        del body["InstanceIds"]
+        if field == "ResourceGroupId":
+            body[field] = value
+            return body, "$.ResourceGroupId"
+        inner = field.rsplit(".", 1)[1]
+        body["Tags"] = [{"Key": "team", "Value": "ops", inner: value}]
+        return body, f"$.Tags[0].{inner}"
     elif field == "Parameters{}":
         body["Parameters"] = {value: "v"}
         return body, "$.Parameters"

@@ -54,6 +54,18 @@ def test_instance_tags_are_a_simple_object_of_strings() -> None:
             expand({"InstanceId": "i-web", "Tags": bad})
 
 
+def test_a_resource_group_is_rg_and_lowercase_letters_or_digits_and_counts_share_it() -> None:
+    fleet = expand({"InstanceId": "i-web", "Count": 2, "ResourceGroupId": "rg-web1",
+                    "Tags": {"team": "ops"}})
+    assert [(i.ResourceGroupId, i.Tags) for i in fleet] == [("rg-web1", {"team": "ops"})] * 2
+    assert expand({"InstanceId": "i-web"})[0].ResourceGroupId == ""
+    for bad in ("web", "rg-", "rg-Web", 7):
+        with pytest.raises(ValueError, match="ResourceGroupId"):
+            expand({"InstanceId": "i-web", "ResourceGroupId": bad})
+    with pytest.raises(ValueError, match="at most 20"):
+        expand({"InstanceId": "i-web", "Tags": {f"k{n}": "v" for n in range(21)}})
+
+
 def test_the_default_inventory_has_each_failure_path(tmp_path: Path) -> None:
     fleet = load_inventory(tmp_path / "instances.json")
     assert fleet == default_fleet() and (tmp_path / "instances.json").exists()
@@ -108,7 +120,9 @@ def test_describe_instances_filters_on_status_and_pages(ecs: Ecs) -> None:
     page = ecs.call(make(DescribeInstancesRequest, Status="Stopped"))
     assert [i["InstanceId"] for i in page["Instances"]["Instance"]] == ["i-stopped"]
     page = ecs.call(make(DescribeInstancesRequest, MaxResults=100))
-    assert page["TotalCount"] == len(ecs.app.model.instances) and page["NextToken"]
+    assert len(page["Instances"]["Instance"]) == 100 and page["NextToken"]
+    page = ecs.call(make(DescribeInstancesRequest, PageSize=100))
+    assert page["TotalCount"] == len(ecs.app.model.instances)
 
 
 def test_cloud_assistant_status_is_true_only_with_a_running_agent(ecs: Ecs) -> None:

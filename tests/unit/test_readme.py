@@ -1,8 +1,9 @@
 """The README's promises match the code: the request reference, the CLI, the exit codes.
 
 The request table in "Contracts" must list every property of the schema (nested ones as
-``Output.Bucket``) with a rule that states the schema's limits and allowed values, so the
-reference cannot fall behind the one definition of a valid request.
+``Output.Bucket``, those of an array's items as ``Tags.Key``) with a rule that states the
+schema's limits and allowed values, so the reference cannot fall behind the one definition of
+a valid request.
 """
 
 from __future__ import annotations
@@ -37,10 +38,13 @@ def request_table() -> dict[str, str]:
 
 
 def properties(schema: dict[str, Any], prefix: str = "") -> dict[str, dict[str, Any]]:
+    """Every property, nested ones as ``Output.Bucket``, and those of an array's objects as
+    ``Tags.Key``."""
     out = {}
     for name, sub in schema.get("properties", {}).items():
         out[prefix + name] = sub
         out.update(properties(sub, f"{prefix}{name}."))
+        out.update(properties(sub.get("items", {}), f"{prefix}{name}."))
     return out
 
 

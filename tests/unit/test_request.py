@@ -137,3 +137,68 @@ def test_parameters_switch_cloud_assistants_parameters_on_only_when_sent() -> No
     docker = {**GOOD, "CommandContent": "docker ps --format '{{.Names}}'"}
     assert parse_request(docker).enable_parameter is False
     assert parse_request({**docker, "Parameters": {}}).enable_parameter is True
+
+
+# --- targets: InstanceIds, or a selector (Tags and/or ResourceGroupId) ----------------------
+
+SCRIPT = {"Type": "RunShellScript", "CommandContent": "echo 123"}
+
+
+def test_a_selector_names_instances_by_tags_and_resource_group() -> None:
+    req = parse_request({**SCRIPT, "Tags": [{"Key": "team", "Value": "ops"},
+                                            {"Key": "env", "Value": "prod"}],
+                         "ResourceGroupId": "rg-aek2ops"})
+    assert req.selector and req.instance_ids == ()
+    assert req.tags == (("team", "ops"), ("env", "prod"))
+    assert req.resource_group_id == "rg-aek2ops"
+    assert parse_request({**SCRIPT, "ResourceGroupId": "rg-aek2ops"}).tags == ()
+    assert not parse_request(GOOD).selector
+
+
+def test_instance_ids_and_a_selector_together_are_refused() -> None:
+    for selector in ({"Tags": [{"Key": "team", "Value": "ops"}]},
+                     {"ResourceGroupId": "rg-aek2ops"}):
+        with pytest.raises(RequestInvalidError) as info:
+            parse_request({**GOOD, **selector})
+        [violation] = info.value.violations
+        assert (violation.path, violation.rule) == ("$", "targets")
+        assert "not both" in violation.message
+
+
+def test_no_targets_at_all_names_instance_ids_and_the_selector() -> None:
+    with pytest.raises(RequestInvalidError) as info:
+        parse_request(SCRIPT)
+    [violation] = info.value.violations
+    assert violation.path == "$.InstanceIds" and "Tags" in violation.message
+
+
+@pytest.mark.parametrize(("tags", "expected"), [
+    ([], [("$.Tags", "minItems")]),
+    ([{"Key": f"k{n}", "Value": "v"} for n in range(21)], [("$.Tags", "maxItems")]),
+    ([{"Key": "team"}], [("$.Tags[0].Value", "required")]),
+    ([{"Key": "team", "Value": "ops", "Op": "eq"}], [("$.Tags[0].Op", "additionalProperties")]),
+    ([{"Key": "", "Value": "ops"}], [("$.Tags[0].Key", "minLength")]),
+    ([{"Key": "k" * 129, "Value": "ops"}], [("$.Tags[0].Key", "maxLength")]),
+    ([{"Key": "team", "Value": "v" * 129}], [("$.Tags[0].Value", "maxLength")]),
+    ([{"Key": "team", "Value": ""}], [("$.Tags[0].Value", "minLength")]),
+    ([{"Key": "aliyun:x", "Value": "ops"}], [("$.Tags[0].Key", "pattern")]),
+    ([{"Key": "acs:ecs", "Value": "ops"}], [("$.Tags[0].Key", "pattern")]),
+    ([{"Key": "team", "Value": "acs:x"}], [("$.Tags[0].Value", "pattern")]),
+    ([{"Key": "see https://x", "Value": "ops"}], [("$.Tags[0].Key", "pattern")]),
+    ([{"Key": "team", "Value": "a\u2028http://x"}], [("$.Tags[0].Value", "pattern")]),
+    ([{"Key": "team", "Value": "ops"}, {"Key": "team", "Value": "dev"}],
+     [("$.Tags[1].Key", "uniqueKeys")]),
+    ("team=ops", [("$.Tags", "type")]),
+])
+def test_each_tag_violation_names_its_path(tags: object, expected: list[tuple[str, str]]) -> None:
+    assert violations({**SCRIPT, "Tags": tags}) == expected
+
+
+@pytest.mark.parametrize("value", ["rg-", "rg-ABC", "aek2ops", "rg-aek2ops\n", "rg-" + "a" * 65])
+def test_a_resource_group_id_is_rg_and_lowercase_letters_or_digits(value: str) -> None:
+    assert violations({**SCRIPT, "ResourceGroupId": value}) == [("$.ResourceGroupId", "pattern")]
+
+
+def test_tag_keys_and_values_may_hold_any_printable_text() -> None:
+    req = parse_request({**SCRIPT, "Tags": [{"Key": "所属部门 / team", "Value": "运维: ops=1"}]})
+    assert req.tags == (("所属部门 / team", "运维: ops=1"),)

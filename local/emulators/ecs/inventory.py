@@ -18,26 +18,36 @@ default fleet on first start and read again on every start, so you can edit it b
 seconds of the emulator's clock — for fleets of thousands.
 
 ``Tags`` (``{"team": "ops"}``, default none) are the instance's tags: what a RAM policy's
-``acs:ResourceTag/<key>`` condition is judged on (``local/ram.py``).
+``acs:ResourceTag/<key>`` condition is judged on (``local/ram.py``) and what DescribeInstances'
+``Tag.N`` filter selects. ``ResourceGroupId`` (``"rg-…"``, default none: the account's default
+resource group) is its resource group, DescribeInstances' ``ResourceGroupId`` filter.
 
 An entry with ``"Count": N`` declares N alike instances at once: its ``InstanceId`` is a
 prefix, completed by a zero-padded number (``"i-sim"`` with ``Count`` 10000 gives
 ``i-sim00001`` … ``i-sim10000``), and ``InstanceName`` likewise gets ``-<n>``:
 
 ```json
-{"InstanceId": "i-sim", "InstanceName": "sim", "Count": 10000, "Mode": "simulated"}
+{"InstanceId": "i-sim", "InstanceName": "sim", "Count": 10000, "Mode": "simulated",
+ "Tags": {"fleet": "big"}, "ResourceGroupId": "rg-bigfleet"}
 ```
+
+(every instance of the entry carries its ``Tags`` and ``ResourceGroupId``).
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 DEFAULT_AGENT_VERSION = "2.2.3.398"
+# "You can add up to 20 tags to an instance" (TagResources, https://www.alibabacloud.com/help/en/
+# ecs/developer-reference/api-ecs-2014-05-26-tagresources)
+MAX_TAGS = 20
+RESOURCE_GROUP = re.compile(r"rg-[a-z0-9]{1,64}")  # e.g. rg-acfmxazb4ph6aiy
 
 
 @dataclass
@@ -62,6 +72,7 @@ class Instance:
     OSName: str = ""
     InstanceType: str = "ecs.g7.large"
     Tags: dict[str, str] = field(default_factory=dict)
+    ResourceGroupId: str = ""  # "": the default resource group
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Instance:
@@ -82,6 +93,13 @@ class Instance:
                 isinstance(k, str) and k and isinstance(v, str) for k, v in inst.Tags.items()):
             raise ValueError(f"instance {inst.InstanceId}: Tags is an object of strings, "
                              '{"key": "value"}')
+        if len(inst.Tags) > MAX_TAGS:
+            raise ValueError(f"instance {inst.InstanceId}: at most {MAX_TAGS} Tags (ECS allows "
+                             "20 per resource)")
+        if not isinstance(inst.ResourceGroupId, str) or not (
+                inst.ResourceGroupId == "" or RESOURCE_GROUP.fullmatch(inst.ResourceGroupId)):
+            raise ValueError(f"instance {inst.InstanceId}: ResourceGroupId is rg- and letters "
+                             "or digits, e.g. rg-aek2ops")
         return inst
 
     @property
@@ -91,14 +109,24 @@ class Instance:
 
 
 def default_fleet() -> list[Instance]:
-    """Three working Linux instances plus one of each failure path Cloud Assistant has."""
+    """Three working Linux instances plus one of each failure path Cloud Assistant has, tagged
+    so that a selector shows each case: ``role=web`` (two running web servers, in resource
+    group ``rg-localweb``, and the stopped one), ``role=worker`` (``rg-localworker``), and
+    ``env=local`` on all six."""
+    web, worker = {"env": "local", "role": "web"}, {"env": "local", "role": "worker"}
     return [
-        Instance("i-local00000000000001", "local-linux-1"),
-        Instance("i-local00000000000002", "local-linux-2"),
-        Instance("i-local00000000000003", "local-linux-3"),
-        Instance("i-local0000000000000s", "local-stopped", Status="Stopped"),
-        Instance("i-local0000000000000n", "local-no-agent", AgentInstalled=False, AgentVersion=""),
-        Instance("i-local0000000000000w", "local-windows", OSType="windows", Mode="simulated"),
+        Instance("i-local00000000000001", "local-linux-1", Tags=dict(web),
+                 ResourceGroupId="rg-localweb"),
+        Instance("i-local00000000000002", "local-linux-2", Tags=dict(web),
+                 ResourceGroupId="rg-localweb"),
+        Instance("i-local00000000000003", "local-linux-3", Tags=dict(worker),
+                 ResourceGroupId="rg-localworker"),
+        Instance("i-local0000000000000s", "local-stopped", Status="Stopped", Tags=dict(web),
+                 ResourceGroupId="rg-localweb"),
+        Instance("i-local0000000000000n", "local-no-agent", AgentInstalled=False, AgentVersion="",
+                 Tags={"env": "local"}),
+        Instance("i-local0000000000000w", "local-windows", OSType="windows", Mode="simulated",
+                 Tags={"env": "local", "os": "windows"}),
     ]
 
 

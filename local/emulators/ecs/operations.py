@@ -16,7 +16,7 @@ import json
 from typing import Any
 
 from local.emulators.base import Call, Operations
-from local.emulators.ecs import rules, wire
+from local.emulators.ecs import listing, rules, wire
 from local.emulators.ecs.entities import Activity, CommandSpec, InvokeSpec, Record
 from local.emulators.ecs.errors import InstanceIdsExceedLimit, MissingParameter
 from local.emulators.ecs.model import EcsModel
@@ -224,22 +224,22 @@ def describe_invocation_results(m: EcsModel, call: Call) -> Answer:
 # --- the fleet -------------------------------------------------------------------------------
 @OPERATIONS.register("DescribeInstances")
 def describe_instances(m: EcsModel, call: Call) -> Answer:
+    """Filters and paging: ``listing.py``. Each instance carries its ``Tags.Tag[{TagKey,
+    TagValue}]`` and ``ResourceGroupId`` as the API reference's ``Instance`` does."""
     p: Params = call.params
-    wanted = p.repeated("InstanceIds")
-    if len(wanted) > 100:
-        raise InstanceIdsExceedLimit(limit="100", what="InstanceIds may be given")
-    status = p.text("Status")
-    chosen = set(wanted)
-    items = [i for i in m.instances.values()
-             if (not wanted or i.InstanceId in chosen) and (not status or i.Status == status)]
-    chunk, meta = page(items, p, max_size=100)
+    query = listing.Query(p)
+    chunk, meta = listing.page(_SELECTIONS.select(m.instances, query), query, p)
     return {**meta, "Instances": {"Instance": [{
         "InstanceId": i.InstanceId, "InstanceName": i.InstanceName, "HostName": i.InstanceName,
         "Status": i.Status, "OSType": i.OSType, "OSName": i.OSName or (
             "Alibaba Cloud Linux 3" if i.OSType == "linux" else "Windows Server 2022"),
         "RegionId": m.region, "ZoneId": i.ZoneId or f"{m.region}-k",
-        "InstanceType": i.InstanceType, "Tags": {"Tag": []},
+        "InstanceType": i.InstanceType, "ResourceGroupId": i.ResourceGroupId,
+        "Tags": {"Tag": [{"TagKey": k, "TagValue": v} for k, v in i.Tags.items()]},
     } for i in chunk]}}
+
+
+_SELECTIONS = listing.Selections()
 
 
 @OPERATIONS.register("DescribeCloudAssistantStatus")

@@ -1,0 +1,175 @@
+"""Targets: the instances a request selects by tag and resource group, resolved once and frozen.
+
+A request names its instances by ``InstanceIds``, or by a selector — ``Tags`` (every pair must
+match) and/or ``ResourceGroupId``. The intake's ``resolve`` step (``shared.intake``) turns a
+selector into a sorted list of instance ids with DescribeInstances' own filters (``Tag.N.Key`` /
+``Tag.N.Value``, ``ResourceGroupId``; every page via NextToken, 100 a page —
+``shared.clients.CloudAssistant.select_instances``), and from then on the request is a list of
+instances like any other: the allow-list, pre-flight, ``OnIneligible`` and the batches apply to
+it as to a listed one. The list is recorded with the request (``shared.ledger.RequestRecord``:
+``selector`` and ``targets``), so what ran is always known, and a redelivery of the request (same
+idempotency key) runs on the recorded list, never on a new resolution: a fleet re-tagged in
+between does not change what one request runs on.
+
+Refused (422, nothing created): a selector that matches no instance (``NoTargets``), or more than
+``MAX_TARGETS`` (``TooManyTargets``, with the count), the most one request may name.
+
+What DescribeInstances answered (``Status``, ``OSType``) is kept beside the list: pre-flight
+takes it instead of looking the instances up again (only the agents are asked,
+DescribeCloudAssistantStatus). ``target_verdicts`` gives every target's pre-flight verdict — what
+``DryRun`` shows.
+
+RAM: DescribeInstances is a "list" action; its RAM authorization names the instance resource
+(``acs:ecs:{region}:{account}:instance/*`` for a filtered listing, which names no instance —
+https://www.alibabacloud.com/help/en/ecs/developer-reference/api-ecs-2014-05-26-ram). The
+function role's ``ecs:DescribeInstances`` on ``instance/*`` of its regions covers it; a
+listing filtered by tag is not narrowed by an ``acs:ResourceTag`` condition (there is no one
+resource to judge), which is why the template's ``InstanceTagKey`` condition is placed on
+RunCommand / InvokeCommand only: a selector may *find* instances without that tag, but running on
+them is refused by RAM (``Forbidden.RAM``), and the refusal names the call, not the instance.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from shared.errors import NotAllowedError, Violation, ViolationsError
+from shared.policy import instance_allowed
+from shared.preflight import SavedCommand, describe_saved, ineligible_instances
+
+if TYPE_CHECKING:
+    from shared.clients import Clients, CloudAssistant
+    from shared.ledger import RequestRecord
+    from shared.request import CommandRequest
+
+log = logging.getLogger("assistflow.targets")
+
+MAX_TARGETS = 10000  # as many as InstanceIds may list
+FACTS = ("Status", "OSType")  # what pre-flight needs of DescribeInstances' answer
+
+
+class NoTargetsError(ViolationsError):
+    """The selector matches no instance."""
+
+    code = "NoTargets"
+    status = 422
+
+
+class TooManyTargetsError(ViolationsError):
+    """The selector matches more instances than one request may run on."""
+
+    code = "TooManyTargets"
+    status = 422
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """A selector's targets: ``instance_ids`` sorted; ``facts`` what DescribeInstances said of
+    each (``Status``, ``OSType``), empty when the list came from the request record."""
+
+    instance_ids: tuple[str, ...]
+    facts: Mapping[str, Mapping[str, str]] = field(default_factory=dict, repr=False)
+    recorded: bool = False  # read from the request record: a redelivery
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One target's pre-flight verdict: ``eligible``, or why not (``reason``: NotAllowed,
+    InstanceNotFound, InstanceNotRunning, AgentNotOnline, OSTypeMismatch)."""
+
+    instance_id: str
+    eligible: bool
+    reason: str = ""
+    message: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"InstanceId": self.instance_id, "Eligible": self.eligible}
+        if not self.eligible:
+            body.update(Reason=self.reason, Message=self.message)
+        return body
+
+
+def describe_selector(request: CommandRequest) -> str:
+    """``tags team=ops, env=prod in resource group rg-…``, for messages."""
+    parts = []
+    if request.tags:
+        parts.append("tags " + ", ".join(f"{k}={v}" for k, v in request.tags))
+    if request.resource_group_id:
+        parts.append(f"resource group {request.resource_group_id}")
+    return " in ".join(parts)
+
+
+def resolve(request: CommandRequest, ecs: CloudAssistant,
+            record: RequestRecord | None = None) -> Resolution:
+    """The selector's targets: the recorded list when the request was recorded before (a
+    redelivery), else DescribeInstances' matches. ``NoTargetsError`` / ``TooManyTargetsError``
+    (422) when there are none or more than ``MAX_TARGETS``."""
+    if record is not None and record.targets:
+        return Resolution(record.targets, recorded=True)
+    found, total = ecs.select_instances(request.tags, request.resource_group_id, MAX_TARGETS)
+    where = describe_selector(request)
+    if len(found) > MAX_TARGETS:
+        count = f"more than {MAX_TARGETS}" if total is None else str(total)
+        raise TooManyTargetsError(
+            f"{count} instances match {where}; one request runs on at most {MAX_TARGETS}: add "
+            "a tag to narrow the selection, or split the fleet over several requests",
+            [Violation(request.selector_path, "maxTargets",
+                       f"{count} instances match; at most {MAX_TARGETS}", total)])
+    if not found:
+        raise NoTargetsError(
+            f"no instance in the region matches {where}; check the selector (tag keys and "
+            "values are case-sensitive) or tag the instances",
+            [Violation(request.selector_path, "noTargets", f"no instance matches {where}")])
+    facts = {str(i["InstanceId"]): {k: str(i.get(k, "")) for k in FACTS} for i in found}
+    log.info("%s: %d instance(s)", where, len(facts))
+    return Resolution(tuple(sorted(facts)), facts)
+
+
+def check_allowed_targets(request: CommandRequest, allowed: tuple[str, ...]) -> None:
+    """The allow-list (``AllowedInstances``) on resolved targets, as ``shared.policy`` judges
+    listed ones: ``NotAllowedError`` (403) naming every target outside it."""
+    outside = [i for i in request.instance_ids if not instance_allowed(i, allowed)]
+    if outside:
+        raise NotAllowedError(
+            f"{len(outside)} of the {len(request.instance_ids)} instance(s) "
+            f"{describe_selector(request)} selects are not allowed by this deployment",
+            [Violation(request.selector_path, "allowList",
+                       f"instance {i} is outside this deployment's allow-list "
+                       "(ASSISTFLOW_ALLOWED_INSTANCES)", i) for i in outside])
+
+
+def target_verdicts(request: CommandRequest, clients: Clients, *,
+                    saved: SavedCommand | None = None,
+                    known: Mapping[str, Mapping[str, Any]] | None = None) -> tuple[Verdict, ...]:
+    """Every target of ``request`` (listed, or resolved: ``request.instance_ids``) with its
+    pre-flight verdict, in the request's order: NotAllowed (the allow-list), then what
+    pre-flight finds (``shared.preflight.ineligible_instances``: InstanceNotFound,
+    InstanceNotRunning, OSTypeMismatch, AgentNotOnline). ``saved``: the request's saved
+    command if looked up already (its type decides OSTypeMismatch); ``known``: what
+    DescribeInstances said of the targets (``Resolution.facts``), so they are not looked up
+    again. Creates nothing; makes at most the lookups pre-flight makes."""
+    settings = clients.settings
+    ecs = clients.ecs_in(request.region)
+    command_type = request.type
+    if request.command_id:
+        command_type = (saved or describe_saved(ecs, request.command_id)).type
+    allowed = tuple(i for i in request.instance_ids
+                    if instance_allowed(i, settings.allowed_instances))
+    found = {i.instance_id: i for i in ineligible_instances(ecs, allowed, command_type,
+                                                           known=known)} if allowed else {}
+    verdicts = []
+    for instance_id in request.instance_ids:
+        if not instance_allowed(instance_id, settings.allowed_instances):
+            verdicts.append(Verdict(instance_id, False, "NotAllowed",
+                                    f"{instance_id} is outside this deployment's allow-list "
+                                    "(ASSISTFLOW_ALLOWED_INSTANCES)"))
+        elif instance_id in found:
+            verdicts.append(Verdict(instance_id, False, found[instance_id].reason,
+                                    found[instance_id].message))
+        else:
+            verdicts.append(Verdict(instance_id, True))
+    return tuple(verdicts)
+

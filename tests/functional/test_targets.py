@@ -1,0 +1,256 @@
+"""Issue 14, targets: a request selects its instances by tags and resource group.
+
+Through the signed webhook of a local cloud whose fleet carries tags and resource groups: a
+selector runs on exactly its matching instances, a fleet over 10,000 matches is refused with
+the count, none is refused too, and a redelivery runs on the list recorded the first time
+even after the fleet was re-tagged. Every check of what ran asks Cloud Assistant itself.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from local.cloud import LocalCloud
+from local.emulators.ecs.inventory import default_fleet
+from shared.clients import Clients
+from shared.config import Settings
+from shared.errors import NotAllowedError
+from shared.intake import Intake
+from shared.ledger import read_request
+from shared.targets import target_verdicts
+from tests.functional.test_cli_submit import cli, table_rows
+from tests.functional.test_submit import created
+from tests.localcloud import Endpoints
+from tests.reliability.cloud_control import calls, control
+
+L1, L2, L3 = (f"i-local0000000000000{n}" for n in (1, 2, 3))
+STOPPED = "i-local0000000000000s"
+SCRIPT = {"Type": "RunShellScript", "CommandContent": "echo targeted"}
+BATCH = [f"i-batch{n:05d}" for n in range(1, 6)]
+
+
+def fleet(batch_tags: dict[str, dict[str, str]] | None = None) -> list[dict[str, Any]]:
+    """The default fleet, five simulated instances in rg-batch (tags per instance), and
+    10,001 simulated instances tagged fleet=huge."""
+    tags = batch_tags or {i: {"wave": "one" if n < 3 else "two"} for n, i in enumerate(BATCH)}
+    return [asdict(i) for i in default_fleet()] + [
+        {"InstanceId": i, "Mode": "simulated", "ResourceGroupId": "rg-batch", "Tags": tags[i],
+         "Simulated": {"Output": f"ran on {i}\n", "ExitCode": 0, "Duration": 0.1}}
+        for i in BATCH] + [
+        {"InstanceId": "i-huge", "Count": 10001, "Mode": "simulated", "Tags": {"fleet": "huge"},
+         "ResourceGroupId": "rg-huge"}]
+
+
+@pytest.fixture(scope="module")
+def tagged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalCloud, Endpoints]]:
+    state = tmp_path_factory.mktemp("targets")
+    (state / "instances.json").write_text(json.dumps({"instances": fleet()}))
+    cloud = LocalCloud(state, parameters={"MaintenanceEnabled": False})
+    endpoints = Endpoints(cloud.start())
+    yield cloud, endpoints
+    cloud.stop()
+
+
+def ran_on(endpoints: Endpoints, invoke_id: str) -> set[str]:
+    """The instances Cloud Assistant ran ``invoke_id`` on."""
+    [invocation] = endpoints.invocations(InvokeId=invoke_id)
+    return {i["InstanceId"] for i in invocation["InvokeInstances"]["InvokeInstance"]}
+
+
+def test_a_resource_group_request_runs_on_exactly_that_groups_instances(
+        tagged: tuple[LocalCloud, Endpoints]) -> None:
+    _, endpoints = tagged
+    status, body = endpoints.post({**SCRIPT, "ResourceGroupId": "rg-batch"})
+    assert status == 202, body
+    assert ran_on(endpoints, body["InvokeId"]) == set(BATCH)
+    record = read_request(Clients(_settings(tagged[0])).results, body["RequestId"])
+    assert record is not None
+    assert record.selector == {"ResourceGroupId": "rg-batch"} and record.targets == tuple(BATCH)
+
+
+def test_a_tags_request_runs_on_exactly_the_instances_with_every_tag(
+        tagged: tuple[LocalCloud, Endpoints]) -> None:
+    _, endpoints = tagged
+    status, body = endpoints.post({**SCRIPT, "Tags": [{"Key": "wave", "Value": "one"}],
+                                   "ResourceGroupId": "rg-batch"})
+    assert status == 202, body
+    assert ran_on(endpoints, body["InvokeId"]) == set(BATCH[:3])
+    status, body = endpoints.post({**SCRIPT, "Tags": [{"Key": "role", "Value": "web"},
+                                                      {"Key": "env", "Value": "local"}],
+                                   "OnIneligible": "Skip"})
+    assert status == 202, body
+    assert ran_on(endpoints, body["InvokeId"]) == {L1, L2}
+    assert [(s["InstanceId"], s["Reason"]) for s in body["Skipped"]] == [
+        (STOPPED, "InstanceNotRunning")]
+
+
+def test_a_selected_stopped_instance_is_refused_as_a_listed_one_would_be(
+        tagged: tuple[LocalCloud, Endpoints]) -> None:
+    _, endpoints = tagged
+    before = created(endpoints)
+    status, body = endpoints.post({**SCRIPT, "Tags": [{"Key": "role", "Value": "web"}]})
+    assert status == 422 and body["Code"] == "IneligibleInstances", body
+    assert [(e["path"], e["rule"], e["value"]) for e in body["Errors"]] == [
+        ("$.Tags", "InstanceNotRunning", STOPPED)]
+    assert created(endpoints) == before
+
+
+def test_more_than_ten_thousand_matches_are_refused_with_the_count(
+        tagged: tuple[LocalCloud, Endpoints]) -> None:
+    _, endpoints = tagged
+    before = created(endpoints)
+    calls(endpoints, reset=True)
+    status, body = endpoints.post({**SCRIPT, "Tags": [{"Key": "fleet", "Value": "huge"}]})
+    assert status == 422 and body["Code"] == "TooManyTargets", body
+    # 101 pages of 100 (past 10,000 it stops), then one PageSize call for the count
+    assert calls(endpoints)["DescribeInstances"] == 102
+    assert "10001 instances match tags fleet=huge" in body["Message"]
+    assert body["Errors"][0]["value"] == 10001
+    assert created(endpoints) == before
+
+
+def test_a_selector_that_matches_nothing_is_refused(tagged: tuple[LocalCloud, Endpoints]
+                                                    ) -> None:
+    _, endpoints = tagged
+    for selector in ({"Tags": [{"Key": "role", "Value": "Web"}]},  # values are case-sensitive
+                     {"ResourceGroupId": "rg-nosuchgroup"}):
+        status, body = endpoints.post({**SCRIPT, **selector})
+        assert status == 422 and body["Code"] == "NoTargets", body
+
+
+def test_a_redelivery_runs_on_the_recorded_list_whatever_the_fleet_became(
+        tagged: tuple[LocalCloud, Endpoints]) -> None:
+    cloud, endpoints = tagged
+    request = {**SCRIPT, "Tags": [{"Key": "wave", "Value": "two"}],
+               "ClientToken": "targets-frozen-1"}
+    status, first = endpoints.post(request)
+    assert status == 202, first
+    assert ran_on(endpoints, first["InvokeId"]) == set(BATCH[3:])
+    # The fleet changes: nothing is tagged wave=two any more, another instance is.
+    retagged = {i: {"wave": "three"} for i in BATCH}
+    retagged[BATCH[0]] = {"wave": "two"}
+    (Path(cloud.state_dir) / "instances.json").write_text(json.dumps({"instances":
+                                                                      fleet(retagged)}))
+    control(endpoints, "ecs", "inventory", {})
+    calls(endpoints, reset=True)
+    status, again = endpoints.post(request, timestamp=int(time.time()) + 1)  # a new signature
+    assert status == 202, again
+    assert again["InvokeIds"] == first["InvokeIds"]
+    assert ran_on(endpoints, again["InvokeId"]) == set(BATCH[3:])
+    assert "DescribeInstances" not in calls(endpoints)  # not resolved again
+    # A new request (another ClientToken) resolves the fleet as it is now.
+    status, fresh = endpoints.post({**request, "ClientToken": "targets-frozen-2"})
+    assert status == 202, fresh
+    assert ran_on(endpoints, fresh["InvokeId"]) == {BATCH[0]}
+
+
+def test_every_target_gets_its_verdict_from_what_resolution_found(
+        tagged: tuple[LocalCloud, Endpoints]) -> None:
+    """What DryRun shows: each selected instance, eligible or why not, with one lookup of
+    the agents (the instances' Status and OSType come from the resolution)."""
+    cloud, endpoints = tagged
+    before = created(endpoints)
+    clients = Clients(_settings(cloud))
+    intake = Intake("cli", key="targets-verdicts", clients=clients)
+    intake.validate({**SCRIPT, "Tags": [{"Key": "env", "Value": "local"}]})
+    intake.check_allowed()
+    calls(endpoints, reset=True)
+    request = intake.resolve()
+    assert intake.resolution is not None
+    verdicts = target_verdicts(request, clients, known=intake.resolution.facts)
+    assert [(v.instance_id, v.eligible, v.reason) for v in verdicts] == [
+        (L1, True, ""), (L2, True, ""), (L3, True, ""),
+        ("i-local0000000000000n", False, "AgentNotOnline"),
+        (STOPPED, False, "InstanceNotRunning"), ("i-local0000000000000w", False, "OSTypeMismatch")]
+    assert lookups(endpoints) == {"DescribeInstances": 1, "DescribeCloudAssistantStatus": 1}
+    assert verdicts[0].to_dict() == {"InstanceId": L1, "Eligible": True}
+    assert verdicts[4].to_dict()["Message"].startswith(f"{STOPPED} is Stopped")
+    assert created(endpoints) == before
+    # The allow-list, per target: NotAllowed, and those outside it are not looked at.
+    narrow = Clients(replace(clients.settings, allowed_instances=(L1, "i-local0000000000000w")))
+    calls(endpoints, reset=True)
+    verdicts = target_verdicts(request, narrow, known=intake.resolution.facts)
+    assert [(v.instance_id, v.reason) for v in verdicts] == [
+        (L1, ""), (L2, "NotAllowed"), (L3, "NotAllowed"), ("i-local0000000000000n", "NotAllowed"),
+        (STOPPED, "NotAllowed"), ("i-local0000000000000w", "OSTypeMismatch")]
+    assert lookups(endpoints) == {"DescribeCloudAssistantStatus": 1}
+    with pytest.raises(NotAllowedError) as refused:
+        Intake("cli", key="targets-verdicts", clients=narrow).accept(
+            {**SCRIPT, "Tags": [{"Key": "env", "Value": "local"}]})
+    assert [(e.path, e.value) for e in refused.value.violations] == [
+        ("$.Tags", i) for i in (L2, L3, "i-local0000000000000n", STOPPED)]
+    assert created(endpoints) == before
+
+
+def lookups(endpoints: Endpoints) -> dict[str, int]:
+    """The instance lookups made since the calls were reset (the collector may still be
+    reading earlier tests' results meanwhile)."""
+    return {action: count for action, count in calls(endpoints).items()
+            if action in ("DescribeInstances", "DescribeCloudAssistantStatus")}
+
+
+def _settings(cloud: LocalCloud) -> Settings:
+    assert cloud.host is not None
+    return Settings.from_env(cloud.host.runtimes["assistflow-submit-http"].environment)
+
+
+# --- the CLI: --tag / --resource-group --------------------------------------------------------
+
+def script_file(tmp_path: Path, **extra: Any) -> Path:
+    """A request file that names no instances: the flags complete it."""
+    path = tmp_path / f"request-{uuid.uuid4().hex[:8]}.json"
+    path.write_text(json.dumps({**SCRIPT, **extra}))
+    return path
+
+
+def test_cli_resource_group_via_queue_waits_for_exactly_that_groups_results(
+        tagged: tuple[LocalCloud, Endpoints], tmp_path: Path) -> None:
+    cloud, _ = tagged
+    done = cli(cloud, "submit", str(script_file(tmp_path)), "--resource-group", "rg-batch",
+               "--via", "queue", "--wait", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = json.loads(done.stdout)["Instances"]
+    assert sorted(r["InstanceId"] for r in rows) == BATCH
+    assert {r["Status"] for r in rows} == {"Success"}
+
+
+def test_cli_tags_select_and_report_what_was_skipped(
+        tagged: tuple[LocalCloud, Endpoints], tmp_path: Path) -> None:
+    cloud, _ = tagged
+    done = cli(cloud, "submit", str(script_file(tmp_path, OnIneligible="Skip")),
+               "--tag", "role=web", "--tag", "env=local", "--wait")
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = table_rows(done.stdout)
+    assert {i: cells[1] for i, cells in rows.items()} == {
+        L1: "Success", L2: "Success", STOPPED: "Skipped"}
+    assert f"skipped {STOPPED}: InstanceNotRunning" in done.stdout
+    refused = cli(cloud, "submit", str(script_file(tmp_path)), "--tag", "role=web")
+    assert refused.returncode == 4, refused.stderr
+    assert f"$.Tags: {STOPPED} is Stopped" in refused.stderr
+
+
+def test_cli_refuses_a_selector_beside_instance_ids_and_bad_tags(
+        tagged: tuple[LocalCloud, Endpoints], tmp_path: Path) -> None:
+    cloud, endpoints = tagged
+    before = created(endpoints)
+    listed = script_file(tmp_path, InstanceIds=[L1])
+    done = cli(cloud, "submit", str(listed), "--tag", "role=web")
+    assert done.returncode == 3 and "already names its instances (InstanceIds)" in done.stderr
+    done = cli(cloud, "submit", str(script_file(tmp_path)), "--tag", "role")
+    assert done.returncode == 2 and "give KEY=VALUE" in done.stderr
+    done = cli(cloud, "submit", str(script_file(tmp_path)))
+    assert done.returncode == 3 and "--tag KEY=VALUE" in done.stderr, done.stderr
+    done = cli(cloud, "submit", str(script_file(tmp_path)), "--tag", "team=\x1b[31mops",
+               "--resource-group", "rg-\u202ebatch")
+    assert done.returncode == 3, done.stderr
+    assert "\x1b" not in done.stderr and "\u202e" not in done.stderr
+    assert "$.Tags[0].Value" in done.stderr and "$.ResourceGroupId" in done.stderr
+    assert created(endpoints) == before
