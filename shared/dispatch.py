@@ -122,13 +122,13 @@ def dispatch(request: CommandRequest, plan: Plan, clients: Clients, *, source: s
         check_same(record, fingerprint(request))
     else:
         command_id = request.command_id or (
-            resolve_command(request, ecs, idempotency_key, _timeout(request, plan))
+            resolve_command(request, ecs, idempotency_key, command_timeout(request, plan))
             if creates else "")
-        template = _first_followup(request, clients.settings, command_id, source=source,
+        template = first_followup(request, clients.settings, command_id, source=source,
                                    request_id=request_id, submitted_at=started,
-                                   timeout=_timeout(request, plan),
+                                   timeout=command_timeout(request, plan),
                                    batches=len(batches(plan.instance_ids)), delete=creates)
-        record = open_request(clients, _intent(request, plan, template, started + lease))
+        record = open_request(clients, intent_record(request, plan, template, started + lease))
     if record.settled:  # a redelivery of a request that started all it could
         if not record.invoked:
             raise RequestAbandonedError(
@@ -139,7 +139,7 @@ def dispatch(request: CommandRequest, plan: Plan, clients: Clients, *, source: s
     if one:
         _one_batch(run, plan, started)
     else:
-        _batches(run, started, _timeout(request, plan))
+        _batches(run, started, command_timeout(request, plan))
     if not run.record.invoked:
         _nothing_runs(run, creates, now())
     run.record = close_request(clients, run.record, run.unwatched, now())
@@ -168,7 +168,7 @@ def _nothing_runs(run: _Run, creates: bool, now: float) -> NoReturn:
     raise next(e for e in errors if not permanent(e))
 
 
-def _intent(request: CommandRequest, plan: Plan, template: FollowUp, lease_until: float
+def intent_record(request: CommandRequest, plan: Plan, template: FollowUp, lease_until: float
             ) -> RequestRecord:
     """The request record before any call could run anything: every batch ``Pending``, the
     intent marker due once this submit has certainly ended."""
@@ -212,7 +212,7 @@ def _one_batch(run: _Run, plan: Plan, started: float) -> None:
         run.record = record.with_batch(0, not_run(record.batches[0], exc))
         return
     template = _refreshed(replace(record.followup, command_id=command_id), started,
-                          _timeout(run.request, plan))
+                          command_timeout(run.request, plan))
     run.record = replace(record, command_id=command_id, followup=template,
                          skipped=_skipped(plan),
                          batches=(Batch(plan.instance_ids, INVOKED, invoke_id),))
@@ -341,7 +341,7 @@ def run_batch(request: CommandRequest, ecs: CloudAssistant, group: tuple[str, ..
     return ecs.run_command(
         name=request.name, type_=request.type, content_b64=request.content_b64,
         instance_ids=list(group), client_token=token, description=request.description,
-        working_dir=request.working_dir, timeout=_timeout(request, None),
+        working_dir=request.working_dir, timeout=command_timeout(request, None),
         enable_parameter=_uses_parameters(request),
         parameters=dict(request.parameters) or None, username=request.username,
         repeat_mode=request.repeat_mode, frequency=request.frequency)
@@ -374,7 +374,7 @@ def clean_up_refused(request: CommandRequest, ecs: CloudAssistant, command_id: s
                     command_id, err)
 
 
-def _timeout(request: CommandRequest, plan: Plan | None) -> int:
+def command_timeout(request: CommandRequest, plan: Plan | None) -> int:
     if request.timeout is not None:
         return request.timeout
     return (plan.saved_timeout if plan else None) or DEFAULT_TIMEOUT
@@ -389,7 +389,7 @@ def _uses_parameters(request: CommandRequest) -> bool:
     return request.enable_parameter
 
 
-def _first_followup(request: CommandRequest, settings: Settings, command_id: str, *,
+def first_followup(request: CommandRequest, settings: Settings, command_id: str, *,
                     source: str, request_id: str, submitted_at: float, timeout: int,
                     batches: int, delete: bool) -> FollowUp:
     """What every batch's first follow-up shares (each sets its invoke id and instances).

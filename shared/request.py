@@ -24,6 +24,7 @@ from jsonschema.exceptions import ValidationError
 
 from shared import strict_json
 from shared.errors import RequestInvalidError, Violation
+from shared.ratecontrol import RateControl
 
 SCHEMA_VERSION = 1
 SCHEMA: dict[str, Any] = json.loads(
@@ -73,6 +74,8 @@ class CommandRequest:
     skip_ineligible: bool = False
     output: OutputLocation = field(default_factory=OutputLocation)
     notify: NotifyTarget | None = None
+    dry_run: bool = False  # DryRun: the plan and each target's verdict, nothing created
+    rate_control: RateControl | None = None  # RateControl: waves and an error budget
 
     @property
     def content(self) -> str:
@@ -128,7 +131,15 @@ def parse_request(body: bytes | str | dict[str, Any]) -> CommandRequest:
         output=OutputLocation(output.get("Bucket", ""), output.get("Prefix", "")),
         notify=NotifyTarget(notify.get("Url", ""), notify.get("Queue", ""),
                             notify.get("Topic", "")) if notify else None,
+        dry_run=document.get("DryRun") is True,
+        rate_control=_rate_control(document.get("RateControl")),
     )
+
+
+def _rate_control(value: dict[str, Any] | None) -> RateControl | None:
+    if not value:
+        return None
+    return RateControl(value.get("MaxConcurrency"), value.get("MaxErrors"))
 
 
 def _load(body: bytes | str | dict[str, Any]) -> Any:
@@ -237,7 +248,18 @@ def _semantic_checks(document: dict[str, Any]) -> list[Violation]:
     """Rules the schema cannot express: the encoded size and Base64 validity of the script,
     and an ``Output.Prefix`` that is a plain key path."""
     return _content_checks(document) + _prefix_checks((document.get("Output") or {})
-                                                      .get("Prefix", ""))
+                                                      .get("Prefix", "")) \
+        + _rate_control_checks(document)
+
+
+def _rate_control_checks(document: dict[str, Any]) -> list[Violation]:
+    """Waves need a run that ends: a periodic or reboot-bound invocation never finishes, so
+    the next wave would never start."""
+    if "RateControl" in document and document.get("RepeatMode", "Once") != "Once":
+        return [Violation("$.RateControl", "repeatMode",
+                          "RateControl rolls out a command that ends (RepeatMode Once); "
+                          f"remove it or the RepeatMode {document['RepeatMode']!r}")]
+    return []
 
 
 def _prefix_checks(prefix: str) -> list[Violation]:
