@@ -26,7 +26,7 @@ from dataclasses import replace
 from typing import Any
 
 from shared.clients import Clients
-from shared.errors import CloudCallError
+from shared.errors import AssistflowError, CloudCallError
 from shared.fanout import DispatchJob
 from shared.followup import DEADLINE_MARGIN
 from shared.handoff import for_batch, hand_over
@@ -44,16 +44,19 @@ from shared.ledger import (
 log = logging.getLogger("assistflow.dispatch_batch")
 
 
-class RequestGoneError(CloudCallError):
+class RequestGoneError(AssistflowError):
     """The job's request record is not there (expired, or never written): nothing to do."""
+
+    code = "RequestNotFound"
+    status = 404
 
 
 def run(job: DispatchJob, clients: Clients) -> dict[str, Any]:
     results = clients.results
     record = read_request(results, job.request_id)
     if record is None or job.batch >= len(record.batches):
-        raise RequestGoneError("ReadRequest", "InvalidDispatchJob",
-                               f"request {job.request_id} has no batch {job.batch}", False)
+        raise RequestGoneError(f"request {job.request_id} has no record with a batch "
+                               f"{job.batch}")
     batch = read_batch(results, record, job.batch)
     if batch.state == FAILED or (batch.state == INVOKED and batch.handed):
         _quietly_delete(clients, job.marker)

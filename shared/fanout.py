@@ -19,6 +19,7 @@ that stores the last summary of a wave starts the next one (``shared.rollout``).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -105,7 +106,7 @@ def start_wave(clients: Clients, record: RequestRecord, wave: int,
             if record.wave_of(n) == wave and not b.resolved and not b.invoke_id]
     jobs = [DispatchJob(record.request_id, n, marker_key(record.request_id, n, at + DISPATCH_DUE),
                         token(n)) for n in todo]
-    run_all([lambda job=job: put_marker(clients.results, job.marker) for job in jobs])
+    run_all([functools.partial(put_marker, clients.results, job.marker) for job in jobs])
     send_jobs(clients, jobs)
     log.info("request %s: wave %d, %d batch(es) queued for dispatch", record.request_id, wave,
              len(jobs))
@@ -117,7 +118,7 @@ def send_jobs(clients: Clients, jobs: list[DispatchJob]) -> None:
     queue = clients.settings.dispatch_queue
     chunks = [[j.to_json() for j in jobs[i:i + SEND_BATCH]]
               for i in range(0, len(jobs), SEND_BATCH)]
-    run_all([lambda chunk=chunk: clients.queues.send_batch(queue, chunk) for chunk in chunks])
+    run_all([functools.partial(clients.queues.send_batch, queue, chunk) for chunk in chunks])
 
 
 def intent_for_queue(record: RequestRecord, groups: list[tuple[str, ...]],

@@ -158,7 +158,7 @@ class RequestRecord:
 
 def fingerprint(request: CommandRequest) -> str:
     """What makes two deliveries the same request (the fields that change what runs where)."""
-    parts = (request.instance_ids, request.type, request.content_b64, request.command_id,
+    parts: tuple[object, ...] = (request.instance_ids, request.type, request.content_b64, request.command_id,
              request.name, request.working_dir, request.timeout, request.username,
              request.parameters, request.repeat_mode, request.frequency, request.region,
              request.skip_ineligible, request.output, request.notify)

@@ -24,6 +24,7 @@ notification job starts.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -195,12 +196,15 @@ def finish(clients: Clients, ecs: CloudAssistant, record: RequestRecord,
 
 def _write_not_started(bucket: Results, template: InvocationRecord,
                        not_started: dict[str, tuple[str, str]]) -> None:
-    run_all([lambda item=item: bucket.put(
-        not_started_key(template.prefix, template.request_id, item[0]),
-        dumps(not_started_document(item[0], item[1][0], item[1][1],
-                                   request_id=template.request_id,
-                                   command_id=template.command_id, source=template.source)),
-        "application/json") for item in sorted(not_started.items())])
+    def write(instance_id: str, reason: str, message: str) -> None:
+        bucket.put(not_started_key(template.prefix, template.request_id, instance_id),
+                   dumps(not_started_document(instance_id, reason, message,
+                                              request_id=template.request_id,
+                                              command_id=template.command_id,
+                                              source=template.source)), "application/json")
+
+    run_all([functools.partial(write, i, reason, message)
+             for i, (reason, message) in sorted(not_started.items())])
 
 
 def _put_summary(bucket: Results, template: InvocationRecord, document: dict[str, Any]) -> None:
