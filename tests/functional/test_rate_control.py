@@ -91,7 +91,7 @@ def test_six_failing_one_at_a_time_max_errors_two_stops_after_the_third_failure(
 
 def test_dry_run_lists_every_target_with_its_verdict_and_creates_nothing(
         endpoints: Endpoints) -> None:
-    targets = [*GOOD[:2], "i-local00000000000004", "i-local00000000000005"]
+    targets = [*GOOD[:2], "i-local0000000000000s", "i-local0000000000000n"]
     before = len(endpoints.invocations())
     status, body = endpoints.post({
         "Type": "RunShellScript", "CommandContent": "echo dry", "InstanceIds": targets,
@@ -99,7 +99,7 @@ def test_dry_run_lists_every_target_with_its_verdict_and_creates_nothing(
     assert status == 200, body
     verdicts = {t["InstanceId"]: t["Verdict"] for t in body["Targets"]}
     assert verdicts == {GOOD[0]: "Eligible", GOOD[1]: "Eligible",
-                        "i-local00000000000004": "InstanceNotRunning",
-                        "i-local00000000000005": "AgentNotOnline"}, body
+                        "i-local0000000000000s": "InstanceNotRunning",
+                        "i-local0000000000000n": "AgentNotOnline"}, body
     assert body["Plan"]["Instances"] == 2 and body["Plan"]["Waves"] == [1, 1], body
     assert len(endpoints.invocations()) == before
