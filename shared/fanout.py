@@ -154,7 +154,7 @@ def fans_out(request: CommandRequest, clients: Clients, targets: int) -> bool:
 
 def token_for(record: RequestRecord) -> Callable[[int], str]:
     """Batch n's InvokeCommand ClientToken, from the seed the record keeps."""
-    from shared.dispatch import client_token
+    from shared.commands import client_token
 
     seed = str(record.invoke.get("TokenSeed", ""))
     return lambda n: client_token(seed, f"invoke-{n}")
@@ -164,7 +164,8 @@ def submit(request: CommandRequest, plan: Plan, clients: Clients, *, source: str
            idempotency_key: str, request_id: str, lease: float,
            now: Callable[[], float] = time.time) -> Accepted:
     """Record the request, create its command, queue wave 0 and answer (module docstring)."""
-    from shared import dispatch
+    from shared import commands
+    from shared.dispatch import intent_record
     from shared.intent import accepted_from, check_same, open_request
     from shared.ledger import load_request
 
@@ -175,18 +176,18 @@ def submit(request: CommandRequest, plan: Plan, clients: Clients, *, source: str
         return accepted_from(load_request(results, request_id) or existing)
     ecs = clients.ecs_in(request.region)
     started = now()
-    timeout = dispatch.command_timeout(request, plan)
-    command_id = dispatch.resolve_command(request, ecs, idempotency_key, timeout)
+    timeout = commands.command_timeout(request, plan)
+    command_id = commands.resolve_command(request, ecs, idempotency_key, timeout)
     groups, wave_of = batches_for(request, plan.instance_ids)
-    template = dispatch.first_followup(
+    template = commands.first_followup(
         request, clients.settings, command_id, source=source, request_id=request_id,
         submitted_at=started, timeout=timeout, batches=len(groups), delete=request.adhoc)
     rate = request.rate_control
     intent = intent_for_queue(
-        dispatch.intent_record(request, plan, template, started + lease), groups, wave_of,
+        intent_record(request, plan, template, started + lease), groups, wave_of,
         error_budget=rate.error_budget(len(plan.instance_ids)) if rate else None,
         rate_control=rate.to_json() if rate else {},
-        invoke={"TokenSeed": dispatch.client_token(idempotency_key, "fanout"),
+        invoke={"TokenSeed": commands.client_token(idempotency_key, "fanout"),
                 "Parameters": dict(request.parameters) if request.enable_parameter else None,
                 "Timeout": request.timeout if request.command_id else None,
                 "WorkingDir": request.working_dir if request.command_id else "",
