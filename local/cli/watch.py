@@ -132,41 +132,6 @@ def tally(where: Target, invoke_ids: list[str], summaries: dict[str, dict[str, A
     return Tally(total, done, failed, len(summaries), len(invoke_ids))
 
 
-def wait(where: Target, reader: ResultsReader, invoke_ids: list[str], timeout: float,
-         stream: IO[str] | None = None, region: str = "",
-         poll: float | None = None) -> dict[str, dict[str, Any]]:
-    """Every invocation's summary.json, showing progress on ``stream`` while waiting."""
-    from local.cli.common import cloud_error
-    from shared.errors import AssistflowError
-
-    out = stream or sys.stdout
-    interval = poll if poll is not None else (0.3 if where.local else 2.0)
-    view = view_for(out)
-    summaries: dict[str, dict[str, Any]] = {}
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            for invoke_id in invoke_ids:
-                if invoke_id not in summaries:
-                    found = reader.summary(invoke_id)
-                    if found is not None:
-                        summaries[invoke_id] = found
-            try:
-                view.update(tally(where, invoke_ids, summaries, region))
-            except AssistflowError as exc:
-                raise cloud_error(exc) from None
-            if len(summaries) == len(invoke_ids):
-                return {i: summaries[i] for i in invoke_ids}
-            if time.monotonic() > deadline:
-                missing = [i for i in invoke_ids if i not in summaries]
-                raise CliError(f"gave up after {timeout:.0f} s: no summary.json yet for "
-                               f"{', '.join(missing)}; the collector may be behind — check "
-                               f"later with `assistflow results {missing[0]}`", EXIT_CLOUD)
-            time.sleep(interval)
-    finally:
-        view.close()
-
-
 def wait_request(where: Target, reader: ResultsReader, request_id: str, known: list[str],
                  timeout: float, stream: IO[str] | None = None, region: str = "",
                  poll: float | None = None) -> dict[str, Any]:
