@@ -258,11 +258,6 @@ def save_batch(results: Results, request_id: str, index: int, batch: Batch) -> N
                 "application/json")
 
 
-def read_batch(results: Results, record: RequestRecord, index: int) -> Batch:
-    raw = results.get(batch_key(record.request_id, index))
-    return _batch_from(raw) if raw is not None else record.batches[index]
-
-
 def load_request(results: Results, request_id: str) -> RequestRecord | None:
     """The request record with every batch as it stands: for a fanned-out request, each
     batch's own object (one ListObjects, then the objects side by side) over the intent."""
@@ -277,11 +272,11 @@ def load_request(results: Results, request_id: str) -> RequestRecord | None:
     batches = list(record.batches)
     for index, raw in zip(present, found, strict=True):
         if raw is not None:
-            batches[index] = _batch_from(raw)
+            batches[index] = batch_from(raw)
     return replace(record, batches=tuple(batches))
 
 
-def _batch_from(raw: bytes) -> Batch:
+def batch_from(raw: bytes) -> Batch:
     data = json.loads(raw)
     return Batch(**{**data, "instances": tuple(data["instances"])})
 

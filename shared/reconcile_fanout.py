@@ -23,7 +23,7 @@ import logging
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from shared.fanout import DISPATCH_DUE, DispatchJob, send_jobs, start_wave, token_for
+from shared.fanout import DISPATCH_DUE, job_for, send_jobs, start_wave, token_for
 from shared.handoff import for_batch, hand_over
 from shared.ledger import (
     FAILED,
@@ -99,7 +99,7 @@ def _batch(clients: Clients, ecs: CloudAssistant, record: RequestRecord, marker:
             batch_done(clients, ecs, record, marker.key)
             return
         else:
-            job = DispatchJob(record.request_id, index, marker_key(
+            job = job_for(record, index, marker_key(
                 record.request_id, index, now + min(RECHECK * 2 ** marker.tries, 6 * 3600)
                 + DISPATCH_DUE, marker.tries + 1), token_for(record)(index))
             put_marker(clients.results, job.marker)
