@@ -8,9 +8,13 @@ each wave, and the request summary in OSS.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,7 +28,7 @@ BAD = [f"i-rcbad0{n:010d}" for n in range(1, 7)]
 
 
 @pytest.fixture(scope="module")
-def endpoints(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoints]:
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
     state = tmp_path_factory.mktemp("ratecontrol")
     fleet = default_fleet() + [
         Instance(i, f"good-{n}", Mode="simulated",
@@ -34,10 +38,15 @@ def endpoints(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoints]:
                  Simulated=SimulatedRun(Output="broken\n", ExitCode=1, Duration=0.3))
         for n, i in enumerate(BAD)]
     (state / "instances.json").write_text(json.dumps({"instances": [asdict(i) for i in fleet]}))
-    cloud = LocalCloud(state, parameters={"MaintenanceEnabled": False})
-    cloud.start()
-    yield Endpoints(cloud.endpoints)
-    cloud.stop()
+    local = LocalCloud(state, parameters={"MaintenanceEnabled": False})
+    local.start()
+    yield local
+    local.stop()
+
+
+@pytest.fixture(scope="module")
+def endpoints(cloud: LocalCloud) -> Endpoints:
+    return Endpoints(cloud.endpoints)
 
 
 def request_summary(endpoints: Endpoints, body: dict[str, Any], timeout: float = 90
@@ -103,3 +112,48 @@ def test_dry_run_lists_every_target_with_its_verdict_and_creates_nothing(
                         "i-local0000000000000n": "AgentNotOnline"}, body
     assert body["Plan"]["Instances"] == 2 and body["Plan"]["Waves"] == [1, 1], body
     assert len(endpoints.invocations()) == before
+
+
+def test_a_dry_run_is_not_a_delivery_and_from_the_queue_it_is_only_logged(
+        cloud: LocalCloud, endpoints: Endpoints) -> None:
+    body = json.dumps({"Type": "RunShellScript", "CommandContent": "echo dry",
+                       "InstanceIds": GOOD[:1], "DryRun": True}).encode()
+    stamp = int(time.time())
+    first = endpoints.post(body, timestamp=stamp)
+    again = endpoints.post(body, timestamp=stamp)  # the same signed delivery: no replay claim
+    assert first[0] == again[0] == 200 and first[1] == again[1], (first, again)
+    before = len(endpoints.invocations())
+    event = json.dumps({"id": "dry", "specversion": "1.0", "type": "mns:Queue:SendMessage",
+                        "source": "MNS-test", "data": {"requestId": "r", "messageId": "dry-1",
+                                                       "messageBody": body.decode()}}).encode()
+    outcome = cloud.host.runtimes["assistflow-submit-queue"].invoke(event)  # type: ignore[union-attr]
+    assert outcome.ok, outcome.error
+    assert outcome.result["accepted"][0]["DryRun"] is True  # acknowledged, nothing created
+    assert len(endpoints.invocations()) == before
+
+
+def test_the_cli_rolls_out_in_waves_and_reads_the_request_back(
+        cloud: LocalCloud, tmp_path: Path) -> None:
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps({"Type": "RunShellScript", "CommandContent": "exit 1",
+                                   "InstanceIds": BAD[:4]}))
+    env = {**os.environ, "ASSISTFLOW_STATE_DIR": str(cloud.state_dir)}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "local", *args], env=env, text=True,
+                              capture_output=True, timeout=120)
+
+    dry = cli("submit", str(request), "--dry-run", "--max-concurrency", "50%", "--json")
+    assert dry.returncode == 0, dry.stderr
+    assert json.loads(dry.stdout)["Plan"]["Waves"] == [2, 2]
+    done = cli("submit", str(request), "--max-concurrency", "1", "--max-errors", "0", "--wait",
+               "--json")
+    assert done.returncode == 1, done.stderr  # failed, and never started
+    report = json.loads(done.stdout)
+    assert report["Summary"]["Counts"] == {"Failed": 1, "NotStarted": 3}
+    request_id = report["Summary"]["RequestId"]
+    shown = cli("results", request_id)
+    assert shown.returncode == 1 and "3 instance(s) never started (MaxErrorsExceeded)" in \
+        shown.stdout, shown.stdout + shown.stderr
+    one = cli("results", request_id, "--instance", BAD[3], "--json")
+    assert json.loads(one.stdout)["Result"]["Status"] == "NotStarted"
