@@ -16,7 +16,7 @@ or the timer there is nobody to answer: the verdicts are logged and the message 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from shared.clients import Clients
@@ -39,7 +39,6 @@ class DryRunAnswer:
     targets: list[dict[str, Any]]
     plan: dict[str, Any]
     command_type: str = ""
-    not_started: tuple[Any, ...] = field(default=())
 
     def raise_if_retryable(self) -> None:
         return None
