@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         "fanout_10k_results": None,
         "fanout_10k_peak_rss_mb": None,
         "fanout_10k_over_timeout": None,
+        "fanout_10k_webhook_answer_s": None,
         "import_ms": None,
         "webhook_submits_per_s": None,
         "billed_ratio_seed_over_ours_realistic": None,
@@ -87,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         "fanout_10k_seconds_realistic": None,
         "fanout_10k_results_realistic": None,
         "fanout_10k_over_timeout_realistic": None,
+        "fanout_10k_webhook_answer_s_realistic": None,
         "ecs_calls_per_request": None,
         "machine": machine(),
         "mode": "quick" if args.quick else "full",
@@ -189,7 +191,9 @@ def _fanout_keys(head: dict[str, Any], suffix: str) -> dict[str, Any]:
     return {f"fanout_10k_seconds{suffix}": head["seconds"],
             f"fanout_10k_results{suffix}": head["results"],
             f"fanout_10k_peak_rss_mb{suffix}": head["peak_rss_mb"],
-            f"fanout_10k_over_timeout{suffix}": head["over_timeout"]}
+            f"fanout_10k_over_timeout{suffix}": head["over_timeout"],
+            # how long the webhook took to answer the 10k request (issue 14: a few seconds)
+            f"fanout_10k_webhook_answer_s{suffix}": head["submit_s"]}
 
 
 if __name__ == "__main__":

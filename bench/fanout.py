@@ -20,6 +20,7 @@ webhook then answers an error and leaves whatever it dispatched to the collector
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from typing import Any
@@ -36,6 +37,7 @@ from bench.common import (
 from bench.measure import RssSampler, median
 from local.profile import Profile
 
+DISPATCH = "assistflow-dispatch"  # the dispatch function (template.yml, issue 14)
 WAIT_LIMIT = 480.0  # seconds to wait for the last summary before reporting a miss
 SETTLE = 20.0  # after a failed submit: time for what it dispatched to be collected
 
@@ -79,18 +81,23 @@ def one_run(instances: int, duration: float, mode: str,
                 log(f"fanout {mode}: the submit failed ({out['error'][:200]}); "
                     f"{out['results']} result.json, {out['over_timeout']} over their Timeout")
                 return out
-            invoke_ids = list(body["InvokeIds"])
             out["not_started"] = len(body.get("NotStarted") or ())  # a partial start: 202 too
-            stored: dict[str, float] = {}
+            # The request summary (issue 14) is written once every batch is collected; the
+            # 202 of a fanned-out request names no InvokeId yet (the dispatchers invoke them).
+            request_key = f"results/requests/{body['RequestId']}/summary.json"
             deadline = time.time() + WAIT_LIMIT
-            while len(stored) < len(invoke_ids) and time.time() < deadline:
-                for invoke_id in invoke_ids:
-                    if invoke_id not in stored:
-                        at = cloud.stored_at(f"results/{invoke_id}/summary.json")
-                        if at is not None:
-                            stored[invoke_id] = at
+            request_at = None
+            while request_at is None and time.time() < deadline:
+                request_at = cloud.stored_at(request_key)
                 time.sleep(0.2)
             done_wall = time.time()
+            request_summary = json.loads(cloud.read(request_key) or b"{}") if request_at else {}
+            invoke_ids = list(request_summary.get("InvokeIds") or body.get("InvokeIds") or [])
+            stored: dict[str, float] = {}
+            for invoke_id in invoke_ids:
+                at = cloud.stored_at(f"results/{invoke_id}/summary.json")
+                if at is not None:
+                    stored[invoke_id] = at
             # What the collectors did until the last summary (events may still be queued).
             records = [r for r in read_jsonl(cloud.jsonl) if r.get("at", 0) >= posted - 1]
             calls = cloud.ecs_calls()
@@ -98,12 +105,18 @@ def one_run(instances: int, duration: float, mode: str,
         kinds = Counter(e.kind for e in cloud.ledger.entries if e.function == COLLECT)
         collect = [r for r in records if r["function"] == COLLECT]
         submit = [r for r in records if r["function"] == SUBMIT_HTTP]
+        dispatch = [r for r in records if r["function"] == DISPATCH]
         times = sorted(at - posted for at in stored.values())
         out.update({
             "invocations": len(invoke_ids),
             "summaries": len(stored),
-            "complete": len(stored) == len(invoke_ids),
-            "seconds": (max(stored.values()) - posted) if stored else None,
+            "complete": request_at is not None and len(stored) == len(invoke_ids),
+            # until the request summary: every batch collected and the summary written
+            "seconds": (request_at - posted) if request_at is not None else None,
+            "last_invocation_summary_s": (max(stored.values()) - posted) if stored else None,
+            "dispatch_invocations": len(dispatch),
+            "dispatch_billed_s": sum(r["duration_ms"] for r in dispatch) / 1000,
+            "dispatch_max_ms": max((r["duration_ms"] for r in dispatch), default=None),
             "seconds_to_half": times[len(times) // 2] if times else None,
             "waited_s": done_wall - posted,
             "invoke_command_calls": calls.get("InvokeCommand", 0),
@@ -162,6 +175,7 @@ def run(instances: int, duration: float, modes: tuple[str, ...], repeats: int,
             "collector_billed_s": med("collector_billed_s"),
             "oss_objects": med("oss_objects"),
             "submit_s": med("submit_s"),
+            "dispatch_invocations": med("dispatch_invocations"),
             # the worst run: the target is none at all
             "over_timeout": max((int(i.get("over_timeout") or 0) for i in items), default=None),
         }

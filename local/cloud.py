@@ -208,6 +208,7 @@ class LocalCloud:
             "results_prefix": template.parameters.get("ResultsPrefix", "results"),
             "followup_queue": outputs.get("FollowUpQueue") or (queues[0].name if queues else ""),
             "request_queue": outputs.get("RequestQueue", ""),
+            "dispatch_queue": outputs.get("DispatchQueue", ""),
             "instances": instances,
             "functions": sorted(self.host.runtimes),
             "state_dir": str(self.state_dir),

@@ -3,7 +3,7 @@
 One call handles one follow-up and never waits for instances: whatever is still running goes
 back to the queue as a new follow-up with a longer delay, so the function is billed only for
 its API calls. When nothing is pending, ``summary.json`` is written, the ad-hoc command is
-deleted once every batch of its request was invoked and collected (``shared.ledger.close_batch``),
+deleted once every batch of its request was invoked and collected (``shared.rollout.close_batch``),
 and the notification, if the request asked for one, starts as a job of its own
 (``shared.notify``) that nothing here waits for.
 
@@ -15,7 +15,6 @@ stored under ``{InstanceId}/runs/{n}/`` as it finishes (and the latest run at th
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import random
 import time
@@ -23,12 +22,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from shared import notify
 from shared.clients import Clients, CloudAssistant, Results
 from shared.collector_events import LateEvent, TaskCompleted
 from shared.errors import CloudCallError
 from shared.followup import FollowUp, InvocationRecord, delay_for
-from shared.ledger import FINISHED_INVOCATION, close_batch
+from shared.ledger import FINISHED_INVOCATION
 from shared.parallel import run_all, settle
 from shared.record import finishing_key, read_record
 from shared.results import (
@@ -37,7 +35,6 @@ from shared.results import (
     decode_output,
     dumps,
     instance_prefix,
-    notification_document,
     result_document,
     result_key,
     run_prefix,
@@ -46,6 +43,7 @@ from shared.results import (
     summary_key,
 )
 from shared.retry import COLLECT_PATIENCE, patience
+from shared.rollout import close_batch
 
 log = logging.getLogger("assistflow.collect")
 
@@ -247,30 +245,24 @@ def _finish(clients: Clients, ecs: CloudAssistant, bucket: Results,
     run_all(writes)  # every instance's objects before the summary that points at them
     for instance_id, reason in invocation.skipped:
         documents[instance_id] = skipped_document(instance_id, reason, "", invocation)
-    summary = summary_document(invocation, documents,
-                               notification_document() if invocation.notify else None)
+    summary = summary_document(invocation, documents)
     key = summary_key(invocation.prefix, invocation.invoke_id)
-    # Once stored, a summary's Notification part is the notification job's to rewrite: an
-    # invocation finished again (a redelivered follow-up) leaves the summary as it is.
-    if not (invocation.notify and bucket.exists(key)):
-        bucket.put(key, dumps(summary), "application/json")
+    bucket.put(key, dumps(summary), "application/json")
     log.info("%s: finished, %s %s -> oss://%s/%s", invocation.invoke_id, summary["Status"],
              summary["Counts"], bucket.name, key)
-    close_batch(clients, ecs, invocation)  # its open marker; the ad-hoc command when all done
-    notify.start(clients, invocation)
+    # its open marker; the next wave, or the request summary, the ad-hoc command and the
+    # notification (once per request) when it was the request's last batch
+    close_batch(clients, ecs, invocation, summary)
 
 
 def _summarized(clients: Clients, bucket: Results, followup: FollowUp) -> bool:
-    """Is the invocation's summary stored (by the event path)? Then make sure its notification
-    job was started: the event handler that wrote the summary may have stopped right after."""
-    key = summary_key(followup.prefix, followup.invoke_id)
-    if not followup.notify:
-        return bucket.exists(key)
-    raw = bucket.get(key)
-    if raw is None:
+    """Is the invocation's summary stored (by the event path)? Then make sure the batch was
+    closed: the event handler that wrote the summary may have stopped right after (its open
+    marker is still there); closing again is idempotent."""
+    if not bucket.exists(summary_key(followup.prefix, followup.invoke_id)):
         return False
-    if json.loads(raw).get("Notification") == notification_document():
-        notify.start(clients, followup)  # not attempted yet: start it (again, harmlessly)
+    if followup.marker and clients.results.exists(followup.marker):
+        close_batch(clients, clients.ecs_in(followup.region), followup)
     return True
 
 

@@ -136,6 +136,9 @@ class Settings:
     events_command_prefix: str = "assistflow"
     # Where a queue function parks a message that can never succeed (shared.deadletter).
     dead_letter_queue: str = ""
+    # The dispatch queue (shared.fanout): a request of several batches is invoked one batch
+    # per dispatch invocation; empty (no such queue): the submit invokes them itself.
+    dispatch_queue: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, context: Any = None) -> Settings:
@@ -184,6 +187,7 @@ class Settings:
             events_max_instances=int(env.get("ASSISTFLOW_EVENTS_MAX_INSTANCES", "20") or 20),
             events_command_prefix=env.get("ASSISTFLOW_EVENTS_COMMAND_PREFIX", "assistflow"),
             dead_letter_queue=env.get("ASSISTFLOW_DEAD_LETTER_QUEUE", ""),
+            dispatch_queue=env.get("ASSISTFLOW_DISPATCH_QUEUE", ""),
         )
 
     def for_region(self, region: str) -> Settings:

@@ -30,7 +30,6 @@ refused one was not).
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -38,6 +37,15 @@ from dataclasses import dataclass, field, replace
 from typing import NoReturn, cast
 
 from shared.clients import Clients, CloudAssistant
+from shared.commands import (
+    MAX_TIMEOUT,
+    client_token,
+    command_timeout,
+    first_followup,
+    invoke_batch,
+    resolve_command,
+    run_batch,
+)
 from shared.config import Settings
 from shared.errors import AssistflowError, CloudCallError
 from shared.followup import DEADLINE_MARGIN, FollowUp
@@ -71,19 +79,9 @@ from shared.ledger import (
 )
 from shared.parallel import settle
 from shared.preflight import BATCH_SIZE, Plan, refused, saved_command
-from shared.request import DEFAULT_TIMEOUT, CommandRequest
+from shared.request import CommandRequest
 
 log = logging.getLogger("assistflow.dispatch")
-
-# The collector's deadline needs the saved command's Timeout; when its lookup failed after the
-# command was invoked, the longest Timeout Cloud Assistant allows stands in (a deadline that
-# is too late only delays CollectorTimeout; one too early would give up on running instances).
-MAX_TIMEOUT = 86400
-
-
-def client_token(idempotency_key: str, purpose: str) -> str:
-    """A ≤64-character ASCII ``ClientToken`` for one call made on behalf of one request."""
-    return hashlib.sha256(f"{idempotency_key}|{purpose}".encode()).hexdigest()
 
 
 def batches(instance_ids: tuple[str, ...], size: int = BATCH_SIZE) -> list[tuple[str, ...]]:
@@ -123,13 +121,13 @@ def dispatch(request: CommandRequest, plan: Plan, clients: Clients, *, source: s
         check_same(record, fingerprint(request))
     else:
         command_id = request.command_id or (
-            resolve_command(request, ecs, idempotency_key, _timeout(request, plan))
+            resolve_command(request, ecs, idempotency_key, command_timeout(request, plan))
             if creates else "")
-        template = _first_followup(request, clients.settings, command_id, source=source,
+        template = first_followup(request, clients.settings, command_id, source=source,
                                    request_id=request_id, submitted_at=started,
-                                   timeout=_timeout(request, plan),
+                                   timeout=command_timeout(request, plan),
                                    batches=len(batches(plan.instance_ids)), delete=creates)
-        record = open_request(clients, _intent(request, plan, template, started + lease))
+        record = open_request(clients, intent_record(request, plan, template, started + lease))
     if record.settled:  # a redelivery of a request that started all it could
         if not record.invoked:
             raise RequestAbandonedError(
@@ -140,7 +138,7 @@ def dispatch(request: CommandRequest, plan: Plan, clients: Clients, *, source: s
     if one:
         _one_batch(run, plan, started)
     else:
-        _batches(run, started, _timeout(request, plan))
+        _batches(run, started, command_timeout(request, plan))
     if not run.record.invoked:
         _nothing_runs(run, creates, now())
     run.record = close_request(clients, run.record, run.unwatched, now())
@@ -169,7 +167,7 @@ def _nothing_runs(run: _Run, creates: bool, now: float) -> NoReturn:
     raise next(e for e in errors if not permanent(e))
 
 
-def _intent(request: CommandRequest, plan: Plan, template: FollowUp, lease_until: float
+def intent_record(request: CommandRequest, plan: Plan, template: FollowUp, lease_until: float
             ) -> RequestRecord:
     """The request record before any call could run anything: every batch ``Pending``, the
     intent marker due once this submit has certainly ended."""
@@ -213,7 +211,7 @@ def _one_batch(run: _Run, plan: Plan, started: float) -> None:
         run.record = record.with_batch(0, not_run(record.batches[0], exc))
         return
     template = _refreshed(replace(record.followup, command_id=command_id), started,
-                          _timeout(run.request, plan))
+                          command_timeout(run.request, plan))
     run.record = replace(record, command_id=command_id, followup=template,
                          skipped=_skipped(plan),
                          batches=(Batch(plan.instance_ids, INVOKED, invoke_id),))
@@ -322,46 +320,6 @@ def _batches(run: _Run, started: float, timeout: int) -> None:
         run.record = run.record.with_batch(index, not_run(record.batches[index], outcome))
 
 
-def resolve_command(request: CommandRequest, ecs: CloudAssistant, idempotency_key: str,
-                    timeout: int) -> str:
-    """The request's saved ``CommandId``, or the ad-hoc command created for it (the same one
-    again for a redelivery: same ClientToken)."""
-    if request.command_id:
-        return request.command_id
-    return ecs.create_command(
-        name=request.name, type_=request.type, content_b64=request.content_b64,
-        description=request.description, working_dir=request.working_dir, timeout=timeout,
-        enable_parameter=_uses_parameters(request),
-        client_token=client_token(idempotency_key, "create"),
-    )
-
-
-def run_batch(request: CommandRequest, ecs: CloudAssistant, group: tuple[str, ...],
-              token: str) -> tuple[str, str]:
-    """RunCommand of the request's script on one batch: (CommandId, InvokeId)."""
-    return ecs.run_command(
-        name=request.name, type_=request.type, content_b64=request.content_b64,
-        instance_ids=list(group), client_token=token, description=request.description,
-        working_dir=request.working_dir, timeout=_timeout(request, None),
-        enable_parameter=_uses_parameters(request),
-        parameters=dict(request.parameters) or None, username=request.username,
-        repeat_mode=request.repeat_mode, frequency=request.frequency)
-
-
-def invoke_batch(request: CommandRequest, ecs: CloudAssistant, command_id: str,
-                 group: tuple[str, ...], token: str) -> str:
-    """InvokeCommand on one batch of instances; its InvokeId. A saved command takes the
-    request's Timeout and WorkingDir here (an ad-hoc one got them at creation)."""
-    return ecs.invoke_command(
-        command_id=command_id, instance_ids=list(group), client_token=token,
-        parameters=dict(request.parameters) or None,
-        timeout=request.timeout if request.command_id else None,
-        working_dir=request.working_dir if request.command_id else "",
-        username=request.username, repeat_mode=request.repeat_mode,
-        frequency=request.frequency,
-    )
-
-
 def clean_up_refused(request: CommandRequest, ecs: CloudAssistant, command_id: str,
                      exc: BaseException) -> None:
     """After a refusal with nothing invoked: the ad-hoc command made for it (``command_id``,
@@ -375,40 +333,3 @@ def clean_up_refused(request: CommandRequest, ecs: CloudAssistant, command_id: s
                     command_id, err)
 
 
-def _timeout(request: CommandRequest, plan: Plan | None) -> int:
-    if request.timeout is not None:
-        return request.timeout
-    return (plan.saved_timeout if plan else None) or DEFAULT_TIMEOUT
-
-
-def _uses_parameters(request: CommandRequest) -> bool:
-    """``EnableParameter`` only when the request sends ``Parameters`` (``{}`` for the
-    ``{{ACS::…}}`` built-ins alone): with it on, Cloud Assistant reads every ``{{…}}`` of the
-    script as a parameter and refuses one that is not a name (``CmdParam.InvalidParamName``,
-    CreateCommand's error table) — a Docker or Go template's ``{{.Names}}``. Without
-    Parameters the script runs as written."""
-    return request.enable_parameter
-
-
-def _first_followup(request: CommandRequest, settings: Settings, command_id: str, *,
-                    source: str, request_id: str, submitted_at: float, timeout: int,
-                    batches: int, delete: bool) -> FollowUp:
-    """What every batch's first follow-up shares (each sets its invoke id and instances).
-    ``delete``: the collector deletes the command when done (CreateCommand's; RunCommand's
-    delete themselves)."""
-    return FollowUp(
-        invoke_id="", command_id=command_id, region=request.region or settings.region,
-        pending=(), attempt=1, deadline=submitted_at + timeout + DEADLINE_MARGIN,
-        bucket=request.output.bucket or settings.results_bucket,
-        prefix=request.output.prefix or settings.results_prefix, request_id=request_id,
-        adhoc=delete, source=source, submitted_at=submitted_at, periodic=request.periodic,
-        notify=_notify(request), batches=batches,
-    )
-
-
-def _notify(request: CommandRequest) -> dict[str, str] | None:
-    target = request.notify
-    if target is None:
-        return None
-    return {k: v for k, v in (("Url", target.url), ("Queue", target.queue),
-                              ("Topic", target.topic)) if v}

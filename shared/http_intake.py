@@ -6,11 +6,13 @@ In order — each refusal answered with the one error shape and the logical requ
 2. media type: anything but JSON, or no ``Content-Type`` at all, is ``415``;
 3. signature (``shared.webhook.verify``): missing, wrong or more than 300 s old is ``401``;
 4. the intake's validate (``400``) and allow-list (``403``);
-5. replay: each signed delivery is accepted once. Its signature is claimed as an empty object
+5. a ``DryRun`` is answered here (200, ``shared.dryrun``): it is not a delivery, takes no
+   replay claim and creates nothing;
+6. replay: each signed delivery is accepted once. Its signature is claimed as an empty object
    ``{deliveries_prefix}/{signature}`` in the results bucket (``Results.claim``, atomic in
    OSS, so even another function instance's second claim fails): a replay is ``401``. A
    lifecycle rule can expire the markers after the 300 s window; they are tiny either way;
-6. the intake's pre-flight (``422``) and dispatch (``503`` with ``Retry-After`` when the cloud
+7. the intake's pre-flight (``422``) and dispatch (``503`` with ``Retry-After`` when the cloud
    is briefly unavailable or throttles). A refusal here releases the claim, so a corrected
    retry is not a replay.
 
@@ -60,6 +62,9 @@ def _receive(intake: Intake, event: bytes | str | dict[str, Any], fc_request_id:
         intake.key = webhook.verify(settings.webhook_secret, http.headers, http.body)
         intake.validate(http.body)
         intake.check_allowed()
+        if intake.request is not None and intake.request.dry_run:
+            # not a delivery: no replay claim taken, nothing created (shared.dryrun)
+            return http_response(200, intake.dry_run().to_dict())
         marker = f"{settings.deliveries_prefix}/{intake.key}"
         if not intake.clients.results.claim(marker):
             raise UnauthorizedError("this signed delivery was already accepted; a replay is "

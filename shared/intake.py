@@ -22,9 +22,12 @@ import logging
 from dataclasses import replace
 from typing import Any
 
+from shared import fanout
 from shared.clients import Clients, default_clients
 from shared.dispatch import dispatch
+from shared.dryrun import DryRunAnswer, dry_run
 from shared.errors import AssistflowError
+from shared.fanout import fans_out
 from shared.intent import Accepted
 from shared.ledger import DEFAULT_LEASE, RequestRecord, read_request
 from shared.policy import check_allowed, check_saved_command, needs_saved_command
@@ -77,13 +80,22 @@ class Intake:
     def request_id(self) -> str:
         return request_id_of(self.idempotency_key)
 
-    def accept(self, body: bytes | str | dict[str, Any]) -> Accepted:
-        """Every step, in order, with a submit's patience for retries (``shared.retry``)."""
+    def accept(self, body: bytes | str | dict[str, Any]) -> Accepted | DryRunAnswer:
+        """Every step, in order, with a submit's patience for retries (``shared.retry``). A
+        DryRun ends after the checks, with the verdicts (``shared.dryrun``)."""
         with patience(SUBMIT_PATIENCE):
             self.validate(body)
             self.check_allowed()
-            self.resolve()
+            dry = self._validated().dry_run
+            self.resolve(enforce_allow_list=not dry)  # a dry run shows NotAllowed per target
+            if dry:
+                return self.dry_run()
             return self.dispatch(self.preflight())
+
+    def dry_run(self) -> DryRunAnswer:
+        """Each target's pre-flight verdict and the plan; nothing created or recorded."""
+        return dry_run(self._validated(), self.clients, self.request_id, self.saved,
+                       self.resolution.facts if self.resolution else None)
 
     def validate(self, body: bytes | str | dict[str, Any]) -> CommandRequest:
         """``RequestInvalidError`` with every violation, or the typed request."""
@@ -95,7 +107,9 @@ class Intake:
         judges, or sent with a ``Type``, after looking it up (one DescribeCommands): its own
         type governs (``shared.policy.check_saved_command``)."""
         request, settings = self._validated(), self.clients.settings
-        check_allowed(request, settings)
+        # A DryRun names the instances outside AllowedInstances in its verdicts instead
+        check_allowed(replace(request, instance_ids=()) if request.dry_run else request,
+                      settings)
         if needs_saved_command(request, settings):
             self.saved = describe_saved(self.clients.ecs_in(request.region), request.command_id)
             check_saved_command(request, self.saved, settings)
@@ -128,10 +142,13 @@ class Intake:
         request of several batches: its record's batches stand, shared.ledger). Targets a
         selector resolved carry what DescribeInstances said of them (``Plan.known``)."""
         request = self._validated()
-        if len(request.instance_ids) > BATCH_SIZE and self.recorded() is not None:
+        fanned = fans_out(request, self.clients, len(request.instance_ids))
+        if (len(request.instance_ids) > BATCH_SIZE or fanned) and self.recorded() is not None:
             return Plan(request.instance_ids)
         known = self.resolution.facts if self.resolution else None
-        return preflight(request, self.clients, self.saved, known)
+        # a fanned-out request (waves too) is checked up front: a refusal must come before
+        # any batch runs
+        return preflight(request, self.clients, self.saved, known, up_front=fanned)
 
     @property
     def lease(self) -> float:
@@ -146,11 +163,14 @@ class Intake:
         """Run the request. After a partial start the answer names what runs and, per
         instance, what could not start (``NotStarted``); it is never a refusal once anything
         runs."""
-        accepted = dispatch(self._validated(), plan, self.clients, source=self.source,
-                            idempotency_key=self.idempotency_key, request_id=self.request_id,
-                            lease=self.lease)
+        request = self._validated()
+        run = fanout.submit if fans_out(request, self.clients, len(plan.instance_ids)) \
+            else dispatch
+        accepted = run(request, plan, self.clients, source=self.source,
+                       idempotency_key=self.idempotency_key, request_id=self.request_id,
+                       lease=self.lease)
         log.info("%s via %s accepted: %s", self.label, self.source,
-                 ", ".join(accepted.invoke_ids))
+                 ", ".join(accepted.invoke_ids) or f"{accepted.plan} queued")
         return accepted
 
     def refusal(self, err: AssistflowError) -> dict[str, Any]:

@@ -66,6 +66,11 @@ class Accepted:
     skipped: tuple[Ineligible, ...] = ()
     batches: tuple[tuple[str, ...], ...] = field(default=(), repr=False)
     not_started: tuple[NotStarted, ...] = ()
+    # where the request summary will be (oss://…/requests/{RequestId}/summary.json), and, for
+    # a request fanned out through the dispatch queue, its plan (Instances, Batches, Waves,
+    # MaxConcurrency, MaxErrors): its InvokeIds then come later, in the request summary
+    summary: str = ""
+    plan: dict[str, object] | None = None
 
     @property
     def retryable(self) -> bool:
@@ -84,12 +89,17 @@ class Accepted:
 
     def to_dict(self) -> dict[str, object]:
         body: dict[str, object] = {
-            "InvokeId": self.invoke_ids[0],
             "InvokeIds": list(self.invoke_ids),
             "CommandId": self.command_id,
             "Results": list(self.locations),
             "RequestId": self.request_id,
         }
+        if self.invoke_ids:  # absent for a fanned-out request: its batches run later
+            body["InvokeId"] = self.invoke_ids[0]
+        if self.summary:
+            body["Summary"] = self.summary
+        if self.plan is not None:
+            body["Plan"] = self.plan
         if self.skipped:
             body["Skipped"] = [{"InstanceId": i.instance_id, "Reason": i.reason,
                                 "Message": i.message} for i in self.skipped]
@@ -104,6 +114,14 @@ def accepted_from(record: RequestRecord) -> Accepted:
     """The answer a request record gives: what runs, and what could not start."""
     invoked = [b for b in record.batches if b.state == INVOKED]
     template = record.followup
+    if record.queued:  # fanned out: what runs so far, the rest is the dispatchers'
+        return Accepted(
+            command_id=record.command_id, invoke_ids=tuple(b.invoke_id for b in invoked),
+            locations=tuple(f"oss://{template.bucket}/"
+                            f"{invoke_prefix(template.prefix, b.invoke_id)}" for b in invoked),
+            request_id=record.request_id,
+            skipped=tuple(Ineligible(*item) for item in record.skipped),
+            summary=summary_location(record), plan=plan_of(record))
     return Accepted(
         command_id=record.command_id,
         invoke_ids=tuple(b.invoke_id for b in invoked),
@@ -114,7 +132,24 @@ def accepted_from(record: RequestRecord) -> Accepted:
         batches=tuple(b.instances for b in invoked),
         not_started=tuple(NotStarted(i, b.code, b.message, b.state != FAILED)
                           for b in record.batches if b.state != INVOKED for i in b.instances),
+        summary=summary_location(record),
     )
+
+
+def summary_location(record: RequestRecord) -> str:
+    from shared.request_summary import request_summary_key
+
+    template = record.followup
+    return f"oss://{template.bucket}/{request_summary_key(template.prefix, record.request_id)}"
+
+
+def plan_of(record: RequestRecord) -> dict[str, object]:
+    """The 202's ``Plan`` of a fanned-out request."""
+    plan: dict[str, object] = {
+        "Instances": sum(len(b.instances) for b in record.batches),
+        "Batches": len(record.batches), "Waves": record.wave_count}
+    plan.update(record.rate_control)
+    return plan
 
 
 class PartiallyStartedError(AssistflowError):

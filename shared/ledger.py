@@ -31,7 +31,7 @@ the reconciler already acted on it:
   summary.
 
 So "no open marker left" means every batch of the request was invoked and collected (or failed
-for good), which is when an ad-hoc command made for it may be deleted (``close_batch``). The
+for good), which is when an ad-hoc command made for it may be deleted (``shared.rollout.close_batch``). The
 reconciler lists ``invocations/open/`` (ListObjects) and reads the due time from the key,
 without reading any object.
 """
@@ -47,10 +47,10 @@ from typing import TYPE_CHECKING, Any
 
 from shared.config import RECORDS_PREFIX
 from shared.errors import CloudCallError
-from shared.followup import DEADLINE_MARGIN, WATCHDOG_MAX_DELAY, FollowUp, InvocationRecord
+from shared.followup import DEADLINE_MARGIN, WATCHDOG_MAX_DELAY, FollowUp
 
 if TYPE_CHECKING:  # the collector imports this module: no schema compiled for it
-    from shared.clients import Clients, CloudAssistant, Results
+    from shared.clients import CloudAssistant, Results
     from shared.request import CommandRequest
 
 log = logging.getLogger("assistflow.ledger")
@@ -111,6 +111,15 @@ class RequestRecord:
     # frozen: a redelivery runs on this list, never on a new resolution.
     selector: dict[str, Any] = field(default_factory=dict)
     targets: tuple[str, ...] = ()
+    # Fan-out (shared.fanout): the batches are invoked by the dispatch function, each one's
+    # state in its own object (batch_key) so that concurrent dispatchers never overwrite each
+    # other; ``waves[n]`` is batch n's wave (RateControl), ``error_budget`` MaxErrors resolved
+    # (None: no limit), ``invoke`` the InvokeCommand parameters every batch shares.
+    queued: bool = False
+    waves: tuple[int, ...] = ()
+    error_budget: int | None = None
+    invoke: dict[str, Any] = field(default_factory=dict)
+    rate_control: dict[str, Any] = field(default_factory=dict)  # as the request sent it
 
     @property
     def key(self) -> str:
@@ -142,7 +151,15 @@ class RequestRecord:
                                 for b in data["batches"])
         data["skipped"] = tuple(tuple(s) for s in data.get("skipped", ()))
         data["targets"] = tuple(data.get("targets", ()))
+        data["waves"] = tuple(data.get("waves", ()))
         return cls(**data)
+
+    def wave_of(self, index: int) -> int:
+        return self.waves[index] if index < len(self.waves) else 0
+
+    @property
+    def wave_count(self) -> int:
+        return max(self.waves, default=0) + 1
 
 
 def fingerprint(request: CommandRequest) -> str:
@@ -156,6 +173,8 @@ def fingerprint(request: CommandRequest) -> str:
         request.region, request.skip_ineligible, request.output, request.notify)
     if request.selector:  # added last: older records keep their fingerprint
         parts += (request.tags, request.resource_group_id)
+    if request.rate_control is not None:  # added last too
+        parts += (request.rate_control,)
     return hashlib.sha256(repr(parts).encode()).hexdigest()
 
 
@@ -247,31 +266,47 @@ def save_request(results: Results, record: RequestRecord) -> None:
     results.put(record.key, record.to_json().encode(), "application/json")
 
 
+# --- a fanned-out request's batches, one object each ----------------------------------------
+
+def batch_key(request_id: str, index: int) -> str:
+    return f"{REQUESTS_PREFIX}/{request_id}/batch-{index}.json"
+
+
+def wave_claim_key(request_id: str, wave: int) -> str:
+    return f"{REQUESTS_PREFIX}/{request_id}/wave-{wave}"
+
+
+def save_batch(results: Results, request_id: str, index: int, batch: Batch) -> None:
+    results.put(batch_key(request_id, index), json.dumps(asdict(batch), sort_keys=True).encode(),
+                "application/json")
+
+
+def load_request(results: Results, request_id: str) -> RequestRecord | None:
+    """The request record with every batch as it stands: for a fanned-out request, each
+    batch's own object (one ListObjects, then the objects side by side) over the intent."""
+    record = read_request(results, request_id)
+    if record is None or not record.queued:
+        return record
+    from shared.parallel import run_each
+
+    keys = set(results.keys(f"{REQUESTS_PREFIX}/{request_id}/"))
+    present = [n for n in range(len(record.batches)) if batch_key(request_id, n) in keys]
+    found = run_each(lambda n: results.get(batch_key(request_id, n)), present)
+    batches = list(record.batches)
+    for index, raw in zip(present, found, strict=True):
+        if raw is not None:
+            batches[index] = batch_from(raw)
+    return replace(record, batches=tuple(batches))
+
+
+def batch_from(raw: bytes) -> Batch:
+    data = json.loads(raw)
+    return Batch(**{**data, "instances": tuple(data["instances"])})
+
+
 # --- the collector's end of a batch -----------------------------------------------------------
 
 FINISHED_INVOCATION = ("Success", "Failed", "PartialFailed", "Stopped")
-
-
-def close_batch(clients: Clients, ecs: CloudAssistant, invocation: InvocationRecord) -> None:
-    """After an invocation's summary: its open marker goes, and an ad-hoc command is deleted
-    once its request has no open marker left — every batch invoked and collected. (One batch
-    alone needs no look: it was the request's only invocation.) Never raises: the summary is
-    stored, and a marker or command left behind is the reconciler's to clear."""
-    try:
-        if invocation.marker:
-            clients.results.delete(invocation.marker)
-        if not invocation.adhoc:
-            return
-        if invocation.batches > 1:
-            if not invocation.marker:  # a follow-up from before request records
-                _delete_when_idle_legacy(ecs, invocation.command_id)
-                return
-            if open_markers(clients.results, invocation.request_id):
-                return  # another batch still runs, waits to be resumed, or is not collected
-        delete_command(ecs, invocation.command_id)
-    except CloudCallError as exc:
-        log.warning("%s: could not close the batch (the reconciler will): %s",
-                    invocation.invoke_id, exc)
 
 
 def delete_command(ecs: CloudAssistant, command_id: str) -> None:
@@ -281,13 +316,6 @@ def delete_command(ecs: CloudAssistant, command_id: str) -> None:
     except CloudCallError as exc:
         if exc.error_code != "InvalidCmdId.NotFound":
             raise
-
-
-def _delete_when_idle_legacy(ecs: CloudAssistant, command_id: str) -> None:
-    busy = [i["InvokeId"] for i in ecs.describe_invocations(command_id=command_id)
-            if i.get("InvocationStatus") not in FINISHED_INVOCATION]
-    if not busy:
-        delete_command(ecs, command_id)
 
 
 def adoption_deadline(record: RequestRecord, invocation: dict[str, Any]) -> float:

@@ -1,4 +1,4 @@
-"""Completion notifications: one durable, bounded job per invocation, sent at most once.
+"""Completion notifications: one durable, bounded job per request, sent at most once.
 
 Targets (the request's ``Notify``): ``Url`` receives a POST of the summary signed like the
 webhook (``X-Assistflow-Timestamp`` / ``X-Assistflow-Signature`` with the webhook secret, plus
@@ -124,11 +124,16 @@ def backoff(invoke_id: str, attempt: int) -> int:
 
 
 def start(clients: Clients, invocation: InvocationRecord) -> None:
-    """Queue attempt 1 of ``invocation``'s notification (its summary is stored). Sending it
-    again is harmless: the job's attempts are deduplicated."""
+    """Queue attempt 1 of the notification of ``invocation``'s request (its request summary
+    is stored: ``{prefix}/requests/{RequestId}/summary.json``). One job per request: its
+    ``invoke_id`` field holds the RequestId and its ``prefix`` the requests folder, so the
+    summary, the claim marker and the schedule are the request's. Sending it again is
+    harmless: the job's attempts are deduplicated."""
+    from shared.request_summary import requests_prefix
+
     if not invocation.notify:
         return
-    job = NotifyJob(invocation.invoke_id, invocation.bucket, invocation.prefix,
+    job = NotifyJob(invocation.request_id, invocation.bucket, requests_prefix(invocation.prefix),
                     dict(invocation.notify), window=clients.settings.notify_retry_seconds)
     clients.queues.send(clients.settings.followup_queue, job.to_json())
 

@@ -84,13 +84,15 @@ def describe_saved(ecs: CloudAssistant, command_id: str) -> SavedCommand:
 
 def preflight(request: CommandRequest, clients: Clients,
               saved: SavedCommand | None = None,
-              known: Mapping[str, Mapping[str, Any]] | None = None) -> Plan:
+              known: Mapping[str, Mapping[str, Any]] | None = None,
+              up_front: bool = False) -> Plan:
     """The plan for ``request``: deferred for a request that fits one call; checked now (and
-    ``IneligibleInstancesError`` if it must be refused) for a larger one. ``saved``: the
-    request's saved command if the intake looked it up already; ``known``: Status and OSType
-    of the targets, when a selector's resolution gave them."""
+    ``IneligibleInstancesError`` if it must be refused) for a larger one, or ``up_front``
+    (one rolled out in waves). ``saved``: the request's saved command if the intake looked
+    it up already; ``known``: Status and OSType of the targets, when a selector's resolution
+    gave them."""
     targets = request.instance_ids
-    if len(targets) <= BATCH_SIZE or not clients.settings.preflight:
+    if (len(targets) <= BATCH_SIZE and not up_front) or not clients.settings.preflight:
         return Plan(targets, checked=not clients.settings.preflight,
                     saved_timeout=saved.timeout if saved else None,
                     saved_type=saved.type if saved else "", known=known or {})

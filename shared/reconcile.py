@@ -58,7 +58,6 @@ from shared.ledger import (
     RequestRecord,
     adoption_deadline,
     collect_due,
-    delete_command,
     marker_key,
     open_markers,
     read_request,
@@ -172,6 +171,11 @@ def _reconcile_request(clients: Clients, request_id: str, due: list[Marker], now
             clients.results.delete(marker.key)
             report.closed += 1
         return
+    if record.queued:  # fanned out through the dispatch queue
+        from shared.reconcile_fanout import reconcile_request
+
+        reconcile_request(clients, record, due, now, report)
+        return
     work = _Pass(clients, clients.ecs_in(record.followup.region), record, now, report)
     for marker in sorted(due, key=lambda m: m.slot != SUBMIT):  # the intent first
         if marker.slot == SUBMIT:
@@ -186,12 +190,15 @@ def _reconcile_request(clients: Clients, request_id: str, due: list[Marker], now
         return
     if work.changed:
         save_request(clients.results, record)
-    if record.deletes_command and record.command_id and record.settled \
-            and not open_markers(clients.results, request_id):
-        delete_command(work.ecs, record.command_id)
-        report.commands_deleted.append(record.command_id)
-        log.info("request %s: every batch invoked and collected; command %s deleted",
-                 request_id, record.command_id)
+    if record.settled and record.invoked and not open_markers(clients.results, request_id):
+        # every batch invoked and collected: the request summary, the ad-hoc command, the
+        # notification (shared.rollout; what a collector that stopped half-way left undone)
+        from shared.rollout import advance
+
+        if advance(clients, work.ecs, request_id) == "finished" and record.deletes_command:
+            report.commands_deleted.append(record.command_id)
+            log.info("request %s: every batch invoked and collected; command %s deleted",
+                     request_id, record.command_id)
 
 
 def _intent(work: _Pass, marker: Marker) -> None:

@@ -24,6 +24,7 @@ from jsonschema.exceptions import ValidationError
 
 from shared import strict_json
 from shared.errors import RequestInvalidError, Violation
+from shared.ratecontrol import RateControl
 
 SCHEMA_VERSION = 1
 SCHEMA: dict[str, Any] = json.loads(
@@ -88,6 +89,8 @@ class CommandRequest:
         """Where a selected instance came from, for the ``path`` of an error naming it (it has
         no path of its own in the request)."""
         return "$.Tags" if self.tags else "$.ResourceGroupId"
+    dry_run: bool = False  # DryRun: the plan and each target's verdict, nothing created
+    rate_control: RateControl | None = None  # RateControl: waves and an error budget
 
     @property
     def content(self) -> str:
@@ -145,7 +148,15 @@ def parse_request(body: bytes | str | dict[str, Any]) -> CommandRequest:
                             notify.get("Topic", "")) if notify else None,
         tags=tuple((tag["Key"], tag["Value"]) for tag in document.get("Tags", ())),
         resource_group_id=document.get("ResourceGroupId", ""),
+        dry_run=document.get("DryRun") is True,
+        rate_control=_rate_control(document.get("RateControl")),
     )
+
+
+def _rate_control(value: dict[str, Any] | None) -> RateControl | None:
+    if not value:
+        return None
+    return RateControl(value.get("MaxConcurrency"), value.get("MaxErrors"))
 
 
 def _load(body: bytes | str | dict[str, Any]) -> Any:
@@ -268,7 +279,7 @@ def _semantic_checks(document: dict[str, Any]) -> list[Violation]:
     and an ``Output.Prefix`` that is a plain key path."""
     return _content_checks(document) + _prefix_checks((document.get("Output") or {})
                                                       .get("Prefix", "")) \
-        + _tag_checks(document.get("Tags", ()))
+        + _tag_checks(document.get("Tags", ())) + _rate_control_checks(document)
 
 
 def _tag_checks(tags: list[dict[str, str]]) -> list[Violation]:
@@ -284,6 +295,16 @@ def _tag_checks(tags: list[dict[str, str]]) -> list[Violation]:
                                       "per key", tag["Key"]))
         seen.setdefault(tag["Key"], index)
     return problems
+
+
+def _rate_control_checks(document: dict[str, Any]) -> list[Violation]:
+    """Waves need a run that ends: a periodic or reboot-bound invocation never finishes, so
+    the next wave would never start."""
+    if "RateControl" in document and document.get("RepeatMode", "Once") != "Once":
+        return [Violation("$.RateControl", "repeatMode",
+                          "RateControl rolls out a command that ends (RepeatMode Once); "
+                          f"remove it or the RepeatMode {document['RepeatMode']!r}")]
+    return []
 
 
 def _prefix_checks(prefix: str) -> list[Violation]:

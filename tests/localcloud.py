@@ -85,3 +85,20 @@ def get_object(bucket: oss2.Bucket, key: str) -> bytes | None:
         return bytes(bucket.get_object(key).read())
     except oss2.exceptions.NoSuchKey:
         return None
+
+
+def request_summary(endpoints: Endpoints, body: dict[str, Any], timeout: float = 60
+                    ) -> dict[str, Any]:
+    """The request summary an accepted request's 202 points at (``Summary``), once written."""
+    key = str(body["Summary"]).split("/", 3)[3]
+    raw = wait_for(lambda: get_object(endpoints.bucket(), key), timeout=timeout, interval=0.2)
+    summary: dict[str, Any] = json.loads(raw)
+    return summary
+
+
+def invoke_ids(endpoints: Endpoints, body: dict[str, Any], timeout: float = 60) -> list[str]:
+    """Every InvokeId of an accepted request: the 202's for a request of one batch; for one
+    fanned out through the dispatch queue (its 202 has a ``Plan``), the request summary's."""
+    if "Plan" not in body:
+        return list(body["InvokeIds"])
+    return list(request_summary(endpoints, body, timeout)["InvokeIds"])

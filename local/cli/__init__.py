@@ -117,8 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="http: signed webhook POST (default); queue: SendMessage to the "
                              "request queue; direct: shared.intake in this process")
     submit.add_argument("--wait", action="store_true",
-                        help="show progress until every summary.json is stored, then a "
-                             "per-instance table (exit 1 if any instance failed)")
+                        help="show progress until the request summary is stored, then a "
+                             "per-instance table (exit 1 if any instance failed or never "
+                             "started)")
     submit.add_argument("--wait-timeout", type=float, metavar="SECONDS",
                         help="give up waiting after this long (default: Timeout + 240 s)")
     submit.add_argument("--tag", action="append", metavar="KEY=VALUE",
@@ -127,11 +128,20 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--resource-group", metavar="ID",
                         help="select the instances of this resource group (rg-…) instead of "
                              "InstanceIds in the file")
+    submit.add_argument("--dry-run", action="store_true",
+                        help="DryRun: each target's pre-flight verdict and the plan; nothing "
+                             "is created (http and direct only)")
+    submit.add_argument("--max-concurrency", metavar="N|N%",
+                        help="RateControl.MaxConcurrency: at most this many instances at once")
+    submit.add_argument("--max-errors", metavar="N|N%",
+                        help="RateControl.MaxErrors: start no more instances once more than "
+                             "this many have failed")
     submit.set_defaults(func=_lazy("local.cli.submit", "cmd_submit"))
 
-    results = sub.add_parser("results", parents=[cloud], help="read an invocation's results "
-                                                              "from OSS")
-    results.add_argument("invoke_id", metavar="INVOKE_ID")
+    results = sub.add_parser("results", parents=[cloud], help="read an invocation's or a "
+                                                              "request's results from OSS")
+    results.add_argument("invoke_id", metavar="INVOKE_ID|REQUEST_ID",
+                         help="t-… (one invocation) or r-… (a request: every batch and wave)")
     results.add_argument("--instance", metavar="ID", help="one instance: result.json and its "
                                                           "whole output")
     results.add_argument("--bucket", help="results bucket, if the request's Output named one")

@@ -191,6 +191,7 @@ def target(args: argparse.Namespace) -> Target:
             allowed_regions=_split(env.get("ASSISTFLOW_ALLOWED_REGIONS", "")),
             notify_prefix=env.get("ASSISTFLOW_NOTIFY_PREFIX") or f"{DEFAULT_PREFIX}-notify",
             notify_allowed_hosts=_split(env.get("ASSISTFLOW_NOTIFY_ALLOWED_HOSTS", "")),
+            dispatch_queue=env.get("ASSISTFLOW_DISPATCH_QUEUE") or f"{DEFAULT_PREFIX}-dispatch",
         )
         return Target(settings, False, f"Alibaba Cloud {region}",
                       webhook_url=args.webhook_url or env.get("ASSISTFLOW_WEBHOOK_URL", ""),
@@ -208,6 +209,7 @@ def target(args: argparse.Namespace) -> Target:
         notify_prefix=env.get("ASSISTFLOW_NOTIFY_PREFIX") or f"{DEFAULT_PREFIX}-notify",
         # as the local cloud's functions have it (local.cloud): receivers on 127.0.0.1 only
         notify_allowed_hosts=_split(env.get("ASSISTFLOW_NOTIFY_ALLOWED_HOSTS") or "127.0.0.1"),
+        dispatch_queue=e.get("dispatch_queue", ""),
     )
     return Target(settings, True, f"local cloud ({e['state_dir']})",
                   webhook_url=getattr(args, "webhook_url", None) or e["webhook_url"],

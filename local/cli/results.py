@@ -1,4 +1,7 @@
-"""``assistflow results INVOKE_ID``: what the collector stored in OSS, and how to show it.
+"""``assistflow results INVOKE_ID|REQUEST_ID``: what the collector stored in OSS, and how to show it.
+
+A RequestId (``r-…``) reads the request summary (``{prefix}/requests/{RequestId}/summary.json``):
+every batch and wave of the request, and the instances it never started.
 
 The layout is ``shared.results``' contract: ``{prefix}/{InvokeId}/summary.json`` once every
 instance finished, ``{prefix}/{InvokeId}/{InstanceId}/result.json`` and ``output.txt`` for each
@@ -79,6 +82,17 @@ class ResultsReader:
     def location(self, invoke_id: str) -> str:
         return f"oss://{self.bucket_name}/{layout.invoke_prefix(self.prefix, invoke_id)}"
 
+    def request_summary(self, request_id: str) -> dict[str, Any] | None:
+        """``{prefix}/requests/{RequestId}/summary.json`` (``shared.request_summary``)."""
+        from shared.request_summary import request_summary_key
+
+        return self.json(request_summary_key(self.prefix, request_id))
+
+    def request_location(self, request_id: str) -> str:
+        from shared.request_summary import request_summary_key
+
+        return f"oss://{self.bucket_name}/{request_summary_key(self.prefix, request_id)}"
+
 
 def duration(result: dict[str, Any] | None) -> float | None:
     """Seconds from StartTime to FinishedTime (ISO 8601) of a result.json, if both are known."""
@@ -106,6 +120,20 @@ def instance_rows(reader: ResultsReader, summaries: dict[str, dict[str, Any]]) -
             for (invoke_id, instance_id, entry), document in zip(wanted, documents, strict=True)]
 
 
+def request_rows(reader: ResultsReader, summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """``instance_rows`` over a request summary: every batch's instances, and those never
+    started (``NotStarted``, with their reason)."""
+    entries = sorted((summary.get("Instances") or {}).items())
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        documents = list(pool.map(lambda item: reader.json(str(item[1].get("Result", ""))),
+                                  entries))
+    return [{"InstanceId": instance_id, "InvokeId": entry.get("InvokeId", ""),
+             "Status": entry.get("Status"), "ExitCode": entry.get("ExitCode"),
+             "Duration": duration(document), "Truncated": bool(entry.get("Truncated")),
+             "ErrorCode": (document or {}).get("ErrorCode", "")}
+            for (instance_id, entry), document in zip(entries, documents, strict=True)]
+
+
 def failed(row: dict[str, Any]) -> bool:
     return row["Status"] != "Success" and row["Status"] != layout.SKIPPED
 
@@ -118,7 +146,7 @@ def show_outcome(reader: ResultsReader, summaries: dict[str, dict[str, Any]], ro
             None if r["Duration"] is None else f"{r['Duration']:.1f}s", r["Truncated"]]
            for r in rows], ["INSTANCE", "STATUS", "EXIT", "DURATION", "TRUNCATED"], out)
     bad = [r for r in rows if failed(r)]
-    for row in bad[:FAILED_OUTPUT_INSTANCES]:
+    for row in [r for r in bad if r["InvokeId"]][:FAILED_OUTPUT_INSTANCES]:
         text = reader.output(row["InvokeId"], row["InstanceId"]) or ""
         lines = text.rstrip("\n").splitlines()[-FAILED_OUTPUT_LINES:]
         say(f"--- {row['InstanceId']} {row['Status']} (exit {row['ExitCode']}"
@@ -140,8 +168,25 @@ def outcome_code(summaries: dict[str, dict[str, Any]]) -> int:
         else EXIT_FAILED
 
 
+def show_request(reader: ResultsReader, summary: dict[str, Any], out: IO[str] | None = None
+                 ) -> None:
+    """The request summary's line: its status and counts over every batch and wave."""
+    counts = ", ".join(f"{k} {v}" for k, v in sorted((summary.get("Counts") or {}).items()))
+    never = [i for i, e in (summary.get("Instances") or {}).items()
+             if e.get("Status") == "NotStarted"]
+    if never:
+        reasons = sorted({str(e.get("Reason")) for e in summary["Instances"].values()
+                          if e.get("Status") == "NotStarted"})
+        say(f"{len(never)} instance(s) never started ({', '.join(reasons)})", out)
+    say(f"request {summary.get('RequestId')}: {summary.get('Status')} ({counts}) over "
+        f"{len(summary.get('InvokeIds') or [])} invocation(s); "
+        f"{reader.request_location(str(summary.get('RequestId')))}", out)
+
+
 def cmd_results(args: argparse.Namespace) -> int:
     reader = ResultsReader(target(args), args.bucket or "", args.prefix or "")
+    if args.invoke_id.startswith("r-"):
+        return _request(reader, args)
     if args.instance:
         return _one_instance(reader, args)
     summary = reader.summary(args.invoke_id)
@@ -193,3 +238,34 @@ def _one_instance(reader: ResultsReader, args: argparse.Namespace) -> int:
         sys.stdout.flush()
     status = result.get("Status")
     return EXIT_OK if status in ("Success", layout.SKIPPED) else EXIT_FAILED
+
+
+def _request(reader: ResultsReader, args: argparse.Namespace) -> int:
+    """``results r-…``: the request summary (every batch and wave), or one instance of it."""
+    summary = reader.request_summary(args.invoke_id)
+    if summary is None:
+        raise CliError(f"no request summary for {args.invoke_id} at "
+                       f"{reader.request_location(args.invoke_id)}: unknown RequestId, or the "
+                       "request is not finished yet", EXIT_REFUSED)
+    if args.instance:
+        entry = (summary.get("Instances") or {}).get(args.instance)
+        if entry is None:
+            raise CliError(f"{args.instance} is not a target of {args.invoke_id}", EXIT_REFUSED)
+        if entry.get("InvokeId"):
+            args.invoke_id = entry["InvokeId"]
+            return _one_instance(reader, args)
+        document = reader.json(str(entry.get("Result", ""))) or {}
+        emit_json({"Result": document, "Output": ""}) if args.json else table(
+            [[k, document.get(k)] for k in ("InstanceId", "Status", "ErrorCode", "ErrorInfo")],
+            ["FIELD", "VALUE"])
+        return EXIT_FAILED
+    rows = request_rows(reader, summary)
+    if args.json:
+        emit_json({"Summary": summary, "Instances": rows})
+    else:
+        say(f"{args.invoke_id}  command {summary.get('CommandId')}  source "
+            f"{summary.get('Source') or '-'}")
+        show_outcome(reader, {}, rows)
+        show_request(reader, summary)
+    return EXIT_OK if summary.get("Status") == "Success" and not any(
+        failed(r) for r in rows) else EXIT_FAILED

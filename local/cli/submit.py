@@ -6,36 +6,33 @@ cloud's by default); ``--via queue`` sends it to the request queue, as another s
 (source ``cli``) — no function involved.
 
 A queued request has no synchronous answer, so the CLI validates it first (exit 3 if invalid)
-and gives it a ``ClientToken`` if it has none. To ``--wait`` for it, the CLI then finds the
-invocations the queue function made: just before sending, it notes the invocations that already
-match the request (``DescribeInvocations`` by command name — or by ``CommandId`` for a saved
-command — with exactly the request's script and instances only from the request); the new
-match after sending is ours, and with it every invocation of that ad-hoc command (one per
-batch of 100 instances). Two identical requests queued at the same moment cannot be told apart;
-a reused ``ClientToken`` maps to its old invocation, which is therefore not found.
+and gives it a ``ClientToken`` if it has none: its RequestId (``r-`` and 24 hex digits of the
+SHA-256 of the token, ``shared.intake.request_id_of``) is then known, and ``--wait`` waits for
+the request summary (``{prefix}/requests/{RequestId}/summary.json``) whichever way the request
+went — every batch and wave of it, and the instances it never started.
+
+``--dry-run``, ``--max-concurrency`` and ``--max-errors`` set the request's ``DryRun`` and
+``RateControl`` before it is sent. A dry run is answered (200: each target's verdict and the
+plan) over http and direct; the request queue has nobody to answer it, so it is refused there.
 
 ``--tag KEY=VALUE`` (repeatable) and ``--resource-group ID`` select the instances instead of
 listing them: they complete a request file that has no ``InstanceIds`` with the selector
 (``Tags``, ``ResourceGroupId``), which the intake resolves. A file that names its instances, or
-already selects them, is refused with exit 3 (the selector is given in one place). Sent
-``--via queue`` with ``--wait``, the selector is resolved here too (DescribeInstances), to
-recognise the invocations it made.
+already selects them, is refused with exit 3 (the selector is given in one place).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
-import time
 import uuid
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from local.cli.common import (
     EXIT_CLOUD,
+    EXIT_FAILED,
     EXIT_INVALID,
     EXIT_OK,
     EXIT_USAGE,
@@ -43,9 +40,7 @@ from local.cli.common import (
     Target,
     cloud_error,
     code_for_status,
-    decode,
     emit_json,
-    instances_of,
     say,
     table,
     target,
@@ -108,7 +103,7 @@ def via_http(where: Target, body: bytes) -> dict[str, Any]:
         payload = json.loads(raw or b"{}")
     except ValueError:
         payload = {"raw": raw.decode("utf-8", "replace")[:200]}
-    if status != 202:
+    if status not in (200, 202):  # 200: a DryRun's answer
         raise refusal(status, payload)
     return dict(payload)
 
@@ -145,6 +140,28 @@ def with_selector(body: bytes, tags: list[str], resource_group: str) -> bytes:
     return json.dumps(document, ensure_ascii=False).encode()
 
 
+def with_options(body: bytes, args: argparse.Namespace) -> bytes:
+    """The body with ``--dry-run`` / ``--max-concurrency`` / ``--max-errors`` applied."""
+    if not (args.dry_run or args.max_concurrency or args.max_errors):
+        return body
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return body  # the intake answers 400 for it
+    if not isinstance(document, dict):
+        return body
+    if args.dry_run:
+        document["DryRun"] = True
+    rate = dict(document.get("RateControl") or {})
+    for name, value in (("MaxConcurrency", args.max_concurrency),
+                        ("MaxErrors", args.max_errors)):
+        if value:
+            rate[name] = int(value) if value.isdigit() else value
+    if rate:
+        document["RateControl"] = rate
+    return json.dumps(document).encode()
+
+
 def _validated(body: bytes) -> Any:
     from shared.errors import RequestInvalidError
     from shared.request import parse_request
@@ -155,44 +172,27 @@ def _validated(body: bytes) -> Any:
         raise refusal(400, {**exc.to_dict()}) from None
 
 
-def _resolved(where: Target, request: Any) -> Any:
-    """A selector's request with the instances it selects now (to recognise its
-    invocations); a request that lists them, as it is."""
-    if not request.selector:
-        return request
-    from dataclasses import replace
+def via_queue(where: Target, body: bytes) -> dict[str, Any]:
+    """Send to the request queue; what was sent, with the RequestId it will have."""
+    from shared.intake import request_id_of
 
-    from shared.errors import AssistflowError
-    from shared.targets import resolve
-
-    try:
-        targets = resolve(request, where.clients.ecs_in(request.region))
-    except AssistflowError as exc:
-        if hasattr(exc, "violations"):
-            raise refusal(exc.status, exc.to_dict()) from None
-        raise cloud_error(exc) from None
-    return replace(request, instance_ids=targets.instance_ids)
-
-
-def via_queue(where: Target, body: bytes, wait: bool
-              ) -> tuple[dict[str, Any], Any, set[str]]:
-    """Send to the request queue; (what was sent, the parsed request, invocations before)."""
     request = _validated(body)
+    if request.dry_run:
+        raise CliError("a dry run sent to the request queue has nobody to answer it (the "
+                       "function only logs it): use --via http or --via direct")
     document = json.loads(body)
     if not document.get("ClientToken"):  # a redelivered message must not run it twice
         document["ClientToken"] = f"cli-{uuid.uuid4().hex}"
     if not where.request_queue:
         raise CliError("no request queue: pass --request-queue (the stack's RequestQueue "
                        "output)")
-    if wait:
-        request = _resolved(where, request)
-    before = {r["InvokeId"] for r in _matching(where, request)} if wait else set()
     try:
         message_id = where.clients.queues.send(where.request_queue, json.dumps(document))
     except Exception as exc:
         raise cloud_error(exc) from None
-    return ({"MessageId": message_id, "Queue": where.request_queue,
-             "ClientToken": document["ClientToken"]}, request, before)
+    return {"MessageId": message_id, "Queue": where.request_queue,
+            "ClientToken": document["ClientToken"],
+            "RequestId": request_id_of(document["ClientToken"])}
 
 
 def via_direct(where: Target, body: bytes) -> dict[str, Any]:
@@ -211,70 +211,25 @@ def via_direct(where: Target, body: bytes) -> dict[str, Any]:
     return dict(accepted.to_dict())
 
 
-def _created(record: dict[str, Any]) -> float:
-    try:
-        return datetime.fromisoformat(str(record.get("CreationTime", "")).replace("Z", "+00:00")
-                                      ).timestamp()
-    except ValueError:
-        return 0.0
-
-
-def _matching(where: Target, request: Any, command_id: str = "") -> list[dict[str, Any]]:
-    """Recent invocations that run ``request``'s script (or saved command) on its instances."""
-    client = where.clients.ecs_in(request.region)
-    wanted = set(request.instance_ids)
-
-    def same(record: dict[str, Any]) -> bool:
-        instances = {i.get("InstanceId") for i in instances_of(record)}
-        script = (record.get("CommandId") == request.command_id if request.command_id else
-                  decode(str(record.get("CommandContent", ""))) == request.content)
-        return script and bool(instances) and instances <= wanted
-
-    try:
-        if command_id:
-            found = client.describe_invocations(command_id=command_id, limit=1000)
-        else:
-            found = client.describe_invocations(
-                command_id=request.command_id,
-                command_name="" if request.command_id else request.name, limit=PAGE)
-    except Exception as exc:
-        raise cloud_error(exc) from None
-    return [r for r in found if same(r)]
-
-
-def find_invocations(where: Target, request: Any, before: set[str], timeout: float
-                     ) -> dict[str, Any]:
-    """The invocations the queue function made for ``request`` (see the module docstring)."""
-    expected = math.ceil(len(request.instance_ids) / BATCH)
-    deadline = time.monotonic() + timeout
-    first_seen = 0.0
-    while True:
-        found = [r for r in _matching(where, request) if r["InvokeId"] not in before]
-        if found and not request.command_id:  # every batch of the ad-hoc command
-            found = [r for r in _matching(where, request, found[0]["CommandId"])
-                     if r["InvokeId"] not in before]
-        if found:
-            first_seen = first_seen or time.monotonic()
-            # Fewer batches than expected is final once pre-flight may have skipped some.
-            if len(found) >= expected or time.monotonic() - first_seen > 10:
-                found.sort(key=_created)
-                return {"CommandId": found[0]["CommandId"],
-                        "InvokeIds": [r["InvokeId"] for r in found]}
-        if time.monotonic() > deadline:
-            reused = " (or its ClientToken was used before)" if request.client_token else ""
-            raise CliError(f"the request queue's function has not invoked the request after "
-                           f"{timeout:.0f} s: it may have refused it{reused}; see its log or "
-                           f"the dead-letter queue {where.request_queue}-dlq", EXIT_CLOUD)
-        time.sleep(0.3 if where.local else 2.0)
-
-
 def _report(accepted: dict[str, Any], via: str) -> None:
+    if accepted.get("DryRun"):
+        _report_dry_run(accepted)
+        return
     if "InvokeIds" not in accepted:  # queued, not yet invoked
         say(f"queued as message {accepted['MessageId']} in {accepted['Queue']} (ClientToken "
-            f"{accepted['ClientToken']}); the submit-queue function invokes it")
+            f"{accepted['ClientToken']}, request {accepted['RequestId']}); the submit-queue "
+            "function invokes it")
         return
-    say(f"submitted via {via}: command {accepted.get('CommandId')}, "
-        f"{len(accepted['InvokeIds'])} invocation(s), request {accepted.get('RequestId', '-')}")
+    plan = accepted.get("Plan")
+    if plan:  # fanned out: the dispatch function invokes the batches
+        say(f"submitted via {via}: command {accepted.get('CommandId')}, request "
+            f"{accepted.get('RequestId', '-')}: {plan.get('Instances')} instance(s) in "
+            f"{plan.get('Batches')} batch(es), {plan.get('Waves')} wave(s), dispatched in the "
+            f"background; summary {accepted.get('Summary')}")
+    else:
+        say(f"submitted via {via}: command {accepted.get('CommandId')}, "
+            f"{len(accepted['InvokeIds'])} invocation(s), request "
+            f"{accepted.get('RequestId', '-')}")
     locations = list(accepted.get("Results") or [])
     table([[i, locations[n] if n < len(locations) else None]
            for n, i in enumerate(accepted["InvokeIds"])], ["INVOKE ID", "RESULTS"], indent="  ")
@@ -290,11 +245,29 @@ def _report(accepted: dict[str, Any], via: str) -> None:
             else ""))
 
 
-def cmd_submit(args: argparse.Namespace) -> int:
-    from local.cli.results import ResultsReader, instance_rows, outcome_code, show_outcome
-    from local.cli.watch import wait
+def _report_dry_run(answer: dict[str, Any]) -> None:
+    say(f"dry run, request {answer.get('RequestId')}: nothing was created")
+    table([[t["InstanceId"], t["Verdict"], t.get("Message", "")] for t in answer["Targets"]],
+          ["INSTANCE", "VERDICT", "WHY"], indent="  ")
+    plan = answer.get("Plan") or {}
+    say(f"plan: {plan.get('Instances')} instance(s) would run in "
+        f"{len(plan.get('Batches') or [])} batch(es), wave sizes {plan.get('Waves')}"
+        + (f", error budget {plan.get('ErrorBudget')}" if "ErrorBudget" in plan else "")
+        + ("; refused as a whole (OnIneligible: Refuse)" if plan.get("Refused") else ""))
 
-    body = with_selector(read_body(args.file), args.tag or [], args.resource_group or "")
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from local.cli.results import (
+        ResultsReader,
+        failed,
+        request_rows,
+        show_outcome,
+        show_request,
+    )
+    from local.cli.watch import wait_request
+
+    body = with_options(with_selector(read_body(args.file), args.tag or [],
+                                      args.resource_group or ""), args)
     where = target(args)
     try:
         document = json.loads(body)
@@ -314,28 +287,34 @@ def cmd_submit(args: argparse.Namespace) -> int:
     elif args.via == "direct":
         accepted = via_direct(where, body)
     else:
-        accepted, request, before = via_queue(where, body, args.wait)
+        accepted = via_queue(where, body)
     progress = sys.stderr if args.json else sys.stdout
     if not args.json:
         _report(accepted, args.via)
+    if accepted.get("DryRun"):
+        if args.json:
+            emit_json(accepted)
+        plan = accepted.get("Plan") or {}
+        return EXIT_OK if plan.get("Instances") and not plan.get("Refused") else EXIT_FAILED
     if not args.wait:
         if args.json:
             emit_json(accepted)
         return EXIT_OK
     assert reader is not None
     timeout = args.wait_timeout or float(document.get("Timeout") or 60) + 240
-    if args.via == "queue":
-        say("waiting for the submit-queue function to invoke it…", progress)
-        accepted.update(find_invocations(where, request, before, min(timeout, 120)))
-        accepted["Results"] = [reader.location(i) for i in accepted["InvokeIds"]]
-        say(f"found: command {accepted['CommandId']}, invocation(s) "
-            f"{', '.join(accepted['InvokeIds'])}", progress)
-    invoke_ids = list(accepted["InvokeIds"])
-    summaries = wait(where, reader, invoke_ids, timeout, progress, region)
-    rows = instance_rows(reader, summaries)
+    request_id = str(accepted["RequestId"])
+    summary = wait_request(where, reader, request_id, list(accepted.get("InvokeIds") or []),
+                           timeout, progress, region)
+    if args.via == "queue" or accepted.get("Plan"):
+        say(f"found: command {summary.get('CommandId')}, invocation(s) "
+            f"{', '.join(summary.get('InvokeIds') or [])}", progress)
+    summaries = {i: reader.summary(i) or {} for i in summary.get("InvokeIds") or []}
+    rows = request_rows(reader, summary)
     if args.json:
-        emit_json({"Accepted": accepted, "Summaries": summaries, "Instances": rows})
+        emit_json({"Accepted": accepted, "Summary": summary, "Summaries": summaries,
+                   "Instances": rows})
     else:
         show_outcome(reader, summaries, rows)
-    return outcome_code(summaries)
-
+        show_request(reader, summary)
+    return EXIT_OK if summary.get("Status") == "Success" and not any(
+        failed(r) for r in rows) else EXIT_FAILED

@@ -1,4 +1,4 @@
-"""``submit --wait``: a live view of the instances until every summary.json is in OSS.
+"""``submit --wait``: a live view of the instances until the request summary is in OSS.
 
 Per-instance progress comes from ``DescribeInvocations`` (one call per unfinished invocation
 and poll); completion is the collector's ``summary.json`` — the same document a user reads
@@ -132,12 +132,15 @@ def tally(where: Target, invoke_ids: list[str], summaries: dict[str, dict[str, A
     return Tally(total, done, failed, len(summaries), len(invoke_ids))
 
 
-def wait(where: Target, reader: ResultsReader, invoke_ids: list[str], timeout: float,
-         stream: IO[str] | None = None, region: str = "",
-         poll: float | None = None) -> dict[str, dict[str, Any]]:
-    """Every invocation's summary.json, showing progress on ``stream`` while waiting."""
+def wait_request(where: Target, reader: ResultsReader, request_id: str, known: list[str],
+                 timeout: float, stream: IO[str] | None = None, region: str = "",
+                 poll: float | None = None) -> dict[str, Any]:
+    """The request summary (``{prefix}/requests/{RequestId}/summary.json``), showing the
+    progress of the invocations known so far — the 202's, then those the request record
+    names as the dispatcher invokes the batches — while waiting."""
     from local.cli.common import cloud_error
     from shared.errors import AssistflowError
+    from shared.ledger import INVOKED, load_request
 
     out = stream or sys.stdout
     interval = poll if poll is not None else (0.3 if where.local else 2.0)
@@ -146,22 +149,32 @@ def wait(where: Target, reader: ResultsReader, invoke_ids: list[str], timeout: f
     deadline = time.monotonic() + timeout
     try:
         while True:
-            for invoke_id in invoke_ids:
-                if invoke_id not in summaries:
-                    found = reader.summary(invoke_id)
-                    if found is not None:
-                        summaries[invoke_id] = found
             try:
+                done = reader.request_summary(request_id)
+                if done is not None:  # the last line: the request as a whole
+                    statuses = [str(e.get("Status")) for e in done["Instances"].values()
+                                if e.get("Status") != layout.SKIPPED]
+                    ok = _counts(statuses)[0]  # the rest failed or never started
+                    ids = done.get("InvokeIds") or []
+                    view.update(Tally(len(statuses), ok, len(statuses) - ok, len(ids),
+                                      len(ids)))
+                    return done
+                record = load_request(where.clients.results, request_id)
+                invoke_ids = list(known) if record is None else [
+                    b.invoke_id for b in record.batches if b.state == INVOKED]
+                for invoke_id in invoke_ids:
+                    if invoke_id not in summaries:
+                        found = reader.summary(invoke_id)
+                        if found is not None:
+                            summaries[invoke_id] = found
                 view.update(tally(where, invoke_ids, summaries, region))
             except AssistflowError as exc:
                 raise cloud_error(exc) from None
-            if len(summaries) == len(invoke_ids):
-                return {i: summaries[i] for i in invoke_ids}
             if time.monotonic() > deadline:
-                missing = [i for i in invoke_ids if i not in summaries]
-                raise CliError(f"gave up after {timeout:.0f} s: no summary.json yet for "
-                               f"{', '.join(missing)}; the collector may be behind — check "
-                               f"later with `assistflow results {missing[0]}`", EXIT_CLOUD)
+                raise CliError(f"gave up after {timeout:.0f} s: no request summary yet at "
+                               f"{reader.request_location(request_id)}; the collector may be "
+                               f"behind — check later with `assistflow results {request_id}`",
+                               EXIT_CLOUD)
             time.sleep(interval)
     finally:
         view.close()

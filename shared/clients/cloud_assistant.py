@@ -30,6 +30,11 @@ if TYPE_CHECKING:
 PAGE_SIZE = 50  # the largest MaxResults the Describe* APIs accept
 DESCRIBE_INSTANCES_MAX = 100  # InstanceIds per DescribeInstances call
 STATUS_MAX = 50  # InstanceId.N per DescribeCloudAssistantStatus call
+# Pre-flight of 10,000 instances is 100 DescribeInstances and 200 DescribeCloudAssistantStatus
+# calls before the webhook can answer: these lookups run 20 side by side (the connection pool
+# sized to match), not the invocation's default 8 — ~1.5 s at ECS's ~120 ms instead of ~4.5 s,
+# and 300 calls stay far inside the per-minute quota of each action (1000/60 s).
+LOOKUP_WORKERS = 20
 
 
 class CloudAssistant:
@@ -57,7 +62,7 @@ class CloudAssistant:
             # not honoured (aliyun-python-sdk-core 2.16.1, ``aliyunsdkcore/http/http_response.py``).
             proxy = {"http": None, "https": None} if self._settings.ecs_endpoint else None
             self._client = AcsClient(region_id=self._settings.region, credential=credential,
-                                     proxy=proxy, auto_retry=False)
+                                     proxy=proxy, auto_retry=False, pool_size=LOOKUP_WORKERS)
             # aliyunsdkcore logs every refused call at ERROR (expected ones too, like deleting
             # a command another collector already deleted); CloudCallError reports them here.
             logging.getLogger("aliyunsdkcore.client").setLevel(logging.CRITICAL)
@@ -200,7 +205,7 @@ class CloudAssistant:
             req.set_MaxResults(DESCRIBE_INSTANCES_MAX)
             return list(self.call(req)["Instances"]["Instance"])
 
-        pages = run_each(chunk, _chunks(instance_ids, DESCRIBE_INSTANCES_MAX))
+        pages = run_each(chunk, _chunks(instance_ids, DESCRIBE_INSTANCES_MAX), LOOKUP_WORKERS)
         return {item["InstanceId"]: item for page in pages for item in page}
 
     def select_instances(self, tags: tuple[tuple[str, str], ...], resource_group_id: str,
@@ -258,7 +263,7 @@ class CloudAssistant:
             body = self.call(req)["InstanceCloudAssistantStatusSet"]
             return list(body["InstanceCloudAssistantStatus"])
 
-        pages = run_each(chunk, _chunks(instance_ids, STATUS_MAX))
+        pages = run_each(chunk, _chunks(instance_ids, STATUS_MAX), LOOKUP_WORKERS)
         return {item["InstanceId"]: str(item.get("CloudAssistantStatus", "false")).lower()
                 for page in pages for item in page}
 

@@ -74,7 +74,9 @@ def test_submit_wait_shows_progress_then_the_per_instance_table(
     for cells in rows.values():
         assert cells[1:3] == ["Success", "0"] and cells[3].endswith("s") and cells[4] == "no"
     assert ": Success (Success 2); oss://assistflow-results/results/t-" in out
-    invoke_id = out.rsplit(": Success (Success 2)", 1)[0].rsplit("\n", 1)[-1]
+    invoke_id = next(line.split(":", 1)[0] for line in out.splitlines()
+                     if line.startswith("t-") and ": Success (Success 2)" in line)
+    assert "request r-" in out and "Success (Success 2) over 1 invocation(s)" in out
     result = cli(cloud, "results", invoke_id, "--instance", LINUX[0])
     assert result.returncode == 0, result.stderr
     assert marker in result.stdout  # the instance's real output, read back from OSS

@@ -182,8 +182,9 @@ def test_a_completion_callback_arrives_once_signed_like_the_webhook(
     headers, payload = _Callbacks.received[0]
     assert webhook.verify(endpoints["webhook_secret"], headers, payload)
     assert headers["X-Assistflow-Event"] == "invocation.completed"
-    summary = json.loads(payload)
-    assert summary["InvokeId"] == body["InvokeId"] and summary["Status"] == "Success"
+    summary = json.loads(payload)  # the request summary: one notification per request
+    assert summary["RequestId"] == body["RequestId"] and summary["Status"] == "Success"
+    assert summary["InvokeIds"] == [body["InvokeId"]]
     # The final follow-up delivered again does not notify again.
     from shared.followup import FollowUp
 
@@ -210,8 +211,8 @@ def test_a_queue_notification_carries_the_summary(endpoints: Endpoints) -> None:
                                    "Notify": {"Queue": "assistflow-notify-test"}})
     assert status == 202, body
     message = queue.receive_message(10)
-    summary = json.loads(message.message_body)
-    assert summary["InvokeId"] == body["InvokeId"]
+    summary = json.loads(message.message_body)  # the request summary
+    assert (summary["RequestId"], summary["InvokeIds"]) == (body["RequestId"], [body["InvokeId"]])
     assert summary["Counts"] == {"Success": 1}
 
 

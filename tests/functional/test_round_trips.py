@@ -22,7 +22,7 @@ from aliyunsdkecs.request.v20140526.DescribeCommandsRequest import DescribeComma
 
 from local.cloud import LocalCloud
 from tests.conftest import SIMULATED, write_fleet
-from tests.localcloud import Endpoints, get_object, wait_for
+from tests.localcloud import Endpoints, get_object, invoke_ids, wait_for
 
 LINUX = "i-local00000000000001"
 STOPPED, WINDOWS = "i-local0000000000000s", "i-local0000000000000w"
@@ -208,13 +208,15 @@ def test_a_request_of_several_batches_is_checked_up_front_and_invoked_batch_by_b
     counted.calls(reset=True)
     status, body = counted.post({**ECHO, "InstanceIds": SIMULATED[:150]})
     assert status == 202, body
-    assert len(body["InvokeIds"]) == 2
+    assert body["Plan"] == {"Instances": 150, "Batches": 2, "Waves": 1}, body
     submit = {action: n for action, n in counted.calls().items()
               if action not in ("DescribeInvocationResults", "DescribeInvocations",
-                                "DeleteCommand")}  # the collector's, already under way
-    assert submit == {"DescribeInstances": 2, "DescribeCloudAssistantStatus": 3,
-                      "CreateCommand": 1, "InvokeCommand": 2}
-    counts = [counted.summary(i, timeout=30)["InstanceCount"] for i in body["InvokeIds"]]
+                                "DeleteCommand", "InvokeCommand")}  # the dispatchers' and
+    assert submit == {"DescribeInstances": 2, "DescribeCloudAssistantStatus": 3,  # collectors'
+                      "CreateCommand": 1}
+    ids = invoke_ids(counted, body, timeout=30)  # the dispatch function invoked each batch
+    assert counted.calls()["InvokeCommand"] == 2
+    counts = [counted.summary(i, timeout=30)["InstanceCount"] for i in ids]
     assert counts == [100, 50]
     status, refused = counted.post({**ECHO, "InstanceIds": [*SIMULATED[:120], STOPPED]})
     assert status == 422 and [e["path"] for e in refused["Errors"]] == ["$.InstanceIds[120]"]

@@ -18,7 +18,7 @@ from mns.queue import Message
 
 from local.cloud import LocalCloud
 from tests.conftest import SIMULATED
-from tests.localcloud import Endpoints, get_object, wait_for
+from tests.localcloud import Endpoints, get_object, invoke_ids, request_summary, wait_for
 
 LINUX = "i-local00000000000001"
 STOPPED, NO_AGENT, WINDOWS = "i-local0000000000000s", "i-local0000000000000n", "i-local0000000000000w"
@@ -237,19 +237,24 @@ def test_250_instances_make_three_invocations_and_every_result_arrives(endpoints
     targets = SIMULATED[:250]
     status, body = endpoints.post({**ECHO, "InstanceIds": targets})
     assert status == 202, body
-    assert len(body["InvokeIds"]) == 3
+    assert body["Plan"] == {"Instances": 250, "Batches": 3, "Waves": 1}, body
+    assert "InvokeId" not in body  # fanned out: the batches are invoked by the dispatcher
+    ids = invoke_ids(endpoints, body)
+    assert len(ids) == 3
     assert invocations_of(endpoints, body["CommandId"]) != []
     bucket = endpoints.bucket()
     counts = []
-    for invoke_id in body["InvokeIds"]:
+    for invoke_id in ids:
         summary = json.loads(wait_for(
             lambda i=invoke_id: get_object(bucket, f"results/{i}/summary.json"), timeout=20))
         counts.append(summary["InstanceCount"])
         assert summary["Status"] == "Success"
     assert counts == [100, 100, 50]
-    stored = {key.split("/")[2] for invoke_id in body["InvokeIds"]
+    stored = {key.split("/")[2] for invoke_id in ids
               for key in _keys(bucket, f"results/{invoke_id}/") if key.endswith("/output.txt")}
     assert stored == set(targets)
+    summary = request_summary(endpoints, body)
+    assert summary["Counts"] == {"Success": 250} and summary["Status"] == "Success"
 
 
 def test_ineligible_instances_are_refused_with_a_reason_each(endpoints: Endpoints) -> None:

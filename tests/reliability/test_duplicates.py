@@ -13,7 +13,7 @@ from aliyunsdkecs.request.v20140526.DescribeInvocationsRequest import DescribeIn
 
 from local.cloud import LocalCloud
 from tests.conftest import SIMULATED
-from tests.localcloud import Endpoints, get_object, wait_for
+from tests.localcloud import Endpoints, get_object, invoke_ids, wait_for
 
 TARGETS = SIMULATED[100:250]
 
@@ -64,17 +64,22 @@ def test_each_trigger_three_times_and_followups_twice(cloud: LocalCloud, endpoin
         "queue": [r.result["accepted"][0] for r in queue],
         "timer": [r.result for r in timer],
     }
+    made: dict[str, list[str]] = {}
     for trigger, results in answers.items():
         assert len({r["CommandId"] for r in results}) == 1, trigger
-        assert len({tuple(r["InvokeIds"]) for r in results}) == 1, trigger
-        one_result_set(endpoints, results[0]["CommandId"], set(results[0]["InvokeIds"]))
+        assert len({r["RequestId"] for r in results}) == 1, trigger
+        # fanned out: the InvokeIds come from the request summary, one per batch
+        made[trigger] = invoke_ids(endpoints, results[0])
+        one_result_set(endpoints, results[0]["CommandId"], set(made[trigger]))
 
     # follow-ups of every invocation delivered again: same objects, nothing new
-    invoke_ids = [i for results in answers.values() for i in results[0]["InvokeIds"]]
+    ids = [i for found in made.values() for i in found]
     bucket = endpoints.bucket()
-    before = {o.key: o.etag for i in invoke_ids
-              for o in oss2.ObjectIteratorV2(bucket, prefix=f"results/{i}/")}
-    for invoke_id in invoke_ids:
+    folders = [f"results/{i}/" for i in ids] + [
+        f"results/requests/{results[0]['RequestId']}/" for results in answers.values()]
+    before = {o.key: o.etag for folder in folders
+              for o in oss2.ObjectIteratorV2(bucket, prefix=folder)}
+    for invoke_id in ids:
         record = json.loads(get_object(bucket, f"invocations/{invoke_id}.json") or b"")
         replay = json.dumps({"id": "again", "specversion": "1.0",
                              "type": "mns:Queue:SendMessage", "source": "MNS-test",
@@ -83,6 +88,6 @@ def test_each_trigger_three_times_and_followups_twice(cloud: LocalCloud, endpoin
         for _ in range(2):
             assert host.runtimes["assistflow-collect"].invoke(replay).ok
             tally["duplicate deliveries"] += 1
-    after = {o.key: o.etag for i in invoke_ids
-             for o in oss2.ObjectIteratorV2(bucket, prefix=f"results/{i}/")}
+    after = {o.key: o.etag for folder in folders
+             for o in oss2.ObjectIteratorV2(bucket, prefix=folder)}
     assert after == before  # byte-identical rewrites (same ETags), no new objects

@@ -22,7 +22,7 @@ from aliyunsdkecs.request.v20140526.DescribeCommandsRequest import DescribeComma
 from local.cloud import LocalCloud
 from shared import webhook
 from tests.conftest import write_fleet
-from tests.localcloud import Endpoints, get_object, wait_for
+from tests.localcloud import Endpoints, get_object, invoke_ids, wait_for
 from tests.reliability.receivers import Receiver, advance_queues, receiving
 
 FLEET = [f"i-ntf{n:012d}" for n in range(1, 102)]  # 101: a created (ad-hoc) command, 2 batches
@@ -45,8 +45,9 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
     local.stop()
 
 
-def summary(endpoints: Endpoints, invoke_id: str, timeout: float = 30) -> dict[str, Any]:
-    key = f"results/{invoke_id}/summary.json"
+def summary(endpoints: Endpoints, request_id: str, timeout: float = 30) -> dict[str, Any]:
+    """The request summary: the notification is one job per request (issue 14)."""
+    key = f"results/requests/{request_id}/summary.json"
     return dict(json.loads(wait_for(lambda: get_object(endpoints.bucket(), key), timeout)))
 
 
@@ -60,13 +61,14 @@ def stored(cloud: LocalCloud, prefix: str) -> dict[str, tuple[float, str]]:
 
 
 def first_attempt(endpoints: Endpoints, receiver: Receiver) -> str:
-    """Submit a one-instance command notifying ``receiver``; its InvokeId once it was tried."""
+    """Submit a one-instance command notifying ``receiver``; its RequestId once it was
+    tried."""
     status, body = endpoints.post({"Type": "RunShellScript", "CommandContent": "echo n",
                                    "InstanceIds": [LINUX1], "Notify": {"Url": receiver.url}})
     assert status == 202, body
-    invoke_id = str(body["InvokeId"])
-    wait_for(lambda: receiver.attempts(invoke_id) or None, 15)
-    return invoke_id
+    request_id = str(body["RequestId"])
+    wait_for(lambda: receiver.attempts(request_id) or None, 15)
+    return request_id
 
 
 def command_exists(endpoints: Endpoints, command_id: str) -> bool:
@@ -82,62 +84,62 @@ def test_a_receiver_that_always_fails_holds_nothing_up(cloud: LocalCloud,
         status, body = endpoints.post({"Type": "RunShellScript", "CommandContent": "echo hi",
                                        "InstanceIds": FLEET, "Notify": {"Url": receiver.url}})
         assert status == 202, body
-        invoke_ids = body["InvokeIds"]
-        assert len(invoke_ids) == 2
-        for invoke_id in invoke_ids:
-            assert summary(endpoints, invoke_id)["Notification"]["Status"] in (
-                "Pending", "Retrying")
+        request_id = body["RequestId"]
+        ids = invoke_ids(endpoints, body)
+        assert len(ids) == 2  # two batches, one notification: the request's
+        assert summary(endpoints, request_id)["Notification"]["Status"] in (
+            "Pending", "Retrying")
         # The ad-hoc command is deleted once the results are stored, whatever the receiver does.
         wait_for(lambda: None if command_exists(endpoints, body["CommandId"]) else True,
                  timeout=60)
-        wait_for(lambda: True if all(receiver.attempts(i) for i in invoke_ids) else None, 10)
-        before = {i: stored(cloud, f"results/{i}/") for i in invoke_ids}
-        summaries = {i: summary(endpoints, i) for i in invoke_ids}
+        wait_for(lambda: receiver.attempts(request_id) or None, 10)
+        request_summary = f"results/requests/{request_id}/summary.json"
+        prefixes = [f"results/{i}/" for i in ids] + [f"results/requests/{request_id}/"]
+        before = {p: stored(cloud, p) for p in prefixes}
+        first = summary(endpoints, request_id)
 
         advance_queues(cloud, 90)  # the next 90 s of the notification's schedule
-        for invoke_id in invoke_ids:  # each attempt seen by the receiver is recorded
-            wait_for(lambda i=invoke_id: True if len(receiver.attempts(i)) >= 2 and summary(
-                endpoints, i)["Notification"]["Attempts"] == len(receiver.attempts(i))
-                else None, 15)
+        wait_for(lambda: True if len(receiver.attempts(request_id)) >= 2 and summary(
+            endpoints, request_id)["Notification"]["Attempts"] == len(
+                receiver.attempts(request_id)) else None, 15)
 
-        for invoke_id in invoke_ids:
-            attempts = receiver.attempts(invoke_id)
-            tally["notification attempts against a failing receiver"] += len(attempts)
-            # 15 s, then 30 s, then 60 s apart (±20 %): three or four in 90 s, not dozens
-            assert 2 <= len(attempts) <= 5, len(attempts)
-            assert [a.headers["X-Assistflow-Attempt"] for a in attempts] == [
-                str(n) for n in range(1, len(attempts) + 1)]
-            for attempt in attempts:  # every attempt signed like the webhook, same summary
-                assert webhook.verify(endpoints["webhook_secret"], attempt.headers,
-                                      attempt.body)
-                assert attempt.body == attempts[0].body
-            after = stored(cloud, f"results/{invoke_id}/")
-            key = f"results/{invoke_id}/summary.json"
-            assert set(after) == set(before[invoke_id])
-            rewritten = {k for k in after if after[k] != before[invoke_id][k]}
-            assert rewritten <= {key}, rewritten  # no result object was written again
-            now = summary(endpoints, invoke_id)
-            notification = now.pop("Notification")
-            assert now == {k: v for k, v in summaries[invoke_id].items()
-                           if k != "Notification"}  # only the Notification part changed
-            assert notification["Status"] == "Retrying"
-            assert notification["Attempts"] == len(attempts)
-            assert "answered 500" in notification["LastError"]
-            assert notification["NextAttemptAt"] > notification["LastAttemptAt"]
+        attempts = receiver.attempts(request_id)
+        tally["notification attempts against a failing receiver"] += len(attempts)
+        # 15 s, then 30 s, then 60 s apart (±20 %): three or four in 90 s, not dozens
+        assert 2 <= len(attempts) <= 5, len(attempts)
+        assert [a.headers["X-Assistflow-Attempt"] for a in attempts] == [
+            str(n) for n in range(1, len(attempts) + 1)]
+        for attempt in attempts:  # every attempt signed like the webhook, same summary
+            assert webhook.verify(endpoints["webhook_secret"], attempt.headers, attempt.body)
+            assert attempt.body == attempts[0].body
+        assert json.loads(attempts[0].body)["InvokeIds"] == ids
+        for prefix in prefixes:
+            after = stored(cloud, prefix)
+            assert set(after) == set(before[prefix])
+            rewritten = {k for k in after if after[k] != before[prefix][k]}
+            assert rewritten <= {request_summary}, rewritten  # no result written again
+        now = summary(endpoints, request_id)
+        notification = now.pop("Notification")
+        assert now == {k: v for k, v in first.items()
+                       if k != "Notification"}  # only the Notification part changed
+        assert notification["Status"] == "Retrying"
+        assert notification["Attempts"] == len(attempts)
+        assert "answered 500" in notification["LastError"]
+        assert notification["NextAttemptAt"] > notification["LastAttemptAt"]
 
 
 def test_on_the_event_path_a_notification_outlasts_a_receiver_outage(
         cloud: LocalCloud) -> None:
     endpoints = Endpoints(cloud.endpoints)
     with receiving([503, 500, 204]) as receiver:  # down for a while, then back
-        invoke_id = first_attempt(endpoints, receiver)
+        request_id = first_attempt(endpoints, receiver)
         advance_queues(cloud, 60)  # past the watchdog follow-up too
-        wait_for(lambda: summary(endpoints, invoke_id)["Notification"]["Status"] == "Sent"
+        wait_for(lambda: summary(endpoints, request_id)["Notification"]["Status"] == "Sent"
                  or None, 15)
-        notification = summary(endpoints, invoke_id)["Notification"]
+        notification = summary(endpoints, request_id)["Notification"]
         assert (notification["Attempts"], notification["LastError"]) == (3, "")
         advance_queues(cloud, 60)
-        assert len(receiver.attempts(invoke_id)) == 3  # sent once; nothing after
+        assert len(receiver.attempts(request_id)) == 3  # sent once; nothing after
 
 
 def test_the_retries_end_within_notify_retry_seconds(tmp_path: Path) -> None:
@@ -145,14 +147,14 @@ def test_the_retries_end_within_notify_retry_seconds(tmp_path: Path) -> None:
     try:
         endpoints = Endpoints(cloud.endpoints)
         with receiving([500]) as receiver:
-            invoke_id = first_attempt(endpoints, receiver)
+            request_id = first_attempt(endpoints, receiver)
             advance_queues(cloud, 240, step=10)
-            notification = wait_for(lambda: summary(endpoints, invoke_id)["Notification"]
-                                    if summary(endpoints, invoke_id)["Notification"]["Status"]
+            notification = wait_for(lambda: summary(endpoints, request_id)["Notification"]
+                                    if summary(endpoints, request_id)["Notification"]["Status"]
                                     == "GaveUp" else None, 15)
             # 15 s and 30 s waited; the next 60 s would pass the 60 s bound
             assert notification["Status"] == "GaveUp", notification
-            assert notification["Attempts"] == 3 == len(receiver.attempts(invoke_id))
+            assert notification["Attempts"] == 3 == len(receiver.attempts(request_id))
             assert "answered 500" in notification["LastError"]
             assert "NotifyRetrySeconds 60" in notification["LastError"]
     finally:
@@ -167,17 +169,18 @@ def test_a_missing_notify_queue_is_retried_until_it_exists(cloud: LocalCloud) ->
     status, body = endpoints.post({"Type": "RunShellScript", "CommandContent": "echo q",
                                    "InstanceIds": [LINUX1], "Notify": {"Queue": name}})
     assert status == 202, body
-    invoke_id = body["InvokeId"]
-    first = wait_for(lambda: summary(endpoints, invoke_id)["Notification"] if summary(
-        endpoints, invoke_id)["Notification"]["Attempts"] else None, 15)
+    invoke_id, request_id = body["InvokeId"], body["RequestId"]
+    first = wait_for(lambda: summary(endpoints, request_id)["Notification"] if summary(
+        endpoints, request_id)["Notification"]["Attempts"] else None, 15)
     assert first["Status"] == "Retrying" and "QueueNotExist" in first["LastError"]
     queue = endpoints.mns().get_queue(name)
     queue.create(QueueMeta())  # an operator creates it: the next attempt delivers
     queue.set_encoding(False)
     advance_queues(cloud, 20)
     message = queue.receive_message(10)
-    assert json.loads(message.message_body)["InvokeId"] == invoke_id
-    notification = summary(endpoints, invoke_id)["Notification"]
+    sent = json.loads(message.message_body)  # the request summary
+    assert (sent["RequestId"], sent["InvokeIds"]) == (request_id, [invoke_id])
+    notification = summary(endpoints, request_id)["Notification"]
     assert (notification["Status"], notification["Attempts"]) == ("Sent", 2)
 
 
@@ -195,8 +198,8 @@ def survive_a_scheduling_failure(cloud: LocalCloud) -> None:
     endpoints = Endpoints(cloud.endpoints)
     mns = cloud.servers["mns"].app
     with receiving([500, 500, 204]) as receiver:
-        invoke_id = first_attempt(endpoints, receiver)
-        wait_for(lambda: summary(endpoints, invoke_id)["Notification"]["Attempts"] or None, 10)
+        request_id = first_attempt(endpoints, receiver)
+        wait_for(lambda: summary(endpoints, request_id)["Notification"]["Attempts"] or None, 10)
         # Attempt 2 fails, and so does queuing attempt 3 (every retry of the SendMessage):
         # the attempt is handed on (its message sent again) instead of being lost.
         mns.faults.add(FaultRule(action="SendMessage", count=3, code="InternalError"))
@@ -206,9 +209,9 @@ def survive_a_scheduling_failure(cloud: LocalCloud) -> None:
         finally:
             mns.faults.clear()
         advance_queues(cloud, 40)
-        notification = wait_for(lambda: summary(endpoints, invoke_id)["Notification"]
-                                if summary(endpoints, invoke_id)["Notification"]["Status"]
+        notification = wait_for(lambda: summary(endpoints, request_id)["Notification"]
+                                if summary(endpoints, request_id)["Notification"]["Status"]
                                 == "Sent" else None, 15)
-        assert [r.headers["X-Assistflow-Attempt"] for r in receiver.attempts(invoke_id)] == [
+        assert [r.headers["X-Assistflow-Attempt"] for r in receiver.attempts(request_id)] == [
             "1", "2", "2"]  # attempt 2 made again, then delivered: sent once
         assert notification["Attempts"] == 2

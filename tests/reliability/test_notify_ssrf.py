@@ -96,7 +96,7 @@ def test_a_redirect_is_never_followed(own_cloud: LocalCloud, tally: Counter[str]
         tally["redirects answered, none followed"] += len(attempts)
         assert len(attempts) >= 2 and all(a.method == "POST" for a in attempts)
         assert target.seen == []  # the redirect target received nothing, ever
-        key = f"results/{invoke_id}/summary.json"
+        key = f"results/requests/{body['RequestId']}/summary.json"  # one per request
         notification = json.loads(get_object(endpoints.bucket(), key) or b"{}")["Notification"]
         # a 302 is not a delivery: a failed attempt, retried (to the same URL) within the bound
         assert notification["Status"] == "Retrying"

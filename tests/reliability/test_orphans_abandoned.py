@@ -11,7 +11,6 @@ command. And a one-off script whose call failed in a way that may have reached C
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ from shared.clients import Clients
 from shared.config import Settings
 from shared.reconcile import RESUME_WINDOW, reconcile
 from tests.conftest import write_fleet
-from tests.localcloud import Endpoints, get_object
+from tests.localcloud import Endpoints, get_object, request_summary
 from tests.reliability.cloud_control import add_faults, clear_faults, command_exists, keys
 
 FLEET = [f"i-abn{n:012d}" for n in range(1, 151)]
@@ -49,35 +48,43 @@ def a_day_later() -> float:
     return time.time() + RESUME_WINDOW + 60
 
 
-def test_batches_never_resumed_are_given_up_and_their_command_deleted(
+def test_batches_never_dispatched_are_given_up_and_their_command_deleted(
         cloud: LocalCloud, tally: Counter[str]) -> None:
+    """Every InvokeCommand of the dispatchers fails (503): the jobs stay with the dispatch
+    trigger's retries, the reconciler queues them again a bounded number of times, then gives
+    the batches up — their instances NotStarted in the request summary, the command deleted."""
     endpoints = Endpoints(cloud.endpoints)
     request = {"Type": "RunShellScript", "CommandContent": "echo never",
                "InstanceIds": FLEET, "ClientToken": f"abandoned-{time.time_ns()}"}
-    add_faults(endpoints, "ecs", {"action": "InvokeCommand", "count": 6,
+    add_faults(endpoints, "ecs", {"action": "InvokeCommand", "count": 100000,
                                   "code": "ServiceUnavailable", "status": 503})
     try:
         status, body = endpoints.post(request)
+        assert status == 202 and body["Plan"]["Batches"] == 2, body
+        request_id = body["RequestId"]
+        command_id = body["CommandId"]
+        assert command_exists(endpoints, command_id)
+        # Not yet due: nothing happens to batches their dispatchers still own.
+        assert request_id not in reconcile(reconciler(cloud)).requests
+        given_up: list[str] = []
+        for run in range(1, 8):  # each run a day later: the re-queued jobs fail too
+            report = reconcile(reconciler(cloud),
+                               now=lambda r=run: time.time() + r * RESUME_WINDOW)
+            given_up += report.given_up
+            if len(given_up) == 2:
+                break
+        assert sorted(given_up) == [f"{request_id}/0", f"{request_id}/1"], given_up
     finally:
         clear_faults(endpoints, "ecs")
-    assert status == 503, body
-    record_key = f"invocations/requests/{body['RequestId']}.json"
-    record = json.loads(get_object(endpoints.bucket(), record_key) or b"{}")
-    assert {b["state"] for b in record["batches"]} == {"NotStarted"}
-    command_id = record["command_id"]
-    assert command_exists(endpoints, command_id)  # kept for the retry
-
-    # Not yet due: nothing happens to a request a retry may still resume.
-    assert body["RequestId"] not in reconcile(reconciler(cloud)).requests
-    report = reconcile(reconciler(cloud), now=a_day_later)
-    assert body["RequestId"] in report.requests and command_id in report.commands_deleted
-    assert sorted(report.given_up) == [f"{body['RequestId']}/0", f"{body['RequestId']}/1"]
+    summary = request_summary(endpoints, body, timeout=10)
+    assert summary["Counts"] == {"NotStarted": 150} and summary["InvokeIds"] == []
+    reasons = {e["Reason"] for e in summary["Instances"].values()}
+    assert reasons == {"NotDispatched"}
     assert not command_exists(endpoints, command_id)
-    assert keys(endpoints, f"invocations/open/{body['RequestId']}/") == []
+    assert keys(endpoints, f"invocations/open/{request_id}/") == []
     assert endpoints.invocations(CommandId=command_id) == []
-
-    status, late = endpoints.post(request)
-    assert (status, late["Code"]) == (422, "RequestAbandoned"), late
+    status, late = endpoints.post(request)  # the same request again: the record answers
+    assert status == 202 and late["InvokeIds"] == [], late
     tally["requests given up, their command deleted"] += 1
 
 

@@ -42,7 +42,7 @@ def test_a_whole_run_logs_no_secret(tmp_path: Path, caplog: pytest.LogCaptureFix
                                           ("STS token", "ALIBABA_CLOUD_SECURITY_TOKEN"))}
     finally:
         cloud.stop()
-    assert cloud.keys is not None and len(secrets) == 10  # five functions, a pair each
+    assert cloud.keys is not None and len(secrets) == 12  # six functions, a pair each
     secrets.update({"access key secret": cloud.keys.access_key_secret,
                     "STS secret": cloud.keys.sts_access_key_secret,
                     "STS token": cloud.keys.security_token,

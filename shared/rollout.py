@@ -1,0 +1,215 @@
+"""The end of a batch, and what it starts: the next wave, or the end of the request.
+
+Called by the collector once a batch's ``summary.json`` is stored (``close_batch``), and by the
+dispatcher for a batch refused for good (``batch_done``):
+
+* a request of one batch: the request summary is written beside the invocation's (from that
+  summary), the batch's open marker goes, the ad-hoc command of a periodic script is deleted,
+  and the notification job starts (once per request, ``shared.notify``);
+* a request of several batches: the batch's marker goes. "No open marker left" is the moment
+  the last batch of a wave — or of the request — is collected; to be sure somebody sees it
+  when two last batches finish together, each closer first puts an ``advance`` marker, then
+  deletes its batch marker, then lists: the last one to delete sees none left (the one before
+  may see none too — every step below is idempotent). A closer that dies after deleting leaves
+  its ``advance`` marker to the reconciler, which calls ``advance`` in its place.
+
+``advance`` decides from the request record and the stored summaries: the next wave starts
+(claimed once, ``Results.claim`` on ``wave-{k}``, through the dispatch queue) when every batch
+before it is collected and the error budget (``MaxErrors``) is not exceeded; else, once every
+invoked batch is collected, ``finish``: each instance never started gets its ``NotStarted``
+``result.json`` (``MaxErrorsExceeded``, or its batch's refusal), the request summary is written
+(``shared.request_summary``; the same bytes again), the ad-hoc command is deleted, and the
+notification job starts.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import time
+from dataclasses import replace
+from typing import Any
+
+from shared import notify
+from shared.clients import Clients, CloudAssistant, Results
+from shared.errors import CloudCallError
+from shared.fanout import start_wave, token_for
+from shared.followup import InvocationRecord
+from shared.ledger import (
+    FAILED,
+    FINISHED_INVOCATION,
+    INVOKED,
+    PENDING,
+    RequestRecord,
+    delete_command,
+    load_request,
+    marker_key,
+    open_markers,
+    put_marker,
+    wave_claim_key,
+)
+from shared.parallel import run_all, run_each
+from shared.ratecontrol import MAX_ERRORS_EXCEEDED, exceeded, is_error
+from shared.request_summary import (
+    not_started_document,
+    not_started_key,
+    request_summary,
+    request_summary_key,
+)
+from shared.results import dumps, notification_document, summary_key
+
+log = logging.getLogger("assistflow.rollout")
+
+ADVANCE = "advance"  # the slot of a closer's marker while it looks for what comes next
+ADVANCE_DUE = 300  # seconds: a closer that has not removed its advance marker by then died
+
+
+def close_batch(clients: Clients, ecs: CloudAssistant, invocation: InvocationRecord,
+                summary: dict[str, Any] | None = None) -> None:
+    """After an invocation's summary (``summary``, if the caller has it). Never raises: the
+    summary is stored, and a marker left behind is the reconciler's."""
+    try:
+        if invocation.batches <= 1:
+            _one_batch(clients, ecs, invocation, summary)
+        elif not invocation.marker:  # a follow-up from before request records
+            _legacy(clients, ecs, invocation)
+        else:
+            batch_done(clients, ecs, invocation.request_id, invocation.marker)
+    except CloudCallError as exc:
+        log.warning("%s: could not close the batch (the reconciler will): %s",
+                    invocation.invoke_id, exc)
+
+
+def _one_batch(clients: Clients, ecs: CloudAssistant, invocation: InvocationRecord,
+               summary: dict[str, Any] | None) -> None:
+    bucket = clients.results.named(invocation.bucket)
+    if summary is None:
+        raw = bucket.get(summary_key(invocation.prefix, invocation.invoke_id))
+        summary = json.loads(raw) if raw is not None else None
+    if summary is not None:
+        targets = len(summary.get("Instances", {}))
+        document = request_summary(invocation, invoke_ids=[invocation.invoke_id],
+                                   summaries=[summary], not_started={}, targets=targets,
+                                   notification=notification_document()
+                                   if invocation.notify else None)
+        _put_summary(bucket, invocation, document)
+    if invocation.marker:
+        clients.results.delete(invocation.marker)
+    if invocation.adhoc:  # a periodic script's command, created for it
+        delete_command(ecs, invocation.command_id)
+    notify.start(clients, invocation)
+
+
+def _legacy(clients: Clients, ecs: CloudAssistant, invocation: InvocationRecord) -> None:
+    if not invocation.adhoc:
+        return
+    busy = [i["InvokeId"] for i in ecs.describe_invocations(command_id=invocation.command_id)
+            if i.get("InvocationStatus") not in FINISHED_INVOCATION]
+    if not busy:
+        delete_command(ecs, invocation.command_id)
+
+
+def batch_done(clients: Clients, ecs: CloudAssistant, record_or_id: RequestRecord | str,
+               marker: str) -> None:
+    """Batch ``marker``'s work is over (collected, or refused for good): see the module
+    docstring for the order of the marker operations."""
+    request_id = record_or_id if isinstance(record_or_id, str) else record_or_id.request_id
+    results = clients.results
+    held = marker_key(request_id, ADVANCE, time.time() + ADVANCE_DUE)
+    put_marker(results, held)
+    if marker:
+        results.delete(marker)
+    if not [m for m in open_markers(results, request_id) if m.slot != ADVANCE]:
+        advance(clients, ecs, request_id)
+    results.delete(held)
+
+
+def advance(clients: Clients, ecs: CloudAssistant, request_id: str, force: bool = False
+            ) -> str:
+    """Start the next wave, or finish the request, or nothing (work still open): which."""
+    results = clients.results
+    record = load_request(results, request_id)
+    if record is None:
+        return "gone"
+    bucket = results.named(record.followup.bucket)
+    invoked = [(n, b) for n, b in enumerate(record.batches) if b.state == INVOKED]
+    found = run_each(lambda item: bucket.get(summary_key(record.followup.prefix,
+                                                         item[1].invoke_id)), invoked)
+    summaries = {n: json.loads(raw) for (n, _), raw in zip(invoked, found, strict=True)
+                 if raw is not None}
+    waiting = sorted({record.wave_of(n) for n, b in enumerate(record.batches)
+                      if record.queued and b.state == PENDING and not b.invoke_id})
+    if not record.queued and not record.settled:
+        return "open"  # a batch waits for a redelivery or the reconciler
+    errors = sum(int(count) for s in summaries.values()
+                 for status, count in s.get("Counts", {}).items() if is_error(status))
+    if waiting and not exceeded(errors, record.error_budget):
+        wave = waiting[0]
+        earlier_open = [n for n, b in enumerate(record.batches) if record.wave_of(n) < wave
+                        and b.state != FAILED and n not in summaries]
+        if earlier_open:
+            return "open"
+        if force or results.claim(wave_claim_key(request_id, wave)):
+            start_wave(clients, record, wave, token_for(record))
+            log.info("request %s: wave %d started (%d error(s) so far)", request_id, wave,
+                     errors)
+            return f"wave {wave}"
+        return "claimed"
+    if any(n not in summaries for n, _ in invoked):
+        return "open"
+    finish(clients, ecs, record, [summaries[n] for n, _ in invoked], errors)
+    return "finished"
+
+
+def finish(clients: Clients, ecs: CloudAssistant, record: RequestRecord,
+           summaries: list[dict[str, Any]], errors: int) -> None:
+    """Every batch collected or never to start: NotStarted results, the request summary,
+    the command, the notification."""
+    template = replace(record.followup, command_id=record.command_id, invoke_id="")
+    bucket = clients.results.named(template.bucket)
+    not_started: dict[str, tuple[str, str]] = {}
+    for batch in record.batches:
+        if batch.state == INVOKED:
+            continue
+        if batch.state == PENDING:
+            reason, message = MAX_ERRORS_EXCEEDED, (
+                f"not started: {errors} instance(s) failed, more than MaxErrors "
+                f"({record.error_budget}) allows")
+        else:
+            reason, message = batch.code or "NotStarted", batch.message
+        not_started.update({i: (reason, message) for i in batch.instances})
+    _write_not_started(bucket, template, not_started)
+    document = request_summary(
+        template, invoke_ids=[b.invoke_id for b in record.batches if b.state == INVOKED],
+        summaries=summaries, not_started=not_started,
+        targets=sum(len(b.instances) for b in record.batches) + len(record.skipped),
+        rate_control=record.rate_control or None, waves=record.wave_count,
+        notification=notification_document() if template.notify else None)
+    _put_summary(bucket, template, document)
+    log.info("request %s: finished, %s %s", record.request_id, document["Status"],
+             document["Counts"])
+    if record.deletes_command and record.command_id:
+        delete_command(ecs, record.command_id)
+    notify.start(clients, template)
+
+
+def _write_not_started(bucket: Results, template: InvocationRecord,
+                       not_started: dict[str, tuple[str, str]]) -> None:
+    def write(instance_id: str, reason: str, message: str) -> None:
+        bucket.put(not_started_key(template.prefix, template.request_id, instance_id),
+                   dumps(not_started_document(instance_id, reason, message,
+                                              request_id=template.request_id,
+                                              command_id=template.command_id,
+                                              source=template.source)), "application/json")
+
+    run_all([functools.partial(write, i, reason, message)
+             for i, (reason, message) in sorted(not_started.items())])
+
+
+def _put_summary(bucket: Results, template: InvocationRecord, document: dict[str, Any]) -> None:
+    """Write the request summary; once stored with a Notify, its Notification part is the
+    notification job's: it is left as it is."""
+    key = request_summary_key(template.prefix, template.request_id)
+    if not (template.notify and bucket.exists(key)):
+        bucket.put(key, dumps(document), "application/json")
