@@ -33,6 +33,7 @@ from bench.common import (
     simulated_entry,
     simulated_ids,
 )
+from bench.cpu import CloudCpu, line
 from bench.measure import RssSampler, median
 from local.profile import Profile
 
@@ -65,6 +66,7 @@ def one_run(instances: int, duration: float, mode: str,
         cloud.ecs_calls(reset=True)
         request = {"Type": "RunShellScript", "CommandContent": "echo ok",
                    "InstanceIds": ids, "Name": "assistflow-bench-fanout"}
+        cpu = CloudCpu(cloud).begin()
         with RssSampler(cloud.runtimes) as rss:
             posted = time.time()
             status, body = cloud.post(request, timeout=300)
@@ -95,6 +97,7 @@ def one_run(instances: int, duration: float, mode: str,
             records = [r for r in read_jsonl(cloud.jsonl) if r.get("at", 0) >= posted - 1]
             calls = cloud.ecs_calls()
             accepted_async = cloud.local.host.invoker.accepted if cloud.local.host else 0
+        out["cpu"] = cpu.end(rss)
         kinds = Counter(e.kind for e in cloud.ledger.entries if e.function == COLLECT)
         collect = [r for r in records if r["function"] == COLLECT]
         submit = [r for r in records if r["function"] == SUBMIT_HTTP]
@@ -132,6 +135,7 @@ def one_run(instances: int, duration: float, mode: str,
             f"{_fmt(out['seconds'])}, {results} result.json, {len(keys)} objects, "
             f"{len(collect)} collector invocations ({out['collector_billed_s']:.1f} s), "
             f"peak RSS {out['peak_rss_mb']} MB, {out['over_timeout']} over their Timeout")
+        log(f"fanout {mode}: {line(out['cpu'])}")
         return out
     finally:
         cloud.stop()
