@@ -6,6 +6,10 @@ stored. Blob files are named by a random id, never by the key (keys may hold ``/
 bytes a file system rejects). A blob is written to ``oss/tmp`` and renamed into place before the
 row that points at it is committed: a crash of the process leaves at worst an orphan file, which
 the next start sweeps, never a row pointing at half an object. Empty objects have no blob.
+Objects of at most ``INLINE_MAX`` bytes (a result.json, an output.txt) keep their bytes in
+their row instead (``data``; the blob name starts with ``INLINE``): creating, renaming and
+opening a file cost more CPU than the whole rest of a PutObject, and the row is committed in the
+same transaction, so such an object is as durable as any other and never half-written.
 Durability is the process's, not the disk's: nothing is fsynced (SQLite runs WAL with
 ``synchronous=NORMAL``), so a killed or restarted local cloud loses nothing, while a power cut
 may lose the last writes — the trade that keeps a 10,000-object fan-out from waiting on the disk.
@@ -36,6 +40,8 @@ from .model import Bucket, ObjectMeta
 _BUCKET_COLS = "name, created, acl, storage_class, redundancy"
 _OBJECT_COLS = ("bucket, key, size, etag, crc64, content_type, meta, headers, last_modified, "
                 "storage_class, blob")
+INLINE_MAX = 64 * 1024  # bytes an object may have to be kept in its row, not in a file
+INLINE = "="  # the blob name of an object kept in its row starts with it (never a file name)
 
 
 @dataclass(frozen=True)
@@ -56,7 +62,7 @@ class OssStore(SqliteStore):
     CREATE TABLE IF NOT EXISTS objects (bucket TEXT NOT NULL, key TEXT NOT NULL,
         size INTEGER NOT NULL, etag TEXT NOT NULL, crc64 TEXT NOT NULL,
         content_type TEXT NOT NULL, meta TEXT NOT NULL, headers TEXT NOT NULL,
-        last_modified REAL NOT NULL, storage_class TEXT NOT NULL, blob TEXT,
+        last_modified REAL NOT NULL, storage_class TEXT NOT NULL, blob TEXT, data BLOB,
         PRIMARY KEY (bucket, key)) WITHOUT ROWID;
     """
     TABLES = ("objects", "buckets")
@@ -66,6 +72,11 @@ class OssStore(SqliteStore):
 
     def __init__(self, state_dir: Path) -> None:
         super().__init__(state_dir / "oss.sqlite3")
+        columns = {r[1] for r in self.query("PRAGMA table_info(objects)")}
+        if "data" not in columns:  # state from before objects were kept in their rows
+            self.execute("ALTER TABLE objects ADD COLUMN data BLOB")
+        # bytes of objects written (write_blob) and not yet saved with their row (save_object)
+        self._inline: dict[str, bytes] = {}
         self._blobs = state_dir / "oss" / "blobs"
         self._tmp = state_dir / "oss" / "tmp"
         self._blobs.mkdir(parents=True, exist_ok=True)
@@ -120,11 +131,12 @@ class OssStore(SqliteStore):
 
     def save_object(self, obj: ObjectMeta) -> None:
         """Insert ``obj``, or replace the object under its key."""
-        self.execute(f"INSERT OR REPLACE INTO objects ({_OBJECT_COLS}) "
-                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (
+        data = self._inline.pop(obj.blob or "", None) if _inline(obj.blob) else None
+        self.execute(f"INSERT OR REPLACE INTO objects ({_OBJECT_COLS}, data) "
+                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (
                          obj.bucket, obj.key, obj.size, obj.etag, str(obj.crc64),
                          obj.content_type, json.dumps(obj.meta), json.dumps(obj.headers),
-                         obj.last_modified, obj.storage_class, obj.blob))
+                         obj.last_modified, obj.storage_class, obj.blob, data))
 
     def delete_object(self, bucket: str, key: str) -> None:
         self.execute("DELETE FROM objects WHERE bucket = ? AND key = ?", (bucket, key))
@@ -149,40 +161,59 @@ class OssStore(SqliteStore):
         once open, POSIX keeps the old bytes readable even after the overwrite deletes them.
         """
         with self.lock:
-            obj = self.object(bucket, key)
-            if obj is None:
+            row = self.one(f"SELECT {_OBJECT_COLS}, data FROM objects WHERE bucket = ? AND key = ?",
+                           (bucket, key))
+            if row is None:
                 return None
-            if obj.blob is None:
-                return obj, io.BytesIO(b"")
+            obj = _object(row)
+            if obj.blob is None or _inline(obj.blob):
+                return obj, io.BytesIO(row[11] or b"")
             return obj, open(self._blob_path(obj.blob), "rb")
 
     # --- blob files ---------------------------------------------------------------------------
     def write_blob(self, body: Iterable[bytes]) -> Blob:
-        """Write ``body`` (chunks) to a new blob file, computing its MD5 and CRC-64 on the way."""
+        """Take ``body`` (chunks), computing its MD5 and CRC-64 on the way: kept in memory for
+        its row while it is at most ``INLINE_MAX`` bytes, else written to a new blob file."""
         name = uuid.uuid4().hex
         tmp = self._tmp / name
         md5, crc, size = hashlib.md5(), Crc64(), 0
+        head: list[bytes] = []  # the bytes so far, while they fit in a row
+        out: BinaryIO | None = None
         try:
-            with open(tmp, "wb") as out:
-                for chunk in body:
-                    size += len(chunk)
-                    md5.update(chunk)
-                    crc.update(chunk)
+            for chunk in body:
+                size += len(chunk)
+                md5.update(chunk)
+                crc.update(chunk)
+                if out is not None:
                     out.write(chunk)
-            if size == 0:
-                tmp.unlink()
-                return Blob(None, 0, md5.digest(), crc.value)
+                    continue
+                head.append(chunk)
+                if size > INLINE_MAX:
+                    out = open(tmp, "wb")  # noqa: SIM115 (closed below, or on failure)
+                    out.writelines(head)
+                    head = []
+            if out is None:
+                if size == 0:
+                    return Blob(None, 0, md5.digest(), crc.value)
+                name = INLINE + name
+                self._inline[name] = b"".join(head)
+                return Blob(name, size, md5.digest(), crc.value)
+            out.close()
             final = self._blob_path(name)
             final.parent.mkdir(exist_ok=True)
             os.replace(tmp, final)
         except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+            if out is not None:
+                out.close()
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
             raise
         return Blob(name, size, md5.digest(), crc.value)
 
     def drop_blob(self, name: str | None) -> None:
-        if name:
+        if _inline(name):
+            self._inline.pop(name or "", None)  # its bytes go with the row, if it was saved
+        elif name:
             with contextlib.suppress(FileNotFoundError):
                 self._blob_path(name).unlink()
 
@@ -205,6 +236,10 @@ class OssStore(SqliteStore):
 
     def _blob_path(self, name: str) -> Path:
         return self._blobs / name[:2] / name
+
+
+def _inline(blob: str | None) -> bool:
+    return bool(blob) and str(blob).startswith(INLINE)
 
 
 def _object(row: sqlite3.Row) -> ObjectMeta:
