@@ -108,6 +108,8 @@ def one_run(instances: int, duration: float, mode: str,
             "complete": len(stored) == len(invoke_ids),
             "seconds": (max(stored.values()) - posted) if stored else None,
             "seconds_to_half": times[len(times) // 2] if times else None,
+            # when each summary was stored, seconds after the POST: where the time went
+            "summary_times_s": [round(t, 2) for t in times],
             "waited_s": done_wall - posted,
             "invoke_command_calls": calls.get("InvokeCommand", 0),
             "ecs_calls": calls,
