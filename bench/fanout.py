@@ -168,6 +168,7 @@ def run(instances: int, duration: float, modes: tuple[str, ...], repeats: int,
             "collector_billed_s": med("collector_billed_s"),
             "oss_objects": med("oss_objects"),
             "submit_s": med("submit_s"),
+            "cpu_total_s": median(float(i["cpu"]["total_s"]) for i in items if i.get("cpu")),
             # the worst run: the target is none at all
             "over_timeout": max((int(i.get("over_timeout") or 0) for i in items), default=None),
         }
