@@ -4,7 +4,9 @@ offer it, request bodies framed correctly on a kept connection, and nothing left
 from __future__ import annotations
 
 import http.client
+import io
 import json
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -114,3 +116,33 @@ def test_oss2_reuses_one_connection(tmp_path: Path) -> None:
         assert len(srv._live) == 1  # one kept connection served all eleven requests
     finally:
         srv.stop()
+
+
+@pytest.mark.parametrize("block", [
+    b"Host: x\r\nContent-Type: text/plain\r\nx-oss-meta-my_key: a b \r\nX-Dup: 1\r\nx-dup: 2\r\n",
+    b"Host: x\r\nX-Folded: first\r\n  second\r\n",  # obs-fold: the standard parser's way
+    b"Host: x\r\nno colon here\r\nX-After: 1\r\n",
+    b"Host:x\r\nX-Empty:\r\nX-Tabs:\t\tv\t\r\n",
+])
+def test_headers_parse_as_the_standard_library_parses_them(block: bytes) -> None:
+    from local.server import _fast_message
+
+    lines = [line + b"\n" for line in block.split(b"\n") if line] + [b"\r\n"]
+    standard = http.client.parse_headers(io.BytesIO(b"".join(lines)))
+    fast = _fast_message(lines)
+    assert fast.items() == standard.items()
+    assert fast.get("x-dup") == standard.get("x-dup") and fast.get_all("X-Dup") == \
+        standard.get_all("X-Dup")
+
+
+def test_expect_100_continue_is_answered_once(server: LoopbackServer) -> None:
+    with socket.create_connection((server.host, server.port), timeout=10) as sock:
+        sock.sendall(b"PUT /e HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+                     b"Expect: 100-continue\r\n\r\n")
+        assert sock.recv(4096) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(b"abc")
+        answer = b""
+        while not answer.endswith(b"}"):
+            answer += sock.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 200 ") and b"100 Continue" not in answer
+        assert answer.endswith(b'{"read": 3, "path": "/e"}')
