@@ -299,6 +299,12 @@ class Cloud:
             calls: dict[str, int] = json.loads(resp.read())["calls"]
         return calls
 
+    def emulator_calls(self, service: str) -> tuple[dict[str, int], dict[str, float]]:
+        """(requests per action, pipeline CPU ms per action) of one emulator, so far."""
+        with urllib.request.urlopen(self.e[service] + "/_emulator/calls", timeout=30) as resp:
+            answer = json.loads(resp.read())
+        return answer["calls"], answer.get("cpu_ms") or {}
+
     # --- results --------------------------------------------------------------------------
     def _store_app(self) -> OssApp:
         app = self.local.servers["oss"].app

@@ -34,6 +34,7 @@ from bench.common import (
     simulated_entry,
     simulated_ids,
 )
+from bench.cpu import CloudCpu, line
 from bench.measure import RssSampler, median
 from local.profile import Profile
 
@@ -67,6 +68,7 @@ def one_run(instances: int, duration: float, mode: str,
         cloud.ecs_calls(reset=True)
         request = {"Type": "RunShellScript", "CommandContent": "echo ok",
                    "InstanceIds": ids, "Name": "assistflow-bench-fanout"}
+        cpu = CloudCpu(cloud).begin()
         with RssSampler(cloud.runtimes) as rss:
             posted = time.time()
             status, body = cloud.post(request, timeout=300)
@@ -102,6 +104,7 @@ def one_run(instances: int, duration: float, mode: str,
             records = [r for r in read_jsonl(cloud.jsonl) if r.get("at", 0) >= posted - 1]
             calls = cloud.ecs_calls()
             accepted_async = cloud.local.host.invoker.accepted if cloud.local.host else 0
+        out["cpu"] = cpu.end(rss)
         kinds = Counter(e.kind for e in cloud.ledger.entries if e.function == COLLECT)
         collect = [r for r in records if r["function"] == COLLECT]
         submit = [r for r in records if r["function"] == SUBMIT_HTTP]
@@ -118,6 +121,8 @@ def one_run(instances: int, duration: float, mode: str,
             "dispatch_billed_s": sum(r["duration_ms"] for r in dispatch) / 1000,
             "dispatch_max_ms": max((r["duration_ms"] for r in dispatch), default=None),
             "seconds_to_half": times[len(times) // 2] if times else None,
+            # when each summary was stored, seconds after the POST: where the time went
+            "summary_times_s": [round(t, 2) for t in times],
             "waited_s": done_wall - posted,
             "invoke_command_calls": calls.get("InvokeCommand", 0),
             "ecs_calls": calls,
@@ -145,6 +150,7 @@ def one_run(instances: int, duration: float, mode: str,
             f"{_fmt(out['seconds'])}, {results} result.json, {len(keys)} objects, "
             f"{len(collect)} collector invocations ({out['collector_billed_s']:.1f} s), "
             f"peak RSS {out['peak_rss_mb']} MB, {out['over_timeout']} over their Timeout")
+        log(f"fanout {mode}: {line(out['cpu'])}")
         return out
     finally:
         cloud.stop()
@@ -176,6 +182,7 @@ def run(instances: int, duration: float, modes: tuple[str, ...], repeats: int,
             "oss_objects": med("oss_objects"),
             "submit_s": med("submit_s"),
             "dispatch_invocations": med("dispatch_invocations"),
+            "cpu_total_s": median(float(i["cpu"]["total_s"]) for i in items if i.get("cpu")),
             # the worst run: the target is none at all
             "over_timeout": max((int(i.get("over_timeout") or 0) for i in items), default=None),
         }

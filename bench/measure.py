@@ -1,4 +1,5 @@
-"""Measuring: statistics, the machine's description and the function processes' memory."""
+"""Measuring: statistics, the machine's description, the function processes' memory and the
+CPU time of every process of a local cloud."""
 
 from __future__ import annotations
 
@@ -68,15 +69,37 @@ def _status_kb(pid: int, field_name: str) -> int | None:
     return None
 
 
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds ``pid`` used so far (``/proc/<pid>/stat`` fields 14 and 15)."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = raw.rsplit(")", 1)[1].split()  # the command name may hold spaces
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
 class RssSampler:
     """Samples VmRSS and VmHWM (the kernel's own peak) of every function process every
-    ``interval`` s; ``peak_mb`` is the largest peak any single process reached."""
+    ``interval`` s; ``peak_mb`` is the largest peak any single process reached.
+
+    It also follows each function process's CPU seconds (the last value seen: a process that
+    ends between two samples loses at most ``interval`` of them) and, from ``__enter__`` to
+    ``__exit__``, the CPU seconds of this process — the local cloud's emulators and function
+    host run in it, on threads — in ``own_cpu_s``."""
 
     def __init__(self, runtimes: dict[str, FunctionRuntime], interval: float = 0.1) -> None:
         self.runtimes = runtimes
         self.interval = interval
         self.peak_kb: dict[int, int] = {}
         self.function_of: dict[int, str] = {}
+        self.cpu_s: dict[int, float] = {}
+        self._baseline: dict[int, float] = {}
+        self.own_cpu_s = 0.0
+        self._own_begin = 0.0
         self.samples = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="bench-rss")
@@ -93,9 +116,17 @@ class RssSampler:
                 if kb:
                     self.function_of[pid] = name
                     self.peak_kb[pid] = max(self.peak_kb.get(pid, 0), kb)
+                cpu = cpu_seconds(pid)
+                if cpu is not None:
+                    self.function_of[pid] = name
+                    self.cpu_s[pid] = cpu
         self.samples += 1
 
     def __enter__(self) -> RssSampler:
+        self._own_begin = _own_cpu()
+        # Processes already running (started for an earlier request) count from here on.
+        self.sample()
+        self._baseline = dict(self.cpu_s)
         self._thread.start()
         return self
 
@@ -103,6 +134,16 @@ class RssSampler:
         self._stop.set()
         self._thread.join()
         self.sample()
+        self.own_cpu_s = _own_cpu() - self._own_begin
+
+    def cpu_per_function(self) -> dict[str, float]:
+        """CPU seconds per function, summed over its processes, while sampling."""
+        out: dict[str, float] = {}
+        baseline = self._baseline
+        for pid, seconds in self.cpu_s.items():
+            name = self.function_of[pid]
+            out[name] = out.get(name, 0.0) + seconds - baseline.get(pid, 0.0)
+        return {k: round(v, 2) for k, v in sorted(out.items())}
 
     @property
     def peak_mb(self) -> float:
@@ -115,3 +156,8 @@ class RssSampler:
             out[name] = max(out.get(name, 0.0), kb / 1024)
         return {k: round(v, 1) for k, v in sorted(out.items())}
 
+
+
+def _own_cpu() -> float:
+    times = os.times()
+    return times.user + times.system

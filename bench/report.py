@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bench import cold_start
+from bench.cpu import line as cpu_line
 
 # key -> target, as "<op> <bound>"; `render` marks each "met" or "MISSED"
 TARGETS = {
@@ -110,12 +111,15 @@ def _fanout_section(fo: dict[str, Any], number: str) -> str:
                      num(s["collector_billed_s"], 1), num(s["peak_rss_mb"], 1),
                      met(s["peak_rss_mb"], "<= 256"), num(s["oss_objects"], 0),
                      num(last.get("async_events_not_run_yet"), 0), num(s.get("over_timeout"), 0)))
+    # where the CPU went, in the last run of each mode (bench/cpu.py)
+    cpu = "".join(f"\n   {mode}: {cpu_line(runs[-1]['cpu'])}" for mode, runs in fo["runs"].items()
+                  if runs and runs[-1].get("cpu"))
     return (f"\n{number}. Fan-out, profile {fo.get('profile', 'fast')}: one request to "
             f"{fo['instances']} simulated instances ({fo['simulated_duration_s']:g} s each; median "
             f"of {fo['repeats']} run(s))\n"
             + table(("mode", "all summaries s", "<=60", "result.json", "InvokeCommand",
                      "collector inv.", "collector s", "peak RSS MB/proc", "<=256", "OSS objects",
-                     "events queued", "over Timeout"), rows))
+                     "events queued", "over Timeout"), rows) + cpu)
 
 
 def render(report: dict[str, Any]) -> str:

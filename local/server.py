@@ -1,8 +1,20 @@
 """A WSGI app served on 127.0.0.1 from one thread that ``stop()`` really ends.
 
 Every server of the local cloud is one of these: each emulator (``EmulatorServer``), each HTTP
-trigger and the FC invoke API. They share two details that are easy to get wrong:
+trigger and the FC invoke API. They share three details that are easy to get wrong:
 
+* HTTP/1.1 keep-alive, as every Alibaba Cloud endpoint offers it and every SDK uses it (oss2 and
+  aliyunsdkcore keep a ``requests`` session, aliyun-mns-sdk one ``HTTPConnection``): werkzeug's
+  own handler answers every request with ``Connection: close`` (werkzeug 3.1
+  ``serving.py``, ``run_wsgi``), which made each API call pay a new TCP connection and a new
+  server thread. Here a connection serves request after request: the body an app left unread
+  is read past before the next request (``Content-Length`` or chunked), and a connection idle
+  for ``IDLE_TIMEOUT`` seconds is closed, as servers do (the SDKs reconnect: urllib3 checks a
+  pooled connection before reusing it, aliyun-mns-sdk retries once on a closed one);
+* the header block is parsed directly, not through the ``email`` package ``http.server`` hands
+  it to (a fifth of a small request's CPU); a block the plain ``Name: value`` form does not
+  cover (a folded line, a line without a colon) still goes the standard way, so every request
+  gets the very headers it got before;
 * TCP_NODELAY: HTTP/1.1 keep-alive without it stalls every small response about 40 ms —
   Nagle's algorithm holds the body until the client's delayed ACK of the headers (RFC 896,
   RFC 1122 §4.2.3.2);
@@ -12,15 +24,26 @@ trigger and the FC invoke API. They share two details that are easy to get wrong
 
 Request threads are daemons: a request blocked in a slow invocation must not keep the process
 alive. The serving thread is joined by ``stop()``.
+
+Each server adds up the CPU time its request threads spend on requests (``cpu``, from the
+thread's own CPU clock, so time spent waiting — a profile's delay, a lock, the GIL — does not
+count): the benchmarks read it to tell which part of the local cloud's process costs what.
 """
 
 from __future__ import annotations
 
+import contextlib
+import email.parser
+import http.client
 import logging
+import re
+import socket
 import threading
-from typing import TYPE_CHECKING
+import time
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.wsgi import LimitedStream
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication, WSGIEnvironment
@@ -28,6 +51,22 @@ if TYPE_CHECKING:
 log = logging.getLogger("assistflow.server")
 
 RAW_HEADERS = "assistflow.raw_headers"
+IDLE_TIMEOUT = 60.0  # seconds a kept-alive connection may wait for its next request
+DRAIN_LIMIT = 64 << 20  # unread request bytes read past to keep a connection; more: close it
+
+
+class CpuMeter:
+    """CPU seconds and requests, added up from many threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.seconds = 0.0
+        self.requests = 0
+
+    def add(self, seconds: float, requests: int = 1) -> None:
+        with self._lock:
+            self.seconds += seconds
+            self.requests += requests
 
 
 def raw_headers(environ: WSGIEnvironment) -> dict[str, str]:
@@ -44,17 +83,225 @@ def raw_headers(environ: WSGIEnvironment) -> dict[str, str]:
     return out
 
 
+_HEADER_NAME = re.compile(r"[\041-\071\073-\176]+")  # what email's feedparser takes for one
+
+
+def _fast_message(lines: list[bytes]) -> http.client.HTTPMessage:
+    """The header block ``lines`` (its blank line included) as ``http.client.parse_headers``
+    would return it: the same (name, value) pairs (compat32's ``header_source_parse``: the
+    value after the colon, leading blanks and the line end removed), or that function's own
+    result for any line outside the plain form."""
+    message = http.client.HTTPMessage()
+    for raw in lines[:-1]:
+        text = raw.decode("iso-8859-1")
+        name, colon, value = text.partition(":")
+        if not colon or not _HEADER_NAME.fullmatch(name):
+            return email.parser.Parser(_class=http.client.HTTPMessage).parsestr(
+                b"".join(lines).decode("iso-8859-1"))
+        message[name] = value.lstrip(" \t").rstrip("\r\n")
+    return message
+
+
+class _HeaderTap:
+    """Stands in for ``rfile`` while ``http.server`` reads the header block: reads the block
+    from the connection itself and shows an empty one, which the email parser parses in no
+    time."""
+
+    def __init__(self, rfile: Any) -> None:
+        self.rfile = rfile
+        self.lines: list[bytes] | None = None
+
+    def readline(self, limit: int = -1) -> bytes:
+        if self.lines is None:
+            self.lines = http.client._read_headers(self.rfile)  # type: ignore[attr-defined]
+            return b"\r\n"
+        line: bytes = self.rfile.readline(limit)
+        return line
+
+
 class _LoopbackRequestHandler(WSGIRequestHandler):
     disable_nagle_algorithm = True
+
+    def parse_request(self) -> bool:
+        rfile, tap = self.rfile, _HeaderTap(self.rfile)
+        self.rfile = tap  # type: ignore[assignment]
+        try:
+            if not super().parse_request():
+                return False
+        finally:
+            self.rfile = rfile
+        if tap.lines is None:  # an HTTP/0.9 request line: no headers were read
+            return True
+        self.headers = _fast_message(tap.lines)
+        # what http.server's parse_request decides from the headers it now has
+        connection = self.headers.get("Connection", "").lower()
+        if connection == "close":
+            self.close_connection = True
+        elif connection == "keep-alive" and self.protocol_version >= "HTTP/1.1":
+            self.close_connection = False
+        expect = self.headers.get("Expect", "").lower()
+        if expect == "100-continue" and self.request_version >= "HTTP/1.1":
+            return self.handle_expect_100()
+        return True
+    timeout = IDLE_TIMEOUT  # the socket's timeout: an idle keep-alive connection ends
+
+    def setup(self) -> None:
+        super().setup()
+        live = getattr(self.server, "live_connections", None)
+        if live is not None:
+            live.add(self.connection)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            live = getattr(self.server, "live_connections", None)
+            if live is not None:
+                live.discard(self.connection)
+
+    def handle_one_request(self) -> None:
+        begin = time.thread_time()
+        try:
+            super().handle_one_request()
+        finally:
+            meter = getattr(self.server, "cpu_meter", None)
+            if meter is not None:
+                # a keep-alive connection that closes instead of sending a request: no request
+                meter.add(time.thread_time() - begin, 1 if self.raw_requestline else 0)
 
     def make_environ(self) -> WSGIEnvironment:
         environ = super().make_environ()
         environ[RAW_HEADERS] = list(self.headers.items())
+        if not environ.get("wsgi.input_terminated"):  # not chunked: framed by Content-Length
+            try:
+                length = max(0, int(environ.get("CONTENT_LENGTH") or 0))
+            except ValueError:  # a body that cannot be framed: read none, keep nothing alive
+                length, self.close_connection = 0, True
+            environ["wsgi.input"] = LimitedStream(cast("IO[bytes]", self.rfile), length)
+            environ["wsgi.input_terminated"] = True
         return environ
+
+    def run_wsgi(self) -> None:
+        """One request, answered on a connection that stays open (werkzeug's own
+        ``run_wsgi`` closes every connection)."""
+        # (an ``Expect: 100-continue`` was answered by ``parse_request``)
+        self.environ = environ = self.make_environ()
+        answer = _Answer(self, environ)
+        try:
+            result = self.server.app(environ, answer.start_response)
+            try:
+                for data in result:
+                    answer.write(data)
+                answer.end()
+            finally:
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
+        except (ConnectionError, TimeoutError):
+            self.close_connection = True
+            return
+        except Exception:
+            log.exception("%s: error answering %s %s", self.server.server_address,
+                          self.command, self.path.split("?", 1)[0])
+            self.close_connection = True
+            if not answer.sent:
+                self.send_error(500)
+            return
+        if not self.close_connection:
+            self._skip_unread(environ["wsgi.input"])
+
+    def _skip_unread(self, body: Any) -> None:
+        """Read past what the app left of the request body, so the next request starts at its
+        request line; a connection whose rest is too long or broken is closed instead."""
+        read = 0
+        try:
+            while chunk := body.read(1 << 16):
+                read += len(chunk)
+                if read > DRAIN_LIMIT:
+                    self.close_connection = True
+                    return
+        except Exception:
+            self.close_connection = True
+
+    def unread_body(self) -> int:
+        """Bytes of a Content-Length body the app has not read (0 for chunked bodies)."""
+        body = self.environ.get("wsgi.input")
+        if isinstance(body, LimitedStream):
+            return max(0, body.limit - body.tell())
+        return 0
+
+    def log_error(self, format: str, *args: Any) -> None:
+        if format.startswith("Request timed out"):  # an idle keep-alive connection ended
+            log.debug("idle connection closed")
+            return
+        log.warning(format, *args)
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         # Never the query string: RPC requests carry SecurityToken and Signature there.
         log.debug("%s %s -> %s", self.command, self.path.split("?", 1)[0], code)
+
+
+class _Answer:
+    """The WSGI ``start_response`` / ``write`` of one request: the status line and headers
+    when the first bytes (or the end) come, the body framed by the app's ``Content-Length`` or
+    else chunked (HTTP/1.1) or ended by closing the connection (HTTP/1.0)."""
+
+    def __init__(self, handler: _LoopbackRequestHandler, environ: WSGIEnvironment) -> None:
+        self.handler = handler
+        self.head_only = environ["REQUEST_METHOD"] == "HEAD"
+        self.status: str | None = None
+        self.headers: list[tuple[str, str]] = []
+        self.sent = False
+        self.chunked = False
+
+    def start_response(self, status: str, headers: list[tuple[str, str]],
+                       exc_info: Any = None) -> Any:
+        if exc_info and self.sent:
+            raise exc_info[1].with_traceback(exc_info[2])
+        self.status, self.headers = status, headers
+        return self.write
+
+    def _send_head(self) -> None:
+        h = self.handler
+        assert self.status is not None, "write() before start_response"
+        code_str, _, message = self.status.partition(" ")
+        code = int(code_str)
+        h.send_response(code, message)
+        names = set()
+        for name, value in self.headers:
+            h.send_header(name, value)
+            names.add(name.lower())
+        bodiless = self.head_only or 100 <= code < 200 or code in (204, 304)
+        if "content-length" not in names and not bodiless:
+            if h.request_version >= "HTTP/1.1":
+                self.chunked = True
+                h.send_header("Transfer-Encoding", "chunked")
+            else:
+                h.close_connection = True
+        if h.unread_body() > DRAIN_LIMIT:
+            h.close_connection = True
+        if h.close_connection:
+            h.send_header("Connection", "close")
+        h.end_headers()
+        self.sent = True
+
+    def write(self, data: bytes) -> None:
+        if not self.sent:
+            self._send_head()
+        if not data:
+            return
+        out = self.handler.wfile
+        if self.chunked:
+            out.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        else:
+            out.write(data)
+
+    def end(self) -> None:
+        if not self.sent:
+            self._send_head()
+        if self.chunked:
+            self.handler.wfile.write(b"0\r\n\r\n")
+        self.handler.wfile.flush()
 
 
 class LoopbackServer:
@@ -65,6 +312,10 @@ class LoopbackServer:
         self._server: BaseWSGIServer = make_server("127.0.0.1", port, app, threaded=True,
                                                    request_handler=_LoopbackRequestHandler)
         self._server.daemon_threads = True  # type: ignore[attr-defined]
+        self.cpu = CpuMeter()
+        self._server.cpu_meter = self.cpu  # type: ignore[attr-defined]
+        self._live: set[socket.socket] = set()
+        self._server.live_connections = self._live  # type: ignore[attr-defined]
         self.host = "127.0.0.1"
         self.port = self._server.server_port
         self.url = f"http://127.0.0.1:{self.port}"
@@ -81,4 +332,9 @@ class LoopbackServer:
             self._server.shutdown()
             self._thread.join(timeout=5)
             self._thread = None
+        # Kept-alive connections end too: a client must not reach a stopped app through one
+        # (a restarted cloud serves the same port with a new app).
+        for conn in list(self._live):
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
         self._server.server_close()

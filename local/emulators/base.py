@@ -39,7 +39,9 @@ Control API (JSON, every emulator, under ``/_emulator/``, which no SDK ever requ
 * ``GET  state`` — a dump of the model's state
 * ``POST reset`` — wipe the model's state (and the faults, call counts and rate windows)
 * ``GET|POST|DELETE faults`` — list, add (``FaultRule`` fields) or clear faults
-* ``GET|DELETE calls`` — API calls received per action (faulted and refused ones included)
+* ``GET|DELETE calls`` — API calls received per action (faulted and refused ones included),
+  and ``cpu_ms``: the CPU milliseconds the pipeline spent on them per action (the request
+  thread's own CPU clock: a profile's delay or a wait for a lock does not count)
 * ``POST clock`` — ``{"advance": seconds}`` moves the emulator's time forward
 """
 
@@ -196,19 +198,29 @@ class CallCounter:
 
     def __init__(self) -> None:
         self._counts: Counter[str] = Counter()
+        self._cpu: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def add(self, action: str) -> None:
         with self._lock:
             self._counts[action] += 1
 
+    def add_cpu(self, action: str, seconds: float) -> None:
+        with self._lock:
+            self._cpu[action] = self._cpu.get(action, 0.0) + seconds
+
     def snapshot(self) -> dict[str, int]:
         with self._lock:
             return dict(self._counts)
 
+    def cpu_ms(self) -> dict[str, float]:
+        with self._lock:
+            return {action: round(s * 1000, 3) for action, s in self._cpu.items()}
+
     def clear(self) -> None:
         with self._lock:
             self._counts.clear()
+            self._cpu.clear()
 
 
 def new_request_id() -> str:
@@ -283,6 +295,7 @@ class EmulatorApp:
 
     # --- the pipeline --------------------------------------------------------------------
     def dispatch(self, request: Request) -> Response:
+        begin = time.thread_time()
         call = Call(request, new_request_id())
         try:
             try:
@@ -298,6 +311,7 @@ class EmulatorApp:
         except HTTPException as exc:  # werkzeug could not read the request (a truncated body)
             response = self.render_error(call, self.error.from_code(
                 "InvalidRequest", exc.description, exc.code or 400))
+        self.calls.add_cpu(call.action, time.thread_time() - begin)
         return response
 
     def intercept(self, call: Call) -> None:
@@ -388,7 +402,8 @@ class EmulatorApp:
             if name == "calls":
                 if request.method == "DELETE":
                     self.calls.clear()
-                return json_response({"calls": self.calls.snapshot()})
+                return json_response({"calls": self.calls.snapshot(),
+                                      "cpu_ms": self.calls.cpu_ms()})
             if name == "clock" and request.method == "POST":
                 self.clock.advance(float(body.get("advance", 0)))
                 return json_response({"now": self.clock.now()})

@@ -170,6 +170,7 @@ class FunctionRuntime:
         self._lock = threading.Lock()
         self._record = record
         self._record_lock = threading.Lock()
+        self._record_file: IO[str] | None = None  # opened on the first record, kept open
         self._closed = False
         self.invocations = 0
         self.billed_ms = 0.0
@@ -300,13 +301,22 @@ class FunctionRuntime:
             self.invocations += 1
             self.billed_ms += inv.duration_ms
             if self._record is not None:
-                with open(self._record, "a") as fh:
-                    fh.write(json.dumps({
-                        "function": inv.function, "request_id": inv.request_id, "ok": inv.ok,
-                        "duration_ms": round(inv.duration_ms, 3), "cold": inv.cold,
-                        "at": round(inv.started_at, 3),
-                        "error": (inv.error or {}).get("errorType"),
-                    }) + "\n")
+                line = json.dumps({
+                    "function": inv.function, "request_id": inv.request_id, "ok": inv.ok,
+                    "duration_ms": round(inv.duration_ms, 3), "cold": inv.cold,
+                    "at": round(inv.started_at, 3),
+                    "error": (inv.error or {}).get("errorType"),
+                }) + "\n"
+                if self._closed:  # an invocation that ended while the host stopped
+                    with open(self._record, "a") as fh:
+                        fh.write(line)
+                else:
+                    # Kept open: opening and closing the file per invocation cost more than
+                    # the record. Each line is flushed at once, so a killed host loses none.
+                    if self._record_file is None:
+                        self._record_file = open(self._record, "a")  # noqa: SIM115 (close())
+                    self._record_file.write(line)
+                    self._record_file.flush()
         level = logging.INFO if inv.ok else logging.WARNING
         log.log(level, "%s %s %s in %.1f ms%s", inv.function, inv.request_id,
                 "ok" if inv.ok else f"FAILED ({(inv.error or {}).get('errorType')})",
@@ -325,6 +335,10 @@ class FunctionRuntime:
             instances, self._all, self._idle = list(self._all), [], []
         for instance in instances:
             instance.kill()
+        with self._record_lock:
+            if self._record_file is not None:
+                self._record_file.close()
+                self._record_file = None
 
 
 def _decode_result(result: dict[str, Any]) -> Any:

@@ -34,6 +34,7 @@ class Results:
         if self._bucket is None:
             import oss2
 
+            _reuse_crc_tables()
             creds = self._settings.credentials
             auth: Any = (
                 oss2.StsAuth(creds.access_key_id, creds.access_key_secret, creds.security_token,
@@ -129,3 +130,38 @@ class Results:
                 raise CloudCallError(api, code, exc.message or str(exc), transient) from exc
 
         return retrying(once, attempts)
+
+
+def _reuse_crc_tables() -> None:
+    """Give oss2 one CRC-64 table per process instead of one per request.
+
+    oss2 checks every upload and download against the CRC-64 OSS returns, and for each one
+    builds a ``crcmod.Crc`` — whose constructor computes the 256-entry table in Python, about
+    0.5 ms of CPU per PutObject or GetObject (oss2 2.19.1 ``oss2/utils.py``: ``Crc64.__init__``;
+    crcmod 1.7 ``crcmod/crcmod.py``: ``Crc.__init__`` -> ``_mkCrcFun`` -> ``_mkTable``). The
+    table depends only on the polynomial, so each request gets a fresh copy of one built
+    object (``crcmod.Crc.new``: the same table, the CRC reset to its initial value). Every
+    check still runs, with the same results; only a start value other than 0 (appends) builds
+    its own table, as before.
+    """
+    import oss2.utils
+
+    base = oss2.utils.Crc64
+    if getattr(base, "reuses_tables", False):
+        return
+
+    class Crc64(base):  # type: ignore[misc,valid-type]
+        reuses_tables = True
+        _first: Any = None
+
+        def __init__(self, init_crc: int = 0) -> None:
+            first = Crc64._first
+            if init_crc != 0 or first is None:
+                super().__init__(init_crc)
+                if init_crc == 0:
+                    Crc64._first = self
+                return
+            self.crc64 = first.crc64.new()
+            self.crc64_combineFun = first.crc64_combineFun
+
+    oss2.utils.Crc64 = Crc64

@@ -115,3 +115,27 @@ def test_clients_are_rebuilt_only_when_an_invocations_credentials_change(
     from_env = default_clients(None)
     assert from_env.settings.credentials.security_token == "env-token-refreshed"
     assert default_clients(None) is from_env
+
+
+def test_oss2_checks_crc64_with_one_table_per_process() -> None:
+    """Building the bucket makes oss2 reuse one CRC-64 table; every checksum stays the same
+    as a freshly built table's, and a start value other than 0 still gets its own."""
+    import crcmod
+    import oss2.utils
+
+    from shared.clients.results import Results
+
+    assert Results(Settings.from_env(env={**ENV, "ASSISTFLOW_RESULTS_BUCKET": "results"})).bucket
+    reference = crcmod.Crc(0x142F0E1EBA9EA3693, initCrc=0, rev=True, xorOut=0xFFFFFFFFFFFFFFFF)
+    reference.update(b"123456789")
+    first, second = oss2.utils.Crc64(), oss2.utils.Crc64()
+    assert first.crc64.table is second.crc64.table  # built once
+    for crc in (first, second):
+        crc.update(b"123456789")
+        assert crc.crc == reference.crcValue == 0x995DC9BBDF1939FA  # CRC-64/XZ check value
+    later = oss2.utils.Crc64(first.crc)  # continuing an append
+    later.update(b"abc")
+    whole = oss2.utils.Crc64()
+    whole.update(b"123456789abc")
+    assert later.crc == whole.crc
+    assert first.combine(first.crc, oss2.utils.Crc64().crc, 0) == first.crc

@@ -19,6 +19,7 @@ from local.emulators.oss.app import ACCESS
 from local.emulators.oss.crc64 import crc64, crc64_py
 from local.emulators.oss.entities import NewObject
 from local.emulators.oss.operations import OPERATIONS
+from local.emulators.oss.store import INLINE_MAX
 from local.emulators.server import EmulatorServer
 from tests.unit.oss_fixtures import AK, BUCKET, KEYRING, REGION, SK, STS_AK, STS_SK, STS_TOKEN, client_crc
 
@@ -108,11 +109,44 @@ def test_get_object_to_file_passes_crc_check(bucket: oss2.Bucket, tmp_path: Path
 def test_overwrite_keeps_one_copy(own_server: EmulatorServer, state_dir: Path) -> None:
     bucket = oss2.Bucket(oss2.Auth(AK, SK), own_server.url, BUCKET)
     bucket.create_bucket()
-    bucket.put_object("k", b"first")
-    bucket.put_object("k", b"second")
-    assert bucket.get_object("k").read() == b"second"
+    first, second = os.urandom(INLINE_MAX + 1), os.urandom(INLINE_MAX + 2)  # kept in files
+    bucket.put_object("k", first)
+    bucket.put_object("k", second)
+    assert bucket.get_object("k").read() == second
     blobs = [p for p in (state_dir / "oss" / "blobs").rglob("*") if p.is_file()]
     assert len(blobs) == 1
+    bucket.put_object("k", b"small")  # now kept in its row: the file goes
+    assert bucket.get_object("k").read() == b"small"
+    assert not [p for p in (state_dir / "oss" / "blobs").rglob("*") if p.is_file()]
+
+
+@pytest.mark.parametrize("size", [1, INLINE_MAX, INLINE_MAX + 1])
+def test_small_objects_live_in_their_row_and_survive_a_restart(state_dir: Path,
+                                                               size: int) -> None:
+    data = os.urandom(size)
+    first = EmulatorServer(OssApp(KEYRING, state_dir)).start()
+    try:
+        b = oss2.Bucket(oss2.Auth(AK, SK), first.url, BUCKET)
+        b.create_bucket()
+        b.put_object("r/result.json", data)
+        with pytest.raises(oss2.exceptions.ServerError):  # 409: a refused put leaves nothing
+            b.put_object("r/result.json", b"other", headers={"x-oss-forbid-overwrite": "true"})
+        b.copy_object(BUCKET, "r/result.json", "r/copy.json")
+        inline = first.app.model.store.query("SELECT COUNT(*) FROM inline_blobs")[0][0]
+        assert inline == (2 if size <= INLINE_MAX else 0)  # the refused put left no blob row
+    finally:
+        first.stop()
+    files = [p for p in (state_dir / "oss" / "blobs").rglob("*") if p.is_file()]
+    assert len(files) == (0 if size <= INLINE_MAX else 2)
+    second = EmulatorServer(OssApp(KEYRING, state_dir)).start()
+    try:
+        b = oss2.Bucket(oss2.Auth(AK, SK), second.url, BUCKET)
+        for key in ("r/result.json", "r/copy.json"):
+            got = b.get_object(key)
+            assert got.read() == data and got.server_crc == client_crc(data)
+        assert b.get_object("r/result.json", byte_range=(0, 0)).read() == data[:1]
+    finally:
+        second.stop()
 
 
 def test_metadata_round_trip(bucket: oss2.Bucket) -> None:

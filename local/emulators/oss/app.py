@@ -242,8 +242,8 @@ class OssApp(EmulatorApp):
         return self.render(call, response)
 
     def finish(self, call: Call) -> None:
-        # werkzeug closes the connection after each response; unread body bytes would make
-        # the client see a reset instead of the error, so read them first.
+        # Read what the operation left of the body (an error answered before it was read), so
+        # the client sees the answer, not a reset, and a kept-alive connection goes on.
         with contextlib.suppress(Exception):  # a broken client stream is the client's problem
             stream = call.request.stream
             while stream.read(1 << 20):

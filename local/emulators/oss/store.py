@@ -6,6 +6,11 @@ stored. Blob files are named by a random id, never by the key (keys may hold ``/
 bytes a file system rejects). A blob is written to ``oss/tmp`` and renamed into place before the
 row that points at it is committed: a crash of the process leaves at worst an orphan file, which
 the next start sweeps, never a row pointing at half an object. Empty objects have no blob.
+Blobs of at most ``INLINE_MAX`` bytes (a result.json, an output.txt, a small part) keep their
+bytes in a row of ``inline_blobs`` instead (their name starts with ``INLINE``): creating,
+renaming and opening a file cost more CPU than the whole rest of a PutObject. The blob's row is
+committed before the object's row that points at it, as a file is renamed into place first, so
+a crash leaves at worst an orphan blob row, which the next start sweeps.
 Durability is the process's, not the disk's: nothing is fsynced (SQLite runs WAL with
 ``synchronous=NORMAL``), so a killed or restarted local cloud loses nothing, while a power cut
 may lose the last writes — the trade that keeps a 10,000-object fan-out from waiting on the disk.
@@ -55,6 +60,8 @@ def at_most(body: Iterable[bytes], limit: int) -> Iterator[bytes]:
 
 def chunks_of(stream: BinaryIO) -> Iterator[bytes]:
     return iter(lambda: stream.read(CHUNK), b"")
+INLINE_MAX = 64 * 1024  # bytes a blob may have to be kept in a row, not in a file
+INLINE = "="  # the name of a blob kept in a row starts with it (never a file name)
 
 
 @dataclass(frozen=True)
@@ -84,8 +91,10 @@ class OssStore(SqliteStore):
     CREATE TABLE IF NOT EXISTS parts (upload_id TEXT NOT NULL, number INTEGER NOT NULL,
         size INTEGER NOT NULL, etag TEXT NOT NULL, crc64 TEXT NOT NULL,
         last_modified REAL NOT NULL, blob TEXT, PRIMARY KEY (upload_id, number)) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS inline_blobs (name TEXT PRIMARY KEY, data BLOB NOT NULL)
+        WITHOUT ROWID;
     """
-    TABLES = ("parts", "uploads", "objects", "buckets")
+    TABLES = ("inline_blobs", "parts", "uploads", "objects", "buckets")
     # 1: objects carry their type, ACL, tags and symlink target; multipart uploads (0 had
     # neither). A schema change bumps it (and drops older state).
     SCHEMA_VERSION = 1
@@ -215,36 +224,63 @@ class OssStore(SqliteStore):
 
     # --- blob files ---------------------------------------------------------------------------
     def write_blob(self, body: Iterable[bytes]) -> Blob:
-        """Write ``body`` (chunks) to a new blob file, computing its MD5 and CRC-64 on the way."""
+        """Take ``body`` (chunks), computing its MD5 and CRC-64 on the way: kept in a row of
+        ``inline_blobs`` when it is at most ``INLINE_MAX`` bytes, else written to a new blob
+        file."""
         name = uuid.uuid4().hex
         tmp = self._tmp / name
         md5, crc, size = hashlib.md5(), Crc64(), 0
+        head: list[bytes] = []  # the bytes so far, while they fit in a row
+        out: BinaryIO | None = None
         try:
-            with open(tmp, "wb") as out:
-                for chunk in body:
-                    size += len(chunk)
-                    md5.update(chunk)
-                    crc.update(chunk)
+            for chunk in body:
+                size += len(chunk)
+                md5.update(chunk)
+                crc.update(chunk)
+                if out is not None:
                     out.write(chunk)
-            if size == 0:
-                tmp.unlink()
-                return Blob(None, 0, md5.digest(), crc.value)
+                    continue
+                head.append(chunk)
+                if size > INLINE_MAX:
+                    out = open(tmp, "wb")  # noqa: SIM115 (closed below, or on failure)
+                    out.writelines(head)
+                    head = []
+            if out is None:
+                if size == 0:
+                    return Blob(None, 0, md5.digest(), crc.value)
+                name = INLINE + name
+                self.execute("INSERT INTO inline_blobs (name, data) VALUES (?, ?)",
+                             (name, b"".join(head)))
+                return Blob(name, size, md5.digest(), crc.value)
+            out.close()
             final = self._blob_path(name)
             final.parent.mkdir(exist_ok=True)
             os.replace(tmp, final)
         except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+            if out is not None:
+                out.close()
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
             raise
         return Blob(name, size, md5.digest(), crc.value)
 
     def open_blob(self, name: str | None) -> BinaryIO:
         """An open file of a blob's bytes (None: the empty object); once open, POSIX keeps the
-        bytes readable even after an overwrite unlinks the file."""
-        return io.BytesIO(b"") if name is None else open(self._blob_path(name), "rb")
+        bytes readable even after an overwrite unlinks the file (an inline blob is read whole
+        at once; gone, it raises ``FileNotFoundError`` as a file would)."""
+        if name is None:
+            return io.BytesIO(b"")
+        if _inline(name):
+            row = self.one("SELECT data FROM inline_blobs WHERE name = ?", (name,))
+            if row is None:
+                raise FileNotFoundError(name)
+            return io.BytesIO(row[0])
+        return open(self._blob_path(name), "rb")
 
     def drop_blob(self, name: str | None) -> None:
-        if name:
+        if _inline(name):
+            self.execute("DELETE FROM inline_blobs WHERE name = ?", (name,))
+        elif name:
             with contextlib.suppress(FileNotFoundError):
                 self._blob_path(name).unlink()
 
@@ -260,6 +296,9 @@ class OssStore(SqliteStore):
                 if path.name not in live:
                     with contextlib.suppress(OSError):
                         path.unlink()
+        self.execute("DELETE FROM inline_blobs WHERE name NOT IN (SELECT blob FROM objects "
+                     "WHERE blob IS NOT NULL UNION SELECT blob FROM parts WHERE blob IS NOT "
+                     "NULL)")
 
     def wipe(self) -> None:
         """Empty every table and drop every blob; temp files may be uploads still in flight."""
@@ -268,6 +307,10 @@ class OssStore(SqliteStore):
 
     def _blob_path(self, name: str) -> Path:
         return self._blobs / name[:2] / name
+
+
+def _inline(blob: str | None) -> bool:
+    return bool(blob) and str(blob).startswith(INLINE)
 
 
 def _object(row: sqlite3.Row) -> ObjectMeta:

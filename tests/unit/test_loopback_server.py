@@ -1,0 +1,148 @@
+"""The local cloud's HTTP server (``local.server.LoopbackServer``): keep-alive as real endpoints
+offer it, request bodies framed correctly on a kept connection, and nothing left open by stop()."""
+
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import oss2
+import pytest
+
+from local.emulators.keyring import KeyRing
+from local.emulators.oss import OssApp
+from local.emulators.server import EmulatorServer
+from local.server import LoopbackServer
+
+
+def _app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    """Reads ``?read=N`` bytes of the body (all when absent); streams when ``?stream``."""
+    query = dict(p.split("=", 1) if "=" in p else (p, "") for p in
+                 environ["QUERY_STRING"].split("&") if p)
+    stream = environ["wsgi.input"]
+    want = int(query["read"]) if "read" in query else -1
+    body = stream.read(want) if want >= 0 else stream.read()
+    answer = json.dumps({"read": len(body), "path": environ["PATH_INFO"]}).encode()
+    if "stream" in query:  # no Content-Length: the server frames it
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [answer[:5], answer[5:]]
+    start_response("200 OK", [("Content-Type", "application/json"),
+                              ("Content-Length", str(len(answer)))])
+    return [answer]
+
+
+@pytest.fixture()
+def server() -> Iterator[LoopbackServer]:
+    srv = LoopbackServer(_app, 0, "test-loopback")
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def _ask(conn: http.client.HTTPConnection, method: str, path: str,
+         body: bytes | Iterator[bytes] | None = None,
+         headers: dict[str, str] | None = None) -> tuple[http.client.HTTPResponse, Any]:
+    conn.request(method, path, body=body, headers=headers or {})
+    resp = conn.getresponse()
+    raw = resp.read()
+    return resp, json.loads(raw) if raw else None
+
+
+def test_one_connection_serves_request_after_request(server: LoopbackServer) -> None:
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
+    resp, answer = _ask(conn, "POST", "/a", b"x" * 1000)
+    assert answer == {"read": 1000, "path": "/a"}
+    assert resp.getheader("Connection") is None and not resp.will_close
+    first = conn.sock
+    # the app reads 10 of 5000 bytes: the rest is skipped, the next request line is found
+    _, answer = _ask(conn, "POST", "/b?read=10", b"y" * 5000)
+    assert answer == {"read": 10, "path": "/b"}
+    _, answer = _ask(conn, "GET", "/c")
+    assert answer == {"read": 0, "path": "/c"}
+    assert conn.sock is first  # never reconnected
+    conn.close()
+
+
+def test_chunked_bodies_both_ways(server: LoopbackServer) -> None:
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
+    # an iterable body without a length: http.client sends it chunked
+    resp, answer = _ask(conn, "PUT", "/up?read=3", iter([b"abcd", b"efgh"]))
+    assert answer == {"read": 3, "path": "/up"}  # the unread chunks skipped
+    resp, answer = _ask(conn, "GET", "/down?stream")
+    assert resp.getheader("Transfer-Encoding") == "chunked"
+    assert answer == {"read": 0, "path": "/down"}
+    first = conn.sock
+    _, answer = _ask(conn, "GET", "/again")
+    assert answer["path"] == "/again" and conn.sock is first
+    conn.close()
+
+
+def test_client_asking_to_close_is_answered_and_closed(server: LoopbackServer) -> None:
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
+    resp, _ = _ask(conn, "GET", "/bye", headers={"Connection": "close"})
+    assert resp.getheader("Connection") == "close" and resp.will_close
+
+
+def test_stop_ends_kept_connections() -> None:
+    srv = LoopbackServer(_app, 0, "test-loopback-stop")
+    srv.start()
+    conn = http.client.HTTPConnection(srv.host, srv.port, timeout=10)
+    resp, _ = _ask(conn, "GET", "/x")
+    assert not resp.will_close
+    srv.stop()
+    # the server ended its side: the next read sees the end of the stream
+    assert conn.sock.recv(4096) == b""
+    conn.close()
+
+
+def test_oss2_reuses_one_connection(tmp_path: Path) -> None:
+    srv = EmulatorServer(OssApp(KeyRing({"test-ak": ("test-secret", None)}), tmp_path)).start()
+    try:
+        session = oss2.Session()
+        session.session.trust_env = False  # no proxy from the environment for loopback
+        bucket = oss2.Bucket(oss2.Auth("test-ak", "test-secret"), srv.url, "keepalive",
+                             session=session)
+        bucket.create_bucket()
+        for n in range(5):
+            bucket.put_object(f"k{n}", b"v" * n)
+            assert bucket.get_object(f"k{n}").read() == b"v" * n
+        assert len(srv._live) == 1  # one kept connection served all eleven requests
+    finally:
+        srv.stop()
+
+
+@pytest.mark.parametrize("block", [
+    b"Host: x\r\nContent-Type: text/plain\r\nx-oss-meta-my_key: a b \r\nX-Dup: 1\r\nx-dup: 2\r\n",
+    b"Host: x\r\nX-Folded: first\r\n  second\r\n",  # obs-fold: the standard parser's way
+    b"Host: x\r\nno colon here\r\nX-After: 1\r\n",
+    b"Host:x\r\nX-Empty:\r\nX-Tabs:\t\tv\t\r\n",
+])
+def test_headers_parse_as_the_standard_library_parses_them(block: bytes) -> None:
+    from local.server import _fast_message
+
+    lines = [line + b"\n" for line in block.split(b"\n") if line] + [b"\r\n"]
+    standard = http.client.parse_headers(io.BytesIO(b"".join(lines)))
+    fast = _fast_message(lines)
+    assert fast.items() == standard.items()
+    assert fast.get("x-dup") == standard.get("x-dup") and fast.get_all("X-Dup") == \
+        standard.get_all("X-Dup")
+
+
+def test_expect_100_continue_is_answered_once(server: LoopbackServer) -> None:
+    with socket.create_connection((server.host, server.port), timeout=10) as sock:
+        sock.sendall(b"PUT /e HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+                     b"Expect: 100-continue\r\n\r\n")
+        assert sock.recv(4096) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(b"abc")
+        answer = b""
+        while not answer.endswith(b"}"):
+            answer += sock.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 200 ") and b"100 Continue" not in answer
+        assert answer.endswith(b'{"read": 3, "path": "/e"}')
