@@ -31,6 +31,7 @@ from shared.followup import FollowUp, InvocationRecord, delay_for
 from shared.ledger import FINISHED_INVOCATION, close_batch
 from shared.parallel import run_all, settle
 from shared.record import finishing_key, read_record
+from shared.reporting import report_invocation
 from shared.results import (
     TERMINAL,
     collector_timeout_document,
@@ -253,6 +254,7 @@ def _finish(clients: Clients, ecs: CloudAssistant, bucket: Results,
     # Once stored, a summary's Notification part is the notification job's to rewrite: an
     # invocation finished again (a redelivered follow-up) leaves the summary as it is.
     if not (invocation.notify and bucket.exists(key)):
+        report_invocation(bucket, key, summary, documents, results, invocation)
         bucket.put(key, dumps(summary), "application/json")
     log.info("%s: finished, %s %s -> oss://%s/%s", invocation.invoke_id, summary["Status"],
              summary["Counts"], bucket.name, key)
@@ -303,9 +305,11 @@ def _collect_periodic(followup: FollowUp, clients: Clients, ecs: CloudAssistant,
         for instance_id, result in latest.items():
             _, raw_len = decode_output(result.get("Output", ""))
             documents[instance_id] = result_document(result, current, raw_len)
-        bucket.put(summary_key(followup.prefix, followup.invoke_id),
-                   dumps({**summary_document(current, documents),
-                          "InvocationStatus": status, "Runs": dict(runs)}), "application/json")
+        key, summary = summary_key(followup.prefix, followup.invoke_id), {
+            **summary_document(current, documents), "InvocationStatus": status,
+            "Runs": dict(runs)}
+        report_invocation(bucket, key, summary, documents, latest, current)
+        bucket.put(key, dumps(summary), "application/json")
     if status in FINISHED_INVOCATION:
         log.info("%s: periodic invocation %s after %s", followup.invoke_id, status, runs)
         close_batch(clients, ecs, followup)

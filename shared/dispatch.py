@@ -40,7 +40,7 @@ from typing import NoReturn, cast
 from shared.clients import Clients, CloudAssistant
 from shared.config import Settings
 from shared.errors import AssistflowError, CloudCallError
-from shared.followup import DEADLINE_MARGIN, FollowUp
+from shared.followup import COMMAND_EXCERPT, DEADLINE_MARGIN, FollowUp
 from shared.handoff import for_batch, hand_over
 from shared.intent import (
     Accepted,
@@ -401,7 +401,8 @@ def _first_followup(request: CommandRequest, settings: Settings, command_id: str
         bucket=request.output.bucket or settings.results_bucket,
         prefix=request.output.prefix or settings.results_prefix, request_id=request_id,
         adhoc=delete, source=source, submitted_at=submitted_at, periodic=request.periodic,
-        notify=_notify(request), batches=batches,
+        notify=_notify(request), batches=batches, command_name=request.name,
+        command_type=request.type, command_excerpt=request.content[:COMMAND_EXCERPT],
     )
 
 
