@@ -279,10 +279,11 @@ def _durations(instances: Iterable[str], results: Mapping[str, Mapping[str, Any]
     quantiles = " · ".join(f"{name} {values[min(n - 1, int(q * n))]:.1f} s"
                            for name, q in (("p50", .5), ("p90", .9), ("p99", .99)))
     low, high = values[0], values[-1]
-    width = (high - low) / HISTOGRAM_BINS or 1.0
-    bins = [0] * HISTOGRAM_BINS
+    count = HISTOGRAM_BINS if high - low >= 0.1 else 1  # all alike: one bar
+    width = (high - low) / count or 1.0
+    bins = [0] * count
     for v in values:
-        bins[min(HISTOGRAM_BINS - 1, int((v - low) / width))] += 1
+        bins[min(count - 1, int((v - low) / width))] += 1
     peak = max(bins)
     bars = "".join(
         f"<rect x=\"{40 + k * 50}\" y=\"{110 - round(90 * c / peak)}\" width=\"44\" "
@@ -292,7 +293,7 @@ def _durations(instances: Iterable[str], results: Mapping[str, Mapping[str, Any]
            else "")
         for k, c in enumerate(bins))
     return (f"<h2>Durations</h2><p>{n} timed · min {low:.1f} s · {quantiles} · max "
-            f"{high:.1f} s</p><svg width=\"{60 + 50 * HISTOGRAM_BINS}\" height=\"130\" "
+            f"{high:.1f} s</p><svg width=\"{60 + 50 * count}\" height=\"130\" "
             f"role=\"img\" aria-label=\"instances per duration, seconds\">{bars}</svg>")
 
 
