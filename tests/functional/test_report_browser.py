@@ -178,3 +178,21 @@ def test_the_dashboard_is_read_only_and_answers_to_loopback_names_only(
         with pytest.raises(urllib.error.HTTPError) as refused:
             opener.open(request, timeout=10)
         assert refused.value.code == code, request.full_url
+
+
+def test_the_dashboard_refreshes_itself_while_work_runs(endpoints: Endpoints) -> None:
+    status, body = endpoints.post({"Type": "RunShellScript", "CommandContent": "sleep 4",
+                                   "InstanceIds": endpoints["instances"][:1]})
+    assert status == 202, body
+    _, headers, page = fetch(endpoints["dashboard_url"])
+    text = page.decode()
+    assert headers["content-type"] == "text/html; charset=utf-8"
+    assert "default-src 'none'" in headers["content-security-policy"]
+    row = re.search(rf"<tr><td><code>{body['InvokeId']}</code>.*?</tr>", text)
+    assert row and "Running" in row.group(0), text
+    assert '<meta http-equiv="refresh" content="5">' in text
+    bucket = endpoints.bucket()
+    wait_for(lambda: get_object(bucket, f"results/{body['InvokeId']}/summary.json"), timeout=30)
+    _, _, page = fetch(endpoints["dashboard_url"])
+    row = re.search(rf"<tr><td><code>{body['InvokeId']}</code>.*?</tr>", page.decode())
+    assert row and "Success" in row.group(0) and "report.html" in row.group(0)
