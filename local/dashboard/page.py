@@ -6,13 +6,12 @@ its Content-Security-Policy allows only its own stylesheet (by hash).
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from html import escape
 from typing import Any
 from urllib.parse import quote
 
 from local.dashboard.data import Row, age
+from shared import report
 
 REFRESH_SECONDS = 5
 OBJECTS = "/o/"  # where the dashboard serves the results bucket's objects
@@ -24,13 +23,11 @@ table{border-collapse:collapse;width:100%}td,th{padding:3px 10px 3px 0;text-alig
 border-bottom:1px solid #eee;vertical-align:top}code{font:12px ui-monospace,monospace}
 .st{display:inline-block;padding:1px 8px;border-radius:9px;color:#fff;font-weight:600;
 background:#9334e6}.ok{background:#2e9d4f}.bad{background:#d93025}.run{background:#1a73e8}
-.stp{background:#80868b}.muted{color:#666}
+.stp{background:#80868b}.tmo{background:#e37400}.skp{background:#c6cacf;color:#222}
+.muted{color:#666}
 """
-CSP = ("default-src 'none'; style-src 'sha256-"
-       + base64.b64encode(hashlib.sha256(STYLE.encode()).digest()).decode()
-       + "'; base-uri 'none'; form-action 'none'")
-CLASSES = {"Success": "ok", "Failed": "bad", "PartialFailed": "bad", "Stopped": "stp",
-           "NotStarted": "stp", "Running": "run", "Pending": "run"}
+CSP = report.policy(STYLE)
+CLASSES = report.CLASSES  # a status's colour, as in report.html
 
 
 def _e(value: Any) -> str:
@@ -76,7 +73,7 @@ def _table(title: str, rows: list[Row], now: float, related: str,
             links += f" · <a href=\"{_e(object_url(row.summary))}\">summary.json</a>"
         body.append(
             f"<tr><td><code>{_e(row.id)}</code></td><td>{_e(row.source)}</td>"
-            f"<td>{_e(row.name)}</td><td><span class=\"st {CLASSES.get(row.status, '')}\">"
+            f"<td>{_e(row.name)}</td><td><span class=\"st {CLASSES.get(row.status.split(',')[0], 'oth')}\">"
             f"{_e(row.status)}</span></td><td>{counts}</td><td>{_e(age(row.created, now))}</td>"
             f"<td>{' '.join(_related(r, (reports or {}).get(r, '')) for r in row.related)}</td>"
             f"<td>{links}</td></tr>")

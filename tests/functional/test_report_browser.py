@@ -92,8 +92,8 @@ def test_reports_and_dashboard_in_chromium(cloud: LocalCloud, endpoints: Endpoin
     assert ran["summaries"][bad_id]["Status"] == "Failed"
 
     # Each report, as `results --report` prints it (the dashboard serves the object).
-    for invoke_id in (ok_id, bad_id):
-        url = report_url(cloud, invoke_id)
+    urls = {i: report_url(cloud, i) for i in (ok_id, bad_id)}
+    for invoke_id, url in urls.items():
         assert url.startswith(endpoints["dashboard_url"]), url
         status, headers, body = fetch(url)
         assert status == 200 and headers["content-type"] == "text/html; charset=utf-8"
@@ -102,12 +102,12 @@ def test_reports_and_dashboard_in_chromium(cloud: LocalCloud, endpoints: Endpoin
         assert body == stored.read()
         assert_self_contained(body.decode())
 
-    ok_dom = browser.dump_dom(report_url(cloud, ok_id))
+    ok_dom = browser.dump_dom(urls[ok_id])
     for instance_id in three:
         assert instance_id in ok_dom
     assert "Success" in ok_dom and "Failures" in ok_dom and "None." in ok_dom
 
-    bad_url = report_url(cloud, bad_id)
+    bad_url = urls[bad_id]
     bad_dom = browser.dump_dom(bad_url)
     assert three[0] in bad_dom and "Failed" in bad_dom
     assert re.search(r"exit code <b>4</b>", bad_dom), bad_dom[bad_dom.find("Failures"):][:1500]
