@@ -55,7 +55,8 @@ HISTOGRAM_BINS = 12
 CLASSES = {"Success": "ok", "Failed": "bad", "Error": "bad", "Invalid": "bad",
            "Aborted": "bad", "Timeout": "tmo", "CollectorTimeout": "tmo",
            "Cancelled": "stp", "Terminated": "stp", "Stopped": "stp", "Skipped": "skp",
-           "NotStarted": "skp", "PartialFailed": "bad", "Running": "run", "Pending": "run"}
+           "NotStarted": "skp", "PartialFailed": "bad", "Running": "run", "Pending": "run",
+           "Scheduled": "run"}
 LEGEND = {"ok": "Success", "bad": "Failed", "tmo": "Timeout", "stp": "Stopped",
           "skp": "Skipped", "run": "Running", "oth": "other"}
 OK = frozenset({"Success", "Skipped", "NotStarted", "Cancelled", "Terminated"})

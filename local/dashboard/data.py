@@ -90,7 +90,7 @@ def _invocation(clients: Clients, key: str) -> Row | None:
         summary = json.loads(found)
         row.status = str(summary.get("InvocationStatus") or summary.get("Status") or "")
         row.counts = dict(summary.get("Counts") or {})
-        row.running = row.status in (RUNNING, "Pending")
+        row.running = row.status in (RUNNING, "Pending", "Scheduled")  # periodic: goes on
         row.summary = where
         report = where.rsplit("/", 1)[0] + "/report.html"
         row.report = report if bucket.exists(report) else ""

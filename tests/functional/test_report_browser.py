@@ -196,3 +196,40 @@ def test_the_dashboard_refreshes_itself_while_work_runs(endpoints: Endpoints) ->
     _, _, page = fetch(endpoints["dashboard_url"])
     row = re.search(rf"<tr><td><code>{body['InvokeId']}</code>.*?</tr>", page.decode())
     assert row and "Success" in row.group(0) and "report.html" in row.group(0)
+
+
+def test_a_periodic_invocation_has_its_report_as_runs_come_in(fresh_cloud_dir: Path) -> None:
+    """Follow-ups alone (no completion events: their watchdog would look a minute later)."""
+    cloud = LocalCloud(fresh_cloud_dir, parameters={"MaintenanceEnabled": False,
+                                                    "CompletionEvents": False})
+    try:
+        _periodic(Endpoints(cloud.start()))
+    finally:
+        cloud.stop()
+
+
+def _periodic(endpoints: Endpoints) -> None:
+    from aliyunsdkecs.request.v20140526.StopInvocationRequest import StopInvocationRequest
+
+    status, body = endpoints.post({"Type": "RunShellScript", "CommandContent": "echo tick",
+                                   "InstanceIds": endpoints["instances"][:1], "Timeout": 10,
+                                   "RepeatMode": "Period", "Frequency": "rate(1m)"})
+    assert status == 202, body
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:  # rate() runs first one interval after creation: move the local ECS clock there
+        opener.open(urllib.request.Request(f"{endpoints['ecs']}/_emulator/advance",
+                                           data=json.dumps({"seconds": 61}).encode(),
+                                           headers={"Content-Type": "application/json"},
+                                           method="POST"), timeout=30).read()
+        key = f"results/{body['InvokeId']}/report.html"
+        page = wait_for(lambda: get_object(endpoints.bucket(), key), timeout=30).decode()
+        summary = json.loads(get_object(endpoints.bucket(),  # type: ignore[arg-type]
+                                        f"results/{body['InvokeId']}/summary.json"))
+        assert summary["Runs"] == {endpoints["instances"][0]: 1}
+        assert f"<td>Runs</td><td>{endpoints['instances'][0]}: 1</td>" in page
+        assert summary["InvocationStatus"] == "Scheduled"  # the schedule goes on
+        assert "<span class=\"st run\">Scheduled</span>" in page and "Success" in page
+    finally:
+        stop = StopInvocationRequest()
+        stop.set_InvokeId(body["InvokeId"])
+        endpoints.call(stop)
