@@ -41,7 +41,8 @@ def write_report(bucket: Results, summary_key: str, summary: Mapping[str, Any], 
                 if report.failed(str(e.get("Status")))][:report.DETAILED_FAILURES]
     if outputs is None:
         outputs = _read_outputs(bucket, summary, failures)
-    tails = {i: report.tail(outputs[i]) for i in failures if outputs.get(i)}
+    texts = {i: outputs.get(i) for i in failures}  # each decoded once, failures only
+    tails = {i: report.tail(text) for i, text in texts.items() if text}
     key = report.report_key(summary_key)
     page = report.render(summary, key=key, results=results, tails=tails, command=command)
     bucket.put(key, page, CONTENT_TYPE)

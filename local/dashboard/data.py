@@ -54,10 +54,6 @@ class Row:
     summary: str = ""  # object key of its summary.json
     related: list[str] = field(default_factory=list)  # its request / its invocations
 
-    @property
-    def instances(self) -> int:
-        return sum(self.counts.values())
-
 
 def request_summary_key(prefix: str, request_id: str) -> str:
     """A request's own summary (issue 14's layout: ``{prefix}/requests/{RequestId}/``)."""
