@@ -198,7 +198,9 @@ def _header(summary: Mapping[str, Any], status: str, title: Any,
            *(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in rows if v), "</table>",
            f"<p class=\"counts\"><b>{_e(total)} instance(s)</b>: ",
            *(f"<span><span class=\"st {_cls(str(k))}\">{_e(k)}</span> {_e(v)}</span>"
-             for k, v in sorted(counts.items())), "</p>"]
+             for k, v in sorted(counts.items())),
+           " <a href=\"#failures\">failures ↓</a>" if any(
+               failed(str(k)) and v for k, v in counts.items()) else "", "</p>"]
     content = command.get("Content") or ""
     if content:
         cut = len(content) > SCRIPT_CHARS
@@ -214,7 +216,7 @@ def _failures(instances: Mapping[str, Mapping[str, Any]],
     bad = [i for i in sorted(instances) if failed(str(instances[i].get("Status")))]
     if not bad:
         return "<h2>Failures</h2><p>None.</p>"
-    out = [f"<h2>Failures ({len(bad)})</h2>"]
+    out = [f"<h2 id=\"failures\">Failures ({len(bad)})</h2>"]
     for instance_id in bad[:DETAILED_FAILURES]:
         entry, doc = instances[instance_id], results.get(instance_id) or {}
         output, result = links.output(instance_id), links.result(instance_id)
@@ -257,7 +259,8 @@ def _grid(instances: Mapping[str, Mapping[str, Any]],
         runs.append(f"<a href={links.result(instance_id)}></a>")
     cells = "".join(runs) + ("</span>" if current else "")
     return (f"<h2>Instances ({len(instances)})</h2><p class=\"key muted\">one square per "
-            f"instance, by id; point at one for its id, open it for its result:{legend}</p>"
+            f"instance, by id; point at one to see its link (the instance id), open it for its "
+            f"result.json:{legend}</p>"
             f"<div class=\"grid\">{cells}</div>")
 
 
