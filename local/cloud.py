@@ -122,7 +122,11 @@ class LocalCloud:
             self.stop()
             raise
         self.endpoints = self._describe(template, keys)
-        self.endpoints["dashboard_url"] = self._dashboard()
+        try:
+            self.endpoints["dashboard_url"] = self._dashboard()
+        except BaseException:  # e.g. ASSISTFLOW_DASHBOARD_PORT taken: nothing left running
+            self.stop()
+            raise
         write_private_json(self.endpoints_path, self.endpoints)
         return self.endpoints
 
