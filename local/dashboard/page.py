@@ -20,7 +20,8 @@ STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:0 auto;max-width:1200px;padding:12px 18px;
 color:#1d1d1f}h1{font-size:22px;margin:.2em 0}h2{font-size:17px;margin:1.2em 0 .4em}
 table{border-collapse:collapse;width:100%}td,th{padding:3px 10px 3px 0;text-align:left;
-border-bottom:1px solid #eee;vertical-align:top}code{font:12px ui-monospace,monospace}
+border-bottom:1px solid #eee;vertical-align:top}code{font:12px ui-monospace,monospace;
+white-space:nowrap}
 .st{display:inline-block;padding:1px 8px;border-radius:9px;color:#fff;font-weight:600;
 background:#9334e6}.ok{background:#2e9d4f}.bad{background:#d93025}.run{background:#1a73e8}
 .stp{background:#80868b}.tmo{background:#e37400}.skp{background:#c6cacf;color:#222}
