@@ -16,13 +16,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import cold_start, fanout, seed_vs_ours, throughput
+from bench import cold_start, fanout, report_render, seed_vs_ours, throughput
 from bench.common import RESULTS_DIR, log, quiet_logs
 from bench.measure import machine
 from bench.report import TARGETS, render
 from local.profile import Profile
 
-BENCHMARKS = ("cold", "throughput", "seed", "fanout")
+BENCHMARKS = ("cold", "throughput", "seed", "fanout", "report")
 PROFILES = ("fast", "realistic")
 
 
@@ -117,6 +117,13 @@ def main(argv: list[str] | None = None) -> int:
         cold = details["cold_start"] = attempt("cold start", cold_start.run, args.cold_runs)
         if cold:
             report["import_ms"] = {k: round(v, 1) for k, v in cold["import_ms"].items()}
+    if "report" in args.only:
+        rendered = details["report_render"] = attempt("report.html render",
+                                                      report_render.run, args.quick)
+        if rendered:
+            report.update({f"report_render_ms_{n}": r["render_ms_median"]
+                           for n, r in rendered.items()})
+            report.update({f"report_bytes_{n}": r["bytes"] for n, r in rendered.items()})
     if "throughput" in args.only:
         tp = details["throughput"] = attempt("throughput", throughput.run,
                                              args.throughput_seconds, args.threads)

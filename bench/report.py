@@ -36,7 +36,8 @@ HEADLINE = ("billed_ratio_seed_over_ours", "latency_after_finish_p50_s",
             "latency_after_finish_p95_s_realistic", "fanout_10k_seconds_realistic",
             "fanout_10k_results_realistic", "fanout_10k_over_timeout_realistic",
             "fanout_10k_webhook_answer_s_realistic",
-            "ecs_calls_per_request")
+            "ecs_calls_per_request", "report_render_ms_100", "report_render_ms_10000",
+            "report_bytes_100", "report_bytes_10000")
 
 
 def num(value: Any, digits: int = 2, suffix: str = "") -> str:

@@ -9,7 +9,8 @@ declares (queues, buckets), starts the functions and their triggers, and writes
 Running Linux instances with an agent), plus ``fc`` (the base URL of Function Compute's invoke
 API, for ``fc2.Client(endpoint=...)`` and ``assistflow invoke``), ``request_queue``,
 ``followup_queue``, ``results_prefix``, ``functions``, ``account_id``, ``state_dir``,
-``pid`` and ``profile`` (the active profile's name).
+``pid``, ``profile`` (the active profile's name) and ``dashboard_url`` (the local dashboard,
+``local.dashboard``).
 
 ``profile`` (a ``local.profile.Profile``, a name or a file; default: ``ASSISTFLOW_PROFILE``,
 else ``fast``) sets how fast and how strict the cloud is: every emulator's per-call latency
@@ -34,6 +35,7 @@ from local.host.host import FunctionHost
 from local.host.template import Template
 from local.host.trigger import MnsAccess
 from local.profile import Profile
+from local.server import LoopbackServer
 from local.state import LocalKeys, load_or_create_keys, write_private_json
 
 log = logging.getLogger("assistflow.cloud")
@@ -52,6 +54,7 @@ class Ports:
     oss: int = 0
     http: dict[str, int] = field(default_factory=dict)  # HTTP trigger name -> port
     fc: int = 0  # the FC invoke API
+    dashboard: int = 0  # the local dashboard (local.dashboard)
 
     @classmethod
     def from_env(cls) -> Ports:
@@ -60,7 +63,7 @@ class Ports:
 
         webhook = port("WEBHOOK")
         return cls(port("ECS"), port("MNS"), port("OSS"), {"webhook": webhook} if webhook else {},
-                   port("FC"))
+                   port("FC"), port("DASHBOARD"))
 
 
 class LocalCloud:
@@ -80,6 +83,7 @@ class LocalCloud:
         self.host: FunctionHost | None = None
         self.template: Template | None = None
         self.endpoints: dict[str, Any] = {}
+        self.dashboard: LoopbackServer | None = None
 
     @property
     def endpoints_path(self) -> Path:
@@ -118,6 +122,11 @@ class LocalCloud:
             self.stop()
             raise
         self.endpoints = self._describe(template, keys)
+        try:
+            self.endpoints["dashboard_url"] = self._dashboard()
+        except BaseException:  # e.g. ASSISTFLOW_DASHBOARD_PORT taken: nothing left running
+            self.stop()
+            raise
         write_private_json(self.endpoints_path, self.endpoints)
         return self.endpoints
 
@@ -216,6 +225,15 @@ class LocalCloud:
             "profile": self.profile.name,
         }
 
+    def _dashboard(self) -> str:
+        """Serve the dashboard (``local.dashboard``) with the owner's keys, like the CLI."""
+        from local.cli.common import local_settings
+        from local.dashboard import serve
+        from shared.clients import Clients
+
+        self.dashboard = serve(Clients(local_settings(self.endpoints)), self.ports.dashboard)
+        return self.dashboard.url + "/"
+
     def _ecs_app(self) -> EcsApp:
         app = self.servers["ecs"].app
         assert isinstance(app, EcsApp)
@@ -223,6 +241,9 @@ class LocalCloud:
 
     def stop(self) -> None:
         self.endpoints_path.unlink(missing_ok=True)
+        if self.dashboard is not None:
+            self.dashboard.stop()
+            self.dashboard = None
         if "ecs" in self.servers:
             self._ecs_app().model.events.sink = None
         if self.host is not None:

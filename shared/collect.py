@@ -29,6 +29,7 @@ from shared.followup import FollowUp, InvocationRecord, delay_for
 from shared.ledger import FINISHED_INVOCATION
 from shared.parallel import run_all, settle
 from shared.record import finishing_key, read_record
+from shared.reporting import report_invocation
 from shared.results import (
     TERMINAL,
     collector_timeout_document,
@@ -247,6 +248,7 @@ def _finish(clients: Clients, ecs: CloudAssistant, bucket: Results,
         documents[instance_id] = skipped_document(instance_id, reason, "", invocation)
     summary = summary_document(invocation, documents)
     key = summary_key(invocation.prefix, invocation.invoke_id)
+    report_invocation(bucket, key, summary, documents, results, invocation)
     bucket.put(key, dumps(summary), "application/json")
     log.info("%s: finished, %s %s -> oss://%s/%s", invocation.invoke_id, summary["Status"],
              summary["Counts"], bucket.name, key)
@@ -295,9 +297,11 @@ def _collect_periodic(followup: FollowUp, clients: Clients, ecs: CloudAssistant,
         for instance_id, result in latest.items():
             _, raw_len = decode_output(result.get("Output", ""))
             documents[instance_id] = result_document(result, current, raw_len)
-        bucket.put(summary_key(followup.prefix, followup.invoke_id),
-                   dumps({**summary_document(current, documents),
-                          "InvocationStatus": status, "Runs": dict(runs)}), "application/json")
+        key, summary = summary_key(followup.prefix, followup.invoke_id), {
+            **summary_document(current, documents), "InvocationStatus": status,
+            "Runs": dict(runs)}
+        report_invocation(bucket, key, summary, documents, latest, current)
+        bucket.put(key, dumps(summary), "application/json")
     if status in FINISHED_INVOCATION:
         log.info("%s: periodic invocation %s after %s", followup.invoke_id, status, runs)
         close_batch(clients, ecs, followup)

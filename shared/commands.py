@@ -13,7 +13,7 @@ import hashlib
 
 from shared.clients import CloudAssistant
 from shared.config import Settings
-from shared.followup import DEADLINE_MARGIN, FollowUp
+from shared.followup import COMMAND_EXCERPT, DEADLINE_MARGIN, FollowUp
 from shared.preflight import Plan
 from shared.request import DEFAULT_TIMEOUT, CommandRequest
 
@@ -95,7 +95,8 @@ def first_followup(request: CommandRequest, settings: Settings, command_id: str,
         bucket=request.output.bucket or settings.results_bucket,
         prefix=request.output.prefix or settings.results_prefix, request_id=request_id,
         adhoc=delete, source=source, submitted_at=submitted_at, periodic=request.periodic,
-        notify=_notify(request), batches=batches,
+        notify=_notify(request), batches=batches, command_name=request.name,
+        command_type=request.type, command_excerpt=request.content[:COMMAND_EXCERPT],
     )
 
 

@@ -34,6 +34,7 @@ MAX_DELAY = 30
 # follow-ups only watch for lost events: a slower schedule.
 WATCHDOG_FIRST_DELAY = 60
 WATCHDOG_MAX_DELAY = 600
+COMMAND_EXCERPT = 1024  # characters of the script a record carries for the report
 DEADLINE_MARGIN = 120  # seconds past the command's Timeout before the collector gives up
 
 
@@ -70,6 +71,12 @@ class InvocationRecord:
     # the batch's open marker (shared.ledger), removed with the summary; "" in follow-ups from
     # before request records
     marker: str = ""
+    # what report.html shows of the command (shared.reporting): its Name and Type, and the
+    # beginning of the script (COMMAND_EXCERPT characters; "" for a saved command) — carried
+    # here so the collector needs no DescribeInvocations call for them
+    command_name: str = ""
+    command_type: str = ""
+    command_excerpt: str = ""
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,7 @@ from shared.ledger import (
 )
 from shared.parallel import run_all, run_each
 from shared.ratecontrol import MAX_ERRORS_EXCEEDED, exceeded, is_error
+from shared.reporting import command_of, write_report
 from shared.request_summary import (
     not_started_document,
     not_started_key,
@@ -212,4 +213,6 @@ def _put_summary(bucket: Results, template: InvocationRecord, document: dict[str
     notification job's: it is left as it is."""
     key = request_summary_key(template.prefix, template.request_id)
     if not (template.notify and bucket.exists(key)):
+        # its report first, as for an invocation: who sees the summary finds the report
+        write_report(bucket, key, document, command=command_of(bucket, template))
         bucket.put(key, dumps(document), "application/json")

@@ -146,6 +146,17 @@ def build_parser() -> argparse.ArgumentParser:
                                                           "whole output")
     results.add_argument("--bucket", help="results bucket, if the request's Output named one")
     results.add_argument("--prefix", help="results prefix, if the request's Output named one")
+    results.add_argument("--report", action="store_true",
+                         help="print a URL that opens the invocation's report.html (locally "
+                              "the dashboard's; with --presign, or on Alibaba Cloud, a "
+                              "presigned OSS URL)")
+    results.add_argument("--presign", action="store_true",
+                         help="with --report locally: the local OSS's presigned URL instead")
+    results.add_argument("--expires", type=int, default=3600, metavar="SECONDS",
+                         help="how long a presigned --report URL is valid (default 3600)")
+    results.add_argument("--domain", default="", metavar="URL",
+                         help="with --report: a custom domain bound to the bucket "
+                              "(https://…), where OSS lets a browser display HTML")
     results.set_defaults(func=_lazy("local.cli.results", "cmd_results"))
 
     manage.add_parsers(sub, cloud)

@@ -199,9 +199,8 @@ def target(args: argparse.Namespace) -> Target:
                       request_queue=args.request_queue or env.get("ASSISTFLOW_REQUEST_QUEUE")
                       or f"{DEFAULT_PREFIX}-requests")
     e = load_endpoints(getattr(args, "state_dir", None))
-    settings = Settings(
-        region=e["region"], credentials=Credentials(e["access_key_id"], e["access_key_secret"]),
-        followup_queue=getattr(args, "followup_queue", None) or e["followup_queue"],
+    settings = local_settings(
+        e, followup_queue=getattr(args, "followup_queue", None) or e["followup_queue"],
         results_bucket=getattr(args, "results_bucket", None) or e["results_bucket"],
         results_prefix=prefix or e.get("results_prefix") or "results",
         account_id=e.get("account_id", ""), webhook_secret=e["webhook_secret"],
@@ -215,6 +214,27 @@ def target(args: argparse.Namespace) -> Target:
                   webhook_url=getattr(args, "webhook_url", None) or e["webhook_url"],
                   webhook_secret=e["webhook_secret"],
                   request_queue=getattr(args, "request_queue", None) or e.get("request_queue", ""))
+
+
+def local_settings(e: dict[str, Any], **overrides: Any) -> Settings:
+    """Settings for the local cloud of ``endpoints.json`` ``e``, with the owner's keys (the
+    CLI's and the dashboard's, ``local.dashboard``)."""
+    from shared.config import Credentials, Settings
+
+    env = os.environ
+    values: dict[str, Any] = {
+        "region": e["region"], "credentials": Credentials(e["access_key_id"],
+                                                          e["access_key_secret"]),
+        "followup_queue": e["followup_queue"], "results_bucket": e["results_bucket"],
+        "results_prefix": e.get("results_prefix") or "results",
+        "account_id": e.get("account_id", ""), "webhook_secret": e["webhook_secret"],
+        "ecs_endpoint": e["ecs"], "mns_endpoint": e["mns"], "oss_endpoint": e["oss"],
+        "notify_prefix": env.get("ASSISTFLOW_NOTIFY_PREFIX") or f"{DEFAULT_PREFIX}-notify",
+        # as the local cloud's functions have it (local.cloud): receivers on 127.0.0.1 only
+        "notify_allowed_hosts": _split(env.get("ASSISTFLOW_NOTIFY_ALLOWED_HOSTS")
+                                       or "127.0.0.1"),
+    }
+    return Settings(**(values | overrides))
 
 
 def _split(value: str) -> tuple[str, ...]:

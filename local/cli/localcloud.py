@@ -66,6 +66,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     print(f"assistflow local cloud is up; endpoints in {cloud.endpoints_path}", flush=True)
     print(f"  webhook   {endpoints['webhook_url']}", flush=True)
+    print(f"  dashboard {endpoints['dashboard_url']}", flush=True)
     print(f"  ecs {endpoints['ecs']}  mns {endpoints['mns']}  oss {endpoints['oss']}", flush=True)
     print(f"  instances {', '.join(endpoints['instances'])}", flush=True)
     print(f"  profile   {profile.name}" + (f" — {profile.description}" if profile.description

@@ -44,6 +44,7 @@ class ResultsReader:
     def __init__(self, where: Target, bucket: str = "", prefix: str = "") -> None:
         if not bucket:
             where.need_results_bucket()
+        self.where = where
         self.bucket_name = bucket or where.settings.results_bucket
         self.prefix = (prefix or where.settings.results_prefix).strip("/")
         self._results = where.clients.results.named(self.bucket_name)
@@ -52,6 +53,18 @@ class ResultsReader:
         """The object's bytes, None if there is none."""
         try:
             return self._results.get(key)
+        except AssistflowError as exc:
+            raise cloud_error(exc) from None
+
+    def exists(self, key: str) -> bool:
+        try:
+            return self._results.exists(key)
+        except AssistflowError as exc:
+            raise cloud_error(exc) from None
+
+    def presigned(self, key: str, expires: int, domain: str = "") -> str:
+        try:
+            return self._results.sign_url(key, expires, domain)
         except AssistflowError as exc:
             raise cloud_error(exc) from None
 
@@ -185,6 +198,8 @@ def show_request(reader: ResultsReader, summary: dict[str, Any], out: IO[str] | 
 
 def cmd_results(args: argparse.Namespace) -> int:
     reader = ResultsReader(target(args), args.bucket or "", args.prefix or "")
+    if args.report:
+        return _report(reader, args)
     if args.invoke_id.startswith("r-"):
         return _request(reader, args)
     if args.instance:
@@ -269,3 +284,40 @@ def _request(reader: ResultsReader, args: argparse.Namespace) -> int:
         show_request(reader, summary)
     return EXIT_OK if summary.get("Status") == "Success" and not any(
         failed(r) for r in rows) else EXIT_FAILED
+
+
+def report_key(prefix: str, some_id: str) -> str:
+    """``report.html`` of an invocation (``t-…``) or of a request's own summary (``r-…``)."""
+    if some_id.startswith("r-"):
+        return f"{prefix}/requests/{some_id}/report.html"
+    return f"{prefix}/{some_id}/report.html"
+
+
+def _report(reader: ResultsReader, args: argparse.Namespace) -> int:
+    """Print a URL that opens the report: locally the dashboard's (its links to each
+    instance's objects work there too), else — or with ``--presign`` — a presigned OSS URL.
+
+    On Alibaba Cloud, OSS answers HTML fetched through a bucket's default domain with
+    ``Content-Disposition: attachment`` and ``x-oss-force-download: true`` (buckets created
+    after the dates it lists), so a browser downloads the report rather than showing it; a
+    custom domain bound to the bucket (``--domain``) is displayed
+    (https://www.alibabacloud.com/help/en/oss/user-guide/map-custom-domain-names-5).
+    """
+    key = report_key(reader.prefix, args.invoke_id)
+    if not reader.exists(key):
+        raise CliError(f"no report at oss://{reader.bucket_name}/{key}: unknown id, not "
+                       "finished yet, or collected before reports were written", EXIT_REFUSED)
+    if reader.where.local and not args.presign and not args.domain:
+        from local.cli.common import load_endpoints
+        from local.dashboard.page import object_url
+
+        dashboard = load_endpoints(args.state_dir).get("dashboard_url", "")
+        if dashboard:
+            print(dashboard.rstrip("/") + object_url(key), flush=True)
+            return EXIT_OK
+    print(reader.presigned(key, args.expires, args.domain), flush=True)
+    if not reader.where.local and not args.domain:
+        say("note: OSS serves HTML from a bucket's default domain as a download; open the "
+            "downloaded file, or pass --domain with a custom domain bound to the bucket",
+            sys.stderr)
+    return EXIT_OK

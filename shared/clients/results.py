@@ -95,6 +95,39 @@ class Results:
                 return None
             raise
 
+    def fetch(self, key: str) -> tuple[bytes, str] | None:
+        """The object's bytes and its stored ``Content-Type``, or None if there is none."""
+        def read() -> tuple[bytes, str]:
+            answer = self.bucket.get_object(key)
+            return bytes(answer.read()), str(answer.headers.get("Content-Type", ""))
+
+        try:
+            return self._call("GetObject", read)
+        except CloudCallError as exc:
+            if exc.error_code == "NoSuchKey":
+                return None
+            raise
+
+    def entries(self, prefix: str) -> list[tuple[str, int]]:
+        """Every object under ``prefix`` with its ``LastModified`` (Unix seconds), all pages."""
+        import oss2
+
+        return list(self._call("ListObjects", lambda: [
+            (obj.key, int(obj.last_modified))
+            for obj in oss2.ObjectIterator(self.bucket, prefix=prefix)]))
+
+    def sign_url(self, key: str, expires: int, domain: str = "") -> str:
+        """A presigned GET URL of ``key``, valid ``expires`` seconds (oss2 ``Bucket.sign_url``;
+        V4 query signing with the keys this bucket uses). ``domain``: a custom domain bound to
+        the bucket (``https://…``, oss2's ``is_cname``) instead of the endpoint."""
+        bucket = self.bucket
+        if domain:
+            import oss2
+
+            bucket = oss2.Bucket(bucket.auth, domain, self.name, is_cname=True,
+                                 region=self._settings.region)
+        return str(bucket.sign_url("GET", key, expires, slash_safe=True))
+
     def exists(self, key: str) -> bool:
         return bool(self._call("HeadObject", lambda: self.bucket.object_exists(key)))
 

@@ -111,7 +111,7 @@ def test_a_redelivered_followup_and_a_killed_collector_leave_one_correct_set(
     summary = summary_of(endpoints, body["InvokeId"])
     prefix = f"results/{body['InvokeId']}/"
     first = objects_under(endpoints, prefix)
-    assert set(first) == {prefix + "summary.json"} | {
+    assert set(first) == {prefix + "summary.json", prefix + "report.html"} | {
         f"{prefix}{i}/{name}" for i in (LINUX1, LINUX2) for name in ("output.txt", "result.json")}
 
     from shared.followup import FollowUp

@@ -24,7 +24,8 @@ def test_up_starts_from_nothing_serves_the_webhook_and_stops_cleanly(tmp_path: P
         wait_for(lambda: True if endpoints_file.exists() else None, timeout=30)
         endpoints = Endpoints(json.loads(endpoints_file.read_text()))
         for key in ("ecs", "mns", "oss", "webhook_url", "region", "access_key_id",
-                    "access_key_secret", "webhook_secret", "results_bucket", "instances"):
+                    "access_key_secret", "webhook_secret", "results_bucket", "instances",
+                    "dashboard_url"):
             assert endpoints[key], key
         assert oct(endpoints_file.stat().st_mode & 0o777) == "0o600"  # it holds local secrets
 
@@ -39,5 +40,6 @@ def test_up_starts_from_nothing_serves_the_webhook_and_stops_cleanly(tmp_path: P
         output, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, output
     assert "assistflow local cloud is up" in output
+    assert f"  dashboard {endpoints['dashboard_url']}" in output  # make run prints its address
     assert not (state / "endpoints.json").exists()  # gone once the cloud is down
     assert (state / "keys.json").exists() and (state / "ecs.sqlite3").exists()

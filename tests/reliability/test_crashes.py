@@ -113,7 +113,7 @@ def test_kills_and_a_restart_lose_nothing_and_run_nothing_twice(
                 == [body["InvokeId"]], "the command ran twice"
             prefix = f"results/{body['InvokeId']}/"
             keys = sorted(o.key for o in oss2.ObjectIteratorV2(bucket, prefix=prefix))
-            assert keys == sorted([prefix + "summary.json"] + [
+            assert keys == sorted([prefix + "summary.json", prefix + "report.html"] + [
                 f"{prefix}{i}/{name}" for i in request["InstanceIds"]
                 for name in ("output.txt", "result.json")])
             summary = json.loads(get_object(bucket, prefix + "summary.json") or b"")

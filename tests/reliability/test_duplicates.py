@@ -31,7 +31,7 @@ def one_result_set(endpoints: Endpoints, command_id: str, invoke_ids: set[str]) 
             lambda i=invoke_id: get_object(bucket, f"results/{i}/summary.json"), timeout=20))
         instances += list(summary["Instances"])
         keys = [o.key for o in oss2.ObjectIteratorV2(bucket, prefix=f"results/{invoke_id}/")]
-        assert len(keys) == 1 + 2 * len(summary["Instances"])
+        assert len(keys) == 2 + 2 * len(summary["Instances"])  # summary, report + 2 each
     assert sorted(instances) == sorted(TARGETS)  # every instance once, none twice
 
 
