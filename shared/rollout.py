@@ -68,8 +68,10 @@ ADVANCE_DUE = 300  # seconds: a closer that has not removed its advance marker b
 
 def close_batch(clients: Clients, ecs: CloudAssistant, invocation: InvocationRecord,
                 summary: dict[str, Any] | None = None) -> None:
-    """After an invocation's summary (``summary``, if the caller has it). Never raises: the
-    summary is stored, and a marker left behind is the reconciler's."""
+    """After an invocation's summary (``summary``, if the caller has it). A transient error
+    (throttling, a 5xx) propagates, so the collector looks again after its short retry delay
+    and closes the batch then (every step is idempotent) — converging in seconds, not at the
+    reconciler's next run; anything else is logged and left to the reconciler."""
     try:
         if invocation.batches <= 1:
             _one_batch(clients, ecs, invocation, summary)
@@ -78,6 +80,8 @@ def close_batch(clients: Clients, ecs: CloudAssistant, invocation: InvocationRec
         else:
             batch_done(clients, ecs, invocation.request_id, invocation.marker)
     except CloudCallError as exc:
+        if exc.transient:
+            raise
         log.warning("%s: could not close the batch (the reconciler will): %s",
                     invocation.invoke_id, exc)
 
