@@ -2,24 +2,30 @@
 
 A request names its instances by ``InstanceIds``, or by a selector — ``Tags`` (every pair must
 match) and/or ``ResourceGroupId``. The intake's ``resolve`` step (``shared.intake``) turns a
-selector into a sorted list of instance ids with DescribeInstances' own filters (``Tag.N.Key`` /
-``Tag.N.Value``, ``ResourceGroupId``; every page via NextToken, 100 a page —
-``shared.clients.CloudAssistant.select_instances``), and from then on the request is a list of
-instances like any other: the allow-list, pre-flight, ``OnIneligible`` and the batches apply to
-it as to a listed one. The list is recorded with the request (``shared.ledger.RequestRecord``:
-``selector`` and ``targets``), so what ran is always known, and a redelivery of the request (same
-idempotency key) runs on the recorded list, never on a new resolution: a fleet re-tagged in
-between does not change what one request runs on.
+selector into a sorted list of instance ids (``shared.clients.CloudAssistant.select_instances``):
+DescribeInstances' own ``Tag.N`` / ``ResourceGroupId`` filters cover at most 1,000 resources
+(the API reference: "If the number of resources exceeds 1,000, call ListTagResources"), so tags
+are resolved with ListTagResources (every page), then the instances by id with DescribeInstances
+(100 a call, side by side); a resource group alone with DescribeInstances filtered by it, and
+through ListTagResources' ``acs:rm:rgId`` key when that listing comes back full (1,000). From
+then on the request is a list of instances like any other: the allow-list, pre-flight,
+``OnIneligible`` and the batches apply to it as to a listed one. The list is recorded with the
+request (``shared.ledger.RequestRecord``: ``selector`` and ``targets``), so what ran is always
+known, and a redelivery of the request (same idempotency key) runs on the recorded list, never on
+a new resolution: a fleet re-tagged in between does not change what one request runs on.
 
 Refused (422, nothing created): a selector that matches no instance (``NoTargets``), or more than
-``MAX_TARGETS`` (``TooManyTargets``, with the count), the most one request may name.
+``MAX_TARGETS`` (``TooManyTargets``), the most one request may name: the listing stops past
+``MAX_TARGETS`` (ListTagResources gives no total), so the refusal says "more than 10000" — the
+count when it is known (a resource group listed by DescribeInstances).
 
-What DescribeInstances answered (``Status``, ``OSType``) is kept beside the list: pre-flight
+What DescribeInstances answered (``Status``, ``OSType``, ``ResourceGroupId``) is kept beside the list: pre-flight
 takes it instead of looking the instances up again (only the agents are asked,
 DescribeCloudAssistantStatus). ``target_verdicts`` gives every target's pre-flight verdict — what
 ``DryRun`` shows.
 
-RAM: DescribeInstances is a "list" action; its RAM authorization names the instance resource
+RAM: ListTagResources on ``instance/*`` (ResourceType instance, no ResourceId), and
+DescribeInstances, a "list" action; its RAM authorization names the instance resource
 (``acs:ecs:{region}:{account}:instance/*`` for a filtered listing, which names no instance —
 https://www.alibabacloud.com/help/en/ecs/developer-reference/api-ecs-2014-05-26-ram). The
 function role's ``ecs:DescribeInstances`` on ``instance/*`` of its regions covers it; a
@@ -48,7 +54,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("assistflow.targets")
 
 MAX_TARGETS = 10000  # as many as InstanceIds may list
-FACTS = ("Status", "OSType")  # what pre-flight needs of DescribeInstances' answer
+FACTS = ("Status", "OSType", "ResourceGroupId")  # kept of DescribeInstances' answer
 
 
 class NoTargetsError(ViolationsError):
