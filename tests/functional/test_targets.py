@@ -39,14 +39,16 @@ BATCH = [f"i-batch{n:05d}" for n in range(1, 6)]
 
 def fleet(batch_tags: dict[str, dict[str, str]] | None = None) -> list[dict[str, Any]]:
     """The default fleet, five simulated instances in rg-batch (tags per instance), and
-    10,001 simulated instances tagged fleet=huge."""
+    10,001 simulated instances tagged fleet=huge, 1,500 tagged fleet=wide in rg-wide."""
     tags = batch_tags or {i: {"wave": "one" if n < 3 else "two"} for n, i in enumerate(BATCH)}
     return [asdict(i) for i in default_fleet()] + [
         {"InstanceId": i, "Mode": "simulated", "ResourceGroupId": "rg-batch", "Tags": tags[i],
          "Simulated": {"Output": f"ran on {i}\n", "ExitCode": 0, "Duration": 0.1}}
         for i in BATCH] + [
         {"InstanceId": "i-huge", "Count": 10001, "Mode": "simulated", "Tags": {"fleet": "huge"},
-         "ResourceGroupId": "rg-huge"}]
+         "ResourceGroupId": "rg-huge"},
+        {"InstanceId": "i-wide", "Count": 1500, "Mode": "simulated", "Tags": {"fleet": "wide"},
+         "ResourceGroupId": "rg-wide"}]
 
 
 @pytest.fixture(scope="module")
@@ -117,6 +119,34 @@ def test_more_than_ten_thousand_matches_are_refused_with_the_count(
     assert "more than 10000 instances match tags fleet=huge" in body["Message"]
     assert body["Errors"][0]["value"] is None
     assert created(endpoints) == before
+
+
+def test_a_selector_over_a_thousand_instances_resolves_to_every_one(
+        tagged: tuple[LocalCloud, Endpoints]) -> None:
+    """DescribeInstances' tag and group filters cover at most 1,000 instances (as on Alibaba
+    Cloud); the resolution, with the function role's keys (RAM enforced), finds all 1,500."""
+    cloud, endpoints = tagged
+    clients = Clients(_settings(cloud))
+    wide = tuple(f"i-wide{n:05d}" for n in range(1, 1501))
+    ecs = clients.ecs_in(clients.settings.region)
+    assert len(ecs._listing_of_group("rg-wide")) == 1000  # the local cloud is no kinder
+    for n, (selector, expected) in enumerate((
+            ({"Tags": [{"Key": "fleet", "Value": "wide"}]},
+             {"ListTagResources": 30, "DescribeInstances": 15}),
+            ({"ResourceGroupId": "rg-wide"}, {"ListTagResources": 30, "DescribeInstances": 25}),
+            ({"Tags": [{"Key": "fleet", "Value": "wide"}], "ResourceGroupId": "rg-wide"},
+             {"ListTagResources": 30, "DescribeInstances": 15}))):
+        intake = Intake("cli", key=f"targets-wide-{n}", clients=clients)
+        intake.validate({**SCRIPT, **selector})
+        intake.check_allowed()
+        calls(endpoints, reset=True)
+        request = intake.resolve()
+        assert request.instance_ids == wide, selector
+        assert intake.resolution is not None and set(intake.resolution.facts) == set(wide)
+        assert intake.resolution.facts[wide[-1]] == {
+            "Status": "Running", "OSType": "linux", "ResourceGroupId": "rg-wide"}
+        made = calls(endpoints)
+        assert {k: made.get(k, 0) for k in expected} == expected, (selector, made)
 
 
 def test_a_selector_that_matches_nothing_is_refused(tagged: tuple[LocalCloud, Endpoints]
