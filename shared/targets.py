@@ -16,11 +16,10 @@ a new resolution: a fleet re-tagged in between does not change what one request 
 
 Refused (422, nothing created): a selector that matches no instance (``NoTargets``), or more than
 ``MAX_TARGETS`` (``TooManyTargets``), the most one request may name: the listing stops past
-``MAX_TARGETS`` (ListTagResources gives no total), so the refusal says "more than 10000" — the
-count when it is known (a resource group listed by DescribeInstances).
+``MAX_TARGETS`` (ListTagResources gives no total), so the refusal says "more than 10000".
 
-What DescribeInstances answered (``Status``, ``OSType``, ``ResourceGroupId``) is kept beside the list: pre-flight
-takes it instead of looking the instances up again (only the agents are asked,
+What DescribeInstances answered (``Status``, ``OSType``, ``ResourceGroupId``) is kept beside the
+list: pre-flight takes it instead of looking the instances up again (only the agents are asked,
 DescribeCloudAssistantStatus). ``target_verdicts`` gives every target's pre-flight verdict — what
 ``DryRun`` shows.
 

@@ -109,8 +109,8 @@ def test_list_tag_resources_refuses_what_the_api_refuses(tmp_path: Path) -> None
         assert code(ResourceType="instance", Tags=tag + tag) == ("Duplicate.TagKey", 400)
         assert code(ResourceType="instance", Tags=[{"Key": "k" * 129, "Value": "v"}]) == (
             "InvalidTagKey.Malformed", 400)
-        assert code(ResourceType="instance", Tags=[{"Key": "acs:rm:rgId", "Value": "rg-web"}]
-                    + tag) == ("InvalidParameter.Tag", 400)
+        group = {"Key": "acs:rm:rgId", "Value": "rg-web"}
+        assert code(ResourceType="instance", Tags=[group, *tag]) == ("InvalidParameter.Tag", 400)
         assert code(ResourceType="instance", TagFilters=[{"TagKey": "app"}]) == (
             "InvalidParameter.TagFilter", 400)
         first = ecs.call(make(ListTagResourcesRequest, ResourceType="instance",
