@@ -31,8 +31,6 @@ PAGE_SIZE = 50  # the largest MaxResults the Describe* APIs accept
 DESCRIBE_INSTANCES_MAX = 100  # InstanceIds per DescribeInstances call
 STATUS_MAX = 50  # InstanceId.N per DescribeCloudAssistantStatus call
 FILTER_LIMIT = 1000  # resources a Tag.N / ResourceGroupId filter of DescribeInstances covers
-GROUP_KEY = "acs:rm:rgId"  # ListTagResources' Tag.N.Key for "resources of a resource group":
-# the Tag.Key docstring of ListTagResourcesRequest (alibabacloud-ecs20140526)
 
 
 class CloudAssistant:
@@ -206,41 +204,11 @@ class CloudAssistant:
         pages = run_each(chunk, _chunks(instance_ids, DESCRIBE_INSTANCES_MAX))
         return {item["InstanceId"]: item for page in pages for item in page}
 
-    def select_instances(self, tags: tuple[tuple[str, str], ...], resource_group_id: str,
-                         limit: int) -> tuple[list[dict[str, Any]], int | None]:
-        """The instances carrying every tag of ``tags`` and in ``resource_group_id`` ("": any),
-        each as DescribeInstances describes it: (them, how many), or — past ``limit`` — (the
-        first ``limit`` + 1 ids found, None: "more than ``limit``"; the listing stops there).
-
-        DescribeInstances' ``Tag.N`` and ``ResourceGroupId`` filters cover at most 1,000
-        resources ("If the number of resources exceeds 1,000, call ListTagResources": the
-        ``Tag.N.Key`` docstrings of alibabacloud-ecs20140526's requests; "the number of resources
-        cannot exceed 1,000" for ResourceGroupId), with no error past that. So:
-
-        * tags: ListTagResources (every page, ``tagged``), then the instances by id
-          (``describe_instances``: 100 a call, side by side), kept if they still carry every
-          tag (and are in the group, when one is named too: ListTagResources cannot combine a
-          group with tags);
-        * a group alone: DescribeInstances filtered by it, every page via NextToken, 100 a page
-          (its largest MaxResults, alibabacloud-ecs20140526 7.11.8). Fewer than
-          ``FILTER_LIMIT`` found is the whole group; exactly that many is inconclusive, and the
-          group is listed again through ListTagResources' ``acs:rm:rgId`` key.
-        """
-        if not tags:
-            found = self._listing_of_group(resource_group_id)
-            if len(found) < FILTER_LIMIT:
-                return found, len(found)
-            ids = self.tagged(((GROUP_KEY, resource_group_id),), limit)
-        else:
-            ids = self.tagged(tags, limit)
-        if len(ids) > limit:
-            return [{"InstanceId": i} for i in ids[:limit + 1]], None
-        described = self.describe_instances(tuple(ids))
-        found = [described[i] for i in ids
-                 if i in described and _holds(described[i], tags, resource_group_id)]
-        return found, len(found)
-
-    def _listing_of_group(self, resource_group_id: str) -> list[dict[str, Any]]:
+    def group_listing(self, resource_group_id: str) -> list[dict[str, Any]]:
+        """DescribeInstances filtered by ``resource_group_id``, every page via NextToken, 100 a
+        page (its largest MaxResults: alibabacloud-ecs20140526 7.11.8). The filter covers at
+        most 1,000 instances ("the number of resources cannot exceed 1,000"), so a listing of
+        ``FILTER_LIMIT`` is inconclusive (``shared.targets``)."""
         from aliyunsdkecs.request.v20140526.DescribeInstancesRequest import (
             DescribeInstancesRequest,
         )
@@ -256,30 +224,37 @@ class CloudAssistant:
             if not token:
                 return found
 
-    def tagged(self, tags: tuple[tuple[str, str], ...], limit: int) -> list[str]:
-        """The ids of the instances carrying every tag of ``tags`` (or, with the one key
-        ``acs:rm:rgId``, in that resource group), in the order ListTagResources lists them —
-        every page via NextToken, or until more than ``limit`` are found.
+    def instance_page(self, number: int) -> tuple[list[dict[str, Any]], int]:
+        """Page ``number`` of every instance of the region, 100 a page (PageSize's largest),
+        and the TotalCount the page states (valid with PageNumber / PageSize paging, unlike a
+        NextToken listing's: the API reference,
+        https://www.alibabacloud.com/help/en/ecs/developer-reference/api-describeinstances).
+        Pages are independent, so they can be read side by side."""
+        from aliyunsdkecs.request.v20140526.DescribeInstancesRequest import (
+            DescribeInstancesRequest,
+        )
 
-        ListTagResources answers one row per (resource, tag), so a resource may come on several
-        rows and pages; it takes no page size (the API reference,
-        https://www.alibabacloud.com/help/en/ecs/developer-reference/api-ecs-2014-05-26-listtagresources;
+        page = self.call(_given(DescribeInstancesRequest(), PageNumber=number,
+                                PageSize=DESCRIBE_INSTANCES_MAX))
+        return list(page["Instances"]["Instance"]), int(page.get("TotalCount") or 0)
+
+    def tag_page(self, tags: tuple[tuple[str, str], ...], token: str = ""
+                 ) -> tuple[list[str], str]:
+        """One page of ListTagResources for instances carrying every tag of ``tags`` (or, with
+        the one key ``acs:rm:rgId``, in that resource group): the ResourceIds of its rows, in
+        order, and the next page's token ("": the last). The API answers one row per
+        (resource, tag), so a resource may come on several rows and pages, and it takes no page
+        size (https://www.alibabacloud.com/help/en/ecs/developer-reference/api-ecs-2014-05-26-listtagresources;
         ``ListTagResourcesRequest``, aliyun-python-sdk-ecs 4.24.83)."""
         from aliyunsdkecs.request.v20140526.ListTagResourcesRequest import (
             ListTagResourcesRequest,
         )
 
-        ids: dict[str, None] = {}
-        token = ""
-        while True:
-            req = _given(ListTagResourcesRequest(), ResourceType="instance", NextToken=token,
-                         Tags=[{"Key": key, "Value": value} for key, value in tags])
-            page = self.call(req)
-            ids.update((str(row["ResourceId"]), None)
-                       for row in page["TagResources"]["TagResource"])
-            token = page.get("NextToken") or ""
-            if not token or len(ids) > limit:
-                return list(ids)
+        page = self.call(_given(ListTagResourcesRequest(), ResourceType="instance",
+                                NextToken=token,
+                                Tags=[{"Key": key, "Value": value} for key, value in tags]))
+        return ([str(row["ResourceId"]) for row in page["TagResources"]["TagResource"]],
+                str(page.get("NextToken") or ""))
 
     def cloud_assistant_status(self, instance_ids: tuple[str, ...]) -> dict[str, str]:
         """``"true"`` for each instance whose agent sent a heartbeat recently (50 per call, the
@@ -371,15 +346,6 @@ class CloudAssistant:
 
 def _chunks(items: tuple[str, ...], size: int) -> list[tuple[str, ...]]:
     return [items[start:start + size] for start in range(0, len(items), size)]
-
-
-def _holds(instance: dict[str, Any], tags: tuple[tuple[str, str], ...], group: str) -> bool:
-    """``instance`` (as DescribeInstances describes it) carries every tag and is in ``group``
-    ("": any)."""
-    carried = {t.get("TagKey"): t.get("TagValue")
-               for t in (instance.get("Tags") or {}).get("Tag", [])}
-    return all(carried.get(key) == value for key, value in tags) and (
-        not group or instance.get("ResourceGroupId") == group)
 
 
 def _given(req: RpcRequest, **fields: Any) -> RpcRequest:

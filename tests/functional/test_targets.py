@@ -2,7 +2,7 @@
 
 Through the signed webhook of a local cloud whose fleet carries tags and resource groups: a
 selector runs on exactly its matching instances, a fleet over 10,000 matches is refused with
-"more than 10000", none is refused too, and a redelivery runs on the list recorded the first time
+the count, none is refused too, and a redelivery runs on the list recorded the first time
 even after the fleet was re-tagged. Every check of what ran asks Cloud Assistant itself.
 """
 
@@ -20,6 +20,7 @@ import pytest
 
 from local.cloud import LocalCloud
 from local.emulators.ecs.inventory import default_fleet
+from shared import targets
 from shared.clients import Clients
 from shared.config import Settings
 from shared.errors import NotAllowedError
@@ -105,6 +106,9 @@ def test_a_selected_stopped_instance_is_refused_as_a_listed_one_would_be(
     assert created(endpoints) == before
 
 
+REGION_PAGES = 116  # the fixture's 11,512 instances, 100 a page
+
+
 def test_more_than_ten_thousand_matches_are_refused_with_the_count(
         tagged: tuple[LocalCloud, Endpoints]) -> None:
     _, endpoints = tagged
@@ -112,31 +116,58 @@ def test_more_than_ten_thousand_matches_are_refused_with_the_count(
     calls(endpoints, reset=True)
     status, body = endpoints.post({**SCRIPT, "Tags": [{"Key": "fleet", "Value": "huge"}]})
     assert status == 422 and body["Code"] == "TooManyTargets", body
-    # ListTagResources, 50 rows (one tag each) a page: past 10,000 ids (page 201) it stops,
-    # and gives no total; no instance is looked up
+    # ten pages of ListTagResources, then the region's 116 pages side by side: the count
     made = calls(endpoints)
-    assert made["ListTagResources"] == 201 and "DescribeInstances" not in made, made
-    assert "more than 10000 instances match tags fleet=huge" in body["Message"]
-    assert body["Errors"][0]["value"] is None
+    assert (made["ListTagResources"], made["DescribeInstances"]) == (10, REGION_PAGES), made
+    assert "10001 instances match tags fleet=huge" in body["Message"]
+    assert body["Errors"][0]["value"] == 10001
     assert created(endpoints) == before
 
 
-def test_a_selector_over_a_thousand_instances_resolves_to_every_one(
-        tagged: tuple[LocalCloud, Endpoints]) -> None:
-    """DescribeInstances' tag and group filters cover at most 1,000 instances (as on Alibaba
-    Cloud); the resolution, with the function role's keys (RAM enforced), finds all 1,500."""
+def test_past_ten_thousand_a_region_too_large_to_scan_is_refused_without_a_count(
+        tagged: tuple[LocalCloud, Endpoints], monkeypatch: pytest.MonkeyPatch) -> None:
     cloud, endpoints = tagged
+    monkeypatch.setattr(targets, "SCAN_MAX_PAGES", 5)
+    intake = Intake("cli", key="targets-huge-chain", clients=Clients(_settings(cloud)))
+    intake.validate({**SCRIPT, "Tags": [{"Key": "fleet", "Value": "huge"}]})
+    intake.check_allowed()
+    calls(endpoints, reset=True)
+    with pytest.raises(targets.TooManyTargetsError) as refused:
+        intake.resolve()
+    # ListTagResources, 50 rows (one tag each) a page: past 10,000 ids (page 201) it stops;
+    # it gives no total. The one region page read only said the region is too large.
+    made = calls(endpoints)
+    assert (made["ListTagResources"], made["DescribeInstances"]) == (201, 1), made
+    assert "more than 10000 instances match tags fleet=huge" in str(refused.value)
+    assert refused.value.violations[0].value is None
+
+
+@pytest.mark.parametrize("scan", [True, False], ids=["region-scan", "tag-listing"])
+def test_a_selector_over_a_thousand_instances_resolves_to_every_one(
+        tagged: tuple[LocalCloud, Endpoints], monkeypatch: pytest.MonkeyPatch, scan: bool
+        ) -> None:
+    """DescribeInstances' tag and group filters cover at most 1,000 instances (as on Alibaba
+    Cloud); the resolution, with the function role's keys (RAM enforced), finds all 1,500 -
+    by reading the region side by side, or (a region too large for that) through every page
+    of ListTagResources."""
+    cloud, endpoints = tagged
+    if not scan:
+        monkeypatch.setattr(targets, "SCAN_MAX_PAGES", 5)
     clients = Clients(_settings(cloud))
     wide = tuple(f"i-wide{n:05d}" for n in range(1, 1501))
     ecs = clients.ecs_in(clients.settings.region)
-    assert len(ecs._listing_of_group("rg-wide")) == 1000  # the local cloud is no kinder
+    assert len(ecs.group_listing("rg-wide")) == 1000  # the local cloud is no kinder
+    # after ten pages of ListTagResources: the region (116 pages), or one region page (too
+    # large), the 20 other pages and the 1,500 instances by id (15 calls)
+    listed, described = (10, REGION_PAGES) if scan else (30, 16)
     for n, (selector, expected) in enumerate((
             ({"Tags": [{"Key": "fleet", "Value": "wide"}]},
-             {"ListTagResources": 30, "DescribeInstances": 15}),
-            ({"ResourceGroupId": "rg-wide"}, {"ListTagResources": 30, "DescribeInstances": 25}),
+             {"ListTagResources": listed, "DescribeInstances": described}),
+            ({"ResourceGroupId": "rg-wide"},  # after the filtered listing's ten pages
+             {"ListTagResources": listed, "DescribeInstances": described + 10}),
             ({"Tags": [{"Key": "fleet", "Value": "wide"}], "ResourceGroupId": "rg-wide"},
-             {"ListTagResources": 30, "DescribeInstances": 15}))):
-        intake = Intake("cli", key=f"targets-wide-{n}", clients=clients)
+             {"ListTagResources": listed, "DescribeInstances": described}))):
+        intake = Intake("cli", key=f"targets-wide-{scan}-{n}", clients=clients)
         intake.validate({**SCRIPT, **selector})
         intake.check_allowed()
         calls(endpoints, reset=True)
