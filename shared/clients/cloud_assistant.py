@@ -35,6 +35,7 @@ STATUS_MAX = 50  # InstanceId.N per DescribeCloudAssistantStatus call
 # sized to match), not the invocation's default 8 — ~1.5 s at ECS's ~120 ms instead of ~4.5 s,
 # and 300 calls stay far inside the per-minute quota of each action (1000/60 s).
 LOOKUP_WORKERS = 20
+FILTER_LIMIT = 1000  # resources a Tag.N / ResourceGroupId filter of DescribeInstances covers
 
 
 class CloudAssistant:
@@ -208,47 +209,57 @@ class CloudAssistant:
         pages = run_each(chunk, _chunks(instance_ids, DESCRIBE_INSTANCES_MAX), LOOKUP_WORKERS)
         return {item["InstanceId"]: item for page in pages for item in page}
 
-    def select_instances(self, tags: tuple[tuple[str, str], ...], resource_group_id: str,
-                         limit: int) -> tuple[list[dict[str, Any]], int | None]:
-        """The instances carrying every tag of ``tags`` and in ``resource_group_id`` ("": any),
-        every page via NextToken, 100 a page (DescribeInstances' largest MaxResults: the
-        ``max_results`` docstring of ``DescribeInstancesRequest``, alibabacloud-ecs20140526
-        7.11.8). Past ``limit`` matches it stops and counts them: (the first ``limit`` + 1,
-        the count). A NextToken listing's TotalCount "is invalid" (the API reference,
-        https://www.alibabacloud.com/help/en/ecs/developer-reference/api-describeinstances),
-        so the count comes from one PageNumber/PageSize call, whose TotalCount is valid (None
-        if that call fails: "more than ``limit``"). Within the limit: (every match, how
-        many)."""
+    def group_listing(self, resource_group_id: str) -> list[dict[str, Any]]:
+        """DescribeInstances filtered by ``resource_group_id``, every page via NextToken, 100 a
+        page (its largest MaxResults: alibabacloud-ecs20140526 7.11.8). The filter covers at
+        most 1,000 instances ("the number of resources cannot exceed 1,000"), so a listing of
+        ``FILTER_LIMIT`` is inconclusive (``shared.targets``)."""
         from aliyunsdkecs.request.v20140526.DescribeInstancesRequest import (
             DescribeInstancesRequest,
         )
 
-        def filtered() -> DescribeInstancesRequest:
-            return _given(DescribeInstancesRequest(), ResourceGroupId=resource_group_id,
-                          Tags=[{"Key": key, "Value": value} for key, value in tags])
-
         found: list[dict[str, Any]] = []
         token = ""
         while True:
-            req = filtered()
-            req.set_MaxResults(DESCRIBE_INSTANCES_MAX)
-            if token:
-                req.set_NextToken(token)
+            req = _given(DescribeInstancesRequest(), ResourceGroupId=resource_group_id,
+                         MaxResults=DESCRIBE_INSTANCES_MAX, NextToken=token)
             page = self.call(req)
             found.extend(page["Instances"]["Instance"])
             token = page.get("NextToken") or ""
-            if len(found) > limit:
-                break
             if not token:
-                return found, len(found)
-        counting = filtered()
-        counting.set_PageSize(1)
-        counting.set_PageNumber(1)
-        try:
-            total = int(self.call(counting).get("TotalCount") or 0)
-        except CloudCallError:
-            return found, None
-        return found, max(total, len(found))
+                return found
+
+    def instance_page(self, number: int) -> tuple[list[dict[str, Any]], int]:
+        """Page ``number`` of every instance of the region, 100 a page (PageSize's largest),
+        and the TotalCount the page states (valid with PageNumber / PageSize paging, unlike a
+        NextToken listing's: the API reference,
+        https://www.alibabacloud.com/help/en/ecs/developer-reference/api-describeinstances).
+        Pages are independent, so they can be read side by side."""
+        from aliyunsdkecs.request.v20140526.DescribeInstancesRequest import (
+            DescribeInstancesRequest,
+        )
+
+        page = self.call(_given(DescribeInstancesRequest(), PageNumber=number,
+                                PageSize=DESCRIBE_INSTANCES_MAX))
+        return list(page["Instances"]["Instance"]), int(page.get("TotalCount") or 0)
+
+    def tag_page(self, tags: tuple[tuple[str, str], ...], token: str = ""
+                 ) -> tuple[list[str], str]:
+        """One page of ListTagResources for instances carrying every tag of ``tags`` (or, with
+        the one key ``acs:rm:rgId``, in that resource group): the ResourceIds of its rows, in
+        order, and the next page's token ("": the last). The API answers one row per
+        (resource, tag), so a resource may come on several rows and pages, and it takes no page
+        size (https://www.alibabacloud.com/help/en/ecs/developer-reference/api-ecs-2014-05-26-listtagresources;
+        ``ListTagResourcesRequest``, aliyun-python-sdk-ecs 4.24.83)."""
+        from aliyunsdkecs.request.v20140526.ListTagResourcesRequest import (
+            ListTagResourcesRequest,
+        )
+
+        page = self.call(_given(ListTagResourcesRequest(), ResourceType="instance",
+                                NextToken=token,
+                                Tags=[{"Key": key, "Value": value} for key, value in tags]))
+        return ([str(row["ResourceId"]) for row in page["TagResources"]["TagResource"]],
+                str(page.get("NextToken") or ""))
 
     def cloud_assistant_status(self, instance_ids: tuple[str, ...]) -> dict[str, str]:
         """``"true"`` for each instance whose agent sent a heartbeat recently (50 per call, the

@@ -20,6 +20,7 @@ import pytest
 
 from local.cloud import LocalCloud
 from local.emulators.ecs.inventory import default_fleet
+from shared import targets
 from shared.clients import Clients
 from shared.config import Settings
 from shared.errors import NotAllowedError
@@ -39,14 +40,16 @@ BATCH = [f"i-batch{n:05d}" for n in range(1, 6)]
 
 def fleet(batch_tags: dict[str, dict[str, str]] | None = None) -> list[dict[str, Any]]:
     """The default fleet, five simulated instances in rg-batch (tags per instance), and
-    10,001 simulated instances tagged fleet=huge."""
+    10,001 simulated instances tagged fleet=huge, 1,500 tagged fleet=wide in rg-wide."""
     tags = batch_tags or {i: {"wave": "one" if n < 3 else "two"} for n, i in enumerate(BATCH)}
     return [asdict(i) for i in default_fleet()] + [
         {"InstanceId": i, "Mode": "simulated", "ResourceGroupId": "rg-batch", "Tags": tags[i],
          "Simulated": {"Output": f"ran on {i}\n", "ExitCode": 0, "Duration": 0.1}}
         for i in BATCH] + [
         {"InstanceId": "i-huge", "Count": 10001, "Mode": "simulated", "Tags": {"fleet": "huge"},
-         "ResourceGroupId": "rg-huge"}]
+         "ResourceGroupId": "rg-huge"},
+        {"InstanceId": "i-wide", "Count": 1500, "Mode": "simulated", "Tags": {"fleet": "wide"},
+         "ResourceGroupId": "rg-wide"}]
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +106,9 @@ def test_a_selected_stopped_instance_is_refused_as_a_listed_one_would_be(
     assert created(endpoints) == before
 
 
+REGION_PAGES = 116  # the fixture's 11,512 instances, 100 a page
+
+
 def test_more_than_ten_thousand_matches_are_refused_with_the_count(
         tagged: tuple[LocalCloud, Endpoints]) -> None:
     _, endpoints = tagged
@@ -110,11 +116,68 @@ def test_more_than_ten_thousand_matches_are_refused_with_the_count(
     calls(endpoints, reset=True)
     status, body = endpoints.post({**SCRIPT, "Tags": [{"Key": "fleet", "Value": "huge"}]})
     assert status == 422 and body["Code"] == "TooManyTargets", body
-    # 101 pages of 100 (past 10,000 it stops), then one PageSize call for the count
-    assert calls(endpoints)["DescribeInstances"] == 102
+    # ten pages of ListTagResources, then the region's 116 pages side by side: the count
+    made = calls(endpoints)
+    assert (made["ListTagResources"], made["DescribeInstances"]) == (10, REGION_PAGES), made
     assert "10001 instances match tags fleet=huge" in body["Message"]
     assert body["Errors"][0]["value"] == 10001
     assert created(endpoints) == before
+
+
+def test_past_ten_thousand_a_region_too_large_to_scan_is_refused_without_a_count(
+        tagged: tuple[LocalCloud, Endpoints], monkeypatch: pytest.MonkeyPatch) -> None:
+    cloud, endpoints = tagged
+    monkeypatch.setattr(targets, "SCAN_MAX_PAGES", 5)
+    intake = Intake("cli", key="targets-huge-chain", clients=Clients(_settings(cloud)))
+    intake.validate({**SCRIPT, "Tags": [{"Key": "fleet", "Value": "huge"}]})
+    intake.check_allowed()
+    calls(endpoints, reset=True)
+    with pytest.raises(targets.TooManyTargetsError) as refused:
+        intake.resolve()
+    # ListTagResources, 50 rows (one tag each) a page: past 10,000 ids (page 201) it stops;
+    # it gives no total. The one region page read only said the region is too large.
+    made = calls(endpoints)
+    assert (made["ListTagResources"], made["DescribeInstances"]) == (201, 1), made
+    assert "more than 10000 instances match tags fleet=huge" in str(refused.value)
+    assert refused.value.violations[0].value is None
+
+
+@pytest.mark.parametrize("scan", [True, False], ids=["region-scan", "tag-listing"])
+def test_a_selector_over_a_thousand_instances_resolves_to_every_one(
+        tagged: tuple[LocalCloud, Endpoints], monkeypatch: pytest.MonkeyPatch, scan: bool
+        ) -> None:
+    """DescribeInstances' tag and group filters cover at most 1,000 instances (as on Alibaba
+    Cloud); the resolution, with the function role's keys (RAM enforced), finds all 1,500 -
+    by reading the region side by side, or (a region too large for that) through every page
+    of ListTagResources."""
+    cloud, endpoints = tagged
+    if not scan:
+        monkeypatch.setattr(targets, "SCAN_MAX_PAGES", 5)
+    clients = Clients(_settings(cloud))
+    wide = tuple(f"i-wide{n:05d}" for n in range(1, 1501))
+    ecs = clients.ecs_in(clients.settings.region)
+    assert len(ecs.group_listing("rg-wide")) == 1000  # the local cloud is no kinder
+    # after ten pages of ListTagResources: the region (116 pages), or one region page (too
+    # large), the 20 other pages and the 1,500 instances by id (15 calls)
+    listed, described = (10, REGION_PAGES) if scan else (30, 16)
+    for n, (selector, expected) in enumerate((
+            ({"Tags": [{"Key": "fleet", "Value": "wide"}]},
+             {"ListTagResources": listed, "DescribeInstances": described}),
+            ({"ResourceGroupId": "rg-wide"},  # after the filtered listing's ten pages
+             {"ListTagResources": listed, "DescribeInstances": described + 10}),
+            ({"Tags": [{"Key": "fleet", "Value": "wide"}], "ResourceGroupId": "rg-wide"},
+             {"ListTagResources": listed, "DescribeInstances": described}))):
+        intake = Intake("cli", key=f"targets-wide-{scan}-{n}", clients=clients)
+        intake.validate({**SCRIPT, **selector})
+        intake.check_allowed()
+        calls(endpoints, reset=True)
+        request = intake.resolve()
+        assert request.instance_ids == wide, selector
+        assert intake.resolution is not None and set(intake.resolution.facts) == set(wide)
+        assert intake.resolution.facts[wide[-1]] == {
+            "Status": "Running", "OSType": "linux", "ResourceGroupId": "rg-wide"}
+        made = calls(endpoints)
+        assert {k: made.get(k, 0) for k in expected} == expected, (selector, made)
 
 
 def test_a_selector_that_matches_nothing_is_refused(tagged: tuple[LocalCloud, Endpoints]

@@ -77,6 +77,7 @@ EXPECTED_ECS = {  # per ECS's RAM authorization reference; ids from the call, el
     "DescribeInvocationResults": ["command/c-1", "instance/i-1", "instance/i-2"],
     "DescribeInstances": ["instance/i-a", "instance/i-b"],
     "DescribeCloudAssistantStatus": ["instance/i-1", "instance/i-2"],
+    "ListTagResources": ["instance/i-r"],  # ResourceType instance; no ResourceId: instance/*
 }
 
 
@@ -86,7 +87,7 @@ def test_each_ecs_action_is_checked_under_its_ram_name_and_arns(ecs: Ecs, action
     from local.emulators.ecs.wire import Params
 
     params = {"RegionId": "cn-shanghai", "CommandId": "c-1", "InstanceId.1": "i-1",
-              "InstanceId.2": "i-2", "InstanceIds": '["i-a", "i-b"]'}
+              "InstanceId.2": "i-2", "InstanceIds": '["i-a", "i-b"]', "ResourceId.1": "i-r"}
     call = Call(request=None, request_id="r", action=action, params=Params(params))  # type: ignore[arg-type]
     checks = ecs.app.ram_request(call).checks
     assert {a for a, _ in checks} == {f"ecs:{action}"}

@@ -46,6 +46,7 @@ RAM_RESOURCES: dict[str, tuple[tuple[str, str], ...]] = {
     "DescribeInvocationResults": (("command", "CommandId"), ("instance", "InstanceId")),
     "DescribeInstances": (("instance", "InstanceIds"),),
     "DescribeCloudAssistantStatus": (("instance", "InstanceId"),),
+    "ListTagResources": (("instance", "ResourceId"),),
 }
 
 

@@ -291,3 +291,47 @@ class DryRunOperation(EcsError):
     code, status = "DryRunOperation", 400
     template = "Request validation has been passed with DryRun flag set."
 
+
+
+# --- tags (ListTagResources) ---------------------------------------------------------------------
+# The error table of https://www.alibabacloud.com/help/en/ecs/developer-reference/api-ecs-2014-05-26-listtagresources
+class MissingParameterResourceType(EcsError):
+    code, status = "MissingParameter.ResourceType", 404
+    template = "The parameter - ResourceType should not be null"
+
+
+class MissingParameterTags(EcsError):
+    """Neither ResourceId.N nor Tag.N nor TagFilter.N: nothing to query."""
+
+    code, status = "MissingParameter.Tags", 404
+    template = "The parameter - Tags should not be null"
+
+
+class InvalidResourceTypeNotFound(EcsError):
+    code, status = "InvalidResourceType.NotFound", 404
+    template = "The ResourceType provided does not exist in our records."
+
+
+class NumberExceedResourceIds(EcsError):
+    code, status = "NumberExceed.ResourceIds", 400
+    template = "The ResourceIds parameter's number is exceed , Valid : {limit}"
+
+
+class NumberExceedTags(EcsError):
+    code, status = "NumberExceed.Tags", 400
+    template = "The Tags parameter's number is exceed , Valid : {limit}"
+
+
+class DuplicateTagKey(EcsError):
+    code, status = "Duplicate.TagKey", 400
+    template = "The Tag.N.Key contain duplicate key."
+
+
+class InvalidTagKeyMalformed(EcsError):
+    code, status = "InvalidTagKey.Malformed", 400
+    template = "The specified Tag.n.Key is not valid: {detail}"
+
+
+class InvalidTagValueMalformed(EcsError):
+    code, status = "InvalidTagValue.Malformed", 400
+    template = "The specified Tag.n.Value is not valid: {detail}"

@@ -16,9 +16,10 @@ import json
 from typing import Any
 
 from local.emulators.base import Call, Operations
-from local.emulators.ecs import listing, rules, wire
+from local.emulators.ecs import listing, rules, tagging, wire
 from local.emulators.ecs.entities import Activity, CommandSpec, InvokeSpec, Record
 from local.emulators.ecs.errors import InstanceIdsExceedLimit, MissingParameter
+from local.emulators.ecs.inventory import Instance
 from local.emulators.ecs.model import EcsModel
 from local.emulators.ecs.rules import iso, legacy_overall, legacy_status, overall_status
 from local.emulators.ecs.wire import Params, page
@@ -228,7 +229,8 @@ def describe_instances(m: EcsModel, call: Call) -> Answer:
     TagValue}]`` and ``ResourceGroupId`` as the API reference's ``Instance`` does."""
     p: Params = call.params
     query = listing.Query(p)
-    chunk, meta = listing.page(_SELECTIONS.select(m.instances, query), query, p)
+    found = _SELECTIONS.get(m.instances, query.key, lambda: listing.select(m.instances, query))
+    chunk, meta = listing.page(found, query, p)
     return {**meta, "Instances": {"Instance": [{
         "InstanceId": i.InstanceId, "InstanceName": i.InstanceName, "HostName": i.InstanceName,
         "Status": i.Status, "OSType": i.OSType, "OSName": i.OSName or (
@@ -239,7 +241,21 @@ def describe_instances(m: EcsModel, call: Call) -> Answer:
     } for i in chunk]}}
 
 
-_SELECTIONS = listing.Selections()
+_SELECTIONS: listing.Kept[Instance] = listing.Kept()
+
+
+@OPERATIONS.register("ListTagResources")
+def list_tag_resources(m: EcsModel, call: Call) -> Answer:
+    """The tags of the fleet's instances, by tag, resource group or id, paged by NextToken:
+    ``tagging.py``. No 1,000-resource limit: the listing for selections larger than that."""
+    p: Params = call.params
+    query = tagging.TagQuery(p)
+    found = _TAG_ROWS.get(m.instances, query.key, lambda: tagging.rows(m.instances, query))
+    chunk, token = tagging.page(found, query, p)
+    return {"NextToken": token, "TagResources": {"TagResource": chunk}}
+
+
+_TAG_ROWS: listing.Kept[Answer] = listing.Kept()
 
 
 @OPERATIONS.register("DescribeCloudAssistantStatus")
