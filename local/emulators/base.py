@@ -18,7 +18,8 @@ Beside them, a service keeps what only it has: ECS its agent (``executor.py``), 
 events (``events.py``) and — being the largest model — its entity classes in ``entities.py``;
 MNS its topics (``topics.py``) and documented limits (``limits.py``); OSS its CRC-64
 (``crc64.py``). What all of them use lives here, in ``faults.py`` (the fault table),
-``sqlite.py`` (the store base) and ``server.py`` (serving an app on loopback).
+``meters.py`` (the clock and the call counts), ``sqlite.py`` (the store base) and
+``server.py`` (serving an app on loopback).
 
 This module knows no service. ``EmulatorApp.dispatch`` runs one pipeline for all of them::
 
@@ -49,10 +50,8 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
@@ -62,6 +61,8 @@ from werkzeug.wrappers import Request, Response
 
 from local.emulators.faults import FaultRule, Faults
 from local.emulators.keyring import KeyRing as KeyRing  # re-exported: emulators import it here
+from local.emulators.meters import CallCounter as CallCounter  # re-exported, as Clock
+from local.emulators.meters import Clock as Clock
 from local.emulators.profile_hooks import CallPacing
 from local.ram import Decision, RamRequest
 
@@ -73,36 +74,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CONTROL_PREFIX = "/_emulator/"
-
-
-class Clock:
-    """Wall-clock time plus an offset that tests move forward instead of sleeping.
-
-    Every model reads time only through its clock, so a visibility timeout, a message delay or
-    a periodic invocation can be driven by ``advance`` (the control API's ``/_emulator/clock``).
-    """
-
-    def __init__(self) -> None:
-        self._offset = 0.0
-        self._lock = threading.Lock()
-        self._listeners: list[threading.Condition] = []
-
-    def now(self) -> float:
-        return time.time() + self._offset
-
-    def advance(self, seconds: float) -> None:
-        if seconds < 0:
-            raise ValueError("the clock only moves forward")
-        with self._lock:
-            self._offset += seconds
-            listeners = list(self._listeners)
-        for cond in listeners:  # wake waiters whose deadline may now have passed
-            with cond:
-                cond.notify_all()
-
-    def subscribe(self, cond: threading.Condition) -> None:
-        with self._lock:
-            self._listeners.append(cond)
 
 
 # --- errors ----------------------------------------------------------------------------------
@@ -191,36 +162,6 @@ class Operations(dict[str, Callable[[Any, Call], Any]], Generic[M]):
             return function
 
         return add
-
-
-class CallCounter:
-    """API calls received per action, for tests and benchmarks (``/_emulator/calls``)."""
-
-    def __init__(self) -> None:
-        self._counts: Counter[str] = Counter()
-        self._cpu: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def add(self, action: str) -> None:
-        with self._lock:
-            self._counts[action] += 1
-
-    def add_cpu(self, action: str, seconds: float) -> None:
-        with self._lock:
-            self._cpu[action] = self._cpu.get(action, 0.0) + seconds
-
-    def snapshot(self) -> dict[str, int]:
-        with self._lock:
-            return dict(self._counts)
-
-    def cpu_ms(self) -> dict[str, float]:
-        with self._lock:
-            return {action: round(s * 1000, 3) for action, s in self._cpu.items()}
-
-    def clear(self) -> None:
-        with self._lock:
-            self._counts.clear()
-            self._cpu.clear()
 
 
 def new_request_id() -> str:
