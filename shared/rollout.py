@@ -6,9 +6,9 @@ dispatcher for a batch refused for good (``batch_done``):
 * a request of one batch: the request summary is written beside the invocation's (from that
   summary), the batch's open marker goes, the ad-hoc command of a periodic script is deleted,
   and the notification job starts (once per request, ``shared.notify``);
-* a request of several batches: the batch's marker goes. "No open marker left" is the moment
-  the last batch of a wave — or of the request — is collected; to be sure somebody sees it
-  when two last batches finish together, each closer first puts an ``advance`` marker, then
+* a request of several batches: the batch's marker goes. "No batch marker left" is the
+  moment the last batch of a wave — or of the request — is collected; to be sure somebody sees
+  it when two last batches finish together, each closer first puts an ``advance`` marker, then
   deletes its batch marker, then lists: the last one to delete sees none left (the one before
   may see none too — every step below is idempotent). A closer that dies after deleting leaves
   its ``advance`` marker to the reconciler, which calls ``advance`` in its place.
@@ -41,6 +41,7 @@ from shared.ledger import (
     FINISHED_INVOCATION,
     INVOKED,
     PENDING,
+    SUBMIT,
     RequestRecord,
     delete_command,
     load_request,
@@ -118,14 +119,20 @@ def _legacy(clients: Clients, ecs: CloudAssistant, invocation: InvocationRecord)
 def batch_done(clients: Clients, ecs: CloudAssistant, record_or_id: RequestRecord | str,
                marker: str) -> None:
     """Batch ``marker``'s work is over (collected, or refused for good): see the module
-    docstring for the order of the marker operations."""
+    docstring for the order of the marker operations.
+
+    Only batch markers mean work in flight here. An intent (``submit``) marker does not: it
+    says whether every batch was started, which ``advance`` reads from the request record
+    itself (a batch not started is ``Pending`` there). Waiting for it would stall the request
+    when it outlives its batches — a submit that removes it only after they finished, or a
+    removal that failed — as nobody looks again once the last batch is closed."""
     request_id = record_or_id if isinstance(record_or_id, str) else record_or_id.request_id
     results = clients.results
     held = marker_key(request_id, ADVANCE, time.time() + ADVANCE_DUE)
     put_marker(results, held)
     if marker:
         results.delete(marker)
-    if not [m for m in open_markers(results, request_id) if m.slot != ADVANCE]:
+    if not [m for m in open_markers(results, request_id) if m.batch is not None]:
         advance(clients, ecs, request_id)
     results.delete(held)
 
@@ -194,6 +201,9 @@ def finish(clients: Clients, ecs: CloudAssistant, record: RequestRecord,
     _put_summary(bucket, template, document)
     log.info("request %s: finished, %s %s", record.request_id, document["Status"],
              document["Counts"])
+    # an intent marker that outlived the request (its removal failed) has nothing left to do
+    run_all([functools.partial(clients.results.delete, m.key)
+             for m in open_markers(clients.results, record.request_id) if m.slot == SUBMIT])
     if record.deletes_command and record.command_id:
         delete_command(ecs, record.command_id)
     notify.start(clients, template)
