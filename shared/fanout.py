@@ -199,9 +199,12 @@ def submit(request: CommandRequest, plan: Plan, clients: Clients, *, source: str
 
     results = clients.results
     existing = read_request(results, request_id)
-    if existing is not None:  # a redelivery: the record answers (the reconciler resumes)
+    if existing is not None:  # a redelivery: the record answers
         check_same(existing, fingerprint(request))
-        return accepted_from(load_request(results, request_id) or existing)
+        loaded = load_request(results, request_id) or existing
+        if existing.marker:  # wave 0 not known to be queued (the delivery before failed)
+            return _queue_wave_zero(clients, loaded)
+        return accepted_from(loaded)
     ecs = clients.ecs_in(request.region)
     started = now()
     timeout = commands.command_timeout(request, plan)
@@ -223,18 +226,31 @@ def submit(request: CommandRequest, plan: Plan, clients: Clients, *, source: str
     record = open_request(clients, intent)
     if record is not intent:
         return accepted_from(record)
-    try:
-        start_wave(clients, record, 0, token_for(record), started)
-    except CloudCallError as exc:  # the intent marker stays: the reconciler queues them
-        log.warning("request %s: queueing its batches failed (the reconciler will): %s",
-                    request_id, exc)
-        return accepted_from(record)
-    record = replace(record, marker="")
-    try:
-        save_request(results, record)
-        results.delete(intent.marker)
-    except CloudCallError as exc:
-        log.warning("request %s: its intent marker stays (harmless): %s", request_id, exc)
-    log.info("request %s: %d instance(s) in %d batch(es), %d wave(s), queued", request_id,
+    log.info("request %s: %d instance(s) in %d batch(es), %d wave(s)", request_id,
              len(plan.instance_ids), len(groups), record.wave_count)
-    return accepted_from(record)
+    return _queue_wave_zero(clients, record)
+
+
+def _queue_wave_zero(clients: Clients, record: RequestRecord) -> Accepted:
+    """Queue wave 0 and remove the intent marker. Its batch markers are due from the record's
+    creation, so a redelivery that queues it again puts the same ones (one per batch: a second
+    would keep the request open). A transient error is answered (503): the sender's retry,
+    with the same key, resumes here; the intent marker stays for the reconciler meanwhile."""
+    from shared.intent import accepted_from
+
+    try:
+        start_wave(clients, record, 0, token_for(record), record.created_at)
+    except CloudCallError as exc:
+        if exc.transient:
+            raise
+        log.warning("request %s: queueing its batches failed (the reconciler will): %s",
+                    record.request_id, exc)
+        return accepted_from(record)
+    queued = replace(record, marker="")
+    try:
+        save_request(clients.results, queued)
+        clients.results.delete(record.marker)
+    except CloudCallError as exc:  # the batches' closers do not wait for it (shared.rollout)
+        log.warning("request %s: its intent marker stays (the reconciler removes it): %s",
+                    record.request_id, exc)
+    return accepted_from(queued)
