@@ -203,6 +203,7 @@ def submit(request: CommandRequest, plan: Plan, clients: Clients, *, source: str
         check_same(existing, fingerprint(request))
         loaded = load_request(results, request_id) or existing
         if existing.marker:  # wave 0 not known to be queued (the delivery before failed)
+            put_marker(results, existing.marker)  # the reconciler's, should this fail again
             return _queue_wave_zero(clients, loaded)
         return accepted_from(loaded)
     ecs = clients.ecs_in(request.region)
@@ -234,15 +235,13 @@ def submit(request: CommandRequest, plan: Plan, clients: Clients, *, source: str
 def _queue_wave_zero(clients: Clients, record: RequestRecord) -> Accepted:
     """Queue wave 0 and remove the intent marker. Its batch markers are due from the record's
     creation, so a redelivery that queues it again puts the same ones (one per batch: a second
-    would keep the request open). A transient error is answered (503): the sender's retry,
-    with the same key, resumes here; the intent marker stays for the reconciler meanwhile."""
+    would keep the request open). Queueing that fails is answered 202 all the same (the
+    request is recorded): its intent marker stays, for a redelivery or the reconciler."""
     from shared.intent import accepted_from
 
     try:
         start_wave(clients, record, 0, token_for(record), record.created_at)
     except CloudCallError as exc:
-        if exc.transient:
-            raise
         log.warning("request %s: queueing its batches failed (the reconciler will): %s",
                     record.request_id, exc)
         return accepted_from(record)
