@@ -100,11 +100,24 @@ def _one_batch(clients: Clients, ecs: CloudAssistant, invocation: InvocationReco
                                    notification=notification_document()
                                    if invocation.notify else None)
         _put_summary(bucket, invocation, document)
-    if invocation.marker:
-        clients.results.delete(invocation.marker)
     if invocation.adhoc:  # a periodic script's command, created for it
         delete_command(ecs, invocation.command_id)
     notify.start(clients, invocation)
+    if invocation.marker:  # last: while it is there, the close is not over (needs_closing)
+        clients.results.delete(invocation.marker)
+
+
+def needs_closing(clients: Clients, invocation: InvocationRecord) -> bool:
+    """Was the close of this (collected) batch cut short, so that it must run again? Its
+    marker is still there; or, in a request of several batches, a closer's ``advance`` marker
+    is left (a closer failed after removing its batch marker: the next wave or the request's
+    end may be undone)."""
+    if not invocation.marker:
+        return False
+    if invocation.batches <= 1:
+        return clients.results.exists(invocation.marker)
+    return any(m.key == invocation.marker or m.slot == ADVANCE
+               for m in open_markers(clients.results, invocation.request_id))
 
 
 def _legacy(clients: Clients, ecs: CloudAssistant, invocation: InvocationRecord) -> None:
@@ -201,9 +214,11 @@ def finish(clients: Clients, ecs: CloudAssistant, record: RequestRecord,
     _put_summary(bucket, template, document)
     log.info("request %s: finished, %s %s", record.request_id, document["Status"],
              document["Counts"])
-    # an intent marker that outlived the request (its removal failed) has nothing left to do
+    # markers that outlived the request have nothing left to do: an intent marker whose
+    # removal failed, a closer's advance marker (the closer failed after removing its batch's)
     run_all([functools.partial(clients.results.delete, m.key)
-             for m in open_markers(clients.results, record.request_id) if m.slot == SUBMIT])
+             for m in open_markers(clients.results, record.request_id)
+             if m.slot in (SUBMIT, ADVANCE)])
     if record.deletes_command and record.command_id:
         delete_command(ecs, record.command_id)
     notify.start(clients, template)
