@@ -39,7 +39,7 @@ from shared.ledger import (
     read_request,
     save_request,
 )
-from shared.parallel import run_all
+from shared.parallel import run_all, settle
 from shared.ratecontrol import waves
 
 if TYPE_CHECKING:
@@ -128,14 +128,24 @@ def plan_batches(instance_ids: tuple[str, ...], per_wave: int
 def start_wave(clients: Clients, record: RequestRecord, wave: int,
                token: Callable[[int], str], now: float | None = None) -> list[int]:
     """Queue the dispatch jobs of ``wave``'s batches that are not started (their markers
-    first, so that a job lost between here and the dispatcher is the reconciler's)."""
-    at = time.time() if now is None else now
+    first, so that a job lost between here and the dispatcher is the reconciler's). Wave 0's
+    markers are due from the record's creation, so queueing it again puts the same ones.
+
+    A marker that did not land does not hold its job back: the jobs are sent, then the
+    marker's error is raised — the caller keeps its own marker meanwhile (the submit its
+    intent marker, a closer its ``advance`` marker), which brings the reconciler should that
+    job be lost; the batch itself runs now rather than at the reconciler's next run."""
+    at = (record.created_at if wave == 0 else time.time()) if now is None else now
     todo = [n for n, b in enumerate(record.batches)
             if record.wave_of(n) == wave and not b.resolved and not b.invoke_id]
     jobs = [job_for(record, n, marker_key(record.request_id, n, at + DISPATCH_DUE), token(n))
             for n in todo]
-    run_all([functools.partial(put_marker, clients.results, job.marker) for job in jobs])
+    marked = settle([functools.partial(put_marker, clients.results, job.marker)
+                     for job in jobs], stop_on_error=False)
     send_jobs(clients, jobs)
+    failure = next((o for o in marked if isinstance(o, BaseException)), None)
+    if failure is not None:
+        raise failure
     log.info("request %s: wave %d, %d batch(es) queued for dispatch", record.request_id, wave,
              len(jobs))
     return todo
@@ -240,10 +250,10 @@ def _queue_wave_zero(clients: Clients, record: RequestRecord) -> Accepted:
     from shared.intent import accepted_from
 
     try:
-        start_wave(clients, record, 0, token_for(record), record.created_at)
+        start_wave(clients, record, 0, token_for(record))
     except CloudCallError as exc:
-        log.warning("request %s: queueing its batches failed (the reconciler will): %s",
-                    record.request_id, exc)
+        log.warning("request %s: wave 0 not (fully) queued; its intent marker stays for a "
+                    "redelivery or the reconciler: %s", record.request_id, exc)
         return accepted_from(record)
     queued = replace(record, marker="")
     try:

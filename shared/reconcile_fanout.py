@@ -61,7 +61,7 @@ def reconcile_request(clients: Clients, record: RequestRecord, due: list[Marker]
     ecs = clients.ecs_in(loaded.followup.region)
     for marker in sorted(due, key=lambda m: m.slot != SUBMIT):
         if marker.slot == SUBMIT:
-            start_wave(clients, loaded, 0, token_for(loaded), now)
+            start_wave(clients, loaded, 0, token_for(loaded))  # the submit's markers again
             save_request(clients.results, replace(record, marker=""))
             # its batches may all be over already (the marker outlived them): the request
             # goes on as after a batch (the next wave, or its end); else their closers do it

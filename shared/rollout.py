@@ -176,7 +176,11 @@ def advance(clients: Clients, ecs: CloudAssistant, request_id: str, force: bool 
         if earlier_open:
             return "open"
         if force or results.claim(wave_claim_key(request_id, wave)):
-            start_wave(clients, record, wave, token_for(record))
+            try:
+                start_wave(clients, record, wave, token_for(record))
+            except CloudCallError:  # the claim goes, so that the retry starts it (again:
+                results.release(wave_claim_key(request_id, wave))  # dispatch is idempotent)
+                raise
             log.info("request %s: wave %d started (%d error(s) so far)", request_id, wave,
                      errors)
             return f"wave {wave}"
@@ -214,14 +218,15 @@ def finish(clients: Clients, ecs: CloudAssistant, record: RequestRecord,
     _put_summary(bucket, template, document)
     log.info("request %s: finished, %s %s", record.request_id, document["Status"],
              document["Counts"])
-    # markers that outlived the request have nothing left to do: an intent marker whose
-    # removal failed, a closer's advance marker (the closer failed after removing its batch's)
-    run_all([functools.partial(clients.results.delete, m.key)
-             for m in open_markers(clients.results, record.request_id)
-             if m.slot in (SUBMIT, ADVANCE)])
     if record.deletes_command and record.command_id:
         delete_command(ecs, record.command_id)
     notify.start(clients, template)
+    # last (until then a closer's advance marker says the close is not over: needs_closing),
+    # the markers that outlived the request: an intent marker whose removal failed, the
+    # advance marker of a closer that failed after removing its batch's
+    run_all([functools.partial(clients.results.delete, m.key)
+             for m in open_markers(clients.results, record.request_id)
+             if m.slot in (SUBMIT, ADVANCE)])
 
 
 def _write_not_started(bucket: Results, template: InvocationRecord,
