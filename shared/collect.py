@@ -44,7 +44,7 @@ from shared.results import (
     summary_key,
 )
 from shared.retry import COLLECT_PATIENCE, patience
-from shared.rollout import close_batch
+from shared.rollout import close_batch, needs_closing
 
 log = logging.getLogger("assistflow.collect")
 
@@ -259,11 +259,12 @@ def _finish(clients: Clients, ecs: CloudAssistant, bucket: Results,
 
 def _summarized(clients: Clients, bucket: Results, followup: FollowUp) -> bool:
     """Is the invocation's summary stored (by the event path)? Then make sure the batch was
-    closed: the event handler that wrote the summary may have stopped right after (its open
-    marker is still there); closing again is idempotent."""
+    closed: the event handler that wrote the summary may have stopped or failed part-way
+    (``shared.rollout.needs_closing``; its retry finds the finishing claim taken and does not
+    close again); closing again is idempotent."""
     if not bucket.exists(summary_key(followup.prefix, followup.invoke_id)):
         return False
-    if followup.marker and clients.results.exists(followup.marker):
+    if needs_closing(clients, followup):
         close_batch(clients, clients.ecs_in(followup.region), followup)
     return True
 

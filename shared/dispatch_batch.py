@@ -6,7 +6,8 @@ the first batch of a request with skipped instances reads the record instead.
 In order, each step idempotent, so a redelivered job (or two at once) converges:
 
 1. the batch's own state object says it runs and was handed over: only its dispatch marker
-   is removed;
+   is removed; it runs and was not handed over: step 3's hand-over again (same deadline, same
+   open marker); it was refused for good: its end again (``batch_done``, idempotent);
 2. InvokeCommand on the batch with its own ClientToken (the same token again returns the same
    InvokeId — "How to ensure idempotence", https://www.alibabacloud.com/help/en/doc-detail/
    25693.html); a transient error (throttling, 5xx) is retried within the invocation's
@@ -15,9 +16,11 @@ In order, each step idempotent, so a redelivered job (or two at once) converges:
    deleted) is recorded in the batch (``Failed`` with the code: its instances get
    ``NotStarted`` with that reason in the request summary) and ends as a collected batch
    would (``shared.rollout.batch_done``), so the rest of the request goes on;
-3. the batch state ``Invoked`` (its InvokeId), then the hand-over to the collector (record,
-   first follow-up, open marker: ``shared.handoff``), then ``handed``, then the dispatch marker
-   goes. A job that dies in between leaves a marker the reconciler acts on.
+3. the batch state ``Invoked`` (its InvokeId and its follow-ups' deadline), then the
+   hand-over to the collector (record, first follow-up, open marker: ``shared.handoff``), then
+   ``handed``, then the dispatch marker goes. A hand-over that did not land fully fails the
+   invocation, so the trigger delivers the job again; a job that dies in between leaves a
+   marker the reconciler acts on.
 """
 
 from __future__ import annotations
@@ -47,6 +50,14 @@ from shared.ledger import (
 )
 
 log = logging.getLogger("assistflow.dispatch_batch")
+
+
+class HandOverIncompleteError(AssistflowError):
+    """The batch runs, but its record, first follow-up or marker did not land (a transient
+    error): the job is to be delivered again."""
+
+    code = "HandOverIncomplete"
+    status = 503
 
 
 class RequestGoneError(AssistflowError):
@@ -90,11 +101,19 @@ def run(job: DispatchJob, clients: Clients) -> dict[str, Any]:
     work = _batch_of(job, clients)
     raw = results.get(batch_key(job.request_id, job.batch))
     batch = batch_from(raw) if raw is not None else Batch(work.instances)
-    if batch.state == FAILED or (batch.state == INVOKED and batch.handed):
+    ecs = clients.ecs_in(work.template.region)
+    if batch.state == FAILED:  # its end again (idempotent): the delivery before may have
+        from shared.rollout import batch_done  # failed part-way through it
+
+        batch_done(clients, ecs, job.request_id, job.marker)
+        return {"Batch": job.batch, "State": FAILED, "Duplicate": True}
+    if batch.state == INVOKED and batch.handed:
         _quietly_delete(clients, job.marker)
         return {"Batch": job.batch, "InvokeId": batch.invoke_id, "State": batch.state,
                 "Duplicate": True}
-    ecs = clients.ecs_in(work.template.region)
+    if batch.state == INVOKED and batch.invoke_id:  # runs; its hand-over did not land
+        return _handed(clients, job, work, replace(batch, deadline=batch.deadline
+                                                   or _deadline(work.template)))
     invoke = work.invoke
     try:
         invoke_id = ecs.invoke_command(
@@ -113,25 +132,40 @@ def run(job: DispatchJob, clients: Clients) -> dict[str, Any]:
 
         batch_done(clients, ecs, job.request_id, job.marker)
         return {"Batch": job.batch, "State": FAILED, "Code": exc.error_code}
-    invoked = replace(batch, state=INVOKED, invoke_id=invoke_id, code="", message="")
+    invoked = replace(batch, state=INVOKED, invoke_id=invoke_id, code="", message="",
+                      deadline=_deadline(work.template))
     save_batch(results, job.request_id, job.batch, invoked)
-    handed = _hand_over(clients, work, invoke_id)
-    if handed:
-        save_batch(results, job.request_id, job.batch, replace(invoked, handed=True))
-        _quietly_delete(clients, job.marker)
     log.info("request %s: batch %d (%d instances) runs as %s", job.request_id, job.batch,
              len(batch.instances), invoke_id)
-    return {"Batch": job.batch, "InvokeId": invoke_id, "State": INVOKED, "Handed": handed}
+    return _handed(clients, job, work, invoked)
 
 
-def _hand_over(clients: Clients, work: _Batch, invoke_id: str) -> bool:
-    """Hand the batch to the collector. A later wave starts long after the submit: its
-    deadline counts from now (the command's Timeout is the template's deadline less its
-    submit time and margin)."""
-    base = work.template
+def _handed(clients: Clients, job: DispatchJob, work: _Batch, invoked: Batch
+            ) -> dict[str, Any]:
+    """Hand the invoked batch over, then record that and remove the dispatch marker. A part
+    that did not land fails the invocation (``HandOverIncompleteError``): the trigger delivers
+    the job again in seconds, and that delivery hands the batch over again (every write is
+    idempotent) — not the reconciler once the dispatch marker is due, minutes later."""
+    if not _hand_over(clients, work, invoked.invoke_id, invoked.deadline):
+        raise HandOverIncompleteError(f"request {job.request_id}: batch {job.batch} runs as "
+                                      f"{invoked.invoke_id}, but its hand-over did not land")
+    save_batch(clients.results, job.request_id, job.batch, replace(invoked, handed=True))
+    _quietly_delete(clients, job.marker)
+    return {"Batch": job.batch, "InvokeId": invoked.invoke_id, "State": INVOKED,
+            "Handed": True}
+
+
+def _deadline(base: FollowUp) -> float:
+    """A batch invoked now: its follow-ups' deadline. A later wave starts long after the
+    submit: its deadline counts from now (the command's Timeout is the template's deadline
+    less its submit time and margin)."""
     timeout = base.deadline - base.submitted_at - DEADLINE_MARGIN
-    template = replace(base, deadline=max(base.deadline,
-                                          time.time() + timeout + DEADLINE_MARGIN))
+    return max(base.deadline, time.time() + timeout + DEADLINE_MARGIN)
+
+
+def _hand_over(clients: Clients, work: _Batch, invoke_id: str, deadline: float) -> bool:
+    """Hand the batch to the collector, its follow-ups ending at ``deadline``."""
+    template = replace(work.template, deadline=deadline)
     marker = marker_key(work.request_id, work.index, collect_due(template.deadline))
     # TaskCompleted events reach the collector for an ad-hoc command named with the trigger's
     # prefix (shared.dispatch.events_reach); small waves are then stored as they finish.

@@ -39,7 +39,7 @@ from shared.ledger import (
     read_request,
     save_request,
 )
-from shared.parallel import run_all
+from shared.parallel import run_all, settle
 from shared.ratecontrol import waves
 
 if TYPE_CHECKING:
@@ -128,14 +128,24 @@ def plan_batches(instance_ids: tuple[str, ...], per_wave: int
 def start_wave(clients: Clients, record: RequestRecord, wave: int,
                token: Callable[[int], str], now: float | None = None) -> list[int]:
     """Queue the dispatch jobs of ``wave``'s batches that are not started (their markers
-    first, so that a job lost between here and the dispatcher is the reconciler's)."""
-    at = time.time() if now is None else now
+    first, so that a job lost between here and the dispatcher is the reconciler's). Wave 0's
+    markers are due from the record's creation, so queueing it again puts the same ones.
+
+    A marker that did not land does not hold its job back: the jobs are sent, then the
+    marker's error is raised — the caller keeps its own marker meanwhile (the submit its
+    intent marker, a closer its ``advance`` marker), which brings the reconciler should that
+    job be lost; the batch itself runs now rather than at the reconciler's next run."""
+    at = (record.created_at if wave == 0 else time.time()) if now is None else now
     todo = [n for n, b in enumerate(record.batches)
             if record.wave_of(n) == wave and not b.resolved and not b.invoke_id]
     jobs = [job_for(record, n, marker_key(record.request_id, n, at + DISPATCH_DUE), token(n))
             for n in todo]
-    run_all([functools.partial(put_marker, clients.results, job.marker) for job in jobs])
+    marked = settle([functools.partial(put_marker, clients.results, job.marker)
+                     for job in jobs], stop_on_error=False)
     send_jobs(clients, jobs)
+    failure = next((o for o in marked if isinstance(o, BaseException)), None)
+    if failure is not None:
+        raise failure
     log.info("request %s: wave %d, %d batch(es) queued for dispatch", record.request_id, wave,
              len(jobs))
     return todo
@@ -199,9 +209,13 @@ def submit(request: CommandRequest, plan: Plan, clients: Clients, *, source: str
 
     results = clients.results
     existing = read_request(results, request_id)
-    if existing is not None:  # a redelivery: the record answers (the reconciler resumes)
+    if existing is not None:  # a redelivery: the record answers
         check_same(existing, fingerprint(request))
-        return accepted_from(load_request(results, request_id) or existing)
+        loaded = load_request(results, request_id) or existing
+        if existing.marker:  # wave 0 not known to be queued (the delivery before failed)
+            put_marker(results, existing.marker)  # the reconciler's, should this fail again
+            return _queue_wave_zero(clients, loaded)
+        return accepted_from(loaded)
     ecs = clients.ecs_in(request.region)
     started = now()
     timeout = commands.command_timeout(request, plan)
@@ -223,18 +237,29 @@ def submit(request: CommandRequest, plan: Plan, clients: Clients, *, source: str
     record = open_request(clients, intent)
     if record is not intent:
         return accepted_from(record)
-    try:
-        start_wave(clients, record, 0, token_for(record), started)
-    except CloudCallError as exc:  # the intent marker stays: the reconciler queues them
-        log.warning("request %s: queueing its batches failed (the reconciler will): %s",
-                    request_id, exc)
-        return accepted_from(record)
-    record = replace(record, marker="")
-    try:
-        save_request(results, record)
-        results.delete(intent.marker)
-    except CloudCallError as exc:
-        log.warning("request %s: its intent marker stays (harmless): %s", request_id, exc)
-    log.info("request %s: %d instance(s) in %d batch(es), %d wave(s), queued", request_id,
+    log.info("request %s: %d instance(s) in %d batch(es), %d wave(s)", request_id,
              len(plan.instance_ids), len(groups), record.wave_count)
-    return accepted_from(record)
+    return _queue_wave_zero(clients, record)
+
+
+def _queue_wave_zero(clients: Clients, record: RequestRecord) -> Accepted:
+    """Queue wave 0 and remove the intent marker. Its batch markers are due from the record's
+    creation, so a redelivery that queues it again puts the same ones (one per batch: a second
+    would keep the request open). Queueing that fails is answered 202 all the same (the
+    request is recorded): its intent marker stays, for a redelivery or the reconciler."""
+    from shared.intent import accepted_from
+
+    try:
+        start_wave(clients, record, 0, token_for(record))
+    except CloudCallError as exc:
+        log.warning("request %s: wave 0 not (fully) queued; its intent marker stays for a "
+                    "redelivery or the reconciler: %s", record.request_id, exc)
+        return accepted_from(record)
+    queued = replace(record, marker="")
+    try:
+        save_request(clients.results, queued)
+        clients.results.delete(record.marker)
+    except CloudCallError as exc:  # the batches' closers do not wait for it (shared.rollout)
+        log.warning("request %s: its intent marker stays (the reconciler removes it): %s",
+                    record.request_id, exc)
+    return accepted_from(queued)

@@ -34,7 +34,7 @@ from shared.ledger import (
     put_marker,
     save_request,
 )
-from shared.parallel import run_all, settle
+from shared.parallel import settle
 from shared.preflight import Ineligible
 from shared.results import invoke_prefix
 
@@ -183,7 +183,17 @@ def open_request(clients: Clients, intent: RequestRecord) -> RequestRecord:
     def claim() -> None:
         outcome.append(claim_request(clients.results, intent)[0])
 
-    run_all([claim, lambda: put_marker(clients.results, intent.marker)])
+    claimed, marked = settle([claim, lambda: put_marker(clients.results, intent.marker)],
+                             stop_on_error=False)
+    if isinstance(claimed, BaseException):
+        # Nothing is recorded, so nothing may stay open: a marker left here would name work
+        # that does not exist, and its due time (this attempt's) differs from the one the
+        # next attempt writes, so the request would keep two intent markers.
+        if not isinstance(marked, BaseException):
+            _quietly(lambda: clients.results.delete(intent.marker), "unclaimed intent marker")
+        raise claimed
+    if isinstance(marked, BaseException):
+        raise marked  # recorded, its marker not: a redelivery finds the record and resumes
     record = outcome[0]
     if record is not intent:  # a redelivery: the earlier record and its marker stand
         _quietly(lambda: clients.results.delete(intent.marker), "stray intent marker")

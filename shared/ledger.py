@@ -83,6 +83,9 @@ class Batch:
     code: str = ""  # why it did not start (the cloud's error code)
     message: str = ""
     handed: bool = False  # invoked, and its record, first follow-up and marker all landed
+    # its follow-ups' deadline, set by the dispatcher that invoked it (shared.dispatch_batch),
+    # so that handing it over again puts the same open marker (0: not set)
+    deadline: float = 0.0
 
     @property
     def resolved(self) -> bool:

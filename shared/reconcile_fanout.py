@@ -5,7 +5,9 @@ A request whose batches go through the dispatch queue has, besides the markers o
 per batch closer at work (``shared.rollout``). Due markers (``shared.reconcile`` finds them):
 
 * ``submit`` — the submit died before wave 0 was queued: wave 0 is queued now
-  (``shared.fanout.start_wave``: markers, then jobs; each batch keeps its ClientToken);
+  (``shared.fanout.start_wave``: markers, then jobs; each batch keeps its ClientToken), and
+  the marker goes as a batch's does (``shared.rollout.batch_done``: when every batch is over
+  already, the next wave or the end of the request);
 * ``{n}`` for a batch not invoked — its dispatch job died (or keeps failing): Cloud Assistant
   is asked first (DescribeInvocations by the command, an invocation on exactly the batch's
   instances, created after the request) — found, the batch is recorded and handed to the
@@ -59,9 +61,11 @@ def reconcile_request(clients: Clients, record: RequestRecord, due: list[Marker]
     ecs = clients.ecs_in(loaded.followup.region)
     for marker in sorted(due, key=lambda m: m.slot != SUBMIT):
         if marker.slot == SUBMIT:
-            start_wave(clients, loaded, 0, token_for(loaded), now)
+            start_wave(clients, loaded, 0, token_for(loaded))  # the submit's markers again
             save_request(clients.results, replace(record, marker=""))
-            clients.results.delete(marker.key)
+            # its batches may all be over already (the marker outlived them): the request
+            # goes on as after a batch (the next wave, or its end); else their closers do it
+            batch_done(clients, ecs, loaded, marker.key)
             report.followed_up.append(f"{loaded.request_id}/wave-0")
         elif marker.slot == ADVANCE:
             outcome = advance(clients, ecs, loaded.request_id, force=True)

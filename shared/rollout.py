@@ -6,9 +6,9 @@ dispatcher for a batch refused for good (``batch_done``):
 * a request of one batch: the request summary is written beside the invocation's (from that
   summary), the batch's open marker goes, the ad-hoc command of a periodic script is deleted,
   and the notification job starts (once per request, ``shared.notify``);
-* a request of several batches: the batch's marker goes. "No open marker left" is the moment
-  the last batch of a wave — or of the request — is collected; to be sure somebody sees it
-  when two last batches finish together, each closer first puts an ``advance`` marker, then
+* a request of several batches: the batch's marker goes. "No batch marker left" is the
+  moment the last batch of a wave — or of the request — is collected; to be sure somebody sees
+  it when two last batches finish together, each closer first puts an ``advance`` marker, then
   deletes its batch marker, then lists: the last one to delete sees none left (the one before
   may see none too — every step below is idempotent). A closer that dies after deleting leaves
   its ``advance`` marker to the reconciler, which calls ``advance`` in its place.
@@ -41,6 +41,7 @@ from shared.ledger import (
     FINISHED_INVOCATION,
     INVOKED,
     PENDING,
+    SUBMIT,
     RequestRecord,
     delete_command,
     load_request,
@@ -99,11 +100,24 @@ def _one_batch(clients: Clients, ecs: CloudAssistant, invocation: InvocationReco
                                    notification=notification_document()
                                    if invocation.notify else None)
         _put_summary(bucket, invocation, document)
-    if invocation.marker:
-        clients.results.delete(invocation.marker)
     if invocation.adhoc:  # a periodic script's command, created for it
         delete_command(ecs, invocation.command_id)
     notify.start(clients, invocation)
+    if invocation.marker:  # last: while it is there, the close is not over (needs_closing)
+        clients.results.delete(invocation.marker)
+
+
+def needs_closing(clients: Clients, invocation: InvocationRecord) -> bool:
+    """Was the close of this (collected) batch cut short, so that it must run again? Its
+    marker is still there; or, in a request of several batches, a closer's ``advance`` marker
+    is left (a closer failed after removing its batch marker: the next wave or the request's
+    end may be undone)."""
+    if not invocation.marker:
+        return False
+    if invocation.batches <= 1:
+        return clients.results.exists(invocation.marker)
+    return any(m.key == invocation.marker or m.slot == ADVANCE
+               for m in open_markers(clients.results, invocation.request_id))
 
 
 def _legacy(clients: Clients, ecs: CloudAssistant, invocation: InvocationRecord) -> None:
@@ -118,14 +132,20 @@ def _legacy(clients: Clients, ecs: CloudAssistant, invocation: InvocationRecord)
 def batch_done(clients: Clients, ecs: CloudAssistant, record_or_id: RequestRecord | str,
                marker: str) -> None:
     """Batch ``marker``'s work is over (collected, or refused for good): see the module
-    docstring for the order of the marker operations."""
+    docstring for the order of the marker operations.
+
+    Only batch markers mean work in flight here. An intent (``submit``) marker does not: it
+    says whether every batch was started, which ``advance`` reads from the request record
+    itself (a batch not started is ``Pending`` there). Waiting for it would stall the request
+    when it outlives its batches — a submit that removes it only after they finished, or a
+    removal that failed — as nobody looks again once the last batch is closed."""
     request_id = record_or_id if isinstance(record_or_id, str) else record_or_id.request_id
     results = clients.results
     held = marker_key(request_id, ADVANCE, time.time() + ADVANCE_DUE)
     put_marker(results, held)
     if marker:
         results.delete(marker)
-    if not [m for m in open_markers(results, request_id) if m.slot != ADVANCE]:
+    if not [m for m in open_markers(results, request_id) if m.batch is not None]:
         advance(clients, ecs, request_id)
     results.delete(held)
 
@@ -156,7 +176,11 @@ def advance(clients: Clients, ecs: CloudAssistant, request_id: str, force: bool 
         if earlier_open:
             return "open"
         if force or results.claim(wave_claim_key(request_id, wave)):
-            start_wave(clients, record, wave, token_for(record))
+            try:
+                start_wave(clients, record, wave, token_for(record))
+            except CloudCallError:  # the claim goes, so that the retry starts it (again:
+                results.release(wave_claim_key(request_id, wave))  # dispatch is idempotent)
+                raise
             log.info("request %s: wave %d started (%d error(s) so far)", request_id, wave,
                      errors)
             return f"wave {wave}"
@@ -197,6 +221,12 @@ def finish(clients: Clients, ecs: CloudAssistant, record: RequestRecord,
     if record.deletes_command and record.command_id:
         delete_command(ecs, record.command_id)
     notify.start(clients, template)
+    # last (until then a closer's advance marker says the close is not over: needs_closing),
+    # the markers that outlived the request: an intent marker whose removal failed, the
+    # advance marker of a closer that failed after removing its batch's
+    run_all([functools.partial(clients.results.delete, m.key)
+             for m in open_markers(clients.results, record.request_id)
+             if m.slot in (SUBMIT, ADVANCE)])
 
 
 def _write_not_started(bucket: Results, template: InvocationRecord,

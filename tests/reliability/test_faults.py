@@ -86,23 +86,30 @@ def test_under_faults_every_request_completes_once_and_nothing_is_lost(
                 for n in range(12)]
     requests.append({"Type": "RunShellScript", "CommandContent": "echo big",
                      "InstanceIds": FLEET[:150], "ClientToken": "faults-big"})
+    stalled = ""  # the RequestId whose summary never came, diagnosed once the faults stop
     try:
         accepted = [submit_until_accepted(endpoints, r) for r in requests]
         bucket = endpoints.bucket()
         for body in accepted:
             if "Plan" in body:  # fanned out: every InvokeId is in the request summary
                 key = str(body["Summary"]).split("/", 3)[3]
+                stalled = str(body["RequestId"])
                 raw = wait_for(lambda k=key: _retry_oss(bucket, k), timeout=120, interval=0.5)
+                stalled = ""
                 body["InvokeIds"] = json.loads(raw)["InvokeIds"]
             for invoke_id in body["InvokeIds"]:  # type: ignore[union-attr]
                 wait_for(lambda i=invoke_id: _retry_oss(bucket, f"results/{i}/summary.json"),
                          timeout=120, interval=0.5)
+    except TimeoutError:
+        if not stalled:
+            raise
     finally:
         stop_clock.set()
         ticker.join()
         fired = {s: dict(faulty_cloud.servers[s].app.faults.fired) for s in FAULTS}
         for service in FAULTS:
             faulty_cloud.servers[service].app.faults.clear()
+    assert not stalled, f"no request summary after 120 s\n{_diagnose(faulty_cloud, stalled)}"
     for service, per_action in fired.items():
         tally[f"faults injected ({service})"] += sum(per_action.values())
     assert all(sum(per_action.values()) > 0 for per_action in fired.values()), fired
@@ -136,3 +143,31 @@ def _retry_oss(bucket: object, key: str) -> bytes | None:
         return get_object(bucket, key)  # type: ignore[arg-type]
     except oss2.exceptions.ServerError:
         return None
+
+
+def _diagnose(cloud: LocalCloud, request_id: str) -> str:
+    """Where a fanned-out request stands: its record, each batch's state and summary, its open
+    markers, and what the queues hold (the dead-letter queues included)."""
+    bucket = Endpoints(cloud.endpoints).bucket()
+    record = get_object(bucket, f"invocations/requests/{request_id}.json")
+    if record is None:
+        return f"request {request_id}: no record"
+    lines = [f"request {request_id}"]
+    data = json.loads(record)
+    lines.append(f"  record: queued={data['queued']} marker={data['marker']!r} "
+                 f"command={data['command_id']}")
+    for n in range(len(data["batches"])):
+        raw = get_object(bucket, f"invocations/requests/{request_id}/batch-{n}.json")
+        batch = json.loads(raw) if raw else {}
+        invoke_id = batch.get("invoke_id", "")
+        summary = get_object(bucket, f"results/{invoke_id}/summary.json") if invoke_id else None
+        lines.append(f"  batch {n}: {batch.get('state', 'no state object')} {invoke_id} "
+                     f"handed={batch.get('handed')} summary={'yes' if summary else 'no'}")
+    markers = [o.key for o in bucket.list_objects(f"invocations/open/{request_id}/").object_list]
+    lines.append(f"  open markers: {markers}")
+    mns = cloud.servers["mns"].app.model
+    for queue in ("assistflow-dispatch", "assistflow-dispatch-dlq", "assistflow-followups",
+                  "assistflow-followups-dlq"):
+        held = [m["body"][:160] for m in mns.queue_messages(queue)]
+        lines.append(f"  {queue}: {len(held)} message(s) {held[:5]}")
+    return "\n".join(lines)

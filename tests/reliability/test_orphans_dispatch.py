@@ -19,7 +19,7 @@ from shared.clients import Clients
 from shared.config import Settings
 from shared.reconcile import reconcile
 from tests.conftest import write_fleet
-from tests.localcloud import Endpoints, request_summary
+from tests.localcloud import Endpoints, request_summary, wait_for
 from tests.reliability.cloud_control import add_faults, clear_faults, keys
 
 FLEET = [f"i-dsp{n:012d}" for n in range(1, 151)]
@@ -60,3 +60,25 @@ def test_lost_dispatch_jobs_are_queued_again_by_the_reconciler(
     ran = endpoints.invocations(CommandId=body["CommandId"])
     assert sorted(i["InvokeId"] for i in ran) == sorted(summary["InvokeIds"])  # once each
     tally["lost dispatch jobs queued again"] += 2
+
+
+def test_an_intent_marker_left_behind_does_not_hold_the_request_open(
+        cloud: LocalCloud, tally: Counter[str]) -> None:
+    """A submit attempt whose record claim failed (answered 503) once left its intent marker
+    behind; the retry wrote its own, due at another second, and removed only that one. The
+    batches' closers waited for the stray one, and the reconciler later removed it without
+    going on: the request summary never came. Closers wait only for batches now."""
+    from shared.ledger import SUBMIT, marker_key
+
+    endpoints = Endpoints(cloud.endpoints)
+    status, body = endpoints.post({"Type": "RunShellScript", "CommandContent": "echo stray",
+                                   "InstanceIds": FLEET, "ClientToken": f"stray-{time.time_ns()}"})
+    assert status == 202 and body["Plan"]["Batches"] == 2, body
+    request_id = body["RequestId"]
+    stray = marker_key(request_id, SUBMIT, time.time() + 40)  # what the failed attempt left
+    endpoints.bucket().put_object(stray, b"")
+    summary = request_summary(endpoints, body, timeout=30)
+    assert summary["Counts"] == {"Success": 150} and len(summary["InvokeIds"]) == 2
+    # every marker goes (the stray one too), right after the summary
+    wait_for(lambda: not keys(endpoints, f"invocations/open/{request_id}/") or None, timeout=10)
+    tally["stray intent markers outlived"] += 1
