@@ -127,6 +127,9 @@ def _request(clients: Clients, by_invoke_id: dict[str, Row], key: str) -> Row | 
         summary = json.loads(found)
         row.status, row.counts = str(summary.get("Status") or ""), dict(summary.get("Counts") or {})
         row.running, row.summary = False, where
+        # a fanned-out request's batches keep their InvokeIds in objects of their own; its
+        # summary lists them all
+        row.related = [str(i) for i in summary.get("InvokeIds") or invoke_ids]
         report = where.rsplit("/", 1)[0] + "/report.html"
         row.report = report if bucket.exists(report) else ""
         return row
