@@ -29,7 +29,7 @@ from shared.followup import FollowUp, InvocationRecord, delay_for
 from shared.ledger import FINISHED_INVOCATION
 from shared.parallel import run_all, settle
 from shared.record import finishing_key, read_record
-from shared.reporting import report_invocation
+from shared.reporting import decoded_outputs, report_invocation
 from shared.results import (
     TERMINAL,
     collector_timeout_document,
@@ -254,7 +254,7 @@ def _finish(clients: Clients, ecs: CloudAssistant, bucket: Results,
              summary["Counts"], bucket.name, key)
     # its open marker; the next wave, or the request summary, the ad-hoc command and the
     # notification (once per request) when it was the request's last batch
-    close_batch(clients, ecs, invocation, summary)
+    close_batch(clients, ecs, invocation, summary, decoded_outputs(results))
 
 
 def _summarized(clients: Clients, bucket: Results, followup: FollowUp) -> bool:

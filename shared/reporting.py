@@ -59,6 +59,12 @@ def report_invocation(bucket: Results, summary_key: str, summary: Mapping[str, A
                         command=command_of(bucket, invocation))
 
 
+def decoded_outputs(raw: Mapping[str, Mapping[str, Any]]) -> Mapping[str, str]:
+    """The decoded output of each instance of ``raw`` (DescribeInvocationResults records),
+    decoded only when asked for (the report asks for failures only)."""
+    return _Decoded(raw)
+
+
 def command_of(bucket: Results, invocation: InvocationRecord) -> dict[str, str]:
     """What the invocation's record says of its command. A follow-up that does not carry it
     (sent before records did) is completed from the stored record (``shared.record``, cached,

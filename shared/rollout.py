@@ -28,6 +28,7 @@ import functools
 import json
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -68,14 +69,17 @@ ADVANCE_DUE = 300  # seconds: a closer that has not removed its advance marker b
 
 
 def close_batch(clients: Clients, ecs: CloudAssistant, invocation: InvocationRecord,
-                summary: dict[str, Any] | None = None) -> None:
-    """After an invocation's summary (``summary``, if the caller has it). A transient error
+                summary: dict[str, Any] | None = None,
+                outputs: Mapping[str, str] | None = None) -> None:
+    """After an invocation's summary (``summary`` and the decoded ``outputs`` by instance, if
+    the caller has them: a one-batch request's report then reads no output back). A transient
+    error
     (throttling, a 5xx) propagates, so the collector looks again after its short retry delay
     and closes the batch then (every step is idempotent) — converging in seconds, not at the
     reconciler's next run; anything else is logged and left to the reconciler."""
     try:
         if invocation.batches <= 1:
-            _one_batch(clients, ecs, invocation, summary)
+            _one_batch(clients, ecs, invocation, summary, outputs)
         elif not invocation.marker:  # a follow-up from before request records
             _legacy(clients, ecs, invocation)
         else:
@@ -88,7 +92,7 @@ def close_batch(clients: Clients, ecs: CloudAssistant, invocation: InvocationRec
 
 
 def _one_batch(clients: Clients, ecs: CloudAssistant, invocation: InvocationRecord,
-               summary: dict[str, Any] | None) -> None:
+               summary: dict[str, Any] | None, outputs: Mapping[str, str] | None) -> None:
     bucket = clients.results.named(invocation.bucket)
     if summary is None:
         raw = bucket.get(summary_key(invocation.prefix, invocation.invoke_id))
@@ -99,7 +103,7 @@ def _one_batch(clients: Clients, ecs: CloudAssistant, invocation: InvocationReco
                                    summaries=[summary], not_started={}, targets=targets,
                                    notification=notification_document()
                                    if invocation.notify else None)
-        _put_summary(bucket, invocation, document)
+        _put_summary(bucket, invocation, document, outputs)
     if invocation.adhoc:  # a periodic script's command, created for it
         delete_command(ecs, invocation.command_id)
     notify.start(clients, invocation)
@@ -242,11 +246,13 @@ def _write_not_started(bucket: Results, template: InvocationRecord,
              for i, (reason, message) in sorted(not_started.items())])
 
 
-def _put_summary(bucket: Results, template: InvocationRecord, document: dict[str, Any]) -> None:
+def _put_summary(bucket: Results, template: InvocationRecord, document: dict[str, Any],
+                 outputs: Mapping[str, str] | None = None) -> None:
     """Write the request summary; once stored with a Notify, its Notification part is the
     notification job's: it is left as it is."""
     key = request_summary_key(template.prefix, template.request_id)
     if not (template.notify and bucket.exists(key)):
         # its report first, as for an invocation: who sees the summary finds the report
-        write_report(bucket, key, document, command=command_of(bucket, template))
+        write_report(bucket, key, document, outputs=outputs,
+                     command=command_of(bucket, template))
         bucket.put(key, dumps(document), "application/json")
