@@ -1,0 +1,126 @@
+"""``shared.clients.oss_transport.LeanSession`` under oss2, against the local OSS: every call
+answers as through oss2's own session, oss2's CRC-64 check still runs, connections are kept,
+large bodies, query calls and proxied calls keep requests' road, errors are oss2's."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from collections.abc import Iterator
+
+import oss2
+import pytest
+
+from local.emulators.server import EmulatorServer
+from shared.clients.oss_transport import SMALL_BODY, LeanSession
+from tests.unit.oss_fixtures import AK, BUCKET, REGION, SK, client_crc
+
+KEYS = ["plain.json", "dir/ü ?&=+%#.txt", "a//b/./c"]
+
+
+def lean_bucket(url: str, session: LeanSession | None = None) -> oss2.Bucket:
+    return oss2.Bucket(oss2.AuthV4(AK, SK), url, BUCKET, region=REGION,
+                       session=session or LeanSession())
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_object_calls_answer_as_through_oss2s_own_session(server: EmulatorServer,
+                                                          bucket: oss2.Bucket, key: str) -> None:
+    lean = lean_bucket(server.url)
+    put = lean.put_object(key, b'{"a": 1}', headers={"Content-Type": "application/json",
+                                                     "x-oss-meta-who": "lean"})
+    assert put.status == 200 and put.crc == client_crc(b'{"a": 1}')
+    got = bucket.get_object(key)  # written by the lean session, read by the default one
+    assert got.read() == b'{"a": 1}'
+    assert got.headers["Content-Type"] == "application/json"
+    assert got.headers["x-oss-meta-who"] == "lean"
+    again = lean.get_object(key)
+    assert again.read() == b'{"a": 1}' and again.headers["ETag"] == got.headers["ETag"]
+    assert lean.get_object(key, byte_range=(1, 3)).read() == b'"a"'
+    assert lean.object_exists(key)  # a query call: oss2's own road
+    with pytest.raises(oss2.exceptions.OssError) as taken:
+        lean.put_object(key, b"", headers={"x-oss-forbid-overwrite": "true"})
+    assert (taken.value.status, taken.value.code) == (409, "FileAlreadyExists")
+    assert lean.delete_object(key).status == 204
+    with pytest.raises(oss2.exceptions.NoSuchKey):
+        lean.get_object(key)
+    assert not bucket.object_exists(key)
+
+
+def test_connections_are_kept_across_every_kind_of_answer(server: EmulatorServer,
+                                                          bucket: oss2.Bucket) -> None:
+    session = LeanSession()
+    lean = lean_bucket(server.url, session)
+    for n in range(20):
+        lean.put_object(f"k/{n}", b"x" * n)  # 200, empty body
+        assert lean.get_object(f"k/{n}").read() == b"x" * n  # 200 with a body
+        with pytest.raises(oss2.exceptions.NoSuchKey):  # 404 with an XML body
+            lean.get_object(f"missing/{n}")
+        lean.delete_object(f"k/{n}")  # 204
+    pool = session._pools.connection_from_url(server.url)
+    assert pool.num_requests == 80
+    assert pool.num_connections == 1
+
+
+def test_large_bodies_and_streams_keep_requests_road(server: EmulatorServer,
+                                                     bucket: oss2.Bucket) -> None:
+    session = LeanSession()
+    lean = lean_bucket(server.url, session)
+    big = bytes(range(256)) * (SMALL_BODY // 256 + 1)
+    assert lean.put_object("big.bin", big).crc == client_crc(big)
+    lean.put_object("stream.bin", iter([b"ab", b"cd"]))  # an iterable: chunked, by requests
+    assert lean.get_object("big.bin").read() == big
+    assert lean.get_object("stream.bin").read() == b"abcd"
+    pool = session._pools.connection_from_url(server.url)
+    assert pool.num_requests == 2  # only the two GETs went the lean road
+
+
+def test_a_proxy_in_the_environment_is_honoured(server: EmulatorServer, bucket: oss2.Bucket,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # the discard port: nothing there
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    through_proxy = lean_bucket(server.url, LeanSession(direct=False))
+    with pytest.raises(oss2.exceptions.RequestError):  # requests sent it to the proxy
+        through_proxy.put_object("p", b"x")
+    assert lean_bucket(server.url).put_object("p", b"x").status == 200  # direct: no proxy
+
+
+def test_network_errors_are_oss2_request_errors() -> None:
+    lean = lean_bucket("http://127.0.0.1:9")
+    with pytest.raises(oss2.exceptions.RequestError) as failed:
+        lean.put_object("k", b"x")
+    assert failed.value.status == oss2.exceptions.OSS_REQUEST_ERROR_STATUS
+
+
+class _WrongCrc(http.server.BaseHTTPRequestHandler):
+    """Answers every PUT 200 with a CRC-64 that is not the body's."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_PUT(self) -> None:  # http.server calls do_<METHOD>
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(200)
+        self.send_header("x-oss-hash-crc64ecma", "1")
+        self.send_header("x-oss-request-id", "wrong-crc")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def wrong_crc_server() -> Iterator[str]:
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _WrongCrc)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_port}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_oss2s_crc_check_still_runs(wrong_crc_server: str) -> None:
+    lean = lean_bucket(wrong_crc_server)
+    with pytest.raises(oss2.exceptions.InconsistentError):
+        lean.put_object("k", b"the body")
