@@ -29,7 +29,8 @@ from shared.followup import FollowUp, InvocationRecord, delay_for
 from shared.ledger import FINISHED_INVOCATION
 from shared.parallel import run_all, settle
 from shared.record import finishing_key, read_record
-from shared.reporting import decoded_outputs, report_invocation
+from shared.reporting import command_of, decoded_outputs, report_invocation, write_report
+from shared.request_summary import request_summary_key
 from shared.results import (
     TERMINAL,
     collector_timeout_document,
@@ -44,7 +45,7 @@ from shared.results import (
     summary_key,
 )
 from shared.retry import COLLECT_PATIENCE, patience
-from shared.rollout import close_batch, needs_closing
+from shared.rollout import close_batch, needs_closing, one_batch_summary
 
 log = logging.getLogger("assistflow.collect")
 
@@ -248,13 +249,24 @@ def _finish(clients: Clients, ecs: CloudAssistant, bucket: Results,
         documents[instance_id] = skipped_document(instance_id, reason, "", invocation)
     summary = summary_document(invocation, documents)
     key = summary_key(invocation.prefix, invocation.invoke_id)
-    report_invocation(bucket, key, summary, documents, results, invocation)
+    outputs = decoded_outputs(results)
+    pages: list[Callable[[], object]] = [functools.partial(
+        report_invocation, bucket, key, summary, documents, results, invocation)]
+    request: dict[str, Any] | None = None
+    if invocation.batches <= 1 and not invocation.notify:
+        # the request's only batch: the request's report goes out beside the invocation's (a
+        # request with a Notify keeps the order that leaves a stored Notification alone)
+        request = one_batch_summary(invocation, summary)
+        pages.append(functools.partial(
+            write_report, bucket, request_summary_key(invocation.prefix, invocation.request_id),
+            request, outputs=outputs, command=command_of(bucket, invocation)))
+    run_all(pages)
     bucket.put(key, dumps(summary), "application/json")
     log.info("%s: finished, %s %s -> oss://%s/%s", invocation.invoke_id, summary["Status"],
              summary["Counts"], bucket.name, key)
     # its open marker; the next wave, or the request summary, the ad-hoc command and the
     # notification (once per request) when it was the request's last batch
-    close_batch(clients, ecs, invocation, summary, decoded_outputs(results))
+    close_batch(clients, ecs, invocation, summary, outputs, reported=request)
 
 
 def _summarized(clients: Clients, bucket: Results, followup: FollowUp) -> bool:

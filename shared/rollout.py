@@ -70,16 +70,18 @@ ADVANCE_DUE = 300  # seconds: a closer that has not removed its advance marker b
 
 def close_batch(clients: Clients, ecs: CloudAssistant, invocation: InvocationRecord,
                 summary: dict[str, Any] | None = None,
-                outputs: Mapping[str, str] | None = None) -> None:
+                outputs: Mapping[str, str] | None = None,
+                reported: dict[str, Any] | None = None) -> None:
     """After an invocation's summary (``summary`` and the decoded ``outputs`` by instance, if
-    the caller has them: a one-batch request's report then reads no output back). A transient
-    error
-    (throttling, a 5xx) propagates, so the collector looks again after its short retry delay
-    and closes the batch then (every step is idempotent) — converging in seconds, not at the
-    reconciler's next run; anything else is logged and left to the reconciler."""
+    the caller has them: a one-batch request's report then reads no output back;
+    ``reported``: a one-batch request's summary document whose report the caller stored
+    already, beside the invocation's). A transient error (throttling, a 5xx) propagates, so
+    the collector looks again after its short retry delay and closes the batch then (every
+    step is idempotent) — converging in seconds, not at the reconciler's next run; anything
+    else is logged and left to the reconciler."""
     try:
         if invocation.batches <= 1:
-            _one_batch(clients, ecs, invocation, summary, outputs)
+            _one_batch(clients, ecs, invocation, summary, outputs, reported)
         elif not invocation.marker:  # a follow-up from before request records
             _legacy(clients, ecs, invocation)
         else:
@@ -91,19 +93,25 @@ def close_batch(clients: Clients, ecs: CloudAssistant, invocation: InvocationRec
                     invocation.invoke_id, exc)
 
 
+def one_batch_summary(invocation: InvocationRecord, summary: dict[str, Any]) -> dict[str, Any]:
+    """The request summary of a request of one batch, from that batch's summary."""
+    return request_summary(invocation, invoke_ids=[invocation.invoke_id], summaries=[summary],
+                           not_started={}, targets=len(summary.get("Instances", {})),
+                           notification=notification_document() if invocation.notify else None)
+
+
 def _one_batch(clients: Clients, ecs: CloudAssistant, invocation: InvocationRecord,
-               summary: dict[str, Any] | None, outputs: Mapping[str, str] | None) -> None:
+               summary: dict[str, Any] | None, outputs: Mapping[str, str] | None,
+               reported: dict[str, Any] | None) -> None:
     bucket = clients.results.named(invocation.bucket)
-    if summary is None:
-        raw = bucket.get(summary_key(invocation.prefix, invocation.invoke_id))
-        summary = json.loads(raw) if raw is not None else None
-    if summary is not None:
-        targets = len(summary.get("Instances", {}))
-        document = request_summary(invocation, invoke_ids=[invocation.invoke_id],
-                                   summaries=[summary], not_started={}, targets=targets,
-                                   notification=notification_document()
-                                   if invocation.notify else None)
-        _put_summary(bucket, invocation, document, outputs)
+    if reported is not None:
+        _put_summary(bucket, invocation, reported, report=False)
+    else:
+        if summary is None:
+            raw = bucket.get(summary_key(invocation.prefix, invocation.invoke_id))
+            summary = json.loads(raw) if raw is not None else None
+        if summary is not None:
+            _put_summary(bucket, invocation, one_batch_summary(invocation, summary), outputs)
     if invocation.adhoc:  # a periodic script's command, created for it
         delete_command(ecs, invocation.command_id)
     notify.start(clients, invocation)
@@ -247,12 +255,13 @@ def _write_not_started(bucket: Results, template: InvocationRecord,
 
 
 def _put_summary(bucket: Results, template: InvocationRecord, document: dict[str, Any],
-                 outputs: Mapping[str, str] | None = None) -> None:
-    """Write the request summary; once stored with a Notify, its Notification part is the
-    notification job's: it is left as it is."""
+                 outputs: Mapping[str, str] | None = None, report: bool = True) -> None:
+    """Write the request summary (``report``: its report first); once stored with a Notify,
+    its Notification part is the notification job's: it is left as it is."""
     key = request_summary_key(template.prefix, template.request_id)
     if not (template.notify and bucket.exists(key)):
         # its report first, as for an invocation: who sees the summary finds the report
-        write_report(bucket, key, document, outputs=outputs,
-                     command=command_of(bucket, template))
+        if report:
+            write_report(bucket, key, document, outputs=outputs,
+                         command=command_of(bucket, template))
         bucket.put(key, dumps(document), "application/json")
