@@ -6,8 +6,8 @@ In order — each refusal answered with the one error shape and the logical requ
 2. media type: anything but JSON, or no ``Content-Type`` at all, is ``415``;
 3. signature (``shared.webhook.verify``): missing, wrong or more than 300 s old is ``401``;
 4. the intake's validate (``400``) and allow-list (``403``);
-5. a ``DryRun`` is answered here (200, ``shared.dryrun``): it is not a delivery, takes no
-   replay claim and creates nothing;
+5. a ``DryRun`` is answered here (200, ``shared.dryrun``, a selector's matches resolved
+   first): it is not a delivery, takes no replay claim and creates nothing;
 6. replay: each signed delivery is accepted once. Its signature is claimed as an empty object
    ``{deliveries_prefix}/{signature}`` in the results bucket (``Results.claim``, atomic in
    OSS, so even another function instance's second claim fails): a replay is ``401``. A

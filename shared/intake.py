@@ -86,14 +86,17 @@ class Intake:
         with patience(SUBMIT_PATIENCE):
             self.validate(body)
             self.check_allowed()
-            dry = self._validated().dry_run
-            self.resolve(enforce_allow_list=not dry)  # a dry run shows NotAllowed per target
-            if dry:
+            if self._validated().dry_run:
                 return self.dry_run()
+            self.resolve()
             return self.dispatch(self.preflight())
 
     def dry_run(self) -> DryRunAnswer:
-        """Each target's pre-flight verdict and the plan; nothing created or recorded."""
+        """Each target's pre-flight verdict and the plan; nothing created or recorded. A
+        selector is resolved first (every adapter's dry run lists what it selects), with the
+        allow-list shown per target (``NotAllowed``) instead of refusing the request."""
+        if self.resolution is None:
+            self.resolve(enforce_allow_list=False)
         return dry_run(self._validated(), self.clients, self.request_id, self.saved,
                        self.resolution.facts if self.resolution else None)
 

@@ -1,8 +1,9 @@
 """Issue 14: RateControl waves, MaxErrors, DryRun and the request summary, end to end.
 
-Twelve simulated instances beside the default fleet: six that succeed after a second, six
-that fail (exit 1). Through the signed webhook, the dispatch queue, the collector that starts
-each wave, and the request summary in OSS.
+Simulated instances beside the default fleet: six tagged ``rollout=canary`` and ``team=ops``
+that succeed after a second, three that carry only one of those two tags, six that fail
+(exit 1). Through the signed webhook, the dispatch queue, the collector that starts each wave,
+and the request summary in OSS.
 """
 
 from __future__ import annotations
@@ -21,19 +22,25 @@ import pytest
 
 from local.cloud import LocalCloud
 from local.emulators.ecs.inventory import Instance, SimulatedRun, default_fleet
-from tests.localcloud import Endpoints, get_object, wait_for
+from tests.localcloud import Endpoints, request_summary
 
 GOOD = [f"i-rcgood{n:010d}" for n in range(1, 7)]
 BAD = [f"i-rcbad0{n:010d}" for n in range(1, 7)]
+CANARY = {"rollout": "canary", "team": "ops"}  # the six GOOD ones carry both tags
+PARTLY = {f"i-rcpart{n:010d}": tags for n, tags in enumerate(
+    ({"rollout": "canary"}, {"team": "ops"}, {"rollout": "canary", "team": "dev"}), 1)}
 
 
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
     state = tmp_path_factory.mktemp("ratecontrol")
     fleet = default_fleet() + [
-        Instance(i, f"good-{n}", Mode="simulated",
+        Instance(i, f"good-{n}", Mode="simulated", Tags=dict(CANARY),
                  Simulated=SimulatedRun(Output=f"ok {i}\n", ExitCode=0, Duration=1.0))
         for n, i in enumerate(GOOD)] + [
+        Instance(i, f"part-{n}", Mode="simulated", Tags=tags,
+                 Simulated=SimulatedRun(Output=f"ok {i}\n", ExitCode=0, Duration=0.2))
+        for n, (i, tags) in enumerate(PARTLY.items())] + [
         Instance(i, f"bad-{n}", Mode="simulated",
                  Simulated=SimulatedRun(Output="broken\n", ExitCode=1, Duration=0.3))
         for n, i in enumerate(BAD)]
@@ -49,37 +56,43 @@ def endpoints(cloud: LocalCloud) -> Endpoints:
     return Endpoints(cloud.endpoints)
 
 
-def request_summary(endpoints: Endpoints, body: dict[str, Any], timeout: float = 90
-                    ) -> dict[str, Any]:
-    location = str(body["Summary"])
-    key = location.split("/", 3)[3]
-    raw = wait_for(lambda: get_object(endpoints.bucket(), key), timeout=timeout, interval=0.3)
-    summary: dict[str, Any] = json.loads(raw)
-    return summary
-
-
 def results(endpoints: Endpoints, summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
     bucket = endpoints.bucket()
     return {i: json.loads(bucket.get_object(entry["Result"]).read())
             for i, entry in summary["Instances"].items()}
 
 
-def test_six_instances_two_at_a_time_all_succeed_never_more_than_two_running(
+def most_running_at_once(docs: dict[str, dict[str, Any]]) -> int:
+    """The most instances running at one moment, from their result.json ``StartTime`` /
+    ``FinishedTime`` (Cloud Assistant's whole seconds: a run ending as another starts is not
+    counted with it)."""
+    spans = sorted((d["StartTime"], d["FinishedTime"]) for d in docs.values())
+    assert all(start and end for start, end in spans), spans
+    # at each start, how many ran (started, not yet finished)?
+    return max(sum(s <= start < e for s, e in spans) for start, _ in spans)
+
+
+def test_six_instances_selected_by_two_tags_two_at_a_time_all_succeed_never_more_than_two(
         endpoints: Endpoints) -> None:
+    """Issue 14's "Must show": ``Tags`` with two pairs select exactly the six instances that
+    carry both (not the three carrying one of them), in three waves of two."""
     status, body = endpoints.post({
-        "Type": "RunShellScript", "CommandContent": "echo ok", "InstanceIds": GOOD,
+        "Type": "RunShellScript", "CommandContent": "echo ok",
+        "Tags": [{"Key": k, "Value": v} for k, v in CANARY.items()],
         "RateControl": {"MaxConcurrency": 2}, "ClientToken": f"rc-two-{time.time_ns()}"})
     assert status == 202, body
     assert "InvokeId" not in body and body["Plan"]["Waves"] == 3, body
     summary = request_summary(endpoints, body)
+    assert sorted(summary["Instances"]) == GOOD, summary
     assert summary["Counts"] == {"Success": 6}, summary
     assert summary["Status"] == "Success" and len(summary["InvokeIds"]) == 3
+    ran = {r["InstanceId"] for invoke_id in summary["InvokeIds"]  # as Cloud Assistant saw it
+           for r in endpoints.invocations(InvokeId=invoke_id)[0]["InvokeInstances"][
+               "InvokeInstance"]}
+    assert ran == set(GOOD)
     docs = results(endpoints, summary)
-    spans = sorted((d["StartTime"], d["FinishedTime"]) for d in docs.values())
-    assert all(start and end for start, end in spans), spans
-    for start, _ in spans:  # at each start, how many ran (started, not yet finished)?
-        running = [s for s, e in spans if s <= start < e]
-        assert len(running) <= 2, (start, spans)
+    assert {d["Status"] for d in docs.values()} == {"Success"}, docs
+    assert most_running_at_once(docs) == 2, docs
 
 
 def test_six_failing_one_at_a_time_max_errors_two_stops_after_the_third_failure(

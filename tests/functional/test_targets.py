@@ -16,11 +16,12 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+import oss2
 import pytest
 
 from local.cloud import LocalCloud
 from local.emulators.ecs.inventory import default_fleet
-from shared import targets
+from shared import targets, webhook
 from shared.clients import Clients
 from shared.config import Settings
 from shared.errors import NotAllowedError
@@ -29,7 +30,7 @@ from shared.ledger import read_request
 from shared.targets import target_verdicts
 from tests.functional.test_cli_submit import cli, table_rows
 from tests.functional.test_submit import created
-from tests.localcloud import Endpoints
+from tests.localcloud import Endpoints, get_object, request_summary
 from tests.reliability.cloud_control import calls, control
 
 L1, L2, L3 = (f"i-local0000000000000{n}" for n in (1, 2, 3))
@@ -251,6 +252,59 @@ def test_every_target_gets_its_verdict_from_what_resolution_found(
     assert [(e.path, e.value) for e in refused.value.violations] == [
         ("$.Tags", i) for i in (L2, L3, "i-local0000000000000n", STOPPED)]
     assert created(endpoints) == before
+
+
+def test_a_dry_run_by_a_tag_lists_every_match_with_its_verdict_and_creates_nothing(
+        tagged: tuple[LocalCloud, Endpoints]) -> None:
+    """Issue 14's "Must show": a signed ``DryRun`` selecting ``role=web`` answers 200 with
+    exactly the three instances tagged so (not the worker, the untagged or the differently
+    tagged ones), the stopped one with its reason, and the plan; Cloud Assistant has no new
+    command or invocation, OSS no record, result or delivery claim. The same body without
+    ``DryRun`` then runs as if the dry run had never been: its RequestId is the same (same
+    ClientToken), and it is recorded, claimed, run and summarised."""
+    cloud, endpoints = tagged
+    request = {**SCRIPT, "Tags": [{"Key": "role", "Value": "web"}], "OnIneligible": "Skip",
+               "ClientToken": f"targets-dry-{uuid.uuid4().hex}"}
+    dry = json.dumps({**request, "DryRun": True}).encode()
+    stamp = int(time.time())
+    before = created(endpoints)
+    status, body = endpoints.post(dry, timestamp=stamp)
+    assert status == 200, body
+    assert (body["DryRun"], body["Type"]) == (True, "RunShellScript"), body
+    assert [(t["InstanceId"], t["Verdict"]) for t in body["Targets"]] == [
+        (L1, "Eligible"), (L2, "Eligible"), (STOPPED, "InstanceNotRunning")], body
+    assert [sorted(t) for t in body["Targets"][:2]] == [["InstanceId", "Verdict"]] * 2
+    assert body["Targets"][2]["Message"].startswith(f"{STOPPED} is Stopped"), body
+    assert body["Plan"] == {"Instances": 2, "Eligible": 2, "Ineligible": 1, "Refused": False,
+                            "Batches": [2], "Waves": [2], "DispatchQueue": False}, body
+    # The identical signed delivery again: answered again, not a replay (nothing was claimed).
+    assert endpoints.post(dry, timestamp=stamp) == (200, body)
+    after = created(endpoints)  # (the collector may delete earlier requests' commands)
+    assert (after[0] - before[0], after[1] - before[1]) == (set(), set())
+    results = Clients(_settings(cloud)).results
+    request_id = body["RequestId"]
+    assert read_request(results, request_id) is None
+    bucket = endpoints.bucket()
+    assert get_object(bucket, delivery_claim(endpoints, dry, stamp)) is None
+    assert [o.key for o in oss2.ObjectIterator(bucket) if request_id in o.key] == []
+
+    run = json.dumps(request).encode()
+    status, ran = endpoints.post(run, timestamp=stamp)
+    assert status == 202, ran
+    assert ran["RequestId"] == request_id and ran_on(endpoints, ran["InvokeId"]) == {L1, L2}
+    assert [(s["InstanceId"], s["Reason"]) for s in ran["Skipped"]] == [
+        (STOPPED, "InstanceNotRunning")]
+    summary = request_summary(endpoints, ran)
+    assert summary["Counts"] == {"Success": 2, "Skipped": 1}, summary
+    assert read_request(results, request_id) is not None  # what the dry run did not write
+    assert get_object(bucket, delivery_claim(endpoints, run, stamp)) == b""
+
+
+def delivery_claim(endpoints: Endpoints, body: bytes, timestamp: int) -> str:
+    """The key of the webhook's replay claim for ``body`` signed at ``timestamp``
+    (``shared.http_intake``: ``webhook-deliveries/{signature}`` in the results bucket)."""
+    signature = webhook.sign(endpoints["webhook_secret"], body, timestamp)
+    return "webhook-deliveries/" + signature[webhook.SIGNATURE_HEADER].partition("=")[2]
 
 
 def lookups(endpoints: Endpoints) -> dict[str, int]:
