@@ -273,10 +273,14 @@ def _summarized(clients: Clients, bucket: Results, followup: FollowUp) -> bool:
     """Is the invocation's summary stored (by the event path)? Then make sure the batch was
     closed: the event handler that wrote the summary may have stopped or failed part-way
     (``shared.rollout.needs_closing``; its retry finds the finishing claim taken and does not
-    close again); closing again is idempotent."""
-    if not bucket.exists(summary_key(followup.prefix, followup.invoke_id)):
+    close again); closing again is idempotent. Both looks go out side by side: the usual
+    answer (stored, closed) then costs one round trip."""
+    stored, unclosed = run_all([
+        functools.partial(bucket.exists, summary_key(followup.prefix, followup.invoke_id)),
+        functools.partial(needs_closing, clients, followup)])
+    if not stored:
         return False
-    if needs_closing(clients, followup):
+    if unclosed:
         close_batch(clients, clients.ecs_in(followup.region), followup)
     return True
 
