@@ -601,3 +601,28 @@ def test_reset_wipes_buckets_and_objects(server: EmulatorServer, bucket: oss2.Bu
     requests.post(f"{server.url}/_emulator/reset", timeout=5)
     with pytest.raises(oss2.exceptions.NoSuchBucket):
         bucket.get_object("a")
+
+
+def test_bucket_lookups_are_cached_and_never_stale(tmp_path: Path) -> None:
+    """The store keeps committed buckets in memory: a write of the buckets table (committed or
+    rolled back) is never hidden by it, and what another store on the directory sees agrees."""
+    from local.emulators.oss.entities import Bucket
+    from local.emulators.oss.store import OssStore
+
+    store = OssStore(tmp_path)
+    assert store.bucket("b") is None  # cached as absent
+    store.insert_bucket(Bucket("b", 1.0, "private", "Standard", "LRS"))
+    assert store.bucket("b") is not None and store.bucket("b").acl == "private"
+    assert store.set_bucket_acl("b", "public-read")
+    assert store.bucket("b").acl == "public-read"
+    with pytest.raises(RuntimeError), store.transaction():
+        store.insert_bucket(Bucket("c", 1.0, "private", "Standard", "LRS"))
+        assert store.bucket("c") is not None  # inside: what the transaction wrote
+        raise RuntimeError("rolled back")
+    assert store.bucket("c") is None  # the rolled-back insert left nothing behind
+    store.delete_bucket("b")
+    assert store.bucket("b") is None
+    store.insert_bucket(Bucket("d", 1.0, "private", "Standard", "LRS"))
+    store.wipe()
+    assert store.bucket("d") is None
+    store.close()

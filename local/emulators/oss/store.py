@@ -105,12 +105,35 @@ class OssStore(SqliteStore):
         self._tmp = state_dir / "oss" / "tmp"
         self._blobs.mkdir(parents=True, exist_ok=True)
         self._tmp.mkdir(parents=True, exist_ok=True)
+        # Committed buckets by name (None: none), read by every object call: a write of the
+        # buckets table empties it (committed or not, so a rolled-back write leaves nothing
+        # stale), and a read inside a transaction uses it but never fills it.
+        self._buckets: dict[str, Bucket | None] = {}
+        self._writing = 0
         self.sweep(temp_files=True)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self.lock, super().transaction() as conn:
+            self._writing += 1
+            try:
+                yield conn
+            finally:
+                self._writing -= 1
 
     # --- buckets ------------------------------------------------------------------------------
     def bucket(self, name: str) -> Bucket | None:
-        row = self.one(f"SELECT {_BUCKET_COLS} FROM buckets WHERE name = ?", (name,))
-        return None if row is None else Bucket(*row)
+        with self.lock:
+            if name in self._buckets:
+                return self._buckets[name]
+            row = self.one(f"SELECT {_BUCKET_COLS} FROM buckets WHERE name = ?", (name,))
+            found = None if row is None else Bucket(*row)
+            if not self._writing:
+                self._buckets[name] = found
+            return found
+
+    def _buckets_changed(self) -> None:
+        self._buckets.clear()
 
     def buckets(self, prefix: str, after: str, limit: int) -> list[Bucket]:
         """Up to ``limit`` buckets named after ``after`` that start with ``prefix``, by name."""
@@ -120,14 +143,17 @@ class OssStore(SqliteStore):
         return [Bucket(*r) for r in rows]
 
     def insert_bucket(self, bucket: Bucket) -> None:
+        self._buckets_changed()
         self.execute(f"INSERT INTO buckets ({_BUCKET_COLS}) VALUES (?, ?, ?, ?, ?)", (
             bucket.name, bucket.created, bucket.acl, bucket.storage_class, bucket.redundancy))
 
     def set_bucket_acl(self, name: str, acl: str) -> bool:
         """False: no such bucket."""
+        self._buckets_changed()
         return self.execute("UPDATE buckets SET acl = ? WHERE name = ?", (acl, name)) > 0
 
     def delete_bucket(self, name: str) -> None:
+        self._buckets_changed()
         self.execute("DELETE FROM buckets WHERE name = ?", (name,))
 
     def has_objects(self, bucket: str) -> bool:
@@ -302,6 +328,7 @@ class OssStore(SqliteStore):
 
     def wipe(self) -> None:
         """Empty every table and drop every blob; temp files may be uploads still in flight."""
+        self._buckets_changed()
         super().wipe()
         self.sweep(temp_files=False)
 
