@@ -47,6 +47,9 @@ class _Body:
         return self._answer.stream(chunk_size, decode_content=True)
 
     def close(self) -> None:
+        # as requests does: a body left unread closes its connection (the next call on it
+        # would read the rest as its answer); a body read to its end gave it back already
+        self._answer.close()
         self._answer.release_conn()
 
 

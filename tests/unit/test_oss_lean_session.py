@@ -62,6 +62,18 @@ def test_connections_are_kept_across_every_kind_of_answer(server: EmulatorServer
     assert pool.num_connections == 1
 
 
+def test_an_answer_closed_before_its_end_does_not_leave_bytes_on_a_kept_connection(
+        server: EmulatorServer, bucket: oss2.Bucket) -> None:
+    lean = lean_bucket(server.url)
+    lean.put_object("long", b"x" * 100_000)
+    for _ in range(3):
+        partial = lean.get_object("long")
+        assert partial.read(10) == b"x" * 10
+        partial.close()  # 99,990 bytes never read
+        assert lean.get_object("long").read() == b"x" * 100_000
+        assert lean.put_object("small", b"y").status == 200
+
+
 def test_large_bodies_and_streams_keep_requests_road(server: EmulatorServer,
                                                      bucket: oss2.Bucket) -> None:
     session = LeanSession()
