@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -33,7 +34,6 @@ from aliyunsdkcore.request import RpcRequest
 
 from local.cloud import LocalCloud
 from local.emulators.ecs.inventory import default_fleet
-from local.emulators.oss import OssApp
 from local.host.runtime import FunctionRuntime, Invocation
 from local.profile import Profile
 from shared import webhook
@@ -299,25 +299,27 @@ class Cloud:
             calls: dict[str, int] = json.loads(resp.read())["calls"]
         return calls
 
-    def emulator_calls(self, service: str) -> tuple[dict[str, int], dict[str, float]]:
-        """(requests per action, pipeline CPU ms per action) of one emulator, so far."""
+    def emulator_calls(self, service: str) -> dict[str, Any]:
+        """One emulator's ``/_emulator/calls`` so far: requests (``calls``) and pipeline CPU ms
+        (``cpu_ms``) per action, its request threads' ``server_cpu`` and, for one in a process
+        of its own, that process's ``process_cpu_s``."""
         with urllib.request.urlopen(self.e[service] + "/_emulator/calls", timeout=30) as resp:
-            answer = json.loads(resp.read())
-        return answer["calls"], answer.get("cpu_ms") or {}
+            answer: dict[str, Any] = json.loads(resp.read())
+        return answer
 
     # --- results --------------------------------------------------------------------------
-    def _store_app(self) -> OssApp:
-        app = self.local.servers["oss"].app
-        assert isinstance(app, OssApp)
-        return app
-
     def stored_at(self, key: str) -> float | None:
-        """When the object was stored (the emulator's float clock), None if it is not there."""
+        """When the object was stored (the emulator's float clock), None if it is not there:
+        the OSS emulator's ``/_emulator/buckets/<bucket>/objects`` (it runs in a process of
+        its own)."""
+        query = urllib.parse.urlencode({"prefix": key})
+        url = f"{self.e['oss']}/_emulator/buckets/{self.e['results_bucket']}/objects?{query}"
         try:
-            return float(self._store_app().model.head_object(self.e["results_bucket"], key)
-                         .last_modified)
-        except Exception:
+            with urllib.request.urlopen(url, timeout=30) as resp:
+                objects = json.loads(resp.read())["objects"]
+        except (OSError, ValueError, KeyError):
             return None
+        return next((float(o["stored_at"]) for o in objects if o["key"] == key), None)
 
     def read(self, key: str) -> bytes | None:
         try:

@@ -15,6 +15,12 @@ API, for ``fc2.Client(endpoint=...)`` and ``assistflow invoke``), ``request_queu
 ``profile`` (a ``local.profile.Profile``, a name or a file; default: ``ASSISTFLOW_PROFILE``,
 else ``fast``) sets how fast and how strict the cloud is: every emulator's per-call latency
 and rate limits (``CallPacing``), and the host's cold-start and EventBridge delivery times.
+
+The ECS and MNS emulators and the function host run on threads of this process; the OSS
+emulator, where most of a fan-out's emulator CPU goes, runs in a child process of its own
+(``local.emulators.process``), so it does not share their GIL. ``servers[name]`` has each
+one's ``url``, ``host`` and ``port``; the in-process ones also their ``app``. ECS stays here:
+its TaskCompleted events reach the host's event bus through an in-process sink.
 """
 
 from __future__ import annotations
@@ -25,11 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from local.emulators.base import EmulatorApp
 from local.emulators.ecs import EcsApp
-from local.emulators.mns import MnsApp
-from local.emulators.oss import OssApp
-from local.emulators.profile_hooks import CallPacing
+from local.emulators.keyring import KeyRing
+from local.emulators.process import EmulatorProcess
+from local.emulators.serve import build_app
 from local.emulators.server import EmulatorServer
 from local.host.host import FunctionHost
 from local.host.template import Template
@@ -79,7 +84,7 @@ class LocalCloud:
         self.parameters = dict(parameters or {})
         self.max_instances = max_instances
         self.keys: LocalKeys | None = None
-        self.servers: dict[str, EmulatorServer] = {}
+        self.servers: dict[str, EmulatorServer | EmulatorProcess] = {}
         self.host: FunctionHost | None = None
         self.template: Template | None = None
         self.endpoints: dict[str, Any] = {}
@@ -94,13 +99,15 @@ class LocalCloud:
         keys = self.keys = load_or_create_keys(self.state_dir)
         keyring = keys.keyring()
         try:
-            self._serve(EcsApp(keyring, self.state_dir, region=self.region,
-                               account_id=ACCOUNT_ID), self.ports.ecs)
-            self._serve(MnsApp(keyring, self.state_dir, account_id=ACCOUNT_ID,
-                               region=self.region), self.ports.mns)
-            self._serve(OssApp(keyring, self.state_dir, region=self.region,
-                               account_id=ACCOUNT_ID), self.ports.oss)
+            # The child imports while this process goes on (its port listens already).
+            oss = self.servers["oss"] = EmulatorProcess(
+                "oss", self.state_dir, port=self.ports.oss, region=self.region,
+                account_id=ACCOUNT_ID, profile=self.profile).spawn()
+            oss.attach(keyring)  # the functions' STS keys, bound by the host, reach it too
+            self._serve("ecs", keyring, self.ports.ecs)
+            self._serve("mns", keyring, self.ports.mns)
             template = self.template = self._load_template()
+            oss.wait_ready()  # it serves (or could not start: say why) before we call it
             self._provision(template)
             # The functions' ALIBABA_CLOUD_* credentials are their roles' (FunctionHost binds
             # one STS pair per function to its role's policies); the pollers use the owner's.
@@ -130,10 +137,10 @@ class LocalCloud:
         write_private_json(self.endpoints_path, self.endpoints)
         return self.endpoints
 
-    def _serve(self, app: EmulatorApp, port: int) -> None:
-        # Every local key belongs to the one local account: ECS counts its rates per account.
-        app.pacing = CallPacing(self.profile, app.service, account_of=lambda _key: ACCOUNT_ID)
-        self.servers[app.service] = EmulatorServer(app, port).start()
+    def _serve(self, service: str, keyring: KeyRing, port: int) -> None:
+        app = build_app(service, keyring, self.state_dir, region=self.region,
+                        account_id=ACCOUNT_ID, profile=self.profile)
+        self.servers[service] = EmulatorServer(app, port).start()
 
     def _load_template(self) -> Template:
         overrides: dict[str, Any] = {
@@ -235,9 +242,9 @@ class LocalCloud:
         return self.dashboard.url + "/"
 
     def _ecs_app(self) -> EcsApp:
-        app = self.servers["ecs"].app
-        assert isinstance(app, EcsApp)
-        return app
+        server = self.servers["ecs"]
+        assert isinstance(server, EmulatorServer) and isinstance(server.app, EcsApp)
+        return server.app
 
     def stop(self) -> None:
         self.endpoints_path.unlink(missing_ok=True)

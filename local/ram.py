@@ -123,6 +123,9 @@ class Statement:
 class Policy:
     name: str
     statements: tuple[Statement, ...]
+    # The document it was parsed from: what a policy is sent as to an emulator in a process
+    # of its own (``Identity.to_json``), parsed again there.
+    document: Any = field(default=None, compare=False, repr=False)
 
     @classmethod
     def parse(cls, document: Any, name: str = "") -> Policy:
@@ -142,7 +145,7 @@ class Policy:
         if not isinstance(statements, list) or not statements:
             raise PolicyError(f"{where}: Statement must be a non-empty list")
         return cls(name, tuple(_statement(item, f"{where}, Statement[{index}]")
-                               for index, item in enumerate(statements)))
+                               for index, item in enumerate(statements)), document)
 
 
 def _statement(item: Any, where: str) -> Statement:
@@ -247,6 +250,18 @@ class Identity:
 
     arn: str
     policies: tuple[Policy, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """The role and its policy documents, as ``from_json`` reads them back."""
+        if any(p.document is None for p in self.policies):
+            raise ValueError(f"{self.arn}: a policy not parsed from a document cannot be sent")
+        return {"arn": self.arn,
+                "policies": [{"name": p.name, "document": p.document} for p in self.policies]}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Identity:
+        return cls(str(data["arn"]), tuple(Policy.parse(p["document"], p["name"])
+                                           for p in data["policies"]))
 
     def evaluate(self, request: RamRequest) -> Decision:
         if not request.checks:

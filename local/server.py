@@ -350,20 +350,38 @@ class _Answer:
         self.handler.wfile.flush()
 
 
-class LoopbackServer:
-    """Serves ``app`` on ``127.0.0.1:port`` (0 = a free port) until ``stop()``."""
+def listening_socket(port: int) -> socket.socket:
+    """A socket listening on ``127.0.0.1:port`` (0 = a free port) as ``LoopbackServer``'s own
+    would (werkzeug's ``BaseWSGIServer``: address reuse, a backlog of 128): for a server that
+    another process will run (``fd``). Connections made before it serves wait in the backlog."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+        sock.listen(128)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
-    def __init__(self, app: WSGIApplication, port: int, name: str) -> None:
+
+class LoopbackServer:
+    """Serves ``app`` on ``127.0.0.1:port`` (0 = a free port) until ``stop()``; or, with
+    ``fd``, on that listening socket (``listening_socket``, made by a parent process)."""
+
+    def __init__(self, app: WSGIApplication, port: int, name: str,
+                 fd: int | None = None) -> None:
         self.name = name
         self._server: BaseWSGIServer = make_server("127.0.0.1", port, app, threaded=True,
-                                                   request_handler=_LoopbackRequestHandler)
+                                                   request_handler=_LoopbackRequestHandler,
+                                                   fd=fd)
         self._server.daemon_threads = True  # type: ignore[attr-defined]
         self.cpu = CpuMeter()
         self._server.cpu_meter = self.cpu  # type: ignore[attr-defined]
         self._live: set[socket.socket] = set()
         self._server.live_connections = self._live  # type: ignore[attr-defined]
         self.host = "127.0.0.1"
-        self.port = self._server.server_port
+        self.port = int(self._server.server_address[1])  # (server_port: not with fd)
         self.url = f"http://127.0.0.1:{self.port}"
         self._thread: threading.Thread | None = None
 

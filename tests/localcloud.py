@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.request
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -50,6 +51,15 @@ class Endpoints(dict[str, Any]):
         req.set_PageSize(50)
         found: list[dict[str, Any]] = self.call(req)["Invocations"]["Invocation"]
         return found
+
+    def control(self, service: str, name: str, body: Any = None, method: str = "GET") -> Any:
+        """An emulator's control API, ``/_emulator/<name>`` (a body: POSTed as JSON)."""
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(f"{self[service]}/_emulator/{name}", data=data,
+                                     method="POST" if data is not None else method,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as answer:
+            return json.loads(answer.read() or b"{}")
 
     def mns(self) -> Account:
         return Account(self["mns"], self["access_key_id"], self["access_key_secret"])

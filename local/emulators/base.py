@@ -42,7 +42,11 @@ Control API (JSON, every emulator, under ``/_emulator/``, which no SDK ever requ
 * ``GET|POST|DELETE faults`` — list, add (``FaultRule`` fields) or clear faults
 * ``GET|DELETE calls`` — API calls received per action (faulted and refused ones included),
   and ``cpu_ms``: the CPU milliseconds the pipeline spent on them per action (the request
-  thread's own CPU clock: a profile's delay or a wait for a lock does not count)
+  thread's own CPU clock: a profile's delay or a wait for a lock does not count); served by an
+  ``EmulatorServer``, also ``server_cpu``: ``{"seconds", "requests"}`` of its request threads
+  (HTTP included, ``local.server.CpuMeter``), and, in a process of its own
+  (``local.emulators.serve``), ``process_cpu_s``: that whole process's CPU seconds so far.
+  ``DELETE`` zeroes the counts and ``cpu_ms`` only
 * ``POST clock`` — ``{"advance": seconds}`` moves the emulator's time forward
 """
 
@@ -50,6 +54,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -70,6 +75,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+    from local.server import CpuMeter
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +209,8 @@ class EmulatorApp:
         # the call by raising a ServiceError (or slows it down by sleeping).
         self.hooks: list[Hook] = [self.delay, self.authorize, self.throttle, self.inject_fault]
         self.base_url = ""  # set by EmulatorServer once the port is known
+        self.server_cpu: CpuMeter | None = None  # its server's meter, set by EmulatorServer
+        self.own_process = False  # served alone in its process (local.emulators.serve)
 
     # --- what each service provides ------------------------------------------------------
     def parse(self, call: Call) -> None:
@@ -343,14 +352,23 @@ class EmulatorApp:
             if name == "calls":
                 if request.method == "DELETE":
                     self.calls.clear()
-                return json_response({"calls": self.calls.snapshot(),
-                                      "cpu_ms": self.calls.cpu_ms()})
+                return json_response(self._calls_answer())
             if name == "clock" and request.method == "POST":
                 self.clock.advance(float(body.get("advance", 0)))
                 return json_response({"now": self.clock.now()})
             return self.control_extra(name, request, body)
         except (ValueError, TypeError) as exc:
             return json_response({"error": str(exc)}, status=400)
+
+    def _calls_answer(self) -> dict[str, Any]:
+        answer: dict[str, Any] = {"calls": self.calls.snapshot(), "cpu_ms": self.calls.cpu_ms()}
+        if self.server_cpu is not None:
+            answer["server_cpu"] = {"seconds": round(self.server_cpu.seconds, 3),
+                                    "requests": self.server_cpu.requests}
+        if self.own_process:
+            times = os.times()  # this process alone, every thread (/proc/self/stat's utime, stime)
+            answer["process_cpu_s"] = round(times.user + times.system, 3)
+        return answer
 
     def control_extra(self, name: str, request: Request, body: Any) -> Response:
         """Service-specific control paths (peek at queues, …); 404 by default."""

@@ -19,10 +19,11 @@ class EmulatorServer(LoopbackServer):
     worker threads) when the server stops.
     """
 
-    def __init__(self, app: EmulatorApp, port: int = 0) -> None:
-        super().__init__(app, port, f"{app.service}-server")
+    def __init__(self, app: EmulatorApp, port: int = 0, fd: int | None = None) -> None:
+        super().__init__(app, port, f"{app.service}-server", fd)
         self.app = app
         app.base_url = self.url
+        app.server_cpu = self.cpu  # /_emulator/calls reports it
 
     def start(self) -> EmulatorServer:  # type: ignore[override]
         super().start()

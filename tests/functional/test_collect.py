@@ -126,20 +126,19 @@ def test_a_redelivered_followup_and_a_killed_collector_leave_one_correct_set(
 
     # Kill the collector while it is between two writes: slow every PutObject down, wait for
     # the first object to change, then SIGKILL the function instance mid-way.
-    oss = cloud.servers["oss"].app
-    oss.faults.add(_slow_puts())
+    endpoints.control("oss", "faults", _SLOW_PUTS)
     crashed: list[Any] = []
     worker = threading.Thread(target=lambda: crashed.append(runtime.invoke(event)))
     worker.start()
-    wait_for(lambda: True if runtime.pids() and oss.faults.listing()[0]["count"] < 50 else None,
-             timeout=10)
+    wait_for(lambda: True if runtime.pids() and endpoints.control("oss", "faults")["faults"][0][
+        "count"] < _SLOW_PUTS["count"] else None, timeout=10)
     killed = runtime.pids()
     for pid in killed:
         os.kill(pid, signal.SIGKILL)
     worker.join(timeout=20)
     # SIGKILL lands asynchronously: wait until the host has seen every instance die.
     wait_for(lambda: True if not set(killed) & set(runtime.pids()) else None, timeout=10)
-    oss.faults.clear()
+    endpoints.control("oss", "faults", method="DELETE")
     assert crashed and not crashed[0].ok  # the kill failed that invocation
     # Redelivery (twice, as MNS may): the set is complete and identical to the first one.
     for _ in range(2):
@@ -216,10 +215,7 @@ def test_a_queue_notification_carries_the_summary(endpoints: Endpoints) -> None:
     assert summary["Counts"] == {"Success": 1}
 
 
-def _slow_puts() -> Any:
-    from local.emulators.faults import FaultRule
-
-    return FaultRule(action="PutObject", count=50, delay=0.3)
+_SLOW_PUTS = {"action": "PutObject", "count": 50, "delay": 0.3}  # a FaultRule
 
 
 def _followup_event(body: str) -> bytes:

@@ -5,7 +5,6 @@ once through FC's invoke API (aliyun-fc2), and read Cloud Assistant through the 
 from __future__ import annotations
 
 import json
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +21,7 @@ RECONCILE_EVENT = (REPO / "events" / "timer-reconcile.json").read_bytes()
 
 def control(endpoints: Endpoints, service: str, name: str, body: Any = None,
             method: str = "GET") -> Any:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(f"{endpoints[service]}/_emulator/{name}", data=data,
-                                 method="POST" if data is not None else method,
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=10) as answer:
-        return json.loads(answer.read() or b"{}")
+    return endpoints.control(service, name, body, method)
 
 
 def add_faults(endpoints: Endpoints, service: str, *rules: dict[str, Any]) -> None:

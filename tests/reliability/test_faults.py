@@ -12,6 +12,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -67,9 +68,8 @@ def submit_until_accepted(endpoints: Endpoints, request: dict[str, object]) -> d
 def test_under_faults_every_request_completes_once_and_nothing_is_lost(
         faulty_cloud: LocalCloud, tally: Counter[str]) -> None:
     endpoints = Endpoints(faulty_cloud.endpoints)
-    for service, rules in FAULTS.items():
-        for rule in rules:
-            faulty_cloud.servers[service].app.faults.add(rule)
+    for service, rules in FAULTS.items():  # through the control API: OSS is another process
+        endpoints.control(service, "faults", [asdict(rule) for rule in rules])
     # An MNS message whose DeleteMessage failed comes back after its visibility timeout (60 s);
     # move the queue's clock instead of waiting.
     mns_clock = faulty_cloud.servers["mns"].app.clock
@@ -106,9 +106,9 @@ def test_under_faults_every_request_completes_once_and_nothing_is_lost(
     finally:
         stop_clock.set()
         ticker.join()
-        fired = {s: dict(faulty_cloud.servers[s].app.faults.fired) for s in FAULTS}
+        fired = {s: dict(endpoints.control(s, "faults")["fired"]) for s in FAULTS}
         for service in FAULTS:
-            faulty_cloud.servers[service].app.faults.clear()
+            endpoints.control(service, "faults", method="DELETE")
     assert not stalled, f"no request summary after 120 s\n{_diagnose(faulty_cloud, stalled)}"
     for service, per_action in fired.items():
         tally[f"faults injected ({service})"] += sum(per_action.values())

@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from aliyunsdkecs.request.v20140526.DescribeCommandsRequest import DescribeCommandsRequest
@@ -52,12 +53,12 @@ def summary(endpoints: Endpoints, request_id: str, timeout: float = 30) -> dict[
 
 
 def stored(cloud: LocalCloud, prefix: str) -> dict[str, tuple[float, str]]:
-    """Every object under ``prefix``: (when the OSS emulator stored it, its ETag)."""
-    model = cloud.servers["oss"].app.model  # type: ignore[attr-defined]
-    bucket = cloud.endpoints["results_bucket"]
-    keys = [o.key for o in model.list_objects(bucket, prefix, "", "", 1000).objects]
-    return {key: (model.head_object(bucket, key).last_modified,
-                  model.head_object(bucket, key).etag) for key in keys}
+    """Every object under ``prefix``: (when the OSS emulator stored it, its ETag), from its
+    control API (``/_emulator/buckets/<bucket>/objects``)."""
+    endpoints = Endpoints(cloud.endpoints)
+    listing = endpoints.control(
+        "oss", f"buckets/{endpoints['results_bucket']}/objects?{urlencode({'prefix': prefix})}")
+    return {o["key"]: (o["stored_at"], o["etag"]) for o in listing["objects"]}
 
 
 def first_attempt(endpoints: Endpoints, receiver: Receiver) -> str:

@@ -156,7 +156,8 @@ class OssApp(EmulatorApp):
     Control API extras (no signature needed):
 
     * ``GET /_emulator/buckets`` — buckets with object counts and bytes
-    * ``GET /_emulator/buckets/<bucket>/objects?prefix=`` — keys with size, ETag, CRC-64
+    * ``GET /_emulator/buckets/<bucket>/objects?prefix=`` — keys with size, ETag, CRC-64,
+      and ``stored_at``: when it was stored, in the emulator's clock (float seconds)
     * ``GET /_emulator/buckets/<bucket>/object?key=`` — the object's bytes
     """
 
@@ -279,7 +280,7 @@ class OssApp(EmulatorApp):
             objects += [{
                 "key": o.key, "size": o.size, "etag": o.etag, "crc64": str(o.crc64),
                 "content_type": o.content_type, "meta": o.meta, "storage_class": o.storage_class,
-                "last_modified": iso8601(o.last_modified),
+                "last_modified": iso8601(o.last_modified), "stored_at": o.last_modified,
             } for o in page.objects]
             if not page.truncated:
                 return {"bucket": bucket, "prefix": prefix, "objects": objects}

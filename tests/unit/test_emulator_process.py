@@ -1,0 +1,162 @@
+"""An emulator in a process of its own (``local.emulators.process``): served on the port the
+parent chose, the owner keys of the state directory, the role keys bound at runtime enforced
+exactly as in-process (through oss2), the control API, and no process left behind — neither
+after ``stop()`` nor after its parent was killed with SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import oss2
+import pytest
+
+from local.emulators.keyring import KeyRing
+from local.emulators.process import EmulatorProcess, EmulatorProcessError
+from local.profile import Profile
+from local.ram import Identity, Policy
+from local.server import listening_socket
+from local.state import LocalKeys, issue_sts, load_or_create_keys
+
+ACCOUNT = "1234567890123456"
+BUCKET = "proc-results"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def role(*statements: dict[str, Any]) -> Identity:
+    policy = Policy.parse({"Version": "1", "Statement": list(statements)}, "FunctionRole/p")
+    return Identity(f"acs:ram::{ACCOUNT}:role/app-functions", (policy,))
+
+
+def control(url: str, name: str, body: Any = None) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(f"{url}/_emulator/{name}", data=data,
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as answer:
+        return json.loads(answer.read())
+
+
+def gone(pid: int, timeout: float = 10) -> bool:
+    """True once ``pid`` no longer runs (a zombie of ours counts as gone)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return True
+        if state == "Z":
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[EmulatorProcess, KeyRing, LocalKeys]]:
+    keys = load_or_create_keys(tmp_path)
+    keyring = keys.keyring()
+    oss = EmulatorProcess("oss", tmp_path, region="cn-hangzhou", account_id=ACCOUNT,
+                          profile=Profile.fast()).spawn()
+    oss.attach(keyring)
+    yield oss.wait_ready(), keyring, keys
+    oss.stop()
+
+
+def test_it_serves_the_state_directory_with_its_owner_keys(
+        served: tuple[EmulatorProcess, KeyRing, LocalKeys], tmp_path: Path) -> None:
+    oss, _, keys = served
+    assert oss.url == f"http://127.0.0.1:{oss.port}" and oss.pid != os.getpid()
+    owner = oss2.Bucket(oss2.Auth(keys.access_key_id, keys.access_key_secret), oss.url, BUCKET)
+    owner.create_bucket()
+    owner.put_object("a.txt", b"hello")
+    assert owner.get_object("a.txt").read() == b"hello"
+    assert (tmp_path / "oss.sqlite3").exists()  # the same files as an in-process emulator
+    health = control(oss.url, "health")
+    assert (health["service"], health["profile"]) == ("oss", "fast")
+    calls = control(oss.url, "calls")
+    assert calls["calls"]["PutObject"] == 1
+    assert calls["server_cpu"]["requests"] >= 3 and calls["server_cpu"]["seconds"] > 0
+    assert calls["process_cpu_s"] >= calls["server_cpu"]["seconds"]
+    # Its clock moves as an in-process emulator's does.
+    before = control(oss.url, "clock", {"advance": 0})["now"]
+    assert control(oss.url, "clock", {"advance": 3600})["now"] >= before + 3600
+
+
+def test_a_role_key_bound_in_the_parent_is_enforced_at_once(
+        served: tuple[EmulatorProcess, KeyRing, LocalKeys]) -> None:
+    oss, keyring, keys = served
+    owner = oss2.Bucket(oss2.Auth(keys.access_key_id, keys.access_key_secret), oss.url, BUCKET)
+    owner.create_bucket()
+    who = role({"Effect": "Allow", "Action": ["oss:PutObject", "oss:GetObject"],
+                "Resource": f"acs:oss:*:{ACCOUNT}:{BUCKET}/out/*"},
+               {"Effect": "Deny", "Action": "oss:GetObject",
+                "Resource": f"acs:oss:*:{ACCOUNT}:{BUCKET}/out/secret"})
+    creds = issue_sts(keyring, who)  # returns once the child accepts the key: no retry needed
+    bucket = oss2.Bucket(oss2.StsAuth(creds.access_key_id, creds.access_key_secret,
+                                      creds.security_token), oss.url, BUCKET)
+    bucket.put_object("out/x", b"1")
+    assert bucket.get_object("out/x").read() == b"1"
+    owner.put_object("out/secret", b"s")
+    for refused in (lambda: bucket.put_object("elsewhere", b"1"),
+                    lambda: bucket.get_object("out/secret")):
+        with pytest.raises(oss2.exceptions.AccessDenied):
+            refused()
+    # The token belongs to the key: the same pair without it is refused.
+    tokenless = oss2.Bucket(oss2.Auth(creds.access_key_id, creds.access_key_secret), oss.url,
+                            BUCKET)
+    with pytest.raises(oss2.exceptions.ServerError):
+        tokenless.put_object("out/y", b"1")
+
+
+def test_stop_ends_the_process_and_frees_the_port(tmp_path: Path) -> None:
+    load_or_create_keys(tmp_path)
+    oss = EmulatorProcess("oss", tmp_path, account_id=ACCOUNT, profile=Profile.fast()).start()
+    pid, port = oss.pid, oss.port
+    assert pid is not None
+    oss.stop()
+    assert gone(pid, timeout=1)
+    listening_socket(port).close()  # the port is free again
+    with pytest.raises(EmulatorProcessError):
+        oss.bind("STS.X", "s", "t", role({"Effect": "Allow", "Action": "*", "Resource": "*"}))
+
+
+def test_a_port_in_use_fails_in_the_parent(tmp_path: Path) -> None:
+    load_or_create_keys(tmp_path)
+    taken = listening_socket(0)
+    try:
+        with pytest.raises(OSError):
+            EmulatorProcess("oss", tmp_path, port=taken.getsockname()[1], account_id=ACCOUNT,
+                            profile=Profile.fast()).spawn()
+    finally:
+        taken.close()
+
+
+def test_a_parent_killed_with_sigkill_leaves_no_emulator(tmp_path: Path) -> None:
+    load_or_create_keys(tmp_path)
+    parent = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, time
+        from pathlib import Path
+        from local.emulators.process import EmulatorProcess
+        from local.profile import Profile
+        oss = EmulatorProcess("oss", Path({str(tmp_path)!r}), account_id="{ACCOUNT}",
+                              profile=Profile.fast()).start()
+        print(oss.pid, flush=True)
+        time.sleep(60)
+        """)], stdout=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        child = int(parent.stdout.readline())  # type: ignore[union-attr]
+        assert not gone(child, timeout=0.2)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        assert gone(child), "the emulator outlived its parent"
+    finally:
+        parent.kill()
+        parent.wait()
