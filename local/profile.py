@@ -126,6 +126,11 @@ class Sampler:
         self._rng = rng
         self._lock = threading.Lock()
 
+    @property
+    def zero(self) -> bool:
+        """Every draw is 0 (no delay at all)."""
+        return self.distribution.zero
+
     def __call__(self) -> float:
         if self.distribution.zero:
             return 0.0

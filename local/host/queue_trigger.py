@@ -20,13 +20,18 @@ synchronously — the stream waits for the function's outcome to decide the mess
 which is where ``runOptions`` apply; the queue functions park messages that can never succeed
 themselves, so they behave the same under either reading (``template.yml``).
 Each delivery starts after the profile's EventBridge delivery time
-(``TriggerContext.delivery_delay``; none under ``fast``).
+(``TriggerContext.delivery_delay``; none under ``fast``). That time is the stream's latency, not
+a resource: a message waits it out in a ``DelayLine`` (no thread, no delivery slot), so the
+``concurrency`` slots are spent on invocations alone and the delay does not cut the stream's
+throughput — while ``concurrency`` messages are in invocations, as many more may be in their
+delay (none under ``fast``, where a received message is delivered at once).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import logging
 import threading
@@ -35,6 +40,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from local.host.delay_line import DelayLine
 from local.host.delivery_policy import DeliveryPolicy
 from local.host.template import TriggerDecl, truthy
 from local.host.trigger import DeliveryStats, MnsAccess, Trigger, TriggerContext
@@ -131,9 +137,13 @@ class QueueTrigger(Trigger):
         self.stats = DeliveryStats()
         self._delivery_delay = delivery_delay or (lambda: 0.0)
         self._queues = QueueHandles(access)
-        self._slots = threading.Semaphore(concurrency)
+        # messages received and not yet done with: in an invocation, or (with a delivery
+        # time) in their delay too
+        delays = delivery_delay is not None and not getattr(delivery_delay, "zero", False)
+        self._slots = threading.Semaphore(concurrency * (2 if delays else 1))
         self._pool = ThreadPoolExecutor(max_workers=concurrency,
                                         thread_name_prefix=f"{label}queue-{name}")
+        self._later = DelayLine(f"{label}queue-{name}-delay")
         self._stop = threading.Event()
         # errorsTolerance NONE and a message out of retries: the stream delivers nothing more.
         self.blocked = threading.Event()
@@ -205,23 +215,33 @@ class QueueTrigger(Trigger):
                 self._queues.forget()  # reconnect next time
                 self._stop.wait(1)
             for message in messages:
-                self._pool.submit(self._deliver, message)
+                delay = self._delivery_delay()
+                if delay <= 0:
+                    self._start(message)
+                    continue
+                try:
+                    self._later.call_later(delay, functools.partial(self._start, message))
+                except RuntimeError:  # stopping: it comes back after its visibility timeout
+                    self._slots.release()
             for _ in range(free - len(messages)):
                 self._slots.release()
 
+    def _start(self, message: Any) -> None:
+        try:
+            self._pool.submit(self._deliver, message)
+        except RuntimeError:  # stopping: it comes back after its visibility timeout
+            self._slots.release()
+
     def _deliver(self, message: Any) -> None:
         try:
-            if self.blocked.is_set():
-                return  # received before the stream blocked: it stays in the queue
+            if self.blocked.is_set() or self._stop.is_set():
+                return  # it stays in the queue (and comes back after its visibility timeout)
             count = int(message.dequeue_count)
             if self.policy.overdue(count):
                 # Its earlier deliveries never reported back (host stopped mid-invocation,
                 # visibility timeout shorter than the function's): its tries are used up.
                 self._give_up(message, count, "it was received more often than allowed")
                 return
-            delay = self._delivery_delay()
-            if delay > 0 and self._stop.wait(delay):
-                return  # stopping: the message comes back after its visibility timeout
             event = build_queue_event(message, queue=self.queue_name, source=self.source,
                                 region=self.region, account_id=self.account_id,
                                 base64_decode=self.base64_decode)
@@ -316,6 +336,7 @@ class QueueTrigger(Trigger):
     def begin_stop(self) -> None:
         """Receive nothing more; deliveries in flight end when the runtimes close."""
         self._stop.set()
+        self._later.stop()  # messages in their delay come back after their visibility timeout
 
     def stop(self) -> None:
         self.begin_stop()

@@ -123,3 +123,26 @@ def test_a_queue_message_reaches_its_function_after_delivery_and_cold_start(
         second = harness.wait_recorded("ok", 2, timeout=15)[1]
         assert second["at"] - sent >= DELIVERY
     assert harness.leftover_threads == []
+
+
+def test_a_queue_message_waits_its_delivery_time_without_holding_a_delivery_slot(
+        tmp_path: Path) -> None:
+    """EventBridge's delivery time is latency, not capacity: while a trigger's slots are busy
+    with invocations, more received messages wait out their delay beside them (in the delay
+    line, not in a slot), so the delay does not divide the stream's throughput."""
+    slow = Profile(name="slow-delivery", eventbridge_delivery=Distribution(median=3.0))
+    with HostHarness(tmp_path, "queues.yml", profile=slow) as harness:
+        assert harness.host is not None
+        trigger = next(t for t in harness.host.triggers.values()
+                       if getattr(t, "queue_name", "") == "work-ok")
+        for n in range(8):
+            harness.queue("work-ok", encoding=True).send_message(Message(f"m{n}"))
+        deadline = time.monotonic() + 2.5  # well inside the 3 s delay of the first ones
+        most = 0
+        while time.monotonic() < deadline and most < 8:
+            most = max(most, trigger._later.pending())
+            time.sleep(0.02)
+        assert most == 8  # all eight in their delay at once: twice the trigger's 4 slots
+        assert harness.recorded("ok") == []  # and none delivered before its delay
+        assert len(harness.wait_recorded("ok", 8, timeout=20)) == 8
+    assert harness.leftover_threads == []
