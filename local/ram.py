@@ -105,9 +105,9 @@ class Statement:
     conditions: tuple[Condition, ...] = ()
 
     def covers(self, action: str, resource: str) -> bool:
-        action_hit = any(wildcard_match(p, action) for p in self.actions)
-        resource_hit = any(wildcard_match(p, resource) for p in self.resources)
-        return action_hit != self.not_action and resource_hit != self.not_resource
+        if any(wildcard_match(p, action) for p in self.actions) == self.not_action:
+            return False  # not this statement's action: its resources need no look
+        return any(wildcard_match(p, resource) for p in self.resources) != self.not_resource
 
     def conditions_hold(self, tags: Tags | None) -> bool:
         """Whether the Condition block is satisfied for a resource with ``tags`` (None: the
