@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.server
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import oss2
 import pytest
@@ -136,3 +137,52 @@ def test_oss2s_crc_check_still_runs(wrong_crc_server: str) -> None:
     lean = lean_bucket(wrong_crc_server)
     with pytest.raises(oss2.exceptions.InconsistentError):
         lean.put_object("k", b"the body")
+
+
+@pytest.fixture
+def self_signed_https(tmp_path: Path) -> Iterator[str]:
+    """An HTTPS server on loopback whose certificate no CA signed (answers every PUT 200)."""
+    import datetime
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1"))]),
+                critical=False)
+            .sign(key, hashes.SHA256()))
+    pem = tmp_path / "cert.pem"
+    pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM) + key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(pem)
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _WrongCrc)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"https://127.0.0.1:{httpd.server_port}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_https_certificates_are_checked_as_requests_checks_them(self_signed_https: str) -> None:
+    """The lean road verifies the server's certificate (certifi's bundle, as requests): a
+    certificate no CA signed is refused before any byte of the object is sent."""
+    with pytest.raises(oss2.exceptions.RequestError) as lean:
+        lean_bucket(self_signed_https).put_object("k", b"secret result")
+    assert "CERTIFICATE_VERIFY_FAILED" in str(lean.value)
+    default = oss2.Bucket(oss2.AuthV4(AK, SK), self_signed_https, BUCKET, region=REGION)
+    with pytest.raises(oss2.exceptions.RequestError) as through_requests:
+        default.put_object("k", b"secret result")
+    assert "CERTIFICATE_VERIFY_FAILED" in str(through_requests.value)
