@@ -5,8 +5,9 @@ large bodies, query calls and proxied calls keep requests' road, errors are oss2
 from __future__ import annotations
 
 import http.server
+import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import oss2
@@ -123,14 +124,22 @@ class _WrongCrc(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def wrong_crc_server() -> Iterator[str]:
+def _serving(scheme: str, wrap: Callable[[socket.socket], socket.socket] | None = None
+             ) -> Iterator[str]:
+    """A ``_WrongCrc`` server on loopback (its socket through ``wrap``), for a fixture."""
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _WrongCrc)
+    if wrap is not None:
+        httpd.socket = wrap(httpd.socket)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{httpd.server_port}"
+    yield f"{scheme}://127.0.0.1:{httpd.server_port}"
     httpd.shutdown()
     httpd.server_close()
+
+
+@pytest.fixture
+def wrong_crc_server() -> Iterator[str]:
+    yield from _serving("http")
 
 
 def test_oss2s_crc_check_still_runs(wrong_crc_server: str) -> None:
@@ -167,13 +176,7 @@ def self_signed_https(tmp_path: Path) -> Iterator[str]:
         serialization.NoEncryption()))
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(pem)
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _WrongCrc)
-    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"https://127.0.0.1:{httpd.server_port}"
-    httpd.shutdown()
-    httpd.server_close()
+    yield from _serving("https", lambda sock: context.wrap_socket(sock, server_side=True))
 
 
 def test_https_certificates_are_checked_as_requests_checks_them(self_signed_https: str) -> None:

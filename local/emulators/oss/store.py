@@ -114,7 +114,7 @@ class OssStore(SqliteStore):
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        with self.lock, super().transaction() as conn:
+        with super().transaction() as conn:  # holds ``lock`` throughout
             self._writing += 1
             try:
                 yield conn
