@@ -5,7 +5,9 @@ large bodies, query calls and proxied calls keep requests' road, errors are oss2
 from __future__ import annotations
 
 import http.server
+import re
 import socket
+import socketserver
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -59,9 +61,8 @@ def test_connections_are_kept_across_every_kind_of_answer(server: EmulatorServer
         with pytest.raises(oss2.exceptions.NoSuchKey):  # 404 with an XML body
             lean.get_object(f"missing/{n}")
         lean.delete_object(f"k/{n}")  # 204
-    pool = session._pools.connection_from_url(server.url)
-    assert pool.num_requests == 80
-    assert pool.num_connections == 1
+    assert session.connections.requests == 80
+    assert session.connections.opened == 1
 
 
 def test_an_answer_closed_before_its_end_does_not_leave_bytes_on_a_kept_connection(
@@ -85,8 +86,7 @@ def test_large_bodies_and_streams_keep_requests_road(server: EmulatorServer,
     lean.put_object("stream.bin", iter([b"ab", b"cd"]))  # an iterable: chunked, by requests
     assert lean.get_object("big.bin").read() == big
     assert lean.get_object("stream.bin").read() == b"abcd"
-    pool = session._pools.connection_from_url(server.url)
-    assert pool.num_requests == 2  # only the two GETs went the lean road
+    assert session.connections.requests == 2  # only the two GETs went the lean road
 
 
 def test_a_proxy_in_the_environment_is_honoured(server: EmulatorServer, bucket: oss2.Bucket,
@@ -189,3 +189,108 @@ def test_https_certificates_are_checked_as_requests_checks_them(self_signed_http
     with pytest.raises(oss2.exceptions.RequestError) as through_requests:
         default.put_object("k", b"secret result")
     assert "CERTIFICATE_VERIFY_FAILED" in str(through_requests.value)
+
+
+class _Scripted(socketserver.BaseRequestHandler):
+    """Reads each request (headers, then a Content-Length body) and answers it with the next
+    raw answer of ``server.answers``; ``None`` closes the connection without answering, and
+    the connection also ends after an HTTP/1.0 answer or a ``(answer, "close")``."""
+
+    def handle(self) -> None:
+        rfile = self.request.makefile("rb")
+        while True:
+            head = b""
+            while not head.endswith(b"\r\n\r\n"):
+                line = rfile.readline()
+                if not line:
+                    return
+                head += line
+            length = re.search(rb"(?i)content-length: *(\d+)", head)
+            rfile.read(int(length.group(1)) if length else 0)
+            self.server.requests.append(head)  # type: ignore[attr-defined]
+            answer = self.server.answers.pop(0)  # type: ignore[attr-defined]
+            if answer is None:
+                return
+            answer, close = answer if isinstance(answer, tuple) else (answer, "")
+            self.request.sendall(answer)
+            if close or answer.startswith(b"HTTP/1.0"):
+                return
+
+
+@pytest.fixture
+def scripted() -> Iterator[socketserver.ThreadingTCPServer]:
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Scripted)
+    server.daemon_threads = True
+    server.answers = []  # type: ignore[attr-defined]
+    server.requests = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def _url(server: socketserver.TCPServer) -> str:
+    return f"http://127.0.0.1:{server.server_address[1]}"
+
+
+GET_OK = (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nx-oss-request-id: r1\r\n"
+          b"Content-Type: text/plain\r\n\r\nhello")
+
+
+def test_chunked_close_framed_and_interim_answers_read_as_through_requests(
+        scripted: socketserver.ThreadingTCPServer) -> None:
+    answers = [
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nx-oss-meta-a: 1\r\n"
+        b"x-oss-meta-a: 2\r\n\r\n3\r\nhel\r\n2;ext=1\r\nlo\r\n0\r\nTrailer: x\r\n\r\n",
+        b"HTTP/1.1 100 Continue\r\n\r\n" + GET_OK,
+        b"HTTP/1.0 200 OK\r\n\r\nhello",  # framed by the end of the connection
+    ]
+    for session in (LeanSession(), oss2.Session()):
+        scripted.answers[:] = list(answers)  # type: ignore[attr-defined]
+        plain = oss2.Bucket(oss2.AnonymousAuth(), _url(scripted), BUCKET, session=session)
+        first = plain.get_object("k")
+        assert first.read() == b"hello" and first.headers["X-OSS-META-A"] == "1, 2"
+        assert plain.get_object("k").read() == b"hello"
+        assert plain.get_object("k").read() == b"hello"
+    requests = scripted.requests  # type: ignore[attr-defined]
+    assert b"Accept-Encoding: identity" in requests[0]  # no compressed answers
+
+
+def test_a_kept_connection_the_server_closed_is_replaced_and_the_request_sent_once_more(
+        scripted: socketserver.ThreadingTCPServer) -> None:
+    session = LeanSession()
+    plain = oss2.Bucket(oss2.AnonymousAuth(), _url(scripted), BUCKET, session=session)
+    scripted.answers[:] = [GET_OK, GET_OK, None, GET_OK]  # type: ignore[attr-defined]
+    assert plain.get_object("k").read() == b"hello"
+    assert plain.get_object("k").read() == b"hello"  # the kept connection
+    # the server reads the next request and closes without a byte of an answer: sent again
+    assert plain.get_object("k").read() == b"hello"
+    assert session.connections.opened == 2 and len(scripted.requests) == 4  # type: ignore[attr-defined]
+    # on a new connection nothing is sent twice: the error is oss2's
+    scripted.answers[:] = [None]  # type: ignore[attr-defined]
+    fresh = oss2.Bucket(oss2.AnonymousAuth(), _url(scripted), BUCKET, session=LeanSession())
+    with pytest.raises(oss2.exceptions.RequestError):
+        fresh.get_object("k")
+
+
+def test_a_body_cut_short_is_a_request_error_and_its_connection_is_not_kept(
+        scripted: socketserver.ThreadingTCPServer) -> None:
+    session = LeanSession()
+    plain = oss2.Bucket(oss2.AnonymousAuth(), _url(scripted), BUCKET, session=session)
+    scripted.answers[:] = [  # type: ignore[attr-defined]
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhell", "close"), GET_OK]
+    with pytest.raises(oss2.exceptions.RequestError):
+        plain.get_object("k").read()
+    assert plain.get_object("k").read() == b"hello"
+    assert session.connections.opened == 2
+
+
+def test_an_answer_that_never_comes_times_out_as_a_request_error(
+        scripted: socketserver.ThreadingTCPServer) -> None:
+    scripted.answers[:] = [b"HTTP/1.1 200 OK\r\n"]  # type: ignore[attr-defined]  # then silence
+    plain = oss2.Bucket(oss2.AnonymousAuth(), _url(scripted), BUCKET, session=LeanSession(),
+                        connect_timeout=0.5)
+    with pytest.raises(oss2.exceptions.RequestError) as late:
+        plain.get_object("k")
+    assert "timed out" in str(late.value)
