@@ -34,13 +34,16 @@ from __future__ import annotations
 
 import contextlib
 import email.parser
+import email.utils
 import http.client
 import logging
 import re
 import socket
+import sys
 import threading
 import time
 from typing import IO, TYPE_CHECKING, Any, cast
+from urllib.parse import unquote
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wsgi import LimitedStream
@@ -216,7 +219,9 @@ class _LoopbackRequestHandler(WSGIRequestHandler):
                 meter.add(time.thread_time() - begin, 1 if self.raw_requestline else 0)
 
     def make_environ(self) -> WSGIEnvironment:
-        environ = super().make_environ()
+        plain = self.path.startswith("/") and "#" not in self.path \
+            and "transfer-encoding" not in self.headers
+        environ = self._plain_environ() if plain else super().make_environ()
         environ[RAW_HEADERS] = list(self.headers.items())
         if not environ.get("wsgi.input_terminated"):  # not chunked: framed by Content-Length
             try:
@@ -225,6 +230,46 @@ class _LoopbackRequestHandler(WSGIRequestHandler):
                 length, self.close_connection = 0, True
             environ["wsgi.input"] = LimitedStream(cast("IO[bytes]", self.rfile), length)
             environ["wsgi.input_terminated"] = True
+        return environ
+
+    def _plain_environ(self) -> WSGIEnvironment:
+        """What werkzeug's ``make_environ`` builds (werkzeug 3.1 ``serving.py``) for a
+        plain-form target (``/path?query``, no fragment) on a TCP connection without TLS and a
+        body that is not chunked; the other requests take werkzeug's own."""
+        path, _, query = self.path.partition("?")
+        server = self.server
+        environ: WSGIEnvironment = {
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": "http",
+            "wsgi.input": self.rfile,
+            "wsgi.errors": sys.stderr,
+            "wsgi.multithread": server.multithread,
+            "wsgi.multiprocess": server.multiprocess,
+            "wsgi.run_once": False,
+            "werkzeug.socket": self.connection,
+            "SERVER_SOFTWARE": self.server_version,
+            "REQUEST_METHOD": self.command,
+            "SCRIPT_NAME": "",
+            "PATH_INFO": unquote(path).encode().decode("latin1"),
+            "QUERY_STRING": query.encode().decode("latin1"),
+            "REQUEST_URI": self.path.encode().decode("latin1"),
+            "RAW_URI": self.path.encode().decode("latin1"),
+            "REMOTE_ADDR": self.client_address[0],
+            "REMOTE_PORT": self.client_address[1],
+            "SERVER_NAME": server.server_address[0],
+            "SERVER_PORT": str(server.server_address[1]),
+            "SERVER_PROTOCOL": self.request_version,
+        }
+        for name, value in self.headers.items():
+            if "_" in name:
+                continue
+            key = name.upper().replace("-", "_")
+            value = value.replace("\r\n", "")
+            if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+                key = f"HTTP_{key}"
+                if key in environ:
+                    value = f"{environ[key]},{value}"
+            environ[key] = value
         return environ
 
     def run_wsgi(self) -> None:
@@ -289,8 +334,9 @@ class _LoopbackRequestHandler(WSGIRequestHandler):
 
 class _Answer:
     """The WSGI ``start_response`` / ``write`` of one request: the status line and headers
-    when the first bytes (or the end) come, the body framed by the app's ``Content-Length`` or
-    else chunked (HTTP/1.1) or ended by closing the connection (HTTP/1.0)."""
+    when the first bytes (or the end) come, in the same write as those bytes, the body framed
+    by the app's ``Content-Length`` or else chunked (HTTP/1.1) or ended by closing the
+    connection (HTTP/1.0)."""
 
     def __init__(self, handler: _LoopbackRequestHandler, environ: WSGIEnvironment) -> None:
         self.handler = handler
@@ -307,47 +353,70 @@ class _Answer:
         self.status, self.headers = status, headers
         return self.write
 
-    def _send_head(self) -> None:
+    def _head(self) -> bytes:
+        """The status line and headers as ``http.server``'s ``send_response``,
+        ``send_header`` and ``end_headers`` write them (``Server`` and ``Date`` first), in
+        one piece."""
         h = self.handler
         assert self.status is not None, "write() before start_response"
         code_str, _, message = self.status.partition(" ")
         code = int(code_str)
-        h.send_response(code, message)
+        h.log_request(code)
+        if h.request_version == "HTTP/0.9":  # no status line, no headers
+            self.sent = True
+            return b""
+        lines = [f"{h.protocol_version} {code} {message}", f"Server: {h.version_string()}",
+                 f"Date: {_http_date()}"]
         names = set()
         for name, value in self.headers:
-            h.send_header(name, value)
-            names.add(name.lower())
+            lines.append(f"{name}: {value}")
+            lower = name.lower()
+            names.add(lower)
+            if lower == "connection":  # as send_header decides
+                if value.lower() == "close":
+                    h.close_connection = True
+                elif value.lower() == "keep-alive":
+                    h.close_connection = False
         bodiless = self.head_only or 100 <= code < 200 or code in (204, 304)
         if "content-length" not in names and not bodiless:
             if h.request_version >= "HTTP/1.1":
                 self.chunked = True
-                h.send_header("Transfer-Encoding", "chunked")
+                lines.append("Transfer-Encoding: chunked")
             else:
                 h.close_connection = True
         if h.unread_body() > DRAIN_LIMIT:
             h.close_connection = True
         if h.close_connection:
-            h.send_header("Connection", "close")
-        h.end_headers()
+            lines.append("Connection: close")
         self.sent = True
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "strict")
 
     def write(self, data: bytes) -> None:
-        if not self.sent:
-            self._send_head()
-        if not data:
-            return
-        out = self.handler.wfile
-        if self.chunked:
-            out.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
-        else:
-            out.write(data)
+        head = b"" if self.sent else self._head()
+        if data and self.chunked:
+            data = f"{len(data):x}\r\n".encode() + data + b"\r\n"
+        if head or data:
+            self.handler.wfile.write(head + data)
 
     def end(self) -> None:
-        if not self.sent:
-            self._send_head()
-        if self.chunked:
-            self.handler.wfile.write(b"0\r\n\r\n")
+        head = b"" if self.sent else self._head()
+        last = head + b"0\r\n\r\n" if self.chunked else head
+        if last:
+            self.handler.wfile.write(last)
         self.handler.wfile.flush()
+
+
+_date: tuple[int, str] = (0, "")
+
+
+def _http_date() -> str:
+    """``Date``'s value now, as ``http.server``'s ``date_time_string`` writes it (formatted
+    once a second)."""
+    global _date
+    now = int(time.time())
+    if _date[0] != now:
+        _date = (now, email.utils.formatdate(now, usegmt=True))
+    return _date[1]
 
 
 def listening_socket(port: int) -> socket.socket:

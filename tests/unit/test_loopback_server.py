@@ -7,17 +7,20 @@ import http.client
 import io
 import json
 import socket
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import oss2
 import pytest
+from werkzeug.serving import WSGIRequestHandler
 
 from local.emulators.keyring import KeyRing
 from local.emulators.oss import OssApp
 from local.emulators.server import EmulatorServer
-from local.server import LoopbackServer
+from local.server import LoopbackServer, _LoopbackRequestHandler
 
 
 def _app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
@@ -146,3 +149,49 @@ def test_expect_100_continue_is_answered_once(server: LoopbackServer) -> None:
             answer += sock.recv(4096)
         assert answer.startswith(b"HTTP/1.1 200 ") and b"100 Continue" not in answer
         assert answer.endswith(b'{"read": 3, "path": "/e"}')
+
+
+class _BothEnvirons(_LoopbackRequestHandler):
+    """Builds each plain request's environ both ways and keeps them for the test."""
+
+    seen: list[tuple[dict[str, Any], dict[str, Any]]] = []
+
+    def _plain_environ(self) -> Any:
+        lean = super()._plain_environ()
+        self.seen.append((dict(lean), WSGIRequestHandler.make_environ(self)))
+        return lean
+
+
+@pytest.mark.parametrize("target, headers", [
+    ("/b/k%C3%BC%20x?acl&x-oss-date=1&empty=", {"X-Dup": "1", "Content-Type": "text/plain"}),
+    ("/b//a/./c%2F?q=%E4%B8%AD", {"x-oss-meta-my_key": "v", "Content-Length": "0"}),
+    ("/", {"Host": "h:1", "X-Folded": "a\r\n b"}),
+])
+def test_the_plain_environ_is_werkzeugs(target: str, headers: dict[str, str]) -> None:
+    from werkzeug.serving import make_server
+
+    _BothEnvirons.seen = []
+    httpd = make_server("127.0.0.1", 0, _app, threaded=True, request_handler=_BothEnvirons)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with socket.create_connection(httpd.server_address, timeout=10) as sock:
+            block = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+            sock.sendall(f"GET {target} HTTP/1.1\r\nX-Dup: 2\r\n{block}\r\n".encode("latin-1"))
+            assert sock.recv(4096).startswith(b"HTTP/1.1 200 ")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    [(lean, standard)] = _BothEnvirons.seen
+    assert lean.pop("wsgi.input") is standard.pop("wsgi.input")
+    assert lean == standard
+
+
+def test_an_answers_head_and_body_go_out_in_one_write(server: LoopbackServer) -> None:
+    with socket.create_connection((server.host, server.port), timeout=10) as sock:
+        sock.sendall(b"GET /one HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.2)  # a second write would have come by now
+        first = sock.recv(65536)
+        assert first.startswith(b"HTTP/1.1 200 ") and first.endswith(b'"path": "/one"}')
+        head = first.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+        assert head[1].startswith(b"Server: ") and head[2].startswith(b"Date: ")

@@ -140,12 +140,13 @@ class OssModel:
         """Store ``body`` (an iterable of chunks) under ``key``; replaces any previous object."""
         spec = spec or NewObject()
         storage_class = self.check_new(bucket, key, spec)
-        blob = self.store.write_blob(at_most(body, MAX_OBJECT_SIZE))
+        blob = self.store.write_blob(at_most(body, MAX_OBJECT_SIZE), defer=True)
         if spec.content_md5 is not None and spec.content_md5 != blob.md5:
-            self.store.drop_blob(blob.name)
+            if blob.pending is None:
+                self.store.drop_blob(blob.name)
             raise InvalidDigest("The Content-MD5 you specified did not match what we received.")
         obj = self.new_object(bucket, key, blob, spec, storage_class)
-        return self.commit(obj, spec.forbid_overwrite)
+        return self.commit(obj, spec.forbid_overwrite, pending=blob)
 
     def check_new(self, bucket: str, key: str, spec: NewObject) -> str:
         """Check what a write names before any byte is stored; the storage class it gets."""
@@ -167,8 +168,10 @@ class OssModel:
             tags=dict(spec.tags))
 
     def commit(self, obj: ObjectMeta, forbid_overwrite: bool = False,
-               check: Callable[[ObjectMeta | None], None] | None = None) -> ObjectMeta:
+               check: Callable[[ObjectMeta | None], None] | None = None,
+               pending: Blob | None = None) -> ObjectMeta:
         """Save ``obj`` over whatever its key holds; ``check`` may refuse, seeing what is there.
+        ``pending``: ``obj``'s inline blob, stored in the same transaction as the object.
 
         A refused or failed commit drops the new blob; a replaced blob is dropped after the
         commit, so a crash never loses the live copy.
@@ -182,9 +185,12 @@ class OssModel:
                     raise FileAlreadyExists()
                 if check is not None:
                     check(replaced)
+                if pending is not None:
+                    self.store.save_pending(pending)
                 self.store.save_object(obj)
         except BaseException:
-            self.store.drop_blob(obj.blob)
+            if pending is None or pending.pending is None:  # else it went with the rollback
+                self.store.drop_blob(obj.blob)
             raise
         if replaced is not None and replaced.blob != obj.blob:
             self.store.drop_blob(replaced.blob)

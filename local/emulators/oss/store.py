@@ -66,12 +66,15 @@ INLINE = "="  # the name of a blob kept in a row starts with it (never a file na
 
 @dataclass(frozen=True)
 class Blob:
-    """Bytes written to a blob file: its name (None when empty), size and checksums."""
+    """Bytes written to a blob file: its name (None when empty), size and checksums.
+    ``pending``: the bytes of an inline blob not stored yet (``write_blob(defer=True)``);
+    ``save_pending`` stores them, in the transaction that commits the object."""
 
     name: str | None
     size: int
     md5: bytes
     crc64: int
+    pending: bytes | None = None
 
 
 class OssStore(SqliteStore):
@@ -249,10 +252,11 @@ class OssStore(SqliteStore):
                                                       part.last_modified, part.blob))
 
     # --- blob files ---------------------------------------------------------------------------
-    def write_blob(self, body: Iterable[bytes]) -> Blob:
+    def write_blob(self, body: Iterable[bytes], defer: bool = False) -> Blob:
         """Take ``body`` (chunks), computing its MD5 and CRC-64 on the way: kept in a row of
         ``inline_blobs`` when it is at most ``INLINE_MAX`` bytes, else written to a new blob
-        file."""
+        file. ``defer``: an inline blob's row is left to ``save_pending`` (one write
+        transaction per small object instead of two)."""
         name = uuid.uuid4().hex
         tmp = self._tmp / name
         md5, crc, size = hashlib.md5(), Crc64(), 0
@@ -274,9 +278,10 @@ class OssStore(SqliteStore):
             if out is None:
                 if size == 0:
                     return Blob(None, 0, md5.digest(), crc.value)
-                name = INLINE + name
-                self.execute("INSERT INTO inline_blobs (name, data) VALUES (?, ?)",
-                             (name, b"".join(head)))
+                name, data = INLINE + name, b"".join(head)
+                if defer:
+                    return Blob(name, size, md5.digest(), crc.value, data)
+                self.execute("INSERT INTO inline_blobs (name, data) VALUES (?, ?)", (name, data))
                 return Blob(name, size, md5.digest(), crc.value)
             out.close()
             final = self._blob_path(name)
@@ -302,6 +307,12 @@ class OssStore(SqliteStore):
                 raise FileNotFoundError(name)
             return io.BytesIO(row[0])
         return open(self._blob_path(name), "rb")
+
+    def save_pending(self, blob: Blob) -> None:
+        """Store the row of an inline blob ``write_blob(defer=True)`` left pending."""
+        if blob.pending is not None:
+            self.execute("INSERT INTO inline_blobs (name, data) VALUES (?, ?)",
+                         (blob.name, blob.pending))
 
     def drop_blob(self, name: str | None) -> None:
         if _inline(name):
