@@ -87,6 +87,7 @@ def raw_headers(environ: WSGIEnvironment) -> dict[str, str]:
 
 
 _HEADER_NAME = re.compile(r"[\041-\071\073-\176]+")  # what email's feedparser takes for one
+_PLAIN_NAMES: set[str] = set()  # header names seen to match _HEADER_NAME
 
 
 class _PlainHeaders(http.client.HTTPMessage):
@@ -116,9 +117,12 @@ def _fast_message(lines: list[bytes]) -> http.client.HTTPMessage:
     for raw in lines[:-1]:
         text = raw.decode("iso-8859-1")
         name, colon, value = text.partition(":")
-        if not colon or not _HEADER_NAME.fullmatch(name):
-            return email.parser.Parser(_class=http.client.HTTPMessage).parsestr(
-                b"".join(lines).decode("iso-8859-1"))
+        if not colon or name not in _PLAIN_NAMES:
+            if not colon or not _HEADER_NAME.fullmatch(name):
+                return email.parser.Parser(_class=http.client.HTTPMessage).parsestr(
+                    b"".join(lines).decode("iso-8859-1"))
+            if len(_PLAIN_NAMES) < 4096:  # the names clients send, checked once each
+                _PLAIN_NAMES.add(name)
         # compat32's header_store_parse keeps (name, value) as they are
         pairs.append((name, value.lstrip(" \t").rstrip("\r\n")))
     return message

@@ -31,7 +31,6 @@ import io
 import json
 import os
 import sqlite3
-import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -257,8 +256,8 @@ class OssStore(SqliteStore):
         ``inline_blobs`` when it is at most ``INLINE_MAX`` bytes, else written to a new blob
         file. ``defer``: an inline blob's row is left to ``save_pending`` (one write
         transaction per small object instead of two)."""
-        name = uuid.uuid4().hex
-        tmp = self._tmp / name
+        name = os.urandom(16).hex()  # as unique as a uuid4's hex, without building the UUID
+        tmp: Path | None = None  # named once the body outgrows a row
         md5, crc, size = hashlib.md5(), Crc64(), 0
         head: list[bytes] = []  # the bytes so far, while they fit in a row
         out: BinaryIO | None = None
@@ -272,6 +271,7 @@ class OssStore(SqliteStore):
                     continue
                 head.append(chunk)
                 if size > INLINE_MAX:
+                    tmp = self._tmp / name
                     out = open(tmp, "wb")  # noqa: SIM115 (closed below, or on failure)
                     out.writelines(head)
                     head = []
@@ -284,12 +284,14 @@ class OssStore(SqliteStore):
                 self.execute("INSERT INTO inline_blobs (name, data) VALUES (?, ?)", (name, data))
                 return Blob(name, size, md5.digest(), crc.value)
             out.close()
+            assert tmp is not None  # named when ``out`` was opened
             final = self._blob_path(name)
             final.parent.mkdir(exist_ok=True)
             os.replace(tmp, final)
         except BaseException:
             if out is not None:
                 out.close()
+            if tmp is not None:
                 with contextlib.suppress(FileNotFoundError):
                     tmp.unlink()
             raise
