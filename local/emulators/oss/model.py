@@ -176,12 +176,17 @@ class OssModel:
         A refused or failed commit drops the new blob; a replaced blob is dropped after the
         commit, so a crash never loses the live copy.
         """
-        replaced: ObjectMeta | None = None
+        old_blob: str | None = None
         try:
             with self.store.transaction():
                 self.get_bucket(obj.bucket)
-                replaced = self.store.object(obj.bucket, obj.key)
-                if replaced is not None and forbid_overwrite:
+                if check is None:  # only whether there is one, and its blob
+                    found, old_blob = self.store.blob_of(obj.bucket, obj.key)
+                else:
+                    replaced = self.store.object(obj.bucket, obj.key)
+                    found = replaced is not None
+                    old_blob = replaced.blob if replaced is not None else None
+                if found and forbid_overwrite:
                     raise FileAlreadyExists()
                 if check is not None:
                     check(replaced)
@@ -192,8 +197,8 @@ class OssModel:
             if pending is None or pending.pending is None:  # else it went with the rollback
                 self.store.drop_blob(obj.blob)
             raise
-        if replaced is not None and replaced.blob != obj.blob:
-            self.store.drop_blob(replaced.blob)
+        if found and old_blob != obj.blob:
+            self.store.drop_blob(old_blob)
         return obj
 
     def append_object(self, bucket: str, key: str, position: int, body: Iterable[bytes],

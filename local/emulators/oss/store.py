@@ -181,14 +181,19 @@ class OssStore(SqliteStore):
                        (bucket, key))
         return None if row is None else _object(row)
 
+    def blob_of(self, bucket: str, key: str) -> tuple[bool, str | None]:
+        """Whether ``key`` holds an object, and its blob (what a plain overwrite needs)."""
+        row = self.one("SELECT blob FROM objects WHERE bucket = ? AND key = ?", (bucket, key))
+        return (False, None) if row is None else (True, row[0])
+
     def save_object(self, obj: ObjectMeta) -> None:
         """Insert ``obj``, or replace the object under its key."""
         self.execute(f"INSERT OR REPLACE INTO objects ({_OBJECT_COLS}) "
                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (
                          obj.bucket, obj.key, obj.size, obj.etag, str(obj.crc64),
-                         obj.content_type, json.dumps(obj.meta), json.dumps(obj.headers),
+                         obj.content_type, _dumps(obj.meta), _dumps(obj.headers),
                          obj.last_modified, obj.storage_class, obj.blob, obj.kind, obj.acl,
-                         json.dumps(obj.tags), obj.target))
+                         _dumps(obj.tags), obj.target))
 
     def delete_object(self, bucket: str, key: str) -> None:
         self.execute("DELETE FROM objects WHERE bucket = ? AND key = ?", (bucket, key))
@@ -353,12 +358,20 @@ def _inline(blob: str | None) -> bool:
     return bool(blob) and str(blob).startswith(INLINE)
 
 
+def _dumps(mapping: dict[str, str]) -> str:
+    return json.dumps(mapping) if mapping else "{}"  # most objects have no meta, headers, tags
+
+
+def _loads(text: str) -> dict[str, str]:
+    return {} if text == "{}" else dict(json.loads(text))
+
+
 def _object(row: sqlite3.Row) -> ObjectMeta:
     return ObjectMeta(
         bucket=row[0], key=row[1], size=row[2], etag=row[3], crc64=int(row[4]),
-        content_type=row[5], meta=json.loads(row[6]), headers=json.loads(row[7]),
+        content_type=row[5], meta=_loads(row[6]), headers=_loads(row[7]),
         last_modified=row[8], storage_class=row[9], blob=row[10], kind=row[11], acl=row[12],
-        tags=json.loads(row[13]), target=row[14],
+        tags=_loads(row[13]), target=row[14],
     )
 
 
