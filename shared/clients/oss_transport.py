@@ -83,11 +83,13 @@ class _Connection:
 
     def idle_and_open(self) -> bool:
         """Nothing to read while idle: still open (a closed one reads its end of file)."""
-        poller = select.poll()
-        poller.register(self.sock, select.POLLIN)
         try:
+            if not hasattr(select, "poll"):  # Windows (the assistflow command)
+                return not select.select([self.sock], [], [], 0)[0]
+            poller = select.poll()
+            poller.register(self.sock, select.POLLIN)
             return not poller.poll(0)
-        except OSError:
+        except (OSError, ValueError):  # closed already
             return False
 
     def close(self) -> None:
