@@ -1,7 +1,7 @@
 """A WSGI app served on 127.0.0.1 from one thread that ``stop()`` really ends.
 
 Every server of the local cloud is one of these: each emulator (``EmulatorServer``), each HTTP
-trigger and the FC invoke API. They share three details that are easy to get wrong:
+trigger and the FC invoke API. They share four details that are easy to get wrong:
 
 * HTTP/1.1 keep-alive, as every Alibaba Cloud endpoint offers it and every SDK uses it (oss2 and
   aliyunsdkcore keep a ``requests`` session, aliyun-mns-sdk one ``HTTPConnection``): werkzeug's
@@ -12,9 +12,12 @@ trigger and the FC invoke API. They share three details that are easy to get wro
   for ``IDLE_TIMEOUT`` seconds is closed, as servers do (the SDKs reconnect: urllib3 checks a
   pooled connection before reusing it, aliyun-mns-sdk retries once on a closed one);
 * the request line and header block are parsed directly, not through the ``email`` package
-  ``http.server`` hands them to (a third of a small request's CPU, measured); a request line or
-  header block outside the plain form (HTTP/0.9, a folded line, a line without a colon) still
-  goes the standard way, so every request gets the very answer and headers it got before;
+  ``http.server`` hands them to (a third of a small request's CPU, measured), and a plain
+  request's WSGI environ is built directly with the keys werkzeug's ``make_environ`` gives it;
+  a request line or header block outside the plain form (HTTP/0.9, a folded line, a line
+  without a colon, an absolute or chunked request) still goes the standard way, so every
+  request gets the very answer and headers it got before. An answer's status line, headers
+  and first bytes leave in one write (one system call, one wake-up of the client);
 * TCP_NODELAY: HTTP/1.1 keep-alive without it stalls every small response about 40 ms —
   Nagle's algorithm holds the body until the client's delayed ACK of the headers (RFC 896,
   RFC 1122 §4.2.3.2);

@@ -8,9 +8,11 @@ row that points at it is committed: a crash of the process leaves at worst an or
 the next start sweeps, never a row pointing at half an object. Empty objects have no blob.
 Blobs of at most ``INLINE_MAX`` bytes (a result.json, an output.txt, a small part) keep their
 bytes in a row of ``inline_blobs`` instead (their name starts with ``INLINE``): creating,
-renaming and opening a file cost more CPU than the whole rest of a PutObject. The blob's row is
-committed before the object's row that points at it, as a file is renamed into place first, so
-a crash leaves at worst an orphan blob row, which the next start sweeps.
+renaming and opening a file cost more CPU than the whole rest of a PutObject. A PutObject
+commits the blob's row in the same transaction as the object's row that points at it (one
+write transaction per small object); elsewhere the blob's row is committed first, as a file is
+renamed into place first, so a crash leaves at worst an orphan blob row, which the next start
+sweeps.
 Durability is the process's, not the disk's: nothing is fsynced (SQLite runs WAL with
 ``synchronous=NORMAL``), so a killed or restarted local cloud loses nothing, while a power cut
 may lose the last writes — the trade that keeps a 10,000-object fan-out from waiting on the disk.
