@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import oss2
 import pytest
@@ -154,7 +154,7 @@ def test_expect_100_continue_is_answered_once(server: LoopbackServer) -> None:
 class _BothEnvirons(_LoopbackRequestHandler):
     """Builds each plain request's environ both ways and keeps them for the test."""
 
-    seen: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    seen: ClassVar[list[tuple[dict[str, Any], dict[str, Any]]]] = []
 
     def _plain_environ(self) -> Any:
         lean = super()._plain_environ()
