@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from local.server import LoopbackServer, raw_headers
+from local.http11 import raw_headers
+from local.server import LoopbackServer
 
 if TYPE_CHECKING:
     from local.emulators.base import EmulatorApp

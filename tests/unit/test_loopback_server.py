@@ -1,5 +1,6 @@
-"""The local cloud's HTTP server (``local.server.LoopbackServer``): keep-alive as real endpoints
-offer it, request bodies framed correctly on a kept connection, and nothing left open by stop()."""
+"""The local cloud's HTTP server (``local.server.LoopbackServer`` over ``local.http11``):
+keep-alive as real endpoints offer it, request bodies framed correctly on a kept connection,
+and nothing left open by stop()."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import io
 import json
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -20,7 +20,8 @@ from werkzeug.serving import WSGIRequestHandler
 from local.emulators.keyring import KeyRing
 from local.emulators.oss import OssApp
 from local.emulators.server import EmulatorServer
-from local.server import LoopbackServer, _LoopbackRequestHandler
+from local.http11 import LoopbackRequestHandler
+from local.server import LoopbackServer
 
 
 def _app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
@@ -128,7 +129,7 @@ def test_oss2_reuses_one_connection(tmp_path: Path) -> None:
     b"Host:x\r\nX-Empty:\r\nX-Tabs:\t\tv\t\r\n",
 ])
 def test_headers_parse_as_the_standard_library_parses_them(block: bytes) -> None:
-    from local.server import _fast_message
+    from local.http11 import _fast_message
 
     lines = [line + b"\n" for line in block.split(b"\n") if line] + [b"\r\n"]
     standard = http.client.parse_headers(io.BytesIO(b"".join(lines)))
@@ -151,7 +152,7 @@ def test_expect_100_continue_is_answered_once(server: LoopbackServer) -> None:
         assert answer.endswith(b'{"read": 3, "path": "/e"}')
 
 
-class _BothEnvirons(_LoopbackRequestHandler):
+class _BothEnvirons(LoopbackRequestHandler):
     """Builds each plain request's environ both ways and keeps them for the test."""
 
     seen: ClassVar[list[tuple[dict[str, Any], dict[str, Any]]]] = []
@@ -187,11 +188,44 @@ def test_the_plain_environ_is_werkzeugs(target: str, headers: dict[str, str]) ->
     assert lean == standard
 
 
-def test_an_answers_head_and_body_go_out_in_one_write(server: LoopbackServer) -> None:
-    with socket.create_connection((server.host, server.port), timeout=10) as sock:
-        sock.sendall(b"GET /one HTTP/1.1\r\nHost: x\r\n\r\n")
-        time.sleep(0.2)  # a second write would have come by now
-        first = sock.recv(65536)
-        assert first.startswith(b"HTTP/1.1 200 ") and first.endswith(b'"path": "/one"}')
-        head = first.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
-        assert head[1].startswith(b"Server: ") and head[2].startswith(b"Date: ")
+class _CountedWrites(LoopbackRequestHandler):
+    """Keeps every write to its connection (then passes it on) for the test."""
+
+    writes: ClassVar[list[bytes]] = []
+
+    def setup(self) -> None:
+        super().setup()
+        wfile, writes = self.wfile, self.writes
+
+        class Recorder:
+            def write(self, data: bytes) -> int:
+                writes.append(bytes(data))
+                return wfile.write(data)
+
+            def flush(self) -> None:
+                wfile.flush()
+
+        self.wfile = Recorder()  # type: ignore[assignment]
+
+
+def test_an_answers_head_and_body_go_out_in_one_write() -> None:
+    from werkzeug.serving import make_server
+
+    _CountedWrites.writes = []
+    httpd = make_server("127.0.0.1", 0, _app, threaded=True, request_handler=_CountedWrites)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with socket.create_connection(httpd.server_address, timeout=10) as sock:
+            sock.sendall(b"GET /one HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = b""
+            while not answer.endswith(b"}"):
+                answer += sock.recv(65536)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    [first] = _CountedWrites.writes  # the status line, the headers and the body together
+    assert first == answer
+    assert first.startswith(b"HTTP/1.1 200 ") and first.endswith(b'"path": "/one"}')
+    head = first.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+    assert head[1].startswith(b"Server: ") and head[2].startswith(b"Date: ")
