@@ -1,22 +1,32 @@
 """Asynchronous invocations: accepted at once, run in the background, retried on failure.
 
 FC runs an async invocation (``x-fc-invocation-type: Async`` on the invoke API or an HTTP
-trigger, and every timer trigger) after answering 202. When the function fails — an unhandled
-error or a timeout — FC retries it, 3 times by default, keeping the request id ("Configure a
-retry mechanism", FC 3.0 user guide,
+trigger, every timer trigger, and an EventBridge trigger that invokes asynchronously) after
+accepting it. When the function fails — an unhandled error or a timeout — FC retries it, 3 times
+by default, keeping the request id ("Configure a retry mechanism", FC 3.0 user guide,
 https://www.alibabacloud.com/help/en/functioncompute/fc-3-0/user-guide/error-handling-1-2);
 the host does the same, with a doubling pause between attempts. A failure of the platform
 itself (the host stopping) is not retried. ``submit(..., delay=s)`` starts it ``s`` seconds
 later (the profile's EventBridge delivery time, ``local.host.delay_line``).
+
+A function's ``AsyncInvokeConfig`` (``AsyncPolicy``) sets its retries
+(``MaxAsyncRetryAttempts``), how old an event may grow before it is no longer tried
+(``MaxAsyncEventAgeInSeconds``) and where an invocation that failed for good is reported:
+``OnFailure`` with an MNS queue receives FC's invocation record (``destination_record``); with
+no destination the event is dropped, as on FC ("Destinations for asynchronous invocations",
+https://help.aliyun.com/zh/functioncompute/user-guide/result-callback).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from local.host.delay_line import DelayLine
 from local.host.runtime import FunctionRuntime, Invocation
@@ -24,66 +34,169 @@ from local.host.runtime import FunctionRuntime, Invocation
 log = logging.getLogger("assistflow.host.async")
 
 DEFAULT_RETRIES = 3  # FC's default MaxAsyncRetryAttempts
+DEFAULT_MAX_AGE = 86400  # FC's default MaxAsyncEventAgeInSeconds (one day)
 NOT_RETRIED = {"HostStopped"}
+
+# (queue name, message body): how a destination record reaches an MNS queue
+Sender = Callable[[str, bytes], None]
+
+
+class DestinationError(RuntimeError):
+    """An invocation's record could not be sent to its destination queue."""
+
+
+@dataclass(frozen=True)
+class AsyncPolicy:
+    """One function's asynchronous configuration, as its ``AsyncInvokeConfig`` declares it."""
+
+    retries: int = DEFAULT_RETRIES
+    max_age: float = DEFAULT_MAX_AGE
+    on_failure: str | None = None  # MNS queue name
+    on_success: str | None = None
+
+
+def destination_record(runtime: FunctionRuntime, event: bytes, inv: Invocation, attempts: int,
+                       condition: str, region: str, account_id: str) -> bytes:
+    """What FC sends a destination about one asynchronous invocation, in the shape of the
+    example in FC 3.0's "Destinations for asynchronous invocations"
+    (https://help.aliyun.com/zh/functioncompute/user-guide/result-callback): ``condition`` is the
+    invocation's error code, ``approximateInvokeCount`` its attempts, ``requestPayload`` the
+    event as it was given, ``functionError`` the error's type and ``responsePayload`` what the
+    function answered (its error, for a failure)."""
+    name = runtime.spec.name
+    error = inv.error or {}
+    record = {
+        "timestamp": int(time.time() * 1000),
+        "requestContext": {
+            "requestId": inv.request_id,
+            "functionArn": f"acs:fc:{region}:{account_id}:functions/{name}",
+            "condition": condition,
+            "approximateInvokeCount": attempts,
+        },
+        "requestPayload": event.decode("utf-8", "replace"),
+        "responseContext": {"statusCode": 200, "functionError": error.get("errorType", "")},
+        "responsePayload": json.dumps(error) if error else json.dumps(inv.result),
+    }
+    return json.dumps(record, ensure_ascii=False).encode()
 
 
 class AsyncInvoker:
-    """Runs invocations on a bounded pool; ``stop()`` cancels what has not started."""
+    """Runs invocations on a bounded pool; ``stop()`` cancels what has not started.
+
+    ``policies`` maps a function name to its ``AsyncPolicy`` (others get ``retries`` and no
+    destination); ``send`` delivers a destination record to an MNS queue.
+    """
 
     def __init__(self, retries: int = DEFAULT_RETRIES, retry_delay: float = 1.0,
-                 workers: int = 16, label: str = "") -> None:
+                 workers: int = 16, label: str = "", *,
+                 policies: dict[str, AsyncPolicy] | None = None, send: Sender | None = None,
+                 region: str = "", account_id: str = "") -> None:
         self.retries = retries
         self.retry_delay = retry_delay
+        self.policies = dict(policies or {})
+        self._send = send
+        self._region, self._account_id = region, account_id
         self._stop = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"{label}fc-async")
         self._lock = threading.Lock()
         self._later = DelayLine(f"{label}fc-async-delay")
         self.accepted = 0
 
+    def policy(self, function: str) -> AsyncPolicy:
+        return self.policies.get(function) or AsyncPolicy(retries=self.retries)
+
     def submit(self, runtime: FunctionRuntime, event: bytes, request_id: str | None = None,
                on_done: Callable[[Invocation], None] | None = None, delay: float = 0.0) -> str:
         """Queue one invocation (starting ``delay`` s from now); its request id, at once."""
         request_id = request_id or f"1-{uuid.uuid4()}"
+        accepted = time.monotonic()
         with self._lock:
             if self._stop.is_set():
                 raise RuntimeError("the function host is stopping")
             self.accepted += 1
             if delay > 0:
                 self._later.call_later(delay, lambda: self._start(runtime, event, request_id,
-                                                                  on_done))
+                                                                  on_done, accepted))
             else:
-                self._pool.submit(self._run, runtime, event, request_id, on_done)
+                self._pool.submit(self._run, runtime, event, request_id, on_done, accepted)
         return request_id
 
     def _start(self, runtime: FunctionRuntime, event: bytes, request_id: str,
-               on_done: Callable[[Invocation], None] | None) -> None:
+               on_done: Callable[[Invocation], None] | None, accepted: float) -> None:
         with self._lock:
             if not self._stop.is_set():
-                self._pool.submit(self._run, runtime, event, request_id, on_done)
+                self._pool.submit(self._run, runtime, event, request_id, on_done, accepted)
 
     def _run(self, runtime: FunctionRuntime, event: bytes, request_id: str,
-             on_done: Callable[[Invocation], None] | None) -> None:
-        attempt = 0
-        while True:
-            inv = runtime.invoke(event, request_id)
-            error_type = (inv.error or {}).get("errorType")
-            if inv.ok or error_type in NOT_RETRIED or attempt >= self.retries:
-                break
-            delay = self.retry_delay * 2 ** attempt
-            attempt += 1
-            log.info("%s %s failed (%s); async retry %d of %d in %.1f s", runtime.spec.name,
-                     request_id, error_type, attempt, self.retries, delay)
-            if self._stop.wait(delay):
-                break
-        if not inv.ok and error_type not in NOT_RETRIED:
-            log.warning("%s %s: async invocation failed after %d attempt(s): %s",
-                        runtime.spec.name, request_id, attempt + 1,
-                        (inv.error or {}).get("errorMessage"))
+             on_done: Callable[[Invocation], None] | None, accepted: float) -> None:
+        try:
+            inv = self.run(runtime, event, request_id, accepted=accepted)
+        except DestinationError as exc:
+            log.error("%s", exc)  # nothing holds the event any more: it is lost, and said so
+            return
         if on_done is not None:
             try:
                 on_done(inv)
             except Exception:  # a broken observer must not take the pool thread down
                 log.exception("async completion callback failed")
+
+    def run(self, runtime: FunctionRuntime, event: bytes, request_id: str | None = None, *,
+            accepted: float | None = None,
+            before_retry: Callable[[float], None] | None = None) -> Invocation:
+        """Run one accepted asynchronous invocation to its end in the calling thread: the first
+        attempt, the policy's retries, then its destination. ``before_retry(pause)`` is told
+        of each pause before a retry. The last attempt's outcome is returned;
+        ``DestinationError`` when it failed for good and its record could not be sent."""
+        request_id = request_id or f"1-{uuid.uuid4()}"
+        accepted = time.monotonic() if accepted is None else accepted
+        policy = self.policy(runtime.spec.name)
+        attempt = 0
+        while True:
+            inv = runtime.invoke(event, request_id)
+            error_type = (inv.error or {}).get("errorType")
+            if inv.ok or error_type in NOT_RETRIED or attempt >= policy.retries:
+                break
+            # FC documents no interval for retrying a function error (only throttling's:
+            # from 0.5 s, doubling); the host doubles from ``retry_delay``.
+            delay = self.retry_delay * 2 ** attempt
+            if time.monotonic() + delay - accepted > policy.max_age:
+                break  # too old to be tried again (MaxAsyncEventAgeInSeconds)
+            attempt += 1
+            log.info("%s %s failed (%s); async retry %d of %d in %.1f s", runtime.spec.name,
+                     request_id, error_type, attempt, policy.retries, delay)
+            if before_retry is not None:
+                before_retry(delay)
+            if self._stop.wait(delay):
+                return inv  # the host is stopping: not the event's fault, not reported
+        if inv.ok:
+            if policy.on_success:
+                self._report(policy.on_success, runtime, event, inv, attempt + 1, "")
+        elif error_type not in NOT_RETRIED:
+            log.warning("%s %s: async invocation failed after %d attempt(s): %s",
+                        runtime.spec.name, request_id, attempt + 1,
+                        (inv.error or {}).get("errorMessage"))
+            if policy.on_failure:
+                self._report(policy.on_failure, runtime, event, inv, attempt + 1,
+                             "UnhandledInvocationError")
+            else:
+                log.warning("%s %s: no OnFailure destination, so the event is dropped",
+                            runtime.spec.name, request_id)
+        return inv
+
+    def _report(self, queue: str, runtime: FunctionRuntime, event: bytes, inv: Invocation,
+                attempts: int, condition: str) -> None:
+        if self._send is None:
+            raise DestinationError(f"{runtime.spec.name} {inv.request_id}: destination {queue} "
+                                   "cannot be reached (the host has no MNS access)")
+        body = destination_record(runtime, event, inv, attempts, condition, self._region,
+                                  self._account_id)
+        try:
+            self._send(queue, body)
+        except Exception as exc:
+            raise DestinationError(f"{runtime.spec.name} {inv.request_id}: could not send the "
+                                   f"invocation record to {queue}: {exc}") from exc
+        log.warning("%s %s: invocation record sent to destination queue %s", runtime.spec.name,
+                    inv.request_id, queue)
 
     def begin_stop(self) -> None:
         """Accept nothing more and end retry pauses; running invocations end with the runtimes."""

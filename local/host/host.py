@@ -8,6 +8,8 @@
   those on the default bus receive the cloud events published to ``bus`` (the ECS emulator's
   TaskCompleted); a kind not listed there is skipped with a warning;
 * with a ``KeyRing``, FC's invoke API is served too (``FcApi``, the ``fc`` endpoint);
+* every ``ALIYUN::FC3::AsyncInvokeConfig`` shapes its function's asynchronous invocations
+  (retries, event age, an MNS-queue ``OnFailure`` / ``OnSuccess`` destination);
 * with a ``Profile`` (``local.profile``), cold starts take its platform time and EventBridge
   triggers deliver after its delivery time (``fast``, the default: neither).
 
@@ -24,15 +26,16 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
 from local.emulators.base import KeyRing
-from local.host.async_invoke import DEFAULT_RETRIES, AsyncInvoker
+from local.host.async_invoke import DEFAULT_MAX_AGE, DEFAULT_RETRIES, AsyncInvoker, AsyncPolicy
 from local.host.event_bus import BusTrigger, EventBus
 from local.host.fc_api import FcApi
 from local.host.http_trigger import HttpTrigger
-from local.host.queue_trigger import QueueTrigger
+from local.host.queue_trigger import QueueHandles, QueueTrigger
 from local.host.runtime import FunctionRuntime, FunctionSpec
 from local.host.template import FunctionDecl, Template, TemplateError, TriggerDecl
 from local.host.timer_trigger import TimerTrigger
@@ -62,8 +65,9 @@ class FunctionHost:
     ``FC_ACCOUNT_ID`` default to the template's. With a ``keyring``, a function with a
     ``Role`` gets its own ``ALIBABA_CLOUD_*`` STS credentials bound to that role's policies
     (one without a role gets none, as on FC, unless ``system_env`` has them), and the invoke
-    API is served on ``api_port``. ``async_retries`` and
-    ``async_retry_delay`` shape the retries of async invocations (FC: 3). ``profile`` adds
+    API is served on ``api_port``. ``async_retries`` (FC: 3) is the retries of a function
+    without an ``AsyncInvokeConfig``, ``async_retry_delay`` the first pause between them
+    (doubling). ``profile`` adds
     the platform's own time (default ``fast``: none).
     """
 
@@ -84,7 +88,10 @@ class FunctionHost:
         # Every thread the host starts is named "<label>…", so several hosts in one process
         # (tests) can be told apart and ``threads()`` can prove stop() ended them all.
         self.label = f"host{next(_host_ids)}:"
-        self.invoker = AsyncInvoker(async_retries, async_retry_delay, label=self.label)
+        self.invoker = AsyncInvoker(async_retries, async_retry_delay, label=self.label,
+                                    policies=self._async_policies(async_retries),
+                                    send=self._sender(mns), region=template.region,
+                                    account_id=template.account_id)
         self.bus = EventBus()  # the default event bus cloud services publish to
         self.context = TriggerContext(
             template.region, template.account_id, self.label, self.invoker, self.bus, mns,
@@ -93,6 +100,34 @@ class FunctionHost:
         self.runtimes: dict[str, FunctionRuntime] = {}
         self.triggers: dict[str, Trigger] = {}  # by logical id
         self.api: FcApi | None = None
+
+    def _async_policies(self, default_retries: int) -> dict[str, AsyncPolicy]:
+        policies = {}
+        for function, decl in self.template.async_configs().items():
+            targets = {}
+            for kind, arn in (("OnFailure", decl.on_failure), ("OnSuccess", decl.on_success)):
+                queue = decl.queue_of(arn) if arn else None
+                if arn and queue is None:
+                    log.warning("async config %s: %s destination %s is not an MNS queue; only "
+                                "MNS-queue destinations are emulated, so it is ignored",
+                                decl.logical_id, kind, arn)
+                targets[kind] = queue
+            policies[function] = AsyncPolicy(
+                retries=default_retries if decl.max_retries is None else decl.max_retries,
+                max_age=DEFAULT_MAX_AGE if decl.max_age is None else decl.max_age,
+                on_failure=targets["OnFailure"], on_success=targets["OnSuccess"])
+        return policies
+
+    @staticmethod
+    def _sender(mns: MnsAccess) -> Callable[[str, bytes], None]:
+        handles = QueueHandles(mns)
+
+        def send(queue: str, body: bytes) -> None:
+            from mns.queue import Message
+
+            handles.get(queue).send_message(Message(body.decode()))
+
+        return send
 
     @property
     def api_url(self) -> str:

@@ -14,17 +14,31 @@ comes back — at-least-once, as on the cloud. When, how often, and what happens
 are used up (dead-letter queue, discard, or a blocked stream) is the trigger's ``runOptions`` as
 EventBridge documents them — see ``local.host.delivery_policy``.
 
-``asyncInvocationType``: the FC 2.0 reference reads ``true`` as asynchronous, FC 3.0's current
-``EventBridgeTriggerConfig`` reference as synchronous. The host always delivers a queue event
-synchronously — the stream waits for the function's outcome to decide the message's fate —
-which is where ``runOptions`` apply; the queue functions park messages that can never succeed
-themselves, so they behave the same under either reading (``template.yml``).
+``asyncInvocationType`` is read as FC 3.0's ``EventBridgeTriggerConfig`` reference reads it
+today — ``true``: synchronous, ``false`` (the default): asynchronous
+(https://www.alibabacloud.com/help/en/functioncompute/fc/developer-reference/api-fc-2023-03-30-struct-eventbridgetriggerconfig;
+FC 2.0's reference read ``true`` as asynchronous) — and each invocation method behaves as FC's
+MNS-queue-trigger page describes it: a synchronous trigger "waits for the function to return
+before delivering the next event or batch", an asynchronous one "immediately moves to the next
+one" while the function runs in the background:
+
+* **synchronous**: one message at a time. The stream waits for the function's outcome to decide
+  the message's fate, which is where ``runOptions`` apply (retries, then ``errorsTolerance``);
+* **asynchronous**: FC accepts the event and runs it as any asynchronous invocation — the
+  function's ``AsyncInvokeConfig`` retries, then its ``OnFailure`` destination
+  (``local.host.async_invoke``) — up to ``ASYNC_IN_FLIGHT`` at a time (the function's instances
+  bound how many run). The message stays hidden in the queue until that invocation has ended —
+  where FC keeps an accepted event in its own durable queue — so one cut short by the host
+  stopping comes back, as on the cloud it would still run; it is deleted once the invocation
+  succeeded or was reported to its destination (or dropped, without one, as FC drops it).
+
 Each delivery starts after the profile's EventBridge delivery time
-(``TriggerContext.delivery_delay``; none under ``fast``). That time is the stream's latency, not
-a resource: a message waits it out in a ``DelayLine`` (no thread, no delivery slot), so the
-``concurrency`` slots are spent on invocations alone and the delay does not cut the stream's
-throughput — while ``concurrency`` messages are in invocations, as many more may be in their
-delay (none under ``fast``, where a received message is delivered at once).
+(``TriggerContext.delivery_delay``; none under ``fast``). For an asynchronous trigger that time
+is the stream's latency, not a resource: a message waits it out in a ``DelayLine`` (no thread,
+no delivery slot), so the delivery slots are spent on invocations alone and the delay does not
+cut the stream's throughput — while ``ASYNC_IN_FLIGHT`` messages are in invocations, as many
+more may be in their delay. A synchronous trigger's next message starts its delivery time only
+once the function returned.
 """
 
 from __future__ import annotations
@@ -40,6 +54,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from local.host.async_invoke import AsyncInvoker, DestinationError
 from local.host.delay_line import DelayLine
 from local.host.delivery_policy import DeliveryPolicy
 from local.host.template import TriggerDecl, truthy
@@ -48,6 +63,7 @@ from local.host.trigger import DeliveryStats, MnsAccess, Trigger, TriggerContext
 log = logging.getLogger("assistflow.host.queue")
 
 WAIT_SECONDS = 1  # long-poll length; a send wakes the poll at once, so this only bounds stop()
+ASYNC_IN_FLIGHT = 16  # asynchronous deliveries accepted and not yet ended, per trigger
 
 
 def _iso(ms: float) -> str:
@@ -112,10 +128,11 @@ class QueueHandles(threading.local):
 
 
 class QueueTrigger(Trigger):
-    """Delivers one queue's messages to one function, up to ``concurrency`` at a time."""
+    """Delivers one queue's messages to one function: one at a time when it invokes
+    synchronously, up to ``ASYNC_IN_FLIGHT`` through ``invoker`` when asynchronously."""
 
     def __init__(self, name: str, function: str, config: dict[str, Any], access: MnsAccess,
-                 region: str, account_id: str, concurrency: int = 4, label: str = "",
+                 region: str, account_id: str, invoker: AsyncInvoker, label: str = "",
                  delivery_delay: Callable[[], float] | None = None) -> None:
         super().__init__(name, function)
         params = (config.get("eventSourceConfig", {}).get("eventSourceParameters", {})
@@ -128,6 +145,7 @@ class QueueTrigger(Trigger):
         try:
             self.base64_decode = truthy(params.get("IsBase64Decode"), default=True)
             self.enabled = truthy(config.get("triggerEnable"), default=True)
+            self.synchronous = truthy(config.get("asyncInvocationType"), default=False)
             self.policy = DeliveryPolicy.from_run_options(config.get("runOptions"))
         except ValueError as exc:
             raise ValueError(f"trigger {name}: {exc}") from None
@@ -136,11 +154,15 @@ class QueueTrigger(Trigger):
         self.source = f"MNS-{function}-{name}"
         self.stats = DeliveryStats()
         self._delivery_delay = delivery_delay or (lambda: 0.0)
+        self._invoker = invoker
         self._queues = QueueHandles(access)
-        # messages received and not yet done with: in an invocation, or (with a delivery
-        # time) in their delay too
+        concurrency = 1 if self.synchronous else ASYNC_IN_FLIGHT
+        # Messages received and not yet done with: in an invocation, or (with a delivery time,
+        # asynchronously) in their delay too. A synchronous stream delivers nothing until the
+        # function returned, so its next message's delivery time only starts then.
         delays = delivery_delay is not None and not getattr(delivery_delay, "zero", False)
-        self._slots = threading.Semaphore(concurrency * (2 if delays else 1))
+        self._slots = threading.Semaphore(
+            concurrency * (2 if delays and not self.synchronous else 1))
         self._pool = ThreadPoolExecutor(max_workers=concurrency,
                                         thread_name_prefix=f"{label}queue-{name}")
         self._later = DelayLine(f"{label}queue-{name}-delay")
@@ -152,7 +174,7 @@ class QueueTrigger(Trigger):
     @classmethod
     def create(cls, decl: TriggerDecl, context: TriggerContext) -> QueueTrigger:
         return cls(decl.name, decl.function, decl.config, context.mns, context.region,
-                   context.account_id, label=context.label,
+                   context.account_id, context.invoker, label=context.label,
                    delivery_delay=context.delivery_delay)
 
     def _queue(self, name: str | None = None) -> Any:
@@ -245,6 +267,9 @@ class QueueTrigger(Trigger):
             event = build_queue_event(message, queue=self.queue_name, source=self.source,
                                 region=self.region, account_id=self.account_id,
                                 base64_decode=self.base64_decode)
+            if not self.synchronous:
+                self._run_async(message, json.dumps(event).encode())
+                return
             inv = self.runtime.invoke(json.dumps(event).encode())
             if inv.ok:
                 self.stats.record(delivered=1)
@@ -263,6 +288,37 @@ class QueueTrigger(Trigger):
             log.exception("trigger %s: delivering %s failed", self.name, message.message_id)
         finally:
             self._slots.release()
+
+    def _run_async(self, message: Any, event: bytes) -> None:
+        """FC has accepted the event: run it with the function's asynchronous retries and
+        destination, keeping the message hidden meanwhile; delete it once that has ended."""
+        from mns.mns_exception import MNSExceptionBase
+
+        handle = [message.receipt_handle]
+
+        def keep_hidden(pause: float) -> None:
+            # Across FC's retry pause and the next attempt (the function's Timeout).
+            seconds = int(pause + self.runtime.spec.timeout) + 10
+            try:
+                handle[0] = self._queue().change_message_visibility(
+                    handle[0], seconds).receipt_handle
+            except MNSExceptionBase as exc:  # expired: the message may be delivered again
+                log.warning("trigger %s: could not keep %s hidden during its retries: %s",
+                            self.name, message.message_id, exc)
+
+        try:
+            inv = self._invoker.run(self.runtime, event, before_retry=keep_hidden)
+        except DestinationError as exc:
+            # Not deleted: it comes back after its visibility timeout and is run again.
+            log.error("trigger %s: %s; message %s stays in %s", self.name, exc,
+                      message.message_id, self.queue_name)
+            self.stats.record(failed=1)
+            return
+        if self._stop.is_set() and not inv.ok:
+            return  # cut short by the host stopping: it comes back, as FC would still run it
+        self.stats.record(delivered=int(inv.ok), failed=int(not inv.ok))
+        message.receipt_handle = handle[0]
+        self._ack(message)
 
     def _retry_later(self, message: Any, count: int, reason: str) -> None:
         """Hide the message for the policy's next retry interval, then it is received again."""

@@ -8,8 +8,9 @@ resource types the host knows.
 Attributes that only exist once the host runs (an HTTP trigger's URL) are resolved from the
 ``attributes`` the host supplies. Some types are declared but not run locally: the Simple Log
 Service project, logstore and index of the functions' ``LogConfig`` (the host keeps function
-logs in its own log) and ``ALIYUN::FC3::AsyncInvokeConfig`` (the host's asynchronous
-invocations keep FC's default 3 retries and have no destinations).
+logs in its own log). ``ALIYUN::FC3::AsyncInvokeConfig`` is read by ``async_configs()``: its
+retries, event age and an MNS-queue ``OnFailure`` destination shape the host's asynchronous
+invocations of that function (``local.host.async_invoke``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ SUPPORTED = {
     "ALIYUN::SLS::Project", "ALIYUN::SLS::Logstore", "ALIYUN::SLS::Index",
     "ALIYUN::FC3::AsyncInvokeConfig",
 }
+
+# An MNS-queue destination of an asynchronous invocation (FC's "Destinations for asynchronous
+# invocations": acs:mns:<region>:<account>:/queues/<name>/messages).
+_MNS_DESTINATION = re.compile(r"^acs:mns:[^:]*:[^:]*:/queues/([^/]+)/messages$")
 
 
 def truthy(value: Any, default: bool = True) -> bool:
@@ -98,6 +103,24 @@ class FunctionDecl:
     memory: int
     environment: dict[str, str]
     role: str = ""  # the Role's ARN (acs:ram::<account>:role/<name>); '' when it has none
+
+
+@dataclass(frozen=True)
+class AsyncConfigDecl:
+    """A function's ``ALIYUN::FC3::AsyncInvokeConfig``; ``None`` fields keep FC's defaults."""
+
+    logical_id: str
+    function: str
+    max_retries: int | None = None  # MaxAsyncRetryAttempts
+    max_age: int | None = None  # MaxAsyncEventAgeInSeconds
+    on_failure: str = ""  # Destination ARN of DestinationConfig.OnFailure ('' for none)
+    on_success: str = ""  # likewise OnSuccess
+
+    @staticmethod
+    def queue_of(destination: str) -> str | None:
+        """The MNS queue a destination ARN names, ``None`` when it is not an MNS queue."""
+        found = _MNS_DESTINATION.match(destination)
+        return found.group(1) if found else None
 
 
 @dataclass(frozen=True)
@@ -351,6 +374,42 @@ class Template:
             function=str(self.resolve(props["FunctionName"])), type=str(props["TriggerType"]),
             config=self.resolve(props.get("TriggerConfig") or {}),
         ) for lid, props in self._of_type("ALIYUN::FC3::Trigger")]
+
+    def async_configs(self) -> dict[str, AsyncConfigDecl]:
+        """Each function's ``ALIYUN::FC3::AsyncInvokeConfig``, by FunctionName."""
+        out: dict[str, AsyncConfigDecl] = {}
+        for lid, props in self._of_type("ALIYUN::FC3::AsyncInvokeConfig"):
+            props = self.resolve(props)
+            function = str(props.get("FunctionName") or "")
+            if not function:
+                raise TemplateError(f"async config {lid}: FunctionName is required")
+            if function in out:
+                raise TemplateError(f"async config {lid}: function {function!r} already has "
+                                    f"one ({out[function].logical_id})")
+            destinations = props.get("DestinationConfig") or {}
+            on_failure, on_success = (
+                str((destinations.get(kind) or {}).get("Destination") or "")
+                for kind in ("OnFailure", "OnSuccess"))
+            retries = props.get("MaxAsyncRetryAttempts")
+            age = props.get("MaxAsyncEventAgeInSeconds")
+            try:
+                decl = AsyncConfigDecl(lid, function,
+                                       None if retries is None else int(retries),
+                                       None if age is None else int(age), on_failure, on_success)
+            except (TypeError, ValueError):
+                raise TemplateError(f"async config {lid}: MaxAsyncRetryAttempts and "
+                                    "MaxAsyncEventAgeInSeconds are integers") from None
+            # FC's PutAsyncInvokeConfig: maxAsyncRetryAttempts 0-8 (default 3),
+            # maxAsyncEventAgeInSeconds 1-604800 (default 86400)
+            # (https://alibabacloud.com/help/en/functioncompute/api-fc-2023-03-30-struct-putasyncinvokeconfiginput).
+            if decl.max_age is not None and not 1 <= decl.max_age <= 604800:
+                raise TemplateError(f"async config {lid}: MaxAsyncEventAgeInSeconds "
+                                    f"{decl.max_age} is not within 1-604800")
+            if decl.max_retries is not None and not 0 <= decl.max_retries <= 8:
+                raise TemplateError(f"async config {lid}: MaxAsyncRetryAttempts "
+                                    f"{decl.max_retries} is not within 0-8")
+            out[function] = decl
+        return out
 
     def resolved_outputs(self) -> dict[str, Any]:
         return {name: self.resolve(out.get("Value")) for name, out in self.outputs.items()}

@@ -128,6 +128,41 @@ def test_queue_triggers_tolerate_errors_into_the_queue_the_function_parks_in(
     assert dlq in {q.name for q in tpl.queues()}
 
 
+@pytest.mark.parametrize(("trigger", "function", "dlq", "asynchronous"), [
+    ("requests", "assistflow-submit-queue", "assistflow-requests-dlq", False),
+    ("dispatch", "assistflow-dispatch", "assistflow-dispatch-dlq", True),
+    ("followups", "assistflow-collect", "assistflow-followups-dlq", True),
+])
+def test_the_fan_out_queues_invoke_asynchronously_and_fail_into_their_dead_letter_queue(
+        trigger: str, function: str, dlq: str, asynchronous: bool) -> None:
+    # FC 3.0's reading: asyncInvocationType false = asynchronous, so the fan-out's jobs run side
+    # by side; what FC's retries give up on reaches the same queue the function parks in.
+    tpl = _load()
+    assert _trigger(tpl, trigger)["asyncInvocationType"] is (not asynchronous)
+    config = tpl.async_configs()[function]
+    assert (config.max_retries, config.max_age) == (8, 86400)
+    assert config.queue_of(config.on_failure) == dlq == _env(tpl, function)[
+        "ASSISTFLOW_DEAD_LETTER_QUEUE"]
+
+
+@pytest.mark.parametrize(("properties", "complaint"), [
+    ("MaxAsyncRetryAttempts: 9", "MaxAsyncRetryAttempts 9 is not within 0-8"),
+    ("MaxAsyncEventAgeInSeconds: 0", "MaxAsyncEventAgeInSeconds 0 is not within 1-604800"),
+    ("MaxAsyncRetryAttempts: many", "are integers"),
+])
+def test_an_async_invoke_config_fc_would_refuse_is_refused(tmp_path: Path, properties: str,
+                                                           complaint: str) -> None:
+    path = _mini(tmp_path, "x")
+    path.write_text(path.read_text() + f"""  FnAsync:
+    Type: ALIYUN::FC3::AsyncInvokeConfig
+    Properties:
+      FunctionName: fn
+      {properties}
+""")
+    with pytest.raises(TemplateError, match=complaint):
+        Template.load(path).async_configs()
+
+
 def test_the_role_may_send_to_the_dead_letter_queues_and_write_the_logstore() -> None:
     tpl = _load()
     statements = tpl.resolve(tpl.resources["FunctionRole"]["Properties"]["Policies"][0]

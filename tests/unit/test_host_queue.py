@@ -7,6 +7,7 @@ sleeping through it (tests/fixtures/host/queues.yml).
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import random
 import time
@@ -196,13 +197,15 @@ def test_a_message_received_too_often_is_dead_lettered_without_another_try(
             harness.advance(VISIBILITY + 1)
         assert harness.host is not None
         late = QueueTrigger("poison-again", "poison",
-                            {"eventSourceConfig": {"eventSourceParameters": {
+                            {"asyncInvocationType": True,
+                             "eventSourceConfig": {"eventSourceParameters": {
                                 "sourceMNSParameters": {"QueueName": "work-poison"}}},
                              "runOptions": {"retryStrategy": {"MaximumRetryAttempts": 2},
                                             "errorsTolerance": "ALL",
                                             "deadLetterQueue": {"Arn": "acs:mns:r:1:/queues/"
                                                                        "work-dead-letters"}}},
-                            harness.host.mns, "cn-hangzhou", "1", label=harness.host.label)
+                            harness.host.mns, "cn-hangzhou", "1", harness.host.invoker,
+                            label=harness.host.label)
         late.attach(_trigger(harness, "poison").runtime)
         late.start()
         try:
@@ -277,7 +280,8 @@ def test_a_restarted_stream_retries_its_blocking_message_once(tmp_path: Path) ->
             harness.advance(VISIBILITY + 1)
         assert harness.host is not None
         again = QueueTrigger("strict-again", "strict", _trigger(harness, "strict").config,
-                             harness.host.mns, "cn-hangzhou", "1", label=harness.host.label)
+                             harness.host.mns, "cn-hangzhou", "1", harness.host.invoker,
+                             label=harness.host.label)
         again.attach(_trigger(harness, "strict").runtime)
         again.start()
         try:
@@ -287,3 +291,55 @@ def test_a_restarted_stream_retries_its_blocking_message_once(tmp_path: Path) ->
         assert _bodies(harness, "strict") == ["poison, blocked before"]  # one more try only
         assert len(harness.peek_all("work-strict")) == 1
     assert harness.leftover_threads == []
+
+
+# --- invocation method (asyncInvocationType, as FC 3.0's reference reads it) ------------------
+def _runs(harness: HostHarness, function: str, count: int) -> list[tuple[float, float]]:
+    return sorted((r["started"], r["ended"]) for r in harness.wait_recorded(function, count))
+
+
+def test_a_synchronous_trigger_delivers_the_next_message_only_after_the_function_returned(
+        queues: HostHarness) -> None:
+    # FC's MNS-trigger page: a synchronous trigger "waits for the function to return before
+    # delivering the next event" - so three messages run one after another, never side by side.
+    for _ in range(3):
+        queues.queue("work-serial").send_message(Message(json.dumps({"seconds": 0.4})))
+    runs = _runs(queues, "serial-sleep", 3)
+    for (_, ended), (started, _) in itertools.pairwise(runs):
+        assert started >= ended
+    _wait(lambda: queues.peek_all("work-serial") == [])
+
+
+def test_an_asynchronous_trigger_moves_on_while_the_function_runs(queues: HostHarness) -> None:
+    for _ in range(3):
+        queues.queue("work-async").send_message(Message(json.dumps({"seconds": 1.0})))
+    runs = _runs(queues, "async-sleep", 3)
+    assert max(s for s, _ in runs) < min(e for _, e in runs)  # all three ran at once
+    _wait(lambda: _trigger(queues, "async").stats.delivered == 3)
+    _wait(lambda: queues.peek_all("work-async") == [])  # deleted once each invocation ended
+
+
+def test_an_asynchronous_failure_meets_the_functions_async_config_not_run_options(
+        queues: HostHarness) -> None:
+    # AsyncFailConfig: MaxAsyncRetryAttempts 1 -> two attempts, then FC's invocation record in
+    # the OnFailure queue; the trigger's runOptions (BACKOFF_RETRY, its dead-letter queue)
+    # never see the failure, because FC accepted the event.
+    queues.queue("work-async-fail").send_message(Message("cannot be processed"))
+    first, second = queues.wait_recorded("async-fail", 2)
+    assert first["request_id"] == second["request_id"]  # FC retries keep the request id
+    record = queues.receive("work-async-failures", wait=10)
+    assert record is not None
+    body = json.loads(record.message_body)
+    context = body["requestContext"]
+    assert context["requestId"] == first["request_id"]
+    assert context["functionArn"] == "acs:fc:cn-hangzhou:1234567890123456:functions/async-fail"
+    assert context["condition"] == "UnhandledInvocationError"
+    assert context["approximateInvokeCount"] == 2
+    assert json.loads(body["requestPayload"])["data"]["messageBody"] == "cannot be processed"
+    assert body["responseContext"]["functionError"] == "ValueError"
+    _wait(lambda: queues.peek_all("work-async-fail") == [])
+    _next_visibility_window(queues)
+    time.sleep(0.5)
+    assert len(queues.recorded("async-fail")) == 2  # no third attempt, no redelivery
+    assert queues.peek_all("work-dead-letters") == []
+    assert _trigger(queues, "async-fail").stats.failed == 1

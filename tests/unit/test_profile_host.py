@@ -6,6 +6,7 @@ Fixed durations (no spread) so lower bounds are exact; upper bounds are loose (a
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -18,6 +19,7 @@ from mns.queue import Message
 from local.host.async_invoke import AsyncInvoker
 from local.host.delay_line import DelayLine
 from local.host.event_bus import BusTrigger, EventBus
+from local.host.queue_trigger import ASYNC_IN_FLIGHT, QueueTrigger
 from local.host.runtime import FunctionRuntime, FunctionSpec
 from local.profile import Distribution, Profile
 from tests.fixtures.host.harness import HERE, HostHarness
@@ -127,22 +129,38 @@ def test_a_queue_message_reaches_its_function_after_delivery_and_cold_start(
 
 def test_a_queue_message_waits_its_delivery_time_without_holding_a_delivery_slot(
         tmp_path: Path) -> None:
-    """EventBridge's delivery time is latency, not capacity: while a trigger's slots are busy
-    with invocations, more received messages wait out their delay beside them (in the delay
-    line, not in a slot), so the delay does not divide the stream's throughput."""
+    """EventBridge's delivery time is latency, not capacity: for an asynchronous trigger, more
+    received messages wait out their delay side by side (in the delay line, not in a slot) than
+    it runs invocations at once, so the delay does not divide the stream's throughput."""
     slow = Profile(name="slow-delivery", eventbridge_delivery=Distribution(median=3.0))
     with HostHarness(tmp_path, "queues.yml", profile=slow) as harness:
         assert harness.host is not None
-        trigger = next(t for t in harness.host.triggers.values()
-                       if getattr(t, "queue_name", "") == "work-ok")
-        for n in range(8):
-            harness.queue("work-ok", encoding=True).send_message(Message(f"m{n}"))
+        trigger = harness.host.trigger("async", QueueTrigger)
+        wanted = ASYNC_IN_FLIGHT + 8
+        for _ in range(wanted):
+            harness.queue("work-async").send_message(Message(json.dumps({"seconds": 0})))
         deadline = time.monotonic() + 2.5  # well inside the 3 s delay of the first ones
         most = 0
-        while time.monotonic() < deadline and most < 8:
+        while time.monotonic() < deadline and most < wanted:
             most = max(most, trigger._later.pending())
             time.sleep(0.02)
-        assert most == 8  # all eight in their delay at once: twice the trigger's 4 slots
-        assert harness.recorded("ok") == []  # and none delivered before its delay
-        assert len(harness.wait_recorded("ok", 8, timeout=20)) == 8
+        assert most == wanted  # all in their delay at once: more than run at a time
+        assert harness.recorded("async-sleep") == []  # and none delivered before its delay
+        assert len(harness.wait_recorded("async-sleep", wanted, timeout=20)) == wanted
+    assert harness.leftover_threads == []
+
+
+def test_a_synchronous_trigger_starts_the_next_delivery_only_after_the_function_returned(
+        tmp_path: Path) -> None:
+    """A synchronous trigger "waits for the function to return before delivering the next
+    event": each message's delivery time starts after the previous invocation ended."""
+    delivery = 0.5
+    slow = Profile(name="slow-delivery", eventbridge_delivery=Distribution(median=delivery))
+    with HostHarness(tmp_path, "queues.yml", profile=slow) as harness:
+        for _ in range(3):
+            harness.queue("work-serial").send_message(Message(json.dumps({"seconds": 0.2})))
+        runs = sorted((r["started"], r["ended"])
+                      for r in harness.wait_recorded("serial-sleep", 3, timeout=20))
+        for (_, ended), (started, _) in itertools.pairwise(runs):
+            assert started - ended >= delivery  # sigma 0: every draw is the median
     assert harness.leftover_threads == []
