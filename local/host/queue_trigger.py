@@ -267,10 +267,11 @@ class QueueTrigger(Trigger):
             event = build_queue_event(message, queue=self.queue_name, source=self.source,
                                 region=self.region, account_id=self.account_id,
                                 base64_decode=self.base64_decode)
+            body = json.dumps(event).encode()
             if not self.synchronous:
-                self._run_async(message, json.dumps(event).encode())
+                self._run_async(message, body)
                 return
-            inv = self.runtime.invoke(json.dumps(event).encode())
+            inv = self.runtime.invoke(body)
             if inv.ok:
                 self.stats.record(delivered=1)
                 self._ack(message)

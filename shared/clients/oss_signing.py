@@ -5,8 +5,8 @@ byte by byte in Python: its URI encoder loops over each character, the signing k
 HMACs derived anew on every call, and the canonical headers go through ``requests``'
 ``CaseInsensitiveDict`` twice. A collector storing 100 results signs 200 requests. Measured
 (CPU clock, a PutObject of a result.json, building the request included): 69 µs per signed
-request with oss2's, 26.5 µs with this one — about 0.9 s of collector CPU in a
-10,000-instance fan-out, and as much billed time on FC.
+request with oss2's, 26.5 µs with this one — over the ~21,000 calls a 10,000-instance
+fan-out signs, about 0.9 s of collector CPU, and as much billed time on FC.
 
 ``LeanAuthV4`` overrides only ``_sign_request`` (the headers of an ordinary call) and keeps
 everything else of oss2's class (presigned URLs, ``auth_version``). It follows the same rules

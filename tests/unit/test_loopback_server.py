@@ -4,6 +4,7 @@ and nothing left open by stop()."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import io
 import json
@@ -163,26 +164,32 @@ class _BothEnvirons(LoopbackRequestHandler):
         return lean
 
 
+@contextlib.contextmanager
+def _werkzeug_server(handler: type[WSGIRequestHandler]) -> Iterator[tuple[str, int]]:
+    """``_app`` served by werkzeug's own threaded server with ``handler``; its address."""
+    from werkzeug.serving import make_server
+
+    httpd = make_server("127.0.0.1", 0, _app, threaded=True, request_handler=handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield httpd.server_address[:2]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
 @pytest.mark.parametrize("target, headers", [
     ("/b/k%C3%BC%20x?acl&x-oss-date=1&empty=", {"X-Dup": "1", "Content-Type": "text/plain"}),
     ("/b//a/./c%2F?q=%E4%B8%AD", {"x-oss-meta-my_key": "v", "Content-Length": "0"}),
     ("/", {"Host": "h:1", "X-Folded": "a\r\n b"}),
 ])
 def test_the_plain_environ_is_werkzeugs(target: str, headers: dict[str, str]) -> None:
-    from werkzeug.serving import make_server
-
     _BothEnvirons.seen = []
-    httpd = make_server("127.0.0.1", 0, _app, threaded=True, request_handler=_BothEnvirons)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        with socket.create_connection(httpd.server_address, timeout=10) as sock:
-            block = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-            sock.sendall(f"GET {target} HTTP/1.1\r\nX-Dup: 2\r\n{block}\r\n".encode("latin-1"))
-            assert sock.recv(4096).startswith(b"HTTP/1.1 200 ")
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with _werkzeug_server(_BothEnvirons) as address, \
+            socket.create_connection(address, timeout=10) as sock:
+        block = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        sock.sendall(f"GET {target} HTTP/1.1\r\nX-Dup: 2\r\n{block}\r\n".encode("latin-1"))
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200 ")
     [(lean, standard)] = _BothEnvirons.seen
     assert lean.pop("wsgi.input") is standard.pop("wsgi.input")
     assert lean == standard
@@ -209,21 +216,13 @@ class _CountedWrites(LoopbackRequestHandler):
 
 
 def test_an_answers_head_and_body_go_out_in_one_write() -> None:
-    from werkzeug.serving import make_server
-
     _CountedWrites.writes = []
-    httpd = make_server("127.0.0.1", 0, _app, threaded=True, request_handler=_CountedWrites)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        with socket.create_connection(httpd.server_address, timeout=10) as sock:
-            sock.sendall(b"GET /one HTTP/1.1\r\nHost: x\r\n\r\n")
-            answer = b""
-            while not answer.endswith(b"}"):
-                answer += sock.recv(65536)
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with _werkzeug_server(_CountedWrites) as address, \
+            socket.create_connection(address, timeout=10) as sock:
+        sock.sendall(b"GET /one HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = b""
+        while not answer.endswith(b"}"):
+            answer += sock.recv(65536)
     [first] = _CountedWrites.writes  # the status line, the headers and the body together
     assert first == answer
     assert first.startswith(b"HTTP/1.1 200 ") and first.endswith(b'"path": "/one"}')
