@@ -100,15 +100,8 @@ def collect(followup: FollowUp, clients: Clients, now: Callable[[], float] = tim
         return _collect_periodic(followup, clients, ecs, bucket, now, rng)
     if followup.watchdog and _summarized(clients, bucket, followup):
         return Collected((), (), None, finished=True)  # events did all the work already
-    results = {r["InstanceId"]: r for r in ecs.invocation_results(followup.invoke_id)}
-    finished = [results[i] for i in followup.pending
-                if i in results and results[i].get("InvocationStatus") in TERMINAL]
-    outcomes = settle([functools.partial(_store, bucket, followup, r) for r in finished],
-                      stop_on_error=False)
-    stored = [r["InstanceId"] for r, o in zip(finished, outcomes, strict=True)
-              if not isinstance(o, BaseException)]
+    results, stored, failure = _look_and_store(ecs, bucket, followup)
     pending = tuple(i for i in followup.pending if i not in stored)
-    failure = next((o for o in outcomes if isinstance(o, BaseException)), None)
     if failure is not None:  # keep what was stored: the retry looks only at the rest
         if not isinstance(failure, CloudCallError) or not failure.transient:
             raise failure
@@ -118,6 +111,42 @@ def collect(followup: FollowUp, clients: Clients, now: Callable[[], float] = tim
         return _again(clients, followup.next(pending), tuple(stored), rng)
     _finish(clients, ecs, bucket, followup, results)
     return Collected(tuple(stored), pending, None, finished=True)
+
+
+def _look_and_store(ecs: CloudAssistant, bucket: Results, followup: FollowUp
+                    ) -> tuple[dict[str, dict[str, Any]], list[str], BaseException | None]:
+    """DescribeInvocationResults, and the objects of every pending instance it shows finished.
+
+    The listing comes 50 results a page, one page after another (NextToken); the instances of
+    the first page are stored while the later pages are fetched, so a look over 100 instances
+    does not wait for its second page before its first write (a page is a round trip to ECS).
+    (every result seen, the instances stored, the first failure or None). A failure leaves
+    whatever was stored: the caller retries the rest.
+    """
+    pending = set(followup.pending)
+    pages = ecs.invocation_result_pages(followup.invoke_id)
+    first = next(pages, [])
+    later: list[dict[str, Any]] = []
+
+    def fetch_later() -> None:
+        for page in pages:
+            later.extend(page)
+
+    def finished(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [r for r in results
+                if r["InstanceId"] in pending and r.get("InvocationStatus") in TERMINAL]
+
+    def store(results: list[dict[str, Any]]) -> list[Callable[[], None]]:
+        return [functools.partial(_store, bucket, followup, r) for r in results]
+
+    early = finished(first)
+    fetched, *outcomes = settle([fetch_later, *store(early)], stop_on_error=False)
+    late = finished(later)
+    outcomes += settle(store(late), stop_on_error=False)
+    stored = [r["InstanceId"] for r, outcome in zip(early + late, outcomes, strict=True)
+              if not isinstance(outcome, BaseException)]
+    failure = next((o for o in (fetched, *outcomes) if isinstance(o, BaseException)), None)
+    return {r["InstanceId"]: r for r in first + later}, stored, failure
 
 
 LATE_EVENT_TRIES = 3  # an event can beat the index of its own invocation; look again 3 times

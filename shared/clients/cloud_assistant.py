@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from shared.config import Settings
@@ -103,20 +103,31 @@ class CloudAssistant:
         items: ``[within][wrapper][item]`` of each page, whose ``NextToken`` sits beside
         ``wrapper``."""
         items: list[dict[str, Any]] = []
+        for page in self._page_by_page(make, wrapper, item, within, limit):
+            items.extend(page)
+        return items if limit is None else items[:limit]
+
+    def _page_by_page(self, make: Callable[[], RpcRequest], wrapper: str, item: str,
+                      within: str = "", limit: int | None = None
+                      ) -> Iterator[list[dict[str, Any]]]:
+        """The pages of a MaxResults/NextToken listing, each fetched when the one before was
+        taken (``_pages``)."""
+        taken = 0
         token = ""
-        while limit is None or len(items) < limit:
+        while limit is None or taken < limit:
             req = make()
-            req.set_MaxResults(PAGE_SIZE if limit is None else min(PAGE_SIZE, limit - len(items)))
+            req.set_MaxResults(PAGE_SIZE if limit is None else min(PAGE_SIZE, limit - taken))
             if token:
                 req.set_NextToken(token)
             page: Any = self.call(req)
             if within:
                 page = page[within]
-            items.extend(page[wrapper][item])
+            items = page[wrapper][item]
+            taken += len(items)
+            yield items
             token = page.get("NextToken") or ""
             if not token:
                 break
-        return items if limit is None else items[:limit]
 
     # -- commands --------------------------------------------------------------------------
 
@@ -340,6 +351,21 @@ class CloudAssistant:
                           InstanceId=instance_id)
 
         return self._pages(page, "InvocationResults", "InvocationResult", within="Invocation")
+
+    def invocation_result_pages(self, invoke_id: str) -> Iterator[list[dict[str, Any]]]:
+        """``invocation_results(invoke_id)`` a page (up to 50 results) at a time: each page is
+        asked for when the one before was taken, so a caller can work on one page while the
+        next is on its way."""
+        from aliyunsdkecs.request.v20140526.DescribeInvocationResultsRequest import (
+            DescribeInvocationResultsRequest,
+        )
+
+        def page() -> RpcRequest:
+            return _given(DescribeInvocationResultsRequest(), InvokeId=invoke_id,
+                          ContentEncoding="Base64")
+
+        return self._page_by_page(page, "InvocationResults", "InvocationResult",
+                                  within="Invocation")
 
     def stop_invocation(self, invoke_id: str, instance_ids: list[str] | None = None) -> None:
         """Stop ``invoke_id`` on ``instance_ids`` (default: every instance)."""

@@ -150,6 +150,57 @@ def test_a_redelivered_followup_and_a_killed_collector_leave_one_correct_set(
         assert second[key] == data, key  # byte for byte, summary included
 
 
+def test_a_look_over_two_pages_stores_the_first_while_the_second_is_fetched(
+        cloud: LocalCloud, endpoints: Endpoints) -> None:
+    """DescribeInvocationResults answers 50 results a page: the first page's instances are
+    written while the second page is on its way, not after it."""
+    from aliyunsdkecs.request.v20140526.DescribeInvocationResultsRequest import (
+        DescribeInvocationResultsRequest,
+    )
+
+    from shared.followup import FollowUp
+    from tests.conftest import SIMULATED
+
+    instances = SIMULATED[200:260]
+    status, body = endpoints.post({"Type": "RunShellScript", "InstanceIds": instances,
+                                   "CommandContent": "echo paged"})
+    assert status == 202, body
+    invoke_id = body["InvokeId"]
+    summary = summary_of(endpoints, invoke_id, timeout=30)
+    assert summary["Counts"] == {"Success": 60}
+    first_page = DescribeInvocationResultsRequest()
+    first_page.set_InvokeId(invoke_id)
+    first_page.set_MaxResults(50)
+    page = endpoints.call(first_page)["Invocation"]["InvocationResults"]["InvocationResult"]
+    on_first = {r["InstanceId"] for r in page}
+    assert len(on_first) == 50
+
+    # The same look again, by hand, with every DescribeInvocationResults answered 1.5 s late.
+    followup = FollowUp(
+        invoke_id=invoke_id, command_id=body["CommandId"], region=endpoints["region"],
+        pending=tuple(instances), attempt=1, deadline=time.time() + 60,
+        bucket=endpoints["results_bucket"], prefix="results", request_id=summary["RequestId"],
+        adhoc=True, source="http", submitted_at=0.0)
+    runtime = cloud.host.runtimes["assistflow-collect"]  # type: ignore[union-attr]
+    endpoints.control("ecs", "faults", {"action": "DescribeInvocationResults", "count": 0,
+                                        "delay": 1.5})
+    try:
+        begun = time.time()
+        looked = runtime.invoke(_followup_event(followup.to_json()))
+    finally:
+        endpoints.control("ecs", "faults", method="DELETE")
+    assert looked.ok, looked.error
+    stored = {o["key"]: float(o["stored_at"]) for o in endpoints.control(
+        "oss", f"buckets/{endpoints['results_bucket']}/objects?prefix=results/{invoke_id}/"
+    )["objects"] if o["key"].endswith("/result.json")}
+    first = [at for key, at in stored.items() if key.split("/")[-2] in on_first]
+    second = [at for key, at in stored.items() if key.split("/")[-2] not in on_first]
+    assert len(first) == 50 and len(second) == 10
+    assert all(at > begun + 1.5 for at in first + second)  # written again by this look
+    # the second page cannot answer before begun + 3 s; the first page was stored before it
+    assert max(first) < min(second) - 0.5, (max(first) - begun, min(second) - begun)
+
+
 class _Callbacks(http.server.BaseHTTPRequestHandler):
     received: ClassVar[list[tuple[dict[str, str], bytes]]] = []
 
