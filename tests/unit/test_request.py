@@ -19,6 +19,19 @@ def violations(body: object) -> list[tuple[str, str]]:
     return [(v.path, v.rule) for v in info.value.violations]
 
 
+def test_the_shipped_schema_is_a_valid_draft_2020_12_schema() -> None:
+    """Checked here, not when a function starts (``shared.request``): a schema that its
+    metaschema refuses would validate nothing as meant."""
+    import jsonschema
+
+    from shared.request import SCHEMA
+    from shared.strict_json import Validator
+
+    Validator.check_schema(SCHEMA)
+    with pytest.raises(jsonschema.SchemaError):  # the check does refuse a broken schema
+        Validator.check_schema({**SCHEMA, "properties": {"Type": {"type": "no-such-type"}}})
+
+
 def test_plain_text_content_is_base64_encoded_for_cloud_assistant() -> None:
     req = parse_request(GOOD)
     assert req.content_b64 == base64.b64encode(b"echo 123").decode()
