@@ -1,7 +1,7 @@
 """``python -m bench``: run the benchmarks, print a table, write ``bench/results/latest.json``.
 
 ``--quick`` runs fewer repeats and shorter windows (a few minutes); ``--only`` picks
-benchmarks (``seed``, ``fanout``, ``cold``, ``throughput``). The seed comparison and the
+benchmarks (``seed``, ``fanout``, ``cold``, ``throughput``, ``report``, ``oss``). The seed comparison and the
 fan-out run under the ``fast`` profile (today's keys) and again under ``realistic`` (keys
 ending in ``_realistic``; ``--profiles`` picks). Absolute times depend on the machine; the
 ratios are against baselines measured in the same run.
@@ -16,13 +16,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import cold_start, fanout, report_render, seed_vs_ours, throughput
+from bench import cold_start, fanout, oss_store, report_render, seed_vs_ours, throughput
 from bench.common import RESULTS_DIR, log, quiet_logs
 from bench.measure import machine
 from bench.report import TARGETS, render
 from local.profile import Profile
 
-BENCHMARKS = ("cold", "throughput", "seed", "fanout", "report")
+BENCHMARKS = ("cold", "throughput", "seed", "fanout", "report", "oss")
 PROFILES = ("fast", "realistic")
 
 
@@ -124,6 +124,12 @@ def main(argv: list[str] | None = None) -> int:
             report.update({f"report_render_ms_{n}": r["render_ms_median"]
                            for n, r in rendered.items()})
             report.update({f"report_bytes_{n}": r["bytes"] for n, r in rendered.items()})
+    if "oss" in args.only:
+        store = details["oss_store"] = attempt("local OSS store rate", oss_store.run,
+                                               4000 if args.quick else 8000)
+        if store:
+            report["oss_puts_per_s"] = store["puts_per_s"]
+            report["oss_fanout_floor_s"] = store["fanout_floor_s"]
     if "throughput" in args.only:
         tp = details["throughput"] = attempt("throughput", throughput.run,
                                              args.throughput_seconds, args.threads)

@@ -1,0 +1,129 @@
+"""Benchmark 6: how many small objects a second the local OSS stores for the collectors.
+
+A fan-out's collection is mostly PutObject: two objects per instance (``output.txt``, then
+``result.json``), 20,400 for 10,000 instances. The local host runs 4 collector instances,
+each storing up to ``shared.parallel.POOL_SIZE`` (8) objects at once; this benchmark puts the
+same shape against the local OSS alone: ``PROCESSES`` client processes × ``THREADS`` threads,
+each through the collectors' own client (``shared.clients.results.Results.put`` with a
+function's STS key, so signing and RAM are in the path), writing result-sized objects.
+
+It reports objects per second, the OSS process's CPU per object (its ``process_cpu_s``), the
+clients' CPU per object (their whole processes: interpreter start and imports included), and
+``fanout_floor_s``: how long a 10,000-instance fan-out's 20,400 objects take to store at that
+rate on this machine — with nothing else running, so the fan-out itself (which also describes,
+dispatches and invokes on the same cores) needs longer. The rate is the local cloud's, not
+OSS's: the emulator is one process, so it has one core at most, and its clients share the
+machine with it.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import resource
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from bench.common import log
+
+PROCESSES = 4  # the local host's collector instances (LocalCloud max_instances)
+THREADS = 8  # shared.parallel.POOL_SIZE: the stores of one follow-up side by side
+FANOUT_OBJECTS = 20_400  # what a 10,000-instance fan-out stores (fanout's "OSS objects")
+ACCOUNT_ID = "1234567890123456"
+BUCKET = "bench-results"
+BODY = json.dumps({"InstanceId": "i-sim00001", "InvokeId": "t-bench", "Status": "Success",
+                   "ExitCode": 0, "Output": "ok\n", "OutputBytes": 3, "Dropped": 0},
+                  indent=2, sort_keys=True).encode()
+
+
+def _client(env: dict[str, str], first: int, step: int, count: int) -> None:
+    """One client process: ``THREADS`` threads storing objects ``first``, ``first+step``…"""
+    os.environ.update(env)
+    from shared.clients.results import Results
+    from shared.config import Settings
+
+    results = Results(Settings.from_env(os.environ))
+    results.put("warm", BODY, "application/json")  # connection and signing key ready
+
+    def work(start: int) -> None:
+        for n in range(start, count, step * THREADS):
+            results.put(f"results/t-bench/i-{n:08d}/result.json", BODY, "application/json")
+
+    threads = [threading.Thread(target=work, args=(first + k * step,)) for k in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def run(count: int = 8000) -> dict[str, Any]:
+    import oss2
+
+    from local.emulators.process import EmulatorProcess
+    from local.profile import Profile
+    from local.ram import Identity, Policy
+    from local.state import issue_sts, load_or_create_keys
+
+    state = Path(tempfile.mkdtemp(prefix="assistflow-bench-oss-"))
+    keys = load_or_create_keys(state)
+    keyring = keys.keyring()
+    oss = EmulatorProcess("oss", state, region="cn-hangzhou", account_id=ACCOUNT_ID,
+                          profile=Profile.fast()).spawn()
+    try:
+        oss.attach(keyring)
+        oss.wait_ready()
+        oss2.Bucket(oss2.Auth(keys.access_key_id, keys.access_key_secret), oss.url,
+                    BUCKET).create_bucket()
+        policy = Policy.parse({"Version": "1", "Statement": [{
+            "Effect": "Allow", "Action": ["oss:PutObject"],
+            "Resource": f"acs:oss:*:*:{BUCKET}/*"}]}, "bench/store")
+        creds = issue_sts(keyring, Identity(f"acs:ram::{ACCOUNT_ID}:role/bench-collect",
+                                            (policy,)))
+        env = {"ALIBABA_CLOUD_ACCESS_KEY_ID": creds.access_key_id,
+               "ALIBABA_CLOUD_ACCESS_KEY_SECRET": creds.access_key_secret,
+               "ALIBABA_CLOUD_SECURITY_TOKEN": creds.security_token,
+               "ASSISTFLOW_RESULTS_BUCKET": BUCKET, "ASSISTFLOW_OSS_ENDPOINT": oss.url,
+               "FC_REGION": "cn-hangzhou",
+               "ASSISTFLOW_FOLLOWUP_QUEUE": "bench-followups"}  # required, never used here
+
+        def server_cpu() -> float:
+            with urllib.request.urlopen(f"{oss.url}/_emulator/calls", timeout=10) as answer:
+                return float(json.loads(answer.read())["process_cpu_s"])
+
+        context = multiprocessing.get_context("spawn")  # a fresh interpreter, as FC's
+        before_server = server_cpu()
+        before_clients = resource.getrusage(resource.RUSAGE_CHILDREN)
+        begun = time.perf_counter()
+        clients = [context.Process(target=_client, args=(env, k, PROCESSES, count))
+                   for k in range(PROCESSES)]
+        for client in clients:
+            client.start()
+        for client in clients:
+            client.join()
+        wall = time.perf_counter() - begun
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        failed = [c.exitcode for c in clients if c.exitcode != 0]
+        if failed:
+            raise RuntimeError(f"a client process failed (exit codes {failed})")
+        server = server_cpu() - before_server
+        client_cpu = (after.ru_utime + after.ru_stime - before_clients.ru_utime
+                      - before_clients.ru_stime)
+    finally:
+        oss.stop()
+    # the clients' CPU includes each interpreter's start and imports, once per process
+    out = {"objects": count, "processes": PROCESSES, "threads": THREADS,
+           "seconds": round(wall, 2), "puts_per_s": round(count / wall, 1),
+           "server_ms_per_put": round(server / count * 1000, 3),
+           "server_cores": round(server / wall, 2),
+           "client_ms_per_put": round(client_cpu / count * 1000, 3),
+           "fanout_floor_s": round(FANOUT_OBJECTS * wall / count, 1)}
+    log(f"oss store: {count} objects in {wall:.1f} s = {out['puts_per_s']:.0f}/s; OSS process "
+        f"{out['server_ms_per_put']:.2f} ms CPU each ({out['server_cores']:.2f} cores), clients "
+        f"{out['client_ms_per_put']:.2f} ms each; a 10,000-instance fan-out's "
+        f"{FANOUT_OBJECTS} objects: >= {out['fanout_floor_s']:.1f} s")
+    return out
