@@ -120,8 +120,8 @@ def _look_and_store(ecs: CloudAssistant, bucket: Results, followup: FollowUp
     The listing comes 50 results a page, one page after another (NextToken); the instances of
     the first page are stored while the later pages are fetched, so a look over 100 instances
     does not wait for its second page before its first write (a page is a round trip to ECS).
-    (every result seen, the instances stored, the first failure or None). A failure leaves
-    whatever was stored: the caller retries the rest.
+    Returns every result seen (by InstanceId), the instances stored, and the first failure (or
+    None): a failure leaves whatever was stored, and the caller retries the rest.
     """
     pending = set(followup.pending)
     pages = ecs.invocation_result_pages(followup.invoke_id)

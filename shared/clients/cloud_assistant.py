@@ -341,6 +341,15 @@ class CloudAssistant:
 
         ``include_history`` returns every run of a periodic invocation, not just the latest.
         """
+        return [result for page in self.invocation_result_pages(invoke_id, include_history,
+                                                                instance_id)
+                for result in page]
+
+    def invocation_result_pages(self, invoke_id: str, include_history: bool = False,
+                                instance_id: str = "") -> Iterator[list[dict[str, Any]]]:
+        """``invocation_results`` a page (up to 50 results) at a time: each page is asked for
+        when the one before was taken, so a caller can work on one page while the next is on
+        its way."""
         from aliyunsdkecs.request.v20140526.DescribeInvocationResultsRequest import (
             DescribeInvocationResultsRequest,
         )
@@ -349,20 +358,6 @@ class CloudAssistant:
             return _given(DescribeInvocationResultsRequest(), InvokeId=invoke_id,
                           ContentEncoding="Base64", IncludeHistory=include_history,
                           InstanceId=instance_id)
-
-        return self._pages(page, "InvocationResults", "InvocationResult", within="Invocation")
-
-    def invocation_result_pages(self, invoke_id: str) -> Iterator[list[dict[str, Any]]]:
-        """``invocation_results(invoke_id)`` a page (up to 50 results) at a time: each page is
-        asked for when the one before was taken, so a caller can work on one page while the
-        next is on its way."""
-        from aliyunsdkecs.request.v20140526.DescribeInvocationResultsRequest import (
-            DescribeInvocationResultsRequest,
-        )
-
-        def page() -> RpcRequest:
-            return _given(DescribeInvocationResultsRequest(), InvokeId=invoke_id,
-                          ContentEncoding="Base64")
 
         return self._page_by_page(page, "InvocationResults", "InvocationResult",
                                   within="Invocation")
