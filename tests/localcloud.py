@@ -7,6 +7,7 @@ thing that differs from Alibaba Cloud is the endpoint.
 from __future__ import annotations
 
 import json
+import signal
 import time
 import urllib.request
 from collections.abc import Callable
@@ -20,6 +21,14 @@ from mns.account import Account
 from shared import webhook
 
 T = TypeVar("T")
+
+
+def interruptible() -> None:
+    """``Popen(preexec_fn=interruptible)``: the child starts with SIGINT at its default, so
+    Python turns a SIGINT into KeyboardInterrupt as it does in a terminal. A test run started
+    as a background job of a non-interactive shell (``make test &``) ignores SIGINT, a child
+    inherits that, and Python keeps an inherited SIG_IGN: the child would never see Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 class Endpoints(dict[str, Any]):

@@ -34,7 +34,7 @@ from local.emulators.profile_hooks import CallPacing
 from local.emulators.server import EmulatorServer
 from local.profile import Profile
 from local.state import load_or_create_keys
-from tests.localcloud import Endpoints, get_object, wait_for
+from tests.localcloud import Endpoints, get_object, interruptible, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -76,7 +76,7 @@ def test_assistflow_up_takes_the_profile_by_flag_and_refuses_an_unknown_one(
     assert "no profile 'turbo'; there are: fast, realistic" in bad.stderr
     proc = subprocess.Popen([sys.executable, "-m", "local", "up", "--profile", "realistic"],
                             cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True, preexec_fn=interruptible)
     try:
         endpoints_file = tmp_path / "endpoints.json"
         wait_for(lambda: True if endpoints_file.exists() else None, timeout=30)

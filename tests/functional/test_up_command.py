@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.localcloud import Endpoints, get_object, wait_for
+from tests.localcloud import Endpoints, get_object, interruptible, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -18,7 +18,8 @@ def test_up_starts_from_nothing_serves_the_webhook_and_stops_cleanly(tmp_path: P
     state = tmp_path / "fresh"
     env = {**os.environ, "ASSISTFLOW_STATE_DIR": str(state)}
     proc = subprocess.Popen([sys.executable, "-m", "local", "up"], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=interruptible)
     try:
         endpoints_file = state / "endpoints.json"
         wait_for(lambda: True if endpoints_file.exists() else None, timeout=30)
