@@ -201,6 +201,44 @@ def test_a_look_over_two_pages_stores_the_first_while_the_second_is_fetched(
     assert max(first) < min(second) - 0.5, (max(first) - begun, min(second) - begun)
 
 
+def test_a_second_page_that_fails_keeps_the_first_pages_objects_and_looks_again_for_the_rest(
+        cloud: LocalCloud, endpoints: Endpoints) -> None:
+    """The first page's instances are stored; DescribeInvocationResults failing for the second
+    page (a 503, past the collector's patience) re-queues a follow-up for the other 10 only."""
+    from shared.followup import FollowUp
+    from tests.conftest import SIMULATED
+
+    instances = SIMULATED[140:200]
+    status, body = endpoints.post({"Type": "RunShellScript", "InstanceIds": instances,
+                                   "CommandContent": "echo failed page"})
+    assert status == 202, body
+    invoke_id = body["InvokeId"]
+    summary = summary_of(endpoints, invoke_id, timeout=30)
+    followup = FollowUp(
+        invoke_id=invoke_id, command_id=body["CommandId"], region=endpoints["region"],
+        pending=tuple(instances), attempt=1, deadline=time.time() + 60,
+        bucket=endpoints["results_bucket"], prefix="results", request_id=summary["RequestId"],
+        adhoc=True, source="http", submitted_at=0.0)
+    runtime = cloud.host.runtimes["assistflow-collect"]  # type: ignore[union-attr]
+    # The first rule answers the first page (and is used up); every later call meets the 503.
+    endpoints.control("ecs", "faults", [
+        {"action": "DescribeInvocationResults", "count": 1, "delay": 0.01},
+        {"action": "DescribeInvocationResults", "count": 0, "code": "ServiceUnavailable",
+         "status": 503}])
+    try:
+        begun = time.time()
+        looked = runtime.invoke(_followup_event(followup.to_json()))
+    finally:
+        endpoints.control("ecs", "faults", method="DELETE")
+    assert looked.ok, looked.error
+    assert looked.result["collected"] == [
+        {"InvokeId": invoke_id, "Stored": 50, "Pending": 10, "Finished": False}]
+    rewritten = [o["key"] for o in endpoints.control(
+        "oss", f"buckets/{endpoints['results_bucket']}/objects?prefix=results/{invoke_id}/"
+    )["objects"] if o["key"].endswith("/result.json") and float(o["stored_at"]) > begun]
+    assert len(rewritten) == 50
+
+
 class _Callbacks(http.server.BaseHTTPRequestHandler):
     received: ClassVar[list[tuple[dict[str, str], bytes]]] = []
 
