@@ -150,6 +150,39 @@ def test_a_redelivered_followup_and_a_killed_collector_leave_one_correct_set(
         assert second[key] == data, key  # byte for byte, summary included
 
 
+def _look_again(cloud: LocalCloud, endpoints: Endpoints, instances: list[str],
+                faults: list[dict[str, Any]]) -> tuple[str, float, Any, dict[str, float]]:
+    """Run a command on ``instances``, wait until it is collected, then have the collector
+    look at it once more (a follow-up for every instance, invoked by hand) while ECS plays
+    ``faults`` on DescribeInvocationResults. (InvokeId, when the look began, the invocation,
+    when each ``result.json`` was last stored)."""
+    from shared.followup import FollowUp
+
+    status, body = endpoints.post({"Type": "RunShellScript", "InstanceIds": instances,
+                                   "CommandContent": "echo paged"})
+    assert status == 202, body
+    invoke_id = body["InvokeId"]
+    summary = summary_of(endpoints, invoke_id, timeout=30)
+    assert summary["Counts"] == {"Success": len(instances)}
+    followup = FollowUp(
+        invoke_id=invoke_id, command_id=body["CommandId"], region=endpoints["region"],
+        pending=tuple(instances), attempt=1, deadline=time.time() + 60,
+        bucket=endpoints["results_bucket"], prefix="results", request_id=summary["RequestId"],
+        adhoc=True, source="http", submitted_at=0.0)
+    runtime = cloud.host.runtimes["assistflow-collect"]  # type: ignore[union-attr]
+    endpoints.control("ecs", "faults", faults)
+    try:
+        begun = time.time()
+        looked = runtime.invoke(_followup_event(followup.to_json()))
+    finally:
+        endpoints.control("ecs", "faults", method="DELETE")
+    assert looked.ok, looked.error
+    stored = {o["key"].split("/")[-2]: float(o["stored_at"]) for o in endpoints.control(
+        "oss", f"buckets/{endpoints['results_bucket']}/objects?prefix=results/{invoke_id}/"
+    )["objects"] if o["key"].endswith("/result.json")}
+    return invoke_id, begun, looked, stored
+
+
 def test_a_look_over_two_pages_stores_the_first_while_the_second_is_fetched(
         cloud: LocalCloud, endpoints: Endpoints) -> None:
     """DescribeInvocationResults answers 50 results a page: the first page's instances are
@@ -158,43 +191,19 @@ def test_a_look_over_two_pages_stores_the_first_while_the_second_is_fetched(
         DescribeInvocationResultsRequest,
     )
 
-    from shared.followup import FollowUp
     from tests.conftest import SIMULATED
 
-    instances = SIMULATED[200:260]
-    status, body = endpoints.post({"Type": "RunShellScript", "InstanceIds": instances,
-                                   "CommandContent": "echo paged"})
-    assert status == 202, body
-    invoke_id = body["InvokeId"]
-    summary = summary_of(endpoints, invoke_id, timeout=30)
-    assert summary["Counts"] == {"Success": 60}
+    # every DescribeInvocationResults answered 1.5 s late
+    invoke_id, begun, _, stored = _look_again(
+        cloud, endpoints, SIMULATED[200:260],
+        [{"action": "DescribeInvocationResults", "count": 0, "delay": 1.5}])
     first_page = DescribeInvocationResultsRequest()
     first_page.set_InvokeId(invoke_id)
     first_page.set_MaxResults(50)
     page = endpoints.call(first_page)["Invocation"]["InvocationResults"]["InvocationResult"]
     on_first = {r["InstanceId"] for r in page}
-    assert len(on_first) == 50
-
-    # The same look again, by hand, with every DescribeInvocationResults answered 1.5 s late.
-    followup = FollowUp(
-        invoke_id=invoke_id, command_id=body["CommandId"], region=endpoints["region"],
-        pending=tuple(instances), attempt=1, deadline=time.time() + 60,
-        bucket=endpoints["results_bucket"], prefix="results", request_id=summary["RequestId"],
-        adhoc=True, source="http", submitted_at=0.0)
-    runtime = cloud.host.runtimes["assistflow-collect"]  # type: ignore[union-attr]
-    endpoints.control("ecs", "faults", {"action": "DescribeInvocationResults", "count": 0,
-                                        "delay": 1.5})
-    try:
-        begun = time.time()
-        looked = runtime.invoke(_followup_event(followup.to_json()))
-    finally:
-        endpoints.control("ecs", "faults", method="DELETE")
-    assert looked.ok, looked.error
-    stored = {o["key"]: float(o["stored_at"]) for o in endpoints.control(
-        "oss", f"buckets/{endpoints['results_bucket']}/objects?prefix=results/{invoke_id}/"
-    )["objects"] if o["key"].endswith("/result.json")}
-    first = [at for key, at in stored.items() if key.split("/")[-2] in on_first]
-    second = [at for key, at in stored.items() if key.split("/")[-2] not in on_first]
+    first = [at for instance, at in stored.items() if instance in on_first]
+    second = [at for instance, at in stored.items() if instance not in on_first]
     assert len(first) == 50 and len(second) == 10
     assert all(at > begun + 1.5 for at in first + second)  # written again by this look
     # the second page cannot answer before begun + 3 s; the first page was stored before it
@@ -205,38 +214,16 @@ def test_a_second_page_that_fails_keeps_the_first_pages_objects_and_looks_again_
         cloud: LocalCloud, endpoints: Endpoints) -> None:
     """The first page's instances are stored; DescribeInvocationResults failing for the second
     page (a 503, past the collector's patience) re-queues a follow-up for the other 10 only."""
-    from shared.followup import FollowUp
     from tests.conftest import SIMULATED
 
-    instances = SIMULATED[140:200]
-    status, body = endpoints.post({"Type": "RunShellScript", "InstanceIds": instances,
-                                   "CommandContent": "echo failed page"})
-    assert status == 202, body
-    invoke_id = body["InvokeId"]
-    summary = summary_of(endpoints, invoke_id, timeout=30)
-    followup = FollowUp(
-        invoke_id=invoke_id, command_id=body["CommandId"], region=endpoints["region"],
-        pending=tuple(instances), attempt=1, deadline=time.time() + 60,
-        bucket=endpoints["results_bucket"], prefix="results", request_id=summary["RequestId"],
-        adhoc=True, source="http", submitted_at=0.0)
-    runtime = cloud.host.runtimes["assistflow-collect"]  # type: ignore[union-attr]
     # The first rule answers the first page (and is used up); every later call meets the 503.
-    endpoints.control("ecs", "faults", [
+    invoke_id, begun, looked, stored = _look_again(cloud, endpoints, SIMULATED[140:200], [
         {"action": "DescribeInvocationResults", "count": 1, "delay": 0.01},
         {"action": "DescribeInvocationResults", "count": 0, "code": "ServiceUnavailable",
          "status": 503}])
-    try:
-        begun = time.time()
-        looked = runtime.invoke(_followup_event(followup.to_json()))
-    finally:
-        endpoints.control("ecs", "faults", method="DELETE")
-    assert looked.ok, looked.error
     assert looked.result["collected"] == [
         {"InvokeId": invoke_id, "Stored": 50, "Pending": 10, "Finished": False}]
-    rewritten = [o["key"] for o in endpoints.control(
-        "oss", f"buckets/{endpoints['results_bucket']}/objects?prefix=results/{invoke_id}/"
-    )["objects"] if o["key"].endswith("/result.json") and float(o["stored_at"]) > begun]
-    assert len(rewritten) == 50
+    assert sum(1 for at in stored.values() if at > begun) == 50
 
 
 class _Callbacks(http.server.BaseHTTPRequestHandler):
