@@ -9,8 +9,8 @@ Attributes that only exist once the host runs (an HTTP trigger's URL) are resolv
 ``attributes`` the host supplies. Some types are declared but not run locally: the Simple Log
 Service project, logstore and index of the functions' ``LogConfig`` (the host keeps function
 logs in its own log). ``ALIYUN::FC3::AsyncInvokeConfig`` is read by ``async_configs()``: its
-retries, event age and an MNS-queue ``OnFailure`` destination shape the host's asynchronous
-invocations of that function (``local.host.async_invoke``).
+retries, event age and MNS-queue ``OnFailure`` / ``OnSuccess`` destinations shape the host's
+asynchronous invocations of that function (``local.host.async_invoke``).
 """
 
 from __future__ import annotations
