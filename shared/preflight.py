@@ -173,8 +173,8 @@ def ineligible_instances(ecs: CloudAssistant, instance_ids: tuple[str, ...],
     Each DescribeInstances chunk (100 ids) asks about its own agents as soon as it is answered,
     the chunks side by side (``LOOKUP_WORKERS``): a large request's two lookups overlap instead
     of the second waiting for the slowest call of the first (10,000 instances under the
-    ``realistic`` profile: 2.9 s of lookups before the webhook can answer, 3.4 s one lookup
-    after the other; the same 300 calls)."""
+    ``realistic`` profile, 20 side by side: 2.9 s of lookups before the webhook could answer,
+    3.4 s one lookup after the other; the same 300 calls)."""
     if known and all(i in known for i in instance_ids):
         return _judged(ecs, instance_ids, known, command_type)
     chunks = [instance_ids[n:n + DESCRIBE_INSTANCES_MAX]
