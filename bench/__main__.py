@@ -124,12 +124,14 @@ def main(argv: list[str] | None = None) -> int:
             report.update({f"report_render_ms_{n}": r["render_ms_median"]
                            for n, r in rendered.items()})
             report.update({f"report_bytes_{n}": r["bytes"] for n, r in rendered.items()})
-    if "oss" in args.only:
-        store = details["oss_store"] = attempt("local OSS store rate", oss_store.run,
-                                               4000 if args.quick else 8000)
+    for name in args.profiles if "oss" in args.only else ():
+        suffix = "" if name == "fast" else f"_{name}"
+        store = details[f"oss_store{suffix}"] = attempt(
+            f"local OSS store rate ({name})", oss_store.run, 4000 if args.quick else 8000,
+            Profile.load(name))
         if store:
-            report["oss_puts_per_s"] = store["puts_per_s"]
-            report["oss_fanout_floor_s"] = store["fanout_floor_s"]
+            report[f"oss_puts_per_s{suffix}"] = store["puts_per_s"]
+            report[f"oss_fanout_floor_s{suffix}"] = store["fanout_floor_s"]
     if "throughput" in args.only:
         tp = details["throughput"] = attempt("throughput", throughput.run,
                                              args.throughput_seconds, args.threads)

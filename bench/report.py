@@ -37,7 +37,8 @@ HEADLINE = ("billed_ratio_seed_over_ours", "latency_after_finish_p50_s",
             "fanout_10k_results_realistic", "fanout_10k_over_timeout_realistic",
             "fanout_10k_webhook_answer_s_realistic",
             "ecs_calls_per_request", "report_render_ms_100", "report_render_ms_10000",
-            "report_bytes_100", "report_bytes_10000", "oss_puts_per_s", "oss_fanout_floor_s")
+            "report_bytes_100", "report_bytes_10000", "oss_puts_per_s", "oss_fanout_floor_s",
+            "oss_puts_per_s_realistic", "oss_fanout_floor_s_realistic")
 
 
 def num(value: Any, digits: int = 2, suffix: str = "") -> str:
@@ -161,16 +162,19 @@ def render(report: dict[str, Any]) -> str:
                       f"{num(tp['latency_p50_s'], 3)}/{num(tp['latency_p95_s'], 3)}",
                       str(tp["accepted"]), str(tp["invoked"]), str(tp["stored"]),
                       num(tp["balanced"]))]))
-    store = details.get("oss_store")
-    if store:
+    stores = [s for s in (details.get("oss_store"), details.get("oss_store_realistic")) if s]
+    if stores:
+        first = stores[0]
         parts.append(
-            f"\n6. Local OSS store rate: {store['processes']} client processes x "
-            f"{store['threads']} threads (the collectors' shape), {store['objects']} objects\n"
-            + table(("objects/s", "OSS ms CPU/object", "OSS cores", "client ms CPU/object",
-                     "10k fan-out floor s"),
-                    [(num(store["puts_per_s"], 0), num(store["server_ms_per_put"], 3),
-                      num(store["server_cores"]), num(store["client_ms_per_put"], 3),
-                      num(store["fanout_floor_s"], 1))]))
+            f"\n6. Local OSS store rate: {first['processes']} client processes x "
+            f"{first['threads']} threads (the collectors' shape), {first['objects']} objects, "
+            f"the OSS emulator in {first.get('oss_processes', 1)} process(es)\n"
+            + table(("profile", "objects/s", "OSS ms CPU/object", "OSS cores",
+                     "client ms CPU/object", "10k fan-out floor s"),
+                    [(store.get("profile", "fast"), num(store["puts_per_s"], 0),
+                      num(store["server_ms_per_put"], 3), num(store["server_cores"]),
+                      num(store["client_ms_per_put"], 3), num(store["fanout_floor_s"], 1))
+                     for store in stores]))
     keys: list[tuple[str, ...]] = [
         (k, num(report.get(k)), targets.get(k, ""), met(report.get(k), targets.get(k, "")))
         for k in HEADLINE if k in report]

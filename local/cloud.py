@@ -33,7 +33,7 @@ from typing import Any
 
 from local.emulators.ecs import EcsApp
 from local.emulators.keyring import KeyRing
-from local.emulators.process import EmulatorProcess
+from local.emulators.process import EmulatorProcess, processes_for
 from local.emulators.serve import build_app
 from local.emulators.server import EmulatorServer
 from local.host.host import FunctionHost
@@ -102,7 +102,8 @@ class LocalCloud:
             # The child imports while this process goes on (its port listens already).
             oss = self.servers["oss"] = EmulatorProcess(
                 "oss", self.state_dir, port=self.ports.oss, region=self.region,
-                account_id=ACCOUNT_ID, profile=self.profile).spawn()
+                account_id=ACCOUNT_ID, profile=self.profile,
+                processes=processes_for("oss", self.profile)).spawn()
             oss.attach(keyring)  # the functions' STS keys, bound by the host, reach it too
             self._serve("ecs", keyring, self.ports.ecs)
             self._serve("mns", keyring, self.ports.mns)

@@ -66,6 +66,12 @@ class LoopbackServer:
                                                    request_handler=LoopbackRequestHandler,
                                                    fd=fd)
         self._server.daemon_threads = True  # type: ignore[attr-defined]
+        if fd is not None:
+            # A socket other processes may serve too (``local.emulators.serve --processes``):
+            # each wakes for every new connection and only one gets it, so the others' accept
+            # must not block (socketserver skips a failed accept) - or a process would wait in
+            # accept() for a connection that is not coming, deaf to stop().
+            self._server.socket.setblocking(False)
         self.cpu = CpuMeter()
         self._server.cpu_meter = self.cpu  # type: ignore[attr-defined]
         self._live: set[socket.socket] = set()

@@ -48,6 +48,17 @@ Control API (JSON, every emulator, under ``/_emulator/``, which no SDK ever requ
   (``local.emulators.serve``), ``process_cpu_s``: that whole process's CPU seconds so far.
   ``DELETE`` zeroes the counts and ``cpu_ms`` only
 * ``POST clock`` — ``{"advance": seconds}`` moves the emulator's time forward
+
+Served by several processes on one socket (``local.emulators.serve --processes``), an emulator
+answers the control API as one: a worker hands every control call it receives to the primary
+(``primary``: the primary's private URL), and the primary tells its workers (``workers``: their
+private URLs) what changed — the clock, a reset, whether fault rules exist, zeroed counts —
+under ``/_emulator/_peer/``, before it answers. ``calls`` adds up every process's counts and CPU
+(``processes``: each one's pid, private URL — where it alone serves the API too — and
+requests on the shared port). Fault rules live in the primary alone: while it
+has any, a worker takes each call's rule there, so a rule that fires N times fires N times in
+all. A service whose profile limits its rate is served by one process (each would count its own
+window).
 """
 
 from __future__ import annotations
@@ -56,8 +67,11 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from werkzeug.exceptions import HTTPException
@@ -80,6 +94,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CONTROL_PREFIX = "/_emulator/"
+PEER = "_peer/"  # control paths the processes of one emulator use among themselves
+PEER_TIMEOUT = 30.0  # seconds a process waits for another's answer
 
 
 # --- errors ----------------------------------------------------------------------------------
@@ -175,6 +191,33 @@ def new_request_id() -> str:
     return os.urandom(16).hex().upper()
 
 
+def _peer_call(url: str, name: str, body: Any = None) -> dict[str, Any]:
+    """Another process of this emulator, at its private ``url``: GET (no ``body``) or POST
+    ``/_emulator/_peer/<name>``; its JSON answer. ``OSError`` when it does not answer."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(f"{url}{CONTROL_PREFIX}{PEER}{name}", data=data,
+                                     method="GET" if data is None else "POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=PEER_TIMEOUT) as answer:
+        found: dict[str, Any] = json.loads(answer.read())
+        return found
+
+
+def _forward(url: str, request: Request) -> Response:
+    """``request`` (a control call) answered by the process at ``url``, as it answers it."""
+    target = f"{url}{request.full_path if request.query_string else request.path}"
+    forwarded = urllib.request.Request(
+        target, data=request.get_data() or None, method=request.method,
+        headers={"Content-Type": request.content_type or "application/json"})
+    try:
+        with urllib.request.urlopen(forwarded, timeout=PEER_TIMEOUT) as answer:
+            return Response(answer.read(), status=answer.status,
+                            content_type=answer.headers.get("Content-Type"))
+    except urllib.error.HTTPError as refused:  # its answer all the same (a 400, a 404)
+        return Response(refused.read(), status=refused.code,
+                        content_type=refused.headers.get("Content-Type"))
+
+
 def json_response(data: Any, status: int = 200) -> Response:
     return Response(
         json.dumps(data, ensure_ascii=False, sort_keys=True),
@@ -211,6 +254,10 @@ class EmulatorApp:
         self.base_url = ""  # set by EmulatorServer once the port is known
         self.server_cpu: CpuMeter | None = None  # its server's meter, set by EmulatorServer
         self.own_process = False  # served alone in its process (local.emulators.serve)
+        self.private_url = ""  # served by several processes: this one's own URL
+        self.primary = ""  # a worker's: the primary's private URL (it answers control calls)
+        self.workers: list[str] = []  # the primary's: its workers' private URLs
+        self.faults_at_primary = False  # a worker's: the primary holds fault rules
 
     # --- what each service provides ------------------------------------------------------
     def parse(self, call: Call) -> None:
@@ -242,6 +289,10 @@ class EmulatorApp:
 
     def finish(self, call: Call) -> None:
         """After every API request, answered or refused (OSS drains unread body bytes)."""
+
+    def share(self) -> None:
+        """Other processes serve this state too (``local.emulators.serve --processes``)."""
+        raise NotImplementedError(f"the {self.service} emulator is served by one process")
 
     # --- the pipeline --------------------------------------------------------------------
     def dispatch(self, request: Request) -> Response:
@@ -292,7 +343,13 @@ class EmulatorApp:
             raise self.ram_denied(call, decision)
 
     def inject_fault(self, call: Call) -> None:
-        rule = self.faults.take(call.action)
+        if not self.primary:
+            rule = self.faults.take(call.action)
+        elif self.faults_at_primary:  # a worker: the rules and their counts are the primary's
+            taken = _peer_call(self.primary, "take", {"action": call.action})["rule"]
+            rule = None if taken is None else FaultRule.from_json(taken)
+        else:
+            rule = None
         if rule is None:
             return
         if rule.delay:
@@ -329,6 +386,10 @@ class EmulatorApp:
         name = request.path[len(CONTROL_PREFIX):].strip("/")
         try:
             body = request.get_json(silent=True) or {}
+            if name.startswith(PEER):
+                return self._peer(name[len(PEER):], request.method, body)
+            if self.primary:  # a worker: the primary answers for every process
+                return _forward(self.primary, request)
             if name == "health":
                 return json_response({"service": self.service, "status": "ok",
                                       "profile": self.pacing.profile_name})
@@ -339,35 +400,87 @@ class EmulatorApp:
                 self.faults.clear()
                 self.calls.clear()
                 self.pacing.reset()
+                self._tell_workers({"reset": True})
                 return json_response({"reset": True})
             if name == "faults":
                 if request.method == "POST":
                     rules = body if isinstance(body, list) else [body]
-                    for item in rules:
-                        self.faults.add(FaultRule.from_json(item))
+                    for item in [FaultRule.from_json(item) for item in rules]:
+                        self.faults.add(item)
                 elif request.method == "DELETE":
                     self.faults.clear()
+                self._tell_workers({"faults": bool(self.faults.listing())})
                 return json_response({"faults": self.faults.listing(),
                                       "fired": dict(self.faults.fired)})
             if name == "calls":
                 if request.method == "DELETE":
                     self.calls.clear()
-                return json_response(self._calls_answer())
+                    self._tell_workers({"clear_calls": True})
+                return json_response(self._calls_answer(self._ask_workers("calls")))
             if name == "clock" and request.method == "POST":
-                self.clock.advance(float(body.get("advance", 0)))
+                seconds = float(body.get("advance", 0))
+                self.clock.advance(seconds)
+                self._tell_workers({"advance": seconds})
                 return json_response({"now": self.clock.now()})
             return self.control_extra(name, request, body)
         except (ValueError, TypeError) as exc:
             return json_response({"error": str(exc)}, status=400)
+        except OSError as exc:  # another process of this emulator did not answer
+            log.error("%s: a process of this emulator did not answer: %s", self.service, exc)
+            return json_response({"error": f"a process of this emulator did not answer: {exc}"},
+                                 status=500)
 
-    def _calls_answer(self) -> dict[str, Any]:
-        answer: dict[str, Any] = {"calls": self.calls.snapshot(), "cpu_ms": self.calls.cpu_ms()}
+    def _peer(self, name: str, method: str, body: Any) -> Response:
+        """What the processes of one emulator say to each other (never an SDK's call)."""
+        if name == "take" and method == "POST" and not self.primary:
+            rule = self.faults.take(str(body.get("action", "")))
+            return json_response({"rule": None if rule is None else asdict(rule)})
+        if name == "sync" and method == "POST" and self.primary:
+            if body.get("reset"):
+                self.calls.clear()
+                self.pacing.reset()
+                self.faults_at_primary = False
+            if "faults" in body:
+                self.faults_at_primary = bool(body["faults"])
+            if body.get("clear_calls"):
+                self.calls.clear()
+            if body.get("advance"):
+                self.clock.advance(float(body["advance"]))
+            return json_response({"ok": True})
+        if name == "calls" and method == "GET":
+            return json_response(self._calls_answer())
+        return json_response({"error": f"no control endpoint {PEER + name!r}"}, status=404)
+
+    def _tell_workers(self, news: dict[str, Any]) -> None:
+        for url in self.workers:
+            _peer_call(url, "sync", news)
+
+    def _ask_workers(self, name: str) -> list[dict[str, Any]]:
+        return [_peer_call(url, name) for url in self.workers]
+
+    def _calls_answer(self, others: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+        """This process's counts and CPU, plus ``others``' (its workers', on a primary)."""
+        calls: Counter[str] = Counter(self.calls.snapshot())
+        cpu: Counter[str] = Counter(self.calls.cpu_ms())
+        for other in others:
+            calls.update(other["calls"])
+            cpu.update(other["cpu_ms"])
+        answer: dict[str, Any] = {
+            "calls": dict(calls), "cpu_ms": {a: round(ms, 3) for a, ms in cpu.items()}}
         if self.server_cpu is not None:
-            answer["server_cpu"] = {"seconds": round(self.server_cpu.seconds, 3),
-                                    "requests": self.server_cpu.requests}
+            answer["server_cpu"] = {
+                "seconds": round(self.server_cpu.seconds
+                                 + sum(o["server_cpu"]["seconds"] for o in others), 3),
+                "requests": self.server_cpu.requests
+                + sum(o["server_cpu"]["requests"] for o in others)}
         if self.own_process:
             times = os.times()  # this process alone, every thread (/proc/self/stat's utime, stime)
-            answer["process_cpu_s"] = round(times.user + times.system, 3)
+            answer["process_cpu_s"] = round(
+                times.user + times.system + sum(o["process_cpu_s"] for o in others), 3)
+            answer["processes"] = [
+                {"pid": os.getpid(), "url": self.private_url,
+                 "requests": self.server_cpu.requests if self.server_cpu else 0},
+                *(p for o in others for p in o["processes"])]
         return answer
 
     def control_extra(self, name: str, request: Request, body: Any) -> Response:

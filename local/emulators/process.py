@@ -13,6 +13,10 @@ host binds to the functions' roles. ``attach(keyring)`` makes every ``KeyRing.bi
 the child has accepted the key too, so no function ever sees its key refused because the news
 came late. The secrets go through that pipe only.
 
+``processes`` > 1 serves it from that many processes (``local.emulators.serve --processes``):
+the child is the primary, which starts the others on the same socket and forwards each key to
+them before it answers.
+
 Lifetime: ``stop()`` closes the pipe, the child stops serving and exits (killed if it has not
 within ``STOP_GRACE`` seconds); a parent that dies — ``kill -9`` included — closes the pipe too,
 and the child also checks that its parent still lives, so no emulator is left behind.
@@ -25,6 +29,7 @@ import json
 import logging
 import os
 import queue
+import socket
 import subprocess
 import sys
 import threading
@@ -45,6 +50,19 @@ ANSWER_TIMEOUT = 30.0  # seconds for the child to accept a key
 STOP_GRACE = 5.0  # seconds for the child to exit once its pipe is closed, before a SIGKILL
 
 
+SHARED_SERVICES = ("oss",)  # emulators that can be served by several processes
+
+
+def processes_for(service: str, profile: Profile) -> int:
+    """How many processes serve ``service``'s emulator: two for the OSS emulator — the store
+    a fan-out writes two objects per instance to; one process of Python runs on one core at a
+    time — on a machine of two cores or more, unless the profile limits its rate (each
+    process would count a window of its own); one for the others."""
+    if service not in SHARED_SERVICES or profile.throttling.get(service) is not None:
+        return 1
+    return min(2, os.cpu_count() or 1)
+
+
 class EmulatorProcessError(RuntimeError):
     """The child could not start, or stopped answering."""
 
@@ -57,8 +75,16 @@ class EmulatorProcess:
     host = "127.0.0.1"
 
     def __init__(self, service: str, state_dir: Path, *, port: int = 0,
-                 region: str = "cn-hangzhou", account_id: str, profile: Profile) -> None:
+                 region: str = "cn-hangzhou", account_id: str, profile: Profile,
+                 processes: int = 1, sock: socket.socket | None = None,
+                 worker_of: str = "") -> None:
+        """``processes``: how many serve (a primary and its workers); ``sock`` and
+        ``worker_of``: a primary's own (``local.emulators.serve``) — start a worker on the
+        primary's listening socket, reporting to the primary's private URL."""
         self.service = service
+        self.processes = processes
+        self._sock = sock
+        self.worker_of = worker_of
         self.state_dir = state_dir
         self.requested_port = port
         self.region = region
@@ -73,6 +99,7 @@ class EmulatorProcess:
         self._answers: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self._lock = threading.Lock()  # one command in flight: answers come in order
         self._keyring: KeyRing | None = None
+        self.ready: dict[str, Any] = {}  # the child's first answer, once it serves
 
     @property
     def pid(self) -> int | None:
@@ -82,7 +109,7 @@ class EmulatorProcess:
         """Listen on the port here (so ``url`` is known at once and a port in use fails here,
         as for an emulator served in this process), then start the child on that socket:
         calls made before it serves wait in the socket's backlog."""
-        sock = listening_socket(self.requested_port)
+        sock = self._sock or listening_socket(self.requested_port)
         self.port = sock.getsockname()[1]
         self.url = f"http://{self.host}:{self.port}"
         command = [sys.executable, "-m", "local.emulators.serve", self.service,
@@ -90,6 +117,10 @@ class EmulatorProcess:
                    "--region", self.region, "--account-id", self.account_id,
                    *profile_argument(self.profile),
                    "--log-level", logging.getLevelName(logging.getLogger().getEffectiveLevel())]
+        if self.worker_of:
+            command += ["--worker-of", self.worker_of]
+        elif self.processes > 1:
+            command += ["--processes", str(self.processes)]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
@@ -98,7 +129,8 @@ class EmulatorProcess:
                                           env=env, text=True, encoding="utf-8", bufsize=1,
                                           pass_fds=(sock.fileno(),))
         finally:
-            sock.close()  # the child's alone: if it dies, calls are refused, not left waiting
+            if self._sock is None:
+                sock.close()  # the child's alone: if it dies, calls are refused, not left waiting
         threading.Thread(target=self._read_answers, args=(self._proc.stdout,), daemon=True,
                          name=f"{self.service}-process-answers").start()
         return self
@@ -138,6 +170,7 @@ class EmulatorProcess:
         """Returns once the child serves; raises if it could not start."""
         answer = self._next_answer(timeout, "starting", self._started)
         self._started.put(answer)  # a second wait_ready answers at once
+        self.ready = answer
         if int(answer["port"]) != self.port:
             raise EmulatorProcessError(f"{self.service} emulator process serves port "
                                        f"{answer['port']}, not {self.port}")
@@ -155,8 +188,11 @@ class EmulatorProcess:
 
     def bind(self, access_key_id: str, secret: str, token: str, identity: Identity) -> None:
         """``KeyRing.bind`` in the child; returns once it accepts the key."""
-        message = {"op": "bind", "key": access_key_id, "secret": secret, "token": token,
-                   "identity": identity.to_json()}
+        self.command({"op": "bind", "key": access_key_id, "secret": secret, "token": token,
+                      "identity": identity.to_json()}, f"binding {access_key_id}")
+
+    def command(self, message: dict[str, Any], doing: str) -> dict[str, Any]:
+        """One command to the child (a line on its stdin); its answer."""
         with self._lock:
             stdin = self._proc.stdin if self._proc else None
             if stdin is None or stdin.closed:
@@ -168,7 +204,7 @@ class EmulatorProcess:
                 raise EmulatorProcessError(f"{self.service} emulator process ended") from None
             # (while the child still imports, this waits for it: it reads commands once it
             # serves)
-            self._next_answer(START_TIMEOUT + ANSWER_TIMEOUT, f"binding {access_key_id}")
+            return self._next_answer(START_TIMEOUT + ANSWER_TIMEOUT, doing)
 
     def stop(self) -> None:
         if self._keyring is not None:

@@ -23,6 +23,13 @@ it). The child
   function's STS key to its role (``KeyRing.bind``, ``Identity.from_json``) and answers
   ``{"ok": true}`` once the key is accepted. The pipe is the parent's alone: STS secrets never
   reach a socket, a file or a log;
+* with ``--processes N`` (N > 1), serves from N processes on the one socket: this one, the
+  primary, starts N - 1 workers (``--worker-of``: this module again, ``EmulatorProcess``) on its
+  socket before it serves, and forwards each command to them before it answers; every process
+  opens the same state and ``share()``s it. Each also serves a private port of its own, where
+  the processes talk (``local.emulators.base``: a worker hands every control call to the
+  primary, the primary tells the workers what changed). A worker writes
+  ``{"port": P, "pid": N, "private": URL}``;
 * stops serving and exits when its stdin ends — the parent closed it (``stop()``) or died,
   ``kill -9`` included — or when its parent process is no longer its parent. Ctrl-C in a
   terminal reaches the whole process group: the child ignores SIGINT and waits for its parent
@@ -91,6 +98,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--profile", default="fast")
     parser.add_argument("--profile-seed", type=int, default=None)
     parser.add_argument("--log-level", default="WARNING")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="serve from this many processes (a primary and its workers)")
+    parser.add_argument("--worker-of", default="",
+                        help="serve as a worker of the primary at this private URL")
     return parser
 
 
@@ -134,27 +145,94 @@ def main(argv: list[str] | None = None) -> int:
     threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True,
                      name="parent-watch").start()
     from local.emulators.server import EmulatorServer
+    from local.server import LoopbackServer, listening_socket
     from local.state import load_or_create_keys
 
+    several = args.processes > 1 or bool(args.worker_of)
+    workers: list[Any] = []
+    server = private = None
     try:
         keyring = load_or_create_keys(args.state_dir).keyring()
+        profile = Profile.load(args.profile, args.profile_seed)
         app = build_app(args.service, keyring, args.state_dir, region=args.region,
-                        account_id=args.account_id,
-                        profile=Profile.load(args.profile, args.profile_seed))
+                        account_id=args.account_id, profile=profile)
         app.own_process = True
-        server = EmulatorServer(app, args.port, fd=args.fd).start()
-        if args.fd is not None:
-            os.close(args.fd)  # the server has its own duplicate
+        fd = args.fd
+        if several:
+            app.share()
+            private = LoopbackServer(app, 0, f"{args.service}-private")
+            private.start()
+            app.private_url = private.url
+            app.primary = args.worker_of
+            if not args.worker_of:
+                if fd is None:  # the workers need a socket to share: this one's
+                    fd = listening_socket(args.port).detach()
+                workers = _start_workers(args, profile, fd, private.url)
+                app.workers = [str(w.ready["private"]) for w in workers]
+        server = EmulatorServer(app, args.port, fd=fd).start()
+        if fd is not None:
+            os.close(fd)  # the server has its own duplicate
     except Exception as exc:
+        _stop(server, private, workers)
         _answer(out, {"error": f"{type(exc).__name__}: {exc}"})
         return 1
-    _answer(out, {"port": server.port, "pid": os.getpid()})
+    ready: dict[str, Any] = {"port": server.port, "pid": os.getpid()}
+    if private is not None:
+        ready["private"] = private.url
+    _answer(out, ready)
     try:
         for line in sys.stdin:
-            _answer(out, _command(keyring, line))
+            _answer(out, _forwarded(workers, line) or _command(keyring, line))
     finally:
-        server.stop()
+        _stop(server, private, workers)
     return 0
+
+
+def _start_workers(args: argparse.Namespace, profile: Profile, fd: int,
+                   private_url: str) -> list[Any]:
+    """The other ``args.processes - 1`` processes, serving socket ``fd``; each draws its own
+    latencies (a seeded profile: seed + its number)."""
+    import socket
+
+    from local.emulators.process import EmulatorProcess
+
+    sock = socket.socket(fileno=os.dup(fd))
+    workers = []
+    try:
+        for number in range(1, args.processes):
+            seeded = profile.with_seed(None if profile.seed is None else profile.seed + number)
+            workers.append(EmulatorProcess(
+                args.service, args.state_dir, region=args.region, account_id=args.account_id,
+                profile=seeded, sock=sock, worker_of=private_url).spawn())
+        for worker in workers:
+            worker.wait_ready()
+    except BaseException:
+        for worker in workers:
+            worker.stop()
+        raise
+    finally:
+        sock.close()
+    return workers
+
+
+def _forwarded(workers: list[Any], line: str) -> dict[str, Any] | None:
+    """A command for every worker first; the first refusal, or None when all took it."""
+    from local.emulators.process import EmulatorProcessError
+
+    for worker in workers:
+        try:
+            worker.command(json.loads(line), "forwarding a command")
+        except (EmulatorProcessError, ValueError) as exc:
+            return {"error": f"worker {worker.pid}: {exc}"}
+    return None
+
+
+def _stop(server: Any, private: Any, workers: list[Any]) -> None:
+    for serving in (server, private):
+        if serving is not None:
+            serving.stop()
+    for worker in workers:
+        worker.stop()
 
 
 if __name__ == "__main__":

@@ -626,3 +626,30 @@ def test_bucket_lookups_are_cached_and_never_stale(tmp_path: Path) -> None:
     store.wipe()
     assert store.bucket("d") is None
     store.close()
+
+
+def test_shared_stores_never_serve_a_bucket_another_one_changed(tmp_path: Path) -> None:
+    """Two stores on one directory, as two processes of one emulator keep them (``share``):
+    each caches its lookups, and a bucket write in the other empties that cache — also when
+    the lookup came while the write was not committed yet (it read the bucket as it was)."""
+    from local.emulators.oss.entities import Bucket
+    from local.emulators.oss.store import OssStore
+
+    first, second = OssStore(tmp_path), OssStore(tmp_path)
+    for store in (first, second):
+        store.share()
+    assert second.bucket("b") is None  # cached as absent
+    first.insert_bucket(Bucket("b", 1.0, "private", "Standard", "LRS"))
+    assert second.bucket("b") is not None
+    first.set_bucket_acl("b", "public-read")
+    assert second.bucket("b").acl == "public-read"
+    with first.transaction():
+        first.delete_bucket("b")
+        assert second.bucket("b") is not None  # not committed yet: cached as it was
+    assert second.bucket("b") is None  # committed: that copy is gone
+    second.insert_bucket(Bucket("c", 1.0, "private", "Standard", "LRS"))
+    assert first.bucket("c") is not None
+    first.wipe()
+    assert second.bucket("c") is None
+    for store in (first, second):
+        store.close()

@@ -173,6 +173,9 @@ class OssApp(EmulatorApp):
         self.model = OssModel(OssStore(Path(state_dir)), self.clock, region)
         self._auth = OssAuthenticator(keyring.secret_for, keyring.token_ok, self.clock.now)
 
+    def share(self) -> None:
+        self.model.store.share()
+
     # --- the pipeline's steps -----------------------------------------------------------------
     def parse(self, call: Call) -> None:
         """Bucket, key, query and headers from the raw URI, then the action they name.

@@ -21,6 +21,9 @@ Multipart uploads keep their parts as blob files of their own, concatenated into
 blob when the upload completes.
 
 One store per directory at a time: the start-up sweep would delete a live store's temp files.
+The processes of one emulator (``local.emulators.serve --processes``) are the exception: each
+opens its store before any of them serves, then ``share()``s it — writes wait for each other
+across processes, and the bucket cache follows the others' bucket writes (below).
 No rules here (which bucket may be deleted, when a key may be overwritten): ``model.py`` checks
 them, inside ``transaction()`` when a check and its write must be atomic.
 """
@@ -31,6 +34,7 @@ import contextlib
 import hashlib
 import io
 import json
+import mmap
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator
@@ -114,20 +118,54 @@ class OssStore(SqliteStore):
         # stale), and a read inside a transaction uses it but never fills it.
         self._buckets: dict[str, Bucket | None] = {}
         self._writing = 0
+        # Shared with other processes (``share``): 8 bytes every bucket write of any of them
+        # changes, and their value when this cache was last known good.
+        self._generation: mmap.mmap | None = None
+        self._seen = b""
+        self._changed_inside = False  # a bucket write in the transaction not committed yet
         self.sweep(temp_files=True)
+
+    def share(self) -> None:
+        """Other processes serve this state too: besides waiting for each other's writes
+        (``SqliteStore.share``), each bucket write changes a generation they all map
+        (``oss/buckets.generation``, random bytes: two writers can never leave the value a
+        reader saw), and the bucket cache is emptied when it differs from the one seen. The
+        generation changes before a bucket write and again once it is committed, so a request
+        that starts after a bucket write was answered never sees the bucket as it was."""
+        super().share()
+        if self._generation is not None:
+            return
+        with open(self._blobs.parent / "buckets.generation", "a+b") as file:
+            if file.seek(0, os.SEEK_END) < 8:
+                file.write(os.urandom(8))
+                file.flush()
+            self._generation = mmap.mmap(file.fileno(), 8)
+        self._seen = self._generation[:8]
+
+    def _bump(self) -> None:
+        if self._generation is not None:
+            self._generation[:8] = os.urandom(8)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        with super().transaction() as conn:  # holds ``lock`` throughout
-            self._writing += 1
-            try:
-                yield conn
-            finally:
-                self._writing -= 1
+        try:
+            with super().transaction() as conn:  # holds ``lock`` throughout
+                self._writing += 1
+                try:
+                    yield conn
+                finally:
+                    self._writing -= 1
+        finally:
+            if self._changed_inside and not self._writing:  # committed (or rolled back)
+                self._changed_inside = False
+                self._buckets_written()
 
     # --- buckets ------------------------------------------------------------------------------
     def bucket(self, name: str) -> Bucket | None:
         with self.lock:
+            if self._generation is not None and self._generation[:8] != self._seen:
+                self._buckets.clear()  # another process wrote a bucket
+                self._seen = self._generation[:8]
             if name in self._buckets:
                 return self._buckets[name]
             row = self.one(f"SELECT {_BUCKET_COLS} FROM buckets WHERE name = ?", (name,))
@@ -137,7 +175,18 @@ class OssStore(SqliteStore):
             return found
 
     def _buckets_changed(self) -> None:
+        """Before a bucket write: the cache is emptied, here and in the other processes."""
         self._buckets.clear()
+        self._bump()
+        if self._writing:
+            self._changed_inside = True
+
+    def _buckets_written(self) -> None:
+        """After a bucket write is committed: a lookup made while it was under way may have
+        cached what the bucket was; empty the caches again."""
+        if not self._writing:
+            self._buckets.clear()
+            self._bump()
 
     def buckets(self, prefix: str, after: str, limit: int) -> list[Bucket]:
         """Up to ``limit`` buckets named after ``after`` that start with ``prefix``, by name."""
@@ -148,17 +197,27 @@ class OssStore(SqliteStore):
 
     def insert_bucket(self, bucket: Bucket) -> None:
         self._buckets_changed()
-        self.execute(f"INSERT INTO buckets ({_BUCKET_COLS}) VALUES (?, ?, ?, ?, ?)", (
-            bucket.name, bucket.created, bucket.acl, bucket.storage_class, bucket.redundancy))
+        try:
+            self.execute(f"INSERT INTO buckets ({_BUCKET_COLS}) VALUES (?, ?, ?, ?, ?)", (
+                bucket.name, bucket.created, bucket.acl, bucket.storage_class,
+                bucket.redundancy))
+        finally:
+            self._buckets_written()
 
     def set_bucket_acl(self, name: str, acl: str) -> bool:
         """False: no such bucket."""
         self._buckets_changed()
-        return self.execute("UPDATE buckets SET acl = ? WHERE name = ?", (acl, name)) > 0
+        try:
+            return self.execute("UPDATE buckets SET acl = ? WHERE name = ?", (acl, name)) > 0
+        finally:
+            self._buckets_written()
 
     def delete_bucket(self, name: str) -> None:
         self._buckets_changed()
-        self.execute("DELETE FROM buckets WHERE name = ?", (name,))
+        try:
+            self.execute("DELETE FROM buckets WHERE name = ?", (name,))
+        finally:
+            self._buckets_written()
 
     def has_objects(self, bucket: str) -> bool:
         return self.one("SELECT 1 FROM objects WHERE bucket = ? LIMIT 1", (bucket,)) is not None
@@ -349,7 +408,10 @@ class OssStore(SqliteStore):
     def wipe(self) -> None:
         """Empty every table and drop every blob; temp files may be uploads still in flight."""
         self._buckets_changed()
-        super().wipe()
+        try:
+            super().wipe()
+        finally:
+            self._buckets_written()
         self.sweep(temp_files=False)
 
     def _blob_path(self, name: str) -> Path:
