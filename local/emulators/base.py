@@ -55,10 +55,10 @@ answers the control API as one: a worker hands every control call it receives to
 private URLs) what changed — the clock, a reset, whether fault rules exist, zeroed counts —
 under ``/_emulator/_peer/``, before it answers. ``calls`` adds up every process's counts and CPU
 (``processes``: each one's pid, private URL — where it alone serves the API too — and
-requests on the shared port). Fault rules live in the primary alone: while it
-has any, a worker takes each call's rule there, so a rule that fires N times fires N times in
-all. A service whose profile limits its rate is served by one process (each would count its own
-window).
+requests on the shared port). Fault rules live in the primary alone: while it has any, a
+worker takes each call's rule there (the answer says whether any are left), so a rule that
+fires N times fires N times in all. A service whose profile limits its rate is served by one
+process (each would count its own window).
 """
 
 from __future__ import annotations
@@ -346,8 +346,9 @@ class EmulatorApp:
         if not self.primary:
             rule = self.faults.take(call.action)
         elif self.faults_at_primary:  # a worker: the rules and their counts are the primary's
-            taken = _peer_call(self.primary, "take", {"action": call.action})["rule"]
-            rule = None if taken is None else FaultRule.from_json(taken)
+            answer = _peer_call(self.primary, "take", {"action": call.action})
+            self.faults_at_primary = bool(answer.get("more", True))
+            rule = None if answer["rule"] is None else FaultRule.from_json(answer["rule"])
         else:
             rule = None
         if rule is None:
@@ -434,7 +435,8 @@ class EmulatorApp:
         """What the processes of one emulator say to each other (never an SDK's call)."""
         if name == "take" and method == "POST" and not self.primary:
             rule = self.faults.take(str(body.get("action", "")))
-            return json_response({"rule": None if rule is None else asdict(rule)})
+            return json_response({"rule": None if rule is None else asdict(rule),
+                                  "more": bool(self.faults.listing())})
         if name == "sync" and method == "POST" and self.primary:
             if body.get("reset"):
                 self.calls.clear()
