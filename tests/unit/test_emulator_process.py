@@ -145,24 +145,27 @@ def test_a_port_in_use_fails_in_the_parent(tmp_path: Path) -> None:
         taken.close()
 
 
-def test_a_parent_killed_with_sigkill_leaves_no_emulator(tmp_path: Path) -> None:
+@pytest.mark.parametrize("processes", [1, 2])
+def test_a_parent_killed_with_sigkill_leaves_no_emulator(tmp_path: Path, processes: int) -> None:
     load_or_create_keys(tmp_path)
     parent = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
-        import sys, time
+        import json, sys, time, urllib.request
         from pathlib import Path
         from local.emulators.process import EmulatorProcess
         from local.profile import Profile
         oss = EmulatorProcess("oss", Path({str(tmp_path)!r}), account_id="{ACCOUNT}",
-                              profile=Profile.fast()).start()
-        print(oss.pid, flush=True)
+                              profile=Profile.fast(), processes={processes}).start()
+        with urllib.request.urlopen(oss.url + "/_emulator/calls", timeout=10) as answer:
+            print(*(p["pid"] for p in json.loads(answer.read())["processes"]), flush=True)
         time.sleep(60)
         """)], stdout=subprocess.PIPE, text=True, cwd=REPO)
     try:
-        child = int(parent.stdout.readline())  # type: ignore[union-attr]
-        assert not gone(child, timeout=0.2)
+        children = [int(pid) for pid in parent.stdout.readline().split()]  # type: ignore[union-attr]
+        assert len(children) == processes
+        assert not any(gone(child, timeout=0.2) for child in children)
         parent.send_signal(signal.SIGKILL)
         parent.wait()
-        assert gone(child), "the emulator outlived its parent"
+        assert all(gone(child) for child in children), "the emulator outlived its parent"
     finally:
         parent.kill()
         parent.wait()
