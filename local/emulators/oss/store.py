@@ -148,17 +148,20 @@ class OssStore(SqliteStore):
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        try:
-            with super().transaction() as conn:  # holds ``lock`` throughout
-                self._writing += 1
-                try:
-                    yield conn
-                finally:
-                    self._writing -= 1
-        finally:
-            if self._changed_inside and not self._writing:  # committed (or rolled back)
-                self._changed_inside = False
-                self._buckets_written()
+        # ``lock`` is held until the caches are told of a bucket write the transaction
+        # committed, so no other write of this process comes in between
+        with self.lock:
+            try:
+                with super().transaction() as conn:
+                    self._writing += 1
+                    try:
+                        yield conn
+                    finally:
+                        self._writing -= 1
+            finally:
+                if self._changed_inside:  # committed (or rolled back)
+                    self._changed_inside = False
+                    self._buckets_written()
 
     # --- buckets ------------------------------------------------------------------------------
     def bucket(self, name: str) -> Bucket | None:
@@ -176,17 +179,20 @@ class OssStore(SqliteStore):
 
     def _buckets_changed(self) -> None:
         """Before a bucket write: the cache is emptied, here and in the other processes."""
-        self._buckets.clear()
-        self._bump()
-        if self._writing:
-            self._changed_inside = True
+        with self.lock:  # ``_writing``: this thread's transaction (another's holds the lock)
+            self._buckets.clear()
+            self._bump()
+            if self._writing:
+                self._changed_inside = True
 
     def _buckets_written(self) -> None:
         """After a bucket write is committed: a lookup made while it was under way may have
-        cached what the bucket was; empty the caches again."""
-        if not self._writing:
-            self._buckets.clear()
-            self._bump()
+        cached what the bucket was; empty the caches again (at the end of the transaction,
+        when the write was one of its statements)."""
+        with self.lock:
+            if not self._writing:
+                self._buckets.clear()
+                self._bump()
 
     def buckets(self, prefix: str, after: str, limit: int) -> list[Bucket]:
         """Up to ``limit`` buckets named after ``after`` that start with ``prefix``, by name."""
