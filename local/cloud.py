@@ -19,9 +19,9 @@ and rate limits (``CallPacing``), and the host's cold-start and EventBridge deli
 The ECS and MNS emulators and the function host run on threads of this process; the OSS
 emulator, where most of a fan-out's emulator CPU goes, runs in child processes of its own
 (``local.emulators.process``; two on a machine of two cores or more, ``processes_for``), so it
-does not share their GIL. ``servers[name]`` has each
-one's ``url``, ``host`` and ``port``; the in-process ones also their ``app``. ECS stays here:
-its TaskCompleted events reach the host's event bus through an in-process sink.
+does not share their GIL. ``servers[name]`` has each one's ``url``, ``host`` and ``port``; the
+in-process ones also their ``app``. ECS stays here: its TaskCompleted events reach the host's
+event bus through an in-process sink.
 """
 
 from __future__ import annotations

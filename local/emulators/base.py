@@ -18,8 +18,9 @@ Beside them, a service keeps what only it has: ECS its agent (``executor.py``), 
 events (``events.py``) and — being the largest model — its entity classes in ``entities.py``;
 MNS its topics (``topics.py``) and documented limits (``limits.py``); OSS its CRC-64
 (``crc64.py``). What all of them use lives here, in ``faults.py`` (the fault table),
-``meters.py`` (the clock and the call counts), ``sqlite.py`` (the store base) and
-``server.py`` (serving an app on loopback).
+``meters.py`` (the clock and the call counts), ``sqlite.py`` (the store base),
+``server.py`` (serving an app on loopback) and ``peers.py`` (the calls between the processes
+of one emulator).
 
 This module knows no service. ``EmulatorApp.dispatch`` runs one pipeline for all of them::
 
@@ -53,9 +54,9 @@ Served by several processes on one socket (``local.emulators.serve --processes``
 answers the control API as one: a worker hands every control call it receives to the primary
 (``primary``: the primary's private URL), and the primary tells its workers (``workers``: their
 private URLs) what changed — the clock, a reset, whether fault rules exist, zeroed counts —
-under ``/_emulator/_peer/``, before it answers. ``calls`` adds up every process's counts and CPU
-(``processes``: each one's pid, private URL — where it alone serves the API too — and
-requests on the shared port). Fault rules live in the primary alone: while it has any, a
+under ``/_emulator/_peer/`` (``peers.py``), before it answers. ``calls`` adds up every
+process's counts and CPU (``processes``: each one's pid, private URL — where it alone serves
+the API too — and requests on the shared port). Fault rules live in the primary alone: while it has any, a
 worker takes each call's rule there (the answer says whether any are left), so a rule that
 fires N times fires N times in all. A service whose profile limits its rate is served by one
 process (each would count its own window).
@@ -67,8 +68,6 @@ import json
 import logging
 import os
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -77,6 +76,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request, Response
 
+from local.emulators import peers
 from local.emulators.faults import FaultRule, Faults
 from local.emulators.keyring import KeyRing as KeyRing  # re-exported: emulators import it here
 from local.emulators.meters import CallCounter as CallCounter  # re-exported, as Clock
@@ -93,9 +93,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CONTROL_PREFIX = "/_emulator/"
-PEER = "_peer/"  # control paths the processes of one emulator use among themselves
-PEER_TIMEOUT = 30.0  # seconds a process waits for another's answer
+CONTROL_PREFIX = peers.PREFIX  # the control API: no SDK ever requests under it
 
 
 # --- errors ----------------------------------------------------------------------------------
@@ -189,33 +187,6 @@ class Operations(dict[str, Callable[[Any, Call], Any]], Generic[M]):
 def new_request_id() -> str:
     """32 upper-case hex digits, random (a uuid4's hex, without building the UUID)."""
     return os.urandom(16).hex().upper()
-
-
-def _peer_call(url: str, name: str, body: Any = None) -> dict[str, Any]:
-    """Another process of this emulator, at its private ``url``: GET (no ``body``) or POST
-    ``/_emulator/_peer/<name>``; its JSON answer. ``OSError`` when it does not answer."""
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(f"{url}{CONTROL_PREFIX}{PEER}{name}", data=data,
-                                     method="GET" if data is None else "POST",
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=PEER_TIMEOUT) as answer:
-        found: dict[str, Any] = json.loads(answer.read())
-        return found
-
-
-def _forward(url: str, request: Request) -> Response:
-    """``request`` (a control call) answered by the process at ``url``, as it answers it."""
-    target = f"{url}{request.full_path if request.query_string else request.path}"
-    forwarded = urllib.request.Request(
-        target, data=request.get_data() or None, method=request.method,
-        headers={"Content-Type": request.content_type or "application/json"})
-    try:
-        with urllib.request.urlopen(forwarded, timeout=PEER_TIMEOUT) as answer:
-            return Response(answer.read(), status=answer.status,
-                            content_type=answer.headers.get("Content-Type"))
-    except urllib.error.HTTPError as refused:  # its answer all the same (a 400, a 404)
-        return Response(refused.read(), status=refused.code,
-                        content_type=refused.headers.get("Content-Type"))
 
 
 def json_response(data: Any, status: int = 200) -> Response:
@@ -346,7 +317,7 @@ class EmulatorApp:
         if not self.primary:
             rule = self.faults.take(call.action)
         elif self.faults_at_primary:  # a worker: the rules and their counts are the primary's
-            answer = _peer_call(self.primary, "take", {"action": call.action})
+            answer = peers.call(self.primary, "take", {"action": call.action})
             self.faults_at_primary = bool(answer.get("more", True))
             rule = None if answer["rule"] is None else FaultRule.from_json(answer["rule"])
         else:
@@ -387,10 +358,10 @@ class EmulatorApp:
         name = request.path[len(CONTROL_PREFIX):].strip("/")
         try:
             body = request.get_json(silent=True) or {}
-            if name.startswith(PEER):
-                return self._peer(name[len(PEER):], request.method, body)
+            if name.startswith(peers.PEER):
+                return self._peer(name[len(peers.PEER):], request.method, body)
             if self.primary:  # a worker: the primary answers for every process
-                return _forward(self.primary, request)
+                return peers.forward(self.primary, request)
             if name == "health":
                 return json_response({"service": self.service, "status": "ok",
                                       "profile": self.pacing.profile_name})
@@ -451,14 +422,14 @@ class EmulatorApp:
             return json_response({"ok": True})
         if name == "calls" and method == "GET":
             return json_response(self._calls_answer())
-        return json_response({"error": f"no control endpoint {PEER + name!r}"}, status=404)
+        return json_response({"error": f"no control endpoint {peers.PEER + name!r}"}, status=404)
 
     def _tell_workers(self, news: dict[str, Any]) -> None:
         for url in self.workers:
-            _peer_call(url, "sync", news)
+            peers.call(url, "sync", news)
 
     def _ask_workers(self, name: str) -> list[dict[str, Any]]:
-        return [_peer_call(url, name) for url in self.workers]
+        return [peers.call(url, name) for url in self.workers]
 
     def _calls_answer(self, others: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
         """This process's counts and CPU, plus ``others``' (its workers', on a primary)."""

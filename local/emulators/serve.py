@@ -27,8 +27,8 @@ it). The child
   primary, starts N - 1 workers (``--worker-of``: this module again, ``EmulatorProcess``) on its
   socket before it serves, and forwards each command to them before it answers; every process
   opens the same state and ``share()``s it. Each also serves a private port of its own, where
-  the processes talk (``local.emulators.base``: a worker hands every control call to the
-  primary, the primary tells the workers what changed). A worker writes
+  the processes talk (``local.emulators.base``, ``peers``: a worker hands every control call
+  to the primary, the primary tells the workers what changed). A worker writes
   ``{"port": P, "pid": N, "private": URL}``;
 * stops serving and exits when its stdin ends — the parent closed it (``stop()``) or died,
   ``kill -9`` included — or when its parent process is no longer its parent. Ctrl-C in a
