@@ -2,8 +2,8 @@
 
 A fan-out's collection is mostly PutObject: two objects per instance (``output.txt``, then
 ``result.json``), 20,400 for 10,000 instances. The local host runs 4 collector instances,
-each storing up to ``shared.parallel.POOL_SIZE`` (8) objects at once; this benchmark puts the
-same shape against the local OSS alone: ``PROCESSES`` client processes × ``THREADS`` threads,
+each storing up to ``shared.parallel.STORE_POOL_SIZE`` (16) objects at once; this benchmark
+puts the same shape against the local OSS alone: ``PROCESSES`` client processes × ``THREADS`` threads,
 each through the collectors' own client (``shared.clients.results.Results.put`` with a
 function's STS key, so signing and RAM are in the path), writing result-sized objects.
 
@@ -31,12 +31,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.common import log
+from shared.parallel import STORE_POOL_SIZE
 
 if TYPE_CHECKING:
     from local.profile import Profile
 
 PROCESSES = 4  # the local host's collector instances (LocalCloud max_instances)
-THREADS = 8  # shared.parallel.POOL_SIZE: the stores of one follow-up side by side
+THREADS = STORE_POOL_SIZE  # the stores of one follow-up side by side
 FANOUT_OBJECTS = 20_400  # what a 10,000-instance fan-out stores (fanout's "OSS objects")
 ACCOUNT_ID = "1234567890123456"
 BUCKET = "bench-results"

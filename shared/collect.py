@@ -27,7 +27,7 @@ from shared.collector_events import LateEvent, TaskCompleted
 from shared.errors import CloudCallError
 from shared.followup import FollowUp, InvocationRecord, delay_for
 from shared.ledger import FINISHED_INVOCATION
-from shared.parallel import run_all, settle
+from shared.parallel import STORE_POOL_SIZE, run_all, settle
 from shared.record import finishing_key, read_record
 from shared.reporting import command_of, decoded_outputs, report_invocation, write_report
 from shared.request_summary import request_summary_key
@@ -119,9 +119,10 @@ def _look_and_store(ecs: CloudAssistant, bucket: Results, followup: FollowUp
 
     The listing comes 50 results a page, one page after another (NextToken); the instances of
     the first page are stored while the later pages are fetched, so a look over 100 instances
-    does not wait for its second page before its first write (a page is a round trip to ECS).
-    Returns every result seen (by InstanceId), the instances stored, and the first failure (or
-    None): a failure leaves whatever was stored, and the caller retries the rest.
+    does not wait for its second page before its first write (a page is a round trip to ECS),
+    ``STORE_POOL_SIZE`` writes at a time. Returns every result seen (by InstanceId), the
+    instances stored, and the first failure (or None): a failure leaves whatever was stored,
+    and the caller retries the rest.
     """
     pending = set(followup.pending)
     pages = ecs.invocation_result_pages(followup.invoke_id)
@@ -140,9 +141,10 @@ def _look_and_store(ecs: CloudAssistant, bucket: Results, followup: FollowUp
         return [functools.partial(_store, bucket, followup, r) for r in results]
 
     early = finished(first)
-    fetched, *outcomes = settle([fetch_later, *store(early)], stop_on_error=False)
+    fetched, *outcomes = settle([fetch_later, *store(early)], STORE_POOL_SIZE,
+                                stop_on_error=False)
     late = finished(later)
-    outcomes += settle(store(late), stop_on_error=False)
+    outcomes += settle(store(late), STORE_POOL_SIZE, stop_on_error=False)
     stored = [r["InstanceId"] for r, outcome in zip(early + late, outcomes, strict=True)
               if not isinstance(outcome, BaseException)]
     failure = next((o for o in (fetched, *outcomes) if isinstance(o, BaseException)), None)
@@ -273,7 +275,8 @@ def _finish(clients: Clients, ecs: CloudAssistant, bucket: Results,
             writes.append(functools.partial(
                 bucket.put, result_key(invocation.prefix, invocation.invoke_id, instance_id),
                 dumps(documents[instance_id]), "application/json"))
-    run_all(writes)  # every instance's objects before the summary that points at them
+    # every instance's objects before the summary that points at them
+    run_all(writes, STORE_POOL_SIZE)
     for instance_id, reason in invocation.skipped:
         documents[instance_id] = skipped_document(instance_id, reason, "", invocation)
     summary = summary_document(invocation, documents)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from shared.config import Settings
 from shared.errors import TRANSIENT_CODES, CloudCallError
+from shared.parallel import STORE_POOL_SIZE
 from shared.retry import ATTEMPTS, retrying
 
 if TYPE_CHECKING:
@@ -47,7 +48,10 @@ class Results:
             # look through the proxy environment (13 % of a collector look, measured). Else
             # the calls go direct unless the environment names a proxy.
             loopback = bool(self._settings.oss_endpoint)
-            session = LeanSession(direct=loopback or not _proxy_environment())
+            # a connection for each write of a collector look (STORE_POOL_SIZE at once): a
+            # pool of oss2's default 10 would close the others after every call
+            session = LeanSession(pool_size=STORE_POOL_SIZE,
+                                  direct=loopback or not _proxy_environment())
             if loopback:
                 session.session.trust_env = False
             self._bucket = oss2.Bucket(auth, self._settings.oss_url, self.name,

@@ -151,11 +151,12 @@ def test_a_redelivered_followup_and_a_killed_collector_leave_one_correct_set(
 
 
 def _look_again(cloud: LocalCloud, endpoints: Endpoints, instances: list[str],
-                faults: list[dict[str, Any]]) -> tuple[str, float, Any, dict[str, float]]:
+                faults: list[dict[str, Any]], oss_faults: list[dict[str, Any]] | None = None
+                ) -> tuple[str, float, Any, dict[str, float]]:
     """Run a command on ``instances``, wait until it is collected, then have the collector
     look at it once more (a follow-up for every instance, invoked by hand) while ECS plays
-    ``faults`` on DescribeInvocationResults. (InvokeId, when the look began, the invocation,
-    when each ``result.json`` was last stored)."""
+    ``faults`` on DescribeInvocationResults (and OSS ``oss_faults``). (InvokeId, when the look
+    began, the invocation, when each ``result.json`` was last stored)."""
     from shared.followup import FollowUp
 
     status, body = endpoints.post({"Type": "RunShellScript", "InstanceIds": instances,
@@ -171,11 +172,14 @@ def _look_again(cloud: LocalCloud, endpoints: Endpoints, instances: list[str],
         adhoc=True, source="http", submitted_at=0.0)
     runtime = cloud.host.runtimes["assistflow-collect"]  # type: ignore[union-attr]
     endpoints.control("ecs", "faults", faults)
+    if oss_faults:
+        endpoints.control("oss", "faults", oss_faults)
     try:
         begun = time.time()
         looked = runtime.invoke(_followup_event(followup.to_json()))
     finally:
         endpoints.control("ecs", "faults", method="DELETE")
+        endpoints.control("oss", "faults", method="DELETE")
     assert looked.ok, looked.error
     stored = {o["key"].split("/")[-2]: float(o["stored_at"]) for o in endpoints.control(
         "oss", f"buckets/{endpoints['results_bucket']}/objects?prefix=results/{invoke_id}/"
@@ -208,6 +212,25 @@ def test_a_look_over_two_pages_stores_the_first_while_the_second_is_fetched(
     assert all(at > begun + 1.5 for at in first + second)  # written again by this look
     # the second page cannot answer before begun + 3 s; the first page was stored before it
     assert max(first) < min(second) - 0.5, (max(first) - begun, min(second) - begun)
+
+
+def test_a_look_writes_its_instances_objects_sixteen_at_a_time(
+        cloud: LocalCloud, endpoints: Endpoints) -> None:
+    """Each PutObject answered 0.4 s late: the first result.json objects all land together,
+    ``STORE_POOL_SIZE`` (16) of them, twice the pool of other calls - and never more."""
+    from shared.parallel import POOL_SIZE, STORE_POOL_SIZE
+    from tests.conftest import SIMULATED
+
+    _, begun, looked, stored = _look_again(
+        cloud, endpoints, SIMULATED[260:300], [],
+        [{"action": "PutObject", "count": 0, "delay": 0.4}])
+    assert looked.ok, looked.error
+    times = sorted(at for at in stored.values() if at > begun)
+    assert len(times) == 40
+    # output.txt then result.json: the first result.json objects come ~0.8 s in, together;
+    # the next ones a whole round (0.8 s) later
+    first_round = [at for at in times if at < times[0] + 0.4]
+    assert POOL_SIZE < len(first_round) <= STORE_POOL_SIZE, [round(t - begun, 2) for t in times]
 
 
 def test_a_second_page_that_fails_keeps_the_first_pages_objects_and_looks_again_for_the_rest(
