@@ -39,7 +39,7 @@ from shared.ledger import (
     read_request,
     save_request,
 )
-from shared.parallel import run_all, settle
+from shared.parallel import STORE_POOL_SIZE, run_all, settle
 from shared.ratecontrol import waves
 
 if TYPE_CHECKING:
@@ -141,7 +141,7 @@ def start_wave(clients: Clients, record: RequestRecord, wave: int,
     jobs = [job_for(record, n, marker_key(record.request_id, n, at + DISPATCH_DUE), token(n))
             for n in todo]
     marked = settle([functools.partial(put_marker, clients.results, job.marker)
-                     for job in jobs], stop_on_error=False)
+                     for job in jobs], STORE_POOL_SIZE, stop_on_error=False)
     send_jobs(clients, jobs)
     failure = next((o for o in marked if isinstance(o, BaseException)), None)
     if failure is not None:

@@ -36,13 +36,15 @@ A = TypeVar("A")
 # ``AcsClient(pool_size=10)``; requests' default for oss2), and a wider fan-out would only
 # meet the services' rate limits sooner.
 POOL_SIZE = 8
-# A collector look's object writes: each finished instance is two PutObjects in a row
-# (output.txt, then result.json), ~200 round trips to OSS for a look over 100 instances, and
-# each one mostly waits (10 ms and more in-region). With 8 at a time a look spent about two
-# thirds of its ~0.9 s waiting on them; with 16, realistic 10,000-instance fan-outs finished
-# 0.2-2.8 s sooner in five runs out of five, taken in turns with 8 (medians 32.5 and 33.5 s).
-# OSS, unlike ECS, does not count calls a minute per action, and oss2 keeps a connection per
-# concurrent call (``shared.clients.results`` sizes its pool to this).
+# Writes of many small objects by one call: a collector look's (each finished instance is two
+# PutObjects in a row, output.txt then result.json: ~200 round trips to OSS for a look over 100
+# instances), a fan-out's batch markers (100 for 10,000 instances, before its dispatch jobs
+# go out), the results of instances never started. Each write mostly waits (10 ms and more
+# in-region): with 8 at a time a collector look spent about two thirds of its ~0.9 s waiting on
+# them; with 16, realistic 10,000-instance fan-outs finished 0.2-2.8 s sooner in five runs out
+# of five, taken in turns with 8 (medians 32.5 and 33.5 s). OSS, unlike ECS, does not count
+# calls a minute per action; oss2 keeps a connection per concurrent call
+# (``shared.clients.results`` sizes its pool to this).
 STORE_POOL_SIZE = 16
 
 _inside = threading.local()

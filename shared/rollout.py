@@ -51,7 +51,7 @@ from shared.ledger import (
     put_marker,
     wave_claim_key,
 )
-from shared.parallel import run_all, run_each
+from shared.parallel import STORE_POOL_SIZE, run_all, run_each
 from shared.ratecontrol import MAX_ERRORS_EXCEEDED, exceeded, is_error
 from shared.reporting import command_of, write_report
 from shared.request_summary import (
@@ -251,7 +251,7 @@ def _write_not_started(bucket: Results, template: InvocationRecord,
                                               source=template.source)), "application/json")
 
     run_all([functools.partial(write, i, reason, message)
-             for i, (reason, message) in sorted(not_started.items())])
+             for i, (reason, message) in sorted(not_started.items())], STORE_POOL_SIZE)
 
 
 def _put_summary(bucket: Results, template: InvocationRecord, document: dict[str, Any],
