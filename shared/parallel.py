@@ -3,10 +3,11 @@
 A function is billed for its wall-clock time, and almost all of that time is spent waiting for
 the network: pre-flight's lookups of 100 instances each, the two objects of every finished
 instance, the batches of a large request. ``run_all`` runs such calls concurrently, at most
-``POOL_SIZE`` at a time per invocation — a call made from inside a pooled call runs inline on
-its thread instead of opening a second pool, so nesting never multiplies the bound (and never
-deadlocks on a full pool). The threads are the process's, kept from one invocation to the
-next (``_pool``); every call of an invocation has ended before it returns.
+``POOL_SIZE`` at a time per invocation (``STORE_POOL_SIZE`` for writes of many small objects)
+— a call made from inside a pooled call runs inline on its thread instead of opening a second
+pool, so nesting never multiplies the bound (and never deadlocks on a full pool). The threads
+are the process's, kept from one invocation to the next (``_pool``); every call of an
+invocation has ended before it returns.
 
 Each call runs in a copy of the caller's ``contextvars`` context, so the invocation's retry
 budget (``shared.retry.patience``) is shared by all of them. When a call fails, the calls not
@@ -42,9 +43,11 @@ POOL_SIZE = 8
 # go out), the results of instances never started. Each write mostly waits (10 ms and more
 # in-region): with 8 at a time a collector look spent about two thirds of its ~0.9 s waiting on
 # them; with 16, realistic 10,000-instance fan-outs finished 0.2-2.8 s sooner in five runs out
-# of five, taken in turns with 8 (medians 32.5 and 33.5 s). OSS, unlike ECS, does not count
-# calls a minute per action; oss2 keeps a connection per concurrent call
-# (``shared.clients.results`` sizes its pool to this).
+# of five, taken in turns with 8 (medians 32.5 and 33.5 s). OSS counts requests a second per
+# account: 10,000, or 2,000 under sequential name prefixes such as results/{InvokeId}/
+# (https://help.aliyun.com/en/oss/user-guide/0004-00000302); 16 writes of ~10 ms each are some
+# 1,600 a second at most, and a throttled write (503) is retried as any transient error. oss2
+# keeps a connection per concurrent call (``shared.clients.results`` sizes its pool to this).
 STORE_POOL_SIZE = 16
 
 _inside = threading.local()
