@@ -177,6 +177,16 @@ class OssStore(SqliteStore):
                 self._buckets[name] = found
             return found
 
+    @contextlib.contextmanager
+    def _bucket_write(self) -> Iterator[None]:
+        """Around a bucket write: the caches are emptied before it and again once it is
+        committed (``_buckets_changed``, ``_buckets_written``)."""
+        self._buckets_changed()
+        try:
+            yield
+        finally:
+            self._buckets_written()
+
     def _buckets_changed(self) -> None:
         """Before a bucket write: the cache is emptied, here and in the other processes."""
         with self.lock:  # ``_writing``: this thread's transaction (another's holds the lock)
@@ -202,28 +212,19 @@ class OssStore(SqliteStore):
         return [Bucket(*r) for r in rows]
 
     def insert_bucket(self, bucket: Bucket) -> None:
-        self._buckets_changed()
-        try:
+        with self._bucket_write():
             self.execute(f"INSERT INTO buckets ({_BUCKET_COLS}) VALUES (?, ?, ?, ?, ?)", (
                 bucket.name, bucket.created, bucket.acl, bucket.storage_class,
                 bucket.redundancy))
-        finally:
-            self._buckets_written()
 
     def set_bucket_acl(self, name: str, acl: str) -> bool:
         """False: no such bucket."""
-        self._buckets_changed()
-        try:
+        with self._bucket_write():
             return self.execute("UPDATE buckets SET acl = ? WHERE name = ?", (acl, name)) > 0
-        finally:
-            self._buckets_written()
 
     def delete_bucket(self, name: str) -> None:
-        self._buckets_changed()
-        try:
+        with self._bucket_write():
             self.execute("DELETE FROM buckets WHERE name = ?", (name,))
-        finally:
-            self._buckets_written()
 
     def has_objects(self, bucket: str) -> bool:
         return self.one("SELECT 1 FROM objects WHERE bucket = ? LIMIT 1", (bucket,)) is not None
@@ -413,11 +414,8 @@ class OssStore(SqliteStore):
 
     def wipe(self) -> None:
         """Empty every table and drop every blob; temp files may be uploads still in flight."""
-        self._buckets_changed()
-        try:
+        with self._bucket_write():
             super().wipe()
-        finally:
-            self._buckets_written()
         self.sweep(temp_files=False)
 
     def _blob_path(self, name: str) -> Path:
