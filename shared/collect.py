@@ -27,7 +27,7 @@ from shared.collector_events import LateEvent, TaskCompleted
 from shared.errors import CloudCallError
 from shared.followup import FollowUp, InvocationRecord, delay_for
 from shared.ledger import FINISHED_INVOCATION
-from shared.parallel import STORE_POOL_SIZE, run_all, settle
+from shared.parallel import STORE_POOL_SIZE, Calls, run_all
 from shared.record import finishing_key, read_record
 from shared.reporting import command_of, decoded_outputs, report_invocation, write_report
 from shared.request_summary import request_summary_key
@@ -120,18 +120,15 @@ def _look_and_store(ecs: CloudAssistant, bucket: Results, followup: FollowUp
     The listing comes 50 results a page, one page after another (NextToken); the instances of
     the first page are stored while the later pages are fetched, so a look over 100 instances
     does not wait for its second page before its first write (a page is a round trip to ECS),
-    ``STORE_POOL_SIZE`` writes at a time. Returns every result seen (by InstanceId), the
-    instances stored, and the first failure (or None): a failure leaves whatever was stored,
-    and the caller retries the rest.
+    ``STORE_POOL_SIZE`` writes at a time; the later pages' writes queue behind the first
+    page's, so the pool never runs dry between the two. Returns every result seen (by
+    InstanceId), the instances stored, and the first failure (or None): a failure leaves
+    whatever was stored, and the caller retries the rest.
     """
     pending = set(followup.pending)
     pages = ecs.invocation_result_pages(followup.invoke_id)
     first = next(pages, [])
     later: list[dict[str, Any]] = []
-
-    def fetch_later() -> None:
-        for page in pages:
-            later.extend(page)
 
     def finished(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [r for r in results
@@ -141,10 +138,20 @@ def _look_and_store(ecs: CloudAssistant, bucket: Results, followup: FollowUp
         return [functools.partial(_store, bucket, followup, r) for r in results]
 
     early = finished(first)
-    fetched, *outcomes = settle([fetch_later, *store(early)], STORE_POOL_SIZE,
-                                stop_on_error=False)
-    late = finished(later)
-    outcomes += settle(store(late), STORE_POOL_SIZE, stop_on_error=False)
+    late: list[dict[str, Any]] = []
+    fetched: BaseException | None = None
+    writes: Calls[None] = Calls(STORE_POOL_SIZE, stop_on_error=False)
+    try:
+        writes.extend(store(early))
+        try:  # here, while the pool writes the first page's objects
+            for page in pages:
+                later.extend(page)
+        except Exception as exc:  # the first page's writes still count
+            fetched = exc
+        late = finished(later)
+        writes.extend(store(late))
+    finally:
+        outcomes = writes.settle()
     stored = [r["InstanceId"] for r, outcome in zip(early + late, outcomes, strict=True)
               if not isinstance(outcome, BaseException)]
     failure = next((o for o in (fetched, *outcomes) if isinstance(o, BaseException)), None)

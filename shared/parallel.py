@@ -22,7 +22,7 @@ import contextvars
 import functools
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from shared import retry
 
@@ -90,53 +90,78 @@ def settle(calls: Sequence[Callable[[], T]], workers: int = POOL_SIZE,
     """Like ``run_all``, but every call's result or exception, in order. With
     ``stop_on_error`` (the default) a call not started when another failed is not started at
     all, and is answered with that failure; without it, every call runs to its own end."""
-    if len(calls) <= 1 or workers <= 1 or getattr(_inside, "active", False):
-        return _inline(calls, stop_on_error)
-    from concurrent.futures import wait  # only when calls do run side by side
+    group: Calls[T] = Calls(workers if len(calls) > 1 else 1, stop_on_error)
+    group.extend(calls)
+    return group.settle()
 
-    pool = _pool(workers)
-    scope = retry.current().child()  # the invocation's budget; stopped on its own
-    futures: list[Future[T]] = []
-    try:
+
+class Calls(Generic[T]):
+    """A group of calls run side by side, given in one or more ``extend``s, and ``settle``d
+    (waited for, every outcome in order) once: for a caller that finds more calls to make
+    while the first ones run — a collector look stores the first page of results while it
+    fetches the next, and that page's writes queue behind the first page's on the same pool,
+    which never drains between the two. ``settle`` as a function is one ``extend``.
+
+    Inline (each call run by ``extend`` itself) for a pool of one, or inside a pooled call."""
+
+    def __init__(self, workers: int = POOL_SIZE, stop_on_error: bool = True) -> None:
+        self._stop_on_error = stop_on_error
+        self._count = 0  # calls given
+        self._inline = workers <= 1 or getattr(_inside, "active", False)
+        self._outcomes: list[T | BaseException] = []  # inline: as they come
+        self._failed: BaseException | None = None  # inline: the first failure
+        self._futures: list[Future[T]] = []
+        if not self._inline:
+            self._pool = _pool(workers)
+            self._scope = retry.current().child()  # the invocation's budget; stopped on its own
+
+    def extend(self, calls: Iterable[Callable[[], T]]) -> None:
+        """Start ``calls`` (inline: run them now). Call ``settle`` in a ``finally``: no
+        started call may outlive the invocation."""
         for call in calls:
-            if scope.stopped:  # a call failed already: start no more
-                break
-            context = contextvars.copy_context()
-            future = pool.submit(context.run, _pooled, scope, call)
-            if stop_on_error:
-                future.add_done_callback(lambda done: _on_done(done, futures, scope))
-            futures.append(future)
-    finally:
-        wait(futures)  # every started call has ended before this invocation goes on
-    errors = [None if future.cancelled() else future.exception() for future in futures]
-    first = next((error for error in errors if error is not None), None)
-    outcomes: list[T | BaseException] = []
-    for future, error in zip(futures, errors, strict=True):
-        if error is not None or future.cancelled():
-            assert first is not None  # only a failure cancels, or stops the submitting
-            outcomes.append(error or first)
-        else:
-            outcomes.append(future.result())
-    while len(outcomes) < len(calls):  # never submitted: an earlier call had failed
-        assert first is not None
-        outcomes.append(first)
-    return outcomes
+            self._count += 1
+            if self._inline:
+                self._run_inline(call)
+            elif not self._scope.stopped:  # a call failed already: start no more
+                context = contextvars.copy_context()
+                future = self._pool.submit(context.run, _pooled, self._scope, call)
+                if self._stop_on_error:
+                    future.add_done_callback(
+                        lambda done: _on_done(done, self._futures, self._scope))
+                self._futures.append(future)
 
-
-def _inline(calls: Sequence[Callable[[], T]], stop_on_error: bool
-            ) -> list[T | BaseException]:
-    outcomes: list[T | BaseException] = []
-    failed: BaseException | None = None
-    for call in calls:
-        if failed is not None and stop_on_error:
-            outcomes.append(failed)
-            continue
+    def _run_inline(self, call: Callable[[], T]) -> None:
+        if self._failed is not None and self._stop_on_error:
+            self._outcomes.append(self._failed)
+            return
         try:
-            outcomes.append(call())
+            self._outcomes.append(call())
         except Exception as exc:  # handed back to the caller
-            failed = failed or exc
-            outcomes.append(exc)
-    return outcomes
+            self._failed = self._failed or exc
+            self._outcomes.append(exc)
+
+    def settle(self) -> list[T | BaseException]:
+        """Wait for every started call; each call's result or exception, in order (a call
+        never started, because another had failed, is answered with that failure)."""
+        if self._inline:
+            return self._outcomes
+        from concurrent.futures import wait  # only when calls do run side by side
+
+        futures = self._futures
+        wait(futures)  # every started call has ended before this invocation goes on
+        errors = [None if future.cancelled() else future.exception() for future in futures]
+        first = next((error for error in errors if error is not None), None)
+        outcomes: list[T | BaseException] = []
+        for future, error in zip(futures, errors, strict=True):
+            if error is not None or future.cancelled():
+                assert first is not None  # only a failure cancels, or stops the submitting
+                outcomes.append(error or first)
+            else:
+                outcomes.append(future.result())
+        while len(outcomes) < self._count:  # never submitted: an earlier call had failed
+            assert first is not None
+            outcomes.append(first)
+        return outcomes
 
 
 def _pooled(scope: retry.Patience, call: Callable[[], T]) -> T:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import itertools
 import json
 import os
 import signal
@@ -231,6 +232,24 @@ def test_a_look_writes_its_instances_objects_sixteen_at_a_time(
     # the next ones a whole round (0.8 s) later
     first_round = [at for at in times if at < times[0] + 0.4]
     assert POOL_SIZE < len(first_round) <= STORE_POOL_SIZE, [round(t - begun, 2) for t in times]
+
+
+def test_the_second_pages_writes_fill_the_pool_while_the_first_pages_finish(
+        cloud: LocalCloud, endpoints: Endpoints) -> None:
+    """Each PutObject answered 0.4 s late, 60 instances (pages of 50 and 10): an instance's two
+    objects take 0.8 s, so 16 at a time the first page's 50 take four rounds, the last of them
+    with 2 instances. The second page's 10 are written in that fourth round, beside them - the
+    pool does not drain before they start (a fifth round, 0.8 s later)."""
+    from tests.conftest import SIMULATED
+
+    _, begun, looked, stored = _look_again(
+        cloud, endpoints, SIMULATED[200:260], [],
+        [{"action": "PutObject", "count": 0, "delay": 0.4}])
+    assert looked.ok, looked.error
+    times = sorted(at for at in stored.values() if at > begun)
+    assert len(times) == 60
+    rounds = 1 + sum(1 for a, b in itertools.pairwise(times) if b - a > 0.4)
+    assert rounds == 4, [round(t - begun, 2) for t in times]
 
 
 def test_a_second_page_that_fails_keeps_the_first_pages_objects_and_looks_again_for_the_rest(
