@@ -28,7 +28,7 @@ from shared.errors import CloudCallError
 from shared.followup import FollowUp, InvocationRecord, delay_for
 from shared.ledger import FINISHED_INVOCATION
 from shared.parallel import STORE_POOL_SIZE, Calls, run_all
-from shared.record import finishing_key, read_record
+from shared.record import finishing_key, followed_command, read_record
 from shared.reporting import command_of, decoded_outputs, report_invocation, write_report
 from shared.request_summary import request_summary_key
 from shared.results import (
@@ -166,11 +166,13 @@ def on_task_completed(event: TaskCompleted, clients: Clients, tries: int = 0
     """Store one instance's result the moment Cloud Assistant says its run ended.
 
     Invocations assistflow did not make (no record under ``invocations/``), and large batches
-    its follow-ups collect, are ignored. A fast command can finish before its submitter wrote
-    the record, so an unknown invocation is looked at again a few times (2, 4, 8 s later, as a
-    ``LateEvent`` through the follow-up queue; ``tries`` counts them) before it is let go. When
-    this was the invocation's last instance, the summary is written and the requester notified
-    right away; the follow-ups, then a watchdog, find the work done.
+    its follow-ups collect, are ignored — those of a fan-out whose follow-ups collect every
+    batch without reading a record, once one record said so (``shared.record``). A fast
+    command can finish before its submitter wrote the record, so an unknown invocation is
+    looked at again a few times (2, 4, 8 s later, as a ``LateEvent`` through the follow-up
+    queue; ``tries`` counts them) before it is let go. When this was the invocation's last
+    instance, the summary is written and the requester notified right away; the follow-ups,
+    then a watchdog, find the work done.
 
     One DescribeInvocationResults answers everything: this instance's result and whether the
     others are done too. The event's own fields name the run; one the documented sample does
@@ -181,6 +183,8 @@ def on_task_completed(event: TaskCompleted, clients: Clients, tries: int = 0
 
 
 def _on_task_completed(event: TaskCompleted, clients: Clients, tries: int) -> Collected | None:
+    if followed_command(str(event.data.get("commandId") or "")):
+        return None  # a batch of a fan-out whose follow-ups collect every batch
     instance_id = event.instance_id
     invoke_id = event.invoke_id or _invoke_id_of(event, clients)
     record = read_record(clients.results, invoke_id)

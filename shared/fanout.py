@@ -224,6 +224,10 @@ def submit(request: CommandRequest, plan: Plan, clients: Clients, *, source: str
     template = commands.first_followup(
         request, clients.settings, command_id, source=source, request_id=request_id,
         submitted_at=started, timeout=timeout, batches=len(groups), delete=request.adhoc)
+    # the command is this request's own and every batch too large for events: the collector
+    # lets its events go once one record said so (shared.record.followed_command)
+    template = replace(template, events_unused=template.adhoc and min(map(len, groups))
+                       > clients.settings.events_max_instances)
     rate = request.rate_control
     intent = intent_for_queue(
         intent_record(request, plan, template, started + lease), groups, wave_of,

@@ -77,6 +77,10 @@ class InvocationRecord:
     command_name: str = ""
     command_type: str = ""
     command_excerpt: str = ""
+    # every invocation of this command is collected by follow-ups: it was created for one
+    # request whose batches are all too large for events (``shared.handoff.for_batch``), so
+    # its TaskCompleted events need no record read (``shared.record.followed_command``)
+    events_unused: bool = False
 
 
 @dataclass(frozen=True)

@@ -222,6 +222,48 @@ def test_a_request_of_several_batches_is_checked_up_front_and_invoked_batch_by_b
     assert status == 422 and [e["path"] for e in refused["Errors"]] == ["$.InstanceIds[120]"]
 
 
+def test_the_events_of_a_fanned_out_request_read_one_record_not_one_per_batch(
+        cloud: LocalCloud, counted: Counted) -> None:
+    """Both batches of 150 instances (100 and 50) are too large for events, so their follow-ups
+    collect them: the first event's record says so for the whole command, and the second
+    batch's event is let go without reading its record. A request with a batch small enough
+    for events (110: 100 and 10) says nothing of the kind."""
+    from shared import record
+    from shared.clients import Clients
+    from shared.collect import on_task_completed
+    from shared.collector_events import TaskCompleted
+    from shared.config import Settings
+    from shared.ledger import read_request
+
+    clients = Clients(Settings.from_env(cloud.host.runtimes["assistflow-collect"].environment))
+    status, body = counted.post({**ECHO, "CommandContent": "echo fan", "InstanceIds":
+                                 SIMULATED[:150]})
+    assert status == 202, body
+    ids = invoke_ids(counted, body, timeout=30)
+    for invoke_id in ids:
+        counted.summary(invoke_id, timeout=30)
+    command_id = read_request(clients.results, body["RequestId"]).command_id
+    settled(counted, "oss")  # the request's own events are over
+    record._cache.clear()
+    record._followed.clear()
+    counted.calls("oss", reset=True)
+    for invoke_id, instance_id in zip(ids, (SIMULATED[0], SIMULATED[149]), strict=True):
+        event = TaskCompleted({"invokeId": invoke_id, "instanceId": instance_id,
+                               "commandId": command_id, "invocationStatus": "Success"})
+        assert on_task_completed(event, clients) is None  # the follow-ups' to collect
+    assert counted.calls("oss") == {"GetObject": 1}
+    assert record.followed_command(command_id)
+
+    status, body = counted.post({**ECHO, "CommandContent": "echo few", "InstanceIds":
+                                 SIMULATED[:110]})
+    assert status == 202, body
+    first = invoke_ids(counted, body, timeout=30)[0]
+    record._cache.clear()
+    found = record.read_record(clients.results, first)
+    assert found is not None and not found.events_unused
+    assert not record.followed_command(found.command_id)
+
+
 def test_an_event_without_invoke_id_is_matched_to_its_invocation_by_a_lookup(
         cloud: LocalCloud, counted: Counted) -> None:
     status, body = counted.post({**ECHO, "CommandContent": "echo lookup"})
