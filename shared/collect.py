@@ -26,8 +26,8 @@ from shared.clients import Clients, CloudAssistant, Results
 from shared.collector_events import LateEvent, TaskCompleted
 from shared.errors import CloudCallError
 from shared.followup import FollowUp, InvocationRecord, delay_for
-from shared.ledger import FINISHED_INVOCATION
-from shared.parallel import STORE_POOL_SIZE, Calls, run_all
+from shared.ledger import FINISHED_INVOCATION, put_marker
+from shared.parallel import STORE_POOL_SIZE, Calls, run_all, settle
 from shared.record import finishing_key, followed_command, read_record
 from shared.reporting import command_of, decoded_outputs, report_invocation, write_report
 from shared.request_summary import request_summary_key
@@ -45,7 +45,13 @@ from shared.results import (
     summary_key,
 )
 from shared.retry import COLLECT_PATIENCE, patience
-from shared.rollout import close_batch, needs_closing, one_batch_summary
+from shared.rollout import (
+    advance_marker,
+    close_batch,
+    holds_advance,
+    needs_closing,
+    one_batch_summary,
+)
 
 log = logging.getLogger("assistflow.collect")
 
@@ -303,13 +309,36 @@ def _finish(clients: Clients, ecs: CloudAssistant, bucket: Results,
         pages.append(functools.partial(
             write_report, bucket, request_summary_key(invocation.prefix, invocation.request_id),
             request, outputs=outputs, command=command_of(bucket, invocation)))
-    run_all(pages)
+    held = _with_advance_marker(clients, invocation, pages)
     bucket.put(key, dumps(summary), "application/json")
     log.info("%s: finished, %s %s -> oss://%s/%s", invocation.invoke_id, summary["Status"],
              summary["Counts"], bucket.name, key)
     # its open marker; the next wave, or the request summary, the ad-hoc command and the
     # notification (once per request) when it was the request's last batch
-    close_batch(clients, ecs, invocation, summary, outputs, reported=request)
+    close_batch(clients, ecs, invocation, summary, outputs, reported=request, held=held)
+
+
+def _with_advance_marker(clients: Clients, invocation: InvocationRecord,
+                         pages: list[Callable[[], object]]) -> str:
+    """Write ``pages`` (the batch's report) and, beside them, the close's ``advance`` marker
+    when its close takes one (``shared.rollout.holds_advance``): the close then waits for one
+    round trip less after the summary. Returns the marker put; "" if none was, or if OSS
+    refused it for good — the close then tries its own, and a refusal there is logged and
+    left to the reconciler (``close_batch``)."""
+    held = advance_marker(invocation.request_id) if holds_advance(invocation) else ""
+    calls = list(pages)
+    if held:
+        calls.append(functools.partial(put_marker, clients.results, held))
+    outcomes = settle(calls, stop_on_error=False)
+    marked = outcomes.pop() if held else None
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    if isinstance(marked, BaseException):
+        if not isinstance(marked, CloudCallError) or marked.transient:
+            raise marked
+        return ""
+    return held
 
 
 def _summarized(clients: Clients, bucket: Results, followup: FollowUp) -> bool:

@@ -11,7 +11,10 @@ dispatcher for a batch refused for good (``batch_done``):
   it when two last batches finish together, each closer first puts an ``advance`` marker, then
   deletes its batch marker, then lists: the last one to delete sees none left (the one before
   may see none too — every step below is idempotent). A closer that dies after deleting leaves
-  its ``advance`` marker to the reconciler, which calls ``advance`` in its place.
+  its ``advance`` marker to the reconciler, which calls ``advance`` in its place. The collector
+  puts it beside the batch's report, before the summary, to spare the close a round trip; one
+  that dies before the summary leaves it too, and ``advance`` finds the batch still open (its
+  batch marker, still there, brings it back).
 
 ``advance`` decides from the request record and the stored summaries: the next wave starts
 (claimed once, ``Results.claim`` on ``wave-{k}``, through the dispatch queue) when every batch
@@ -68,14 +71,25 @@ ADVANCE = "advance"  # the slot of a closer's marker while it looks for what com
 ADVANCE_DUE = 300  # seconds: a closer that has not removed its advance marker by then died
 
 
+def advance_marker(request_id: str) -> str:
+    """A new ``advance`` marker of ``request_id``, due when its closer must have died."""
+    return marker_key(request_id, ADVANCE, time.time() + ADVANCE_DUE)
+
+
+def holds_advance(invocation: InvocationRecord) -> bool:
+    """Does closing this batch take an ``advance`` marker (``batch_done``)?"""
+    return invocation.batches > 1 and bool(invocation.marker)
+
+
 def close_batch(clients: Clients, ecs: CloudAssistant, invocation: InvocationRecord,
                 summary: dict[str, Any] | None = None,
                 outputs: Mapping[str, str] | None = None,
-                reported: dict[str, Any] | None = None) -> None:
+                reported: dict[str, Any] | None = None, held: str = "") -> None:
     """After an invocation's summary (``summary`` and the decoded ``outputs`` by instance, if
     the caller has them: a one-batch request's report then reads no output back;
     ``reported``: a one-batch request's summary document whose report the caller stored
-    already, beside the invocation's). A transient error (throttling, a 5xx) propagates, so
+    already, beside the invocation's; ``held``: the ``advance`` marker the caller put already,
+    if ``holds_advance``). A transient error (throttling, a 5xx) propagates, so
     the collector looks again after its short retry delay and closes the batch then (every
     step is idempotent) — converging in seconds, not at the reconciler's next run; anything
     else is logged and left to the reconciler."""
@@ -85,7 +99,7 @@ def close_batch(clients: Clients, ecs: CloudAssistant, invocation: InvocationRec
         elif not invocation.marker:  # a follow-up from before request records
             _legacy(clients, ecs, invocation)
         else:
-            batch_done(clients, ecs, invocation.request_id, invocation.marker)
+            batch_done(clients, ecs, invocation.request_id, invocation.marker, held)
     except CloudCallError as exc:
         if exc.transient:
             raise
@@ -142,9 +156,10 @@ def _legacy(clients: Clients, ecs: CloudAssistant, invocation: InvocationRecord)
 
 
 def batch_done(clients: Clients, ecs: CloudAssistant, record_or_id: RequestRecord | str,
-               marker: str) -> None:
+               marker: str, held: str = "") -> None:
     """Batch ``marker``'s work is over (collected, or refused for good): see the module
-    docstring for the order of the marker operations.
+    docstring for the order of the marker operations. ``held``: this closer's ``advance``
+    marker, if it put it already.
 
     Only batch markers mean work in flight here. An intent (``submit``) marker does not: it
     says whether every batch was started, which ``advance`` reads from the request record
@@ -153,8 +168,9 @@ def batch_done(clients: Clients, ecs: CloudAssistant, record_or_id: RequestRecor
     removal that failed — as nobody looks again once the last batch is closed."""
     request_id = record_or_id if isinstance(record_or_id, str) else record_or_id.request_id
     results = clients.results
-    held = marker_key(request_id, ADVANCE, time.time() + ADVANCE_DUE)
-    put_marker(results, held)
+    if not held:
+        held = advance_marker(request_id)
+        put_marker(results, held)
     if marker:
         results.delete(marker)
     if not [m for m in open_markers(results, request_id) if m.batch is not None]:

@@ -10,6 +10,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import pytest
@@ -152,12 +153,13 @@ def test_a_redelivered_followup_and_a_killed_collector_leave_one_correct_set(
 
 
 def _look_again(cloud: LocalCloud, endpoints: Endpoints, instances: list[str],
-                faults: list[dict[str, Any]], oss_faults: list[dict[str, Any]] | None = None
-                ) -> tuple[str, float, Any, dict[str, float]]:
+                faults: list[dict[str, Any]], oss_faults: list[dict[str, Any]] | None = None,
+                **fields: Any) -> tuple[str, float, Any, dict[str, float]]:
     """Run a command on ``instances``, wait until it is collected, then have the collector
-    look at it once more (a follow-up for every instance, invoked by hand) while ECS plays
-    ``faults`` on DescribeInvocationResults (and OSS ``oss_faults``). (InvokeId, when the look
-    began, the invocation, when each ``result.json`` was last stored)."""
+    look at it once more (a follow-up for every instance, invoked by hand, with ``fields``
+    changed) while ECS plays ``faults`` on DescribeInvocationResults (and OSS ``oss_faults``).
+    (InvokeId, when the look began, the invocation, when each ``result.json`` was last
+    stored)."""
     from shared.followup import FollowUp
 
     status, body = endpoints.post({"Type": "RunShellScript", "InstanceIds": instances,
@@ -171,6 +173,8 @@ def _look_again(cloud: LocalCloud, endpoints: Endpoints, instances: list[str],
         pending=tuple(instances), attempt=1, deadline=time.time() + 60,
         bucket=endpoints["results_bucket"], prefix="results", request_id=summary["RequestId"],
         adhoc=True, source="http", submitted_at=0.0)
+    followup = replace(followup, **{k: v(summary) if callable(v) else v
+                                    for k, v in fields.items()})
     runtime = cloud.host.runtimes["assistflow-collect"]  # type: ignore[union-attr]
     endpoints.control("ecs", "faults", faults)
     if oss_faults:
@@ -250,6 +254,32 @@ def test_the_second_pages_writes_fill_the_pool_while_the_first_pages_finish(
     assert len(times) == 60
     rounds = 1 + sum(1 for a, b in itertools.pairwise(times) if b - a > 0.4)
     assert rounds == 4, [round(t - begun, 2) for t in times]
+
+
+def test_a_batch_of_several_puts_its_advance_marker_beside_its_report_before_its_summary(
+        cloud: LocalCloud, endpoints: Endpoints) -> None:
+    """A batch of a request of several: the close's ``advance`` marker is written with the
+    report, before ``summary.json`` (the close then waits for one round trip less). OSS
+    refusing every DeleteObject here stops the close at its first delete, so the marker stays
+    to be looked at."""
+    from shared.ledger import OPEN_PREFIX, marker_key
+    from tests.conftest import SIMULATED
+
+    invoke_id, _, looked, _ = _look_again(
+        cloud, endpoints, SIMULATED[100:103], [],
+        [{"action": "DeleteObject", "count": 0, "code": "AccessDenied", "status": 403}],
+        batches=2, marker=lambda s: marker_key(s["RequestId"], 0, time.time() + 600))
+    assert looked.result["collected"][0]["Finished"] is True, looked.result
+    request_id = summary_of(endpoints, invoke_id)["RequestId"]
+
+    def stored(prefix: str) -> dict[str, float]:
+        return {o["key"]: float(o["stored_at"]) for o in endpoints.control(
+            "oss", f"buckets/{endpoints['results_bucket']}/objects?prefix={prefix}")["objects"]}
+
+    advance = [at for key, at in stored(f"{OPEN_PREFIX}/{request_id}/").items()
+               if key.split("/")[-1].startswith("advance.")]
+    summary_at = stored(f"results/{invoke_id}/summary.json")[f"results/{invoke_id}/summary.json"]
+    assert len(advance) == 1 and advance[0] < summary_at, (advance, summary_at)
 
 
 def test_a_second_page_that_fails_keeps_the_first_pages_objects_and_looks_again_for_the_rest(
