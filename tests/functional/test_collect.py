@@ -219,6 +219,16 @@ def test_a_look_over_two_pages_stores_the_first_while_the_second_is_fetched(
     assert max(first) < min(second) - 0.5, (max(first) - begun, min(second) - begun)
 
 
+def _slow_writes(cloud: LocalCloud, endpoints: Endpoints, instances: list[str]
+                 ) -> tuple[float, list[float]]:
+    """One look over ``instances`` with every PutObject answered 0.4 s late: when it began,
+    and when each of its ``result.json`` objects was stored, in order."""
+    _, begun, looked, stored = _look_again(
+        cloud, endpoints, instances, [], [{"action": "PutObject", "count": 0, "delay": 0.4}])
+    assert looked.ok, looked.error
+    return begun, sorted(at for at in stored.values() if at > begun)
+
+
 def test_a_look_writes_its_instances_objects_sixteen_at_a_time(
         cloud: LocalCloud, endpoints: Endpoints) -> None:
     """Each PutObject answered 0.4 s late: the first result.json objects all land together,
@@ -226,11 +236,7 @@ def test_a_look_writes_its_instances_objects_sixteen_at_a_time(
     from shared.parallel import POOL_SIZE, STORE_POOL_SIZE
     from tests.conftest import SIMULATED
 
-    _, begun, looked, stored = _look_again(
-        cloud, endpoints, SIMULATED[260:300], [],
-        [{"action": "PutObject", "count": 0, "delay": 0.4}])
-    assert looked.ok, looked.error
-    times = sorted(at for at in stored.values() if at > begun)
+    begun, times = _slow_writes(cloud, endpoints, SIMULATED[260:300])
     assert len(times) == 40
     # output.txt then result.json: the first result.json objects come ~0.8 s in, together;
     # the next ones a whole round (0.8 s) later
@@ -246,11 +252,7 @@ def test_the_second_pages_writes_fill_the_pool_while_the_first_pages_finish(
     pool does not drain before they start (a fifth round, 0.8 s later)."""
     from tests.conftest import SIMULATED
 
-    _, begun, looked, stored = _look_again(
-        cloud, endpoints, SIMULATED[200:260], [],
-        [{"action": "PutObject", "count": 0, "delay": 0.4}])
-    assert looked.ok, looked.error
-    times = sorted(at for at in stored.values() if at > begun)
+    begun, times = _slow_writes(cloud, endpoints, SIMULATED[200:260])
     assert len(times) == 60
     rounds = 1 + sum(1 for a, b in itertools.pairwise(times) if b - a > 0.4)
     assert rounds == 4, [round(t - begun, 2) for t in times]
