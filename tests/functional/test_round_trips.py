@@ -251,17 +251,20 @@ def test_the_events_of_a_fanned_out_request_read_one_record_not_one_per_batch(
         event = TaskCompleted({"invokeId": invoke_id, "instanceId": instance_id,
                                "commandId": command_id, "invocationStatus": "Success"})
         assert on_task_completed(event, clients) is None  # the follow-ups' to collect
-    assert counted.calls("oss") == {"GetObject": 1}
+    assert counted.calls("oss").get("GetObject") == 1
     assert record.followed_command(command_id)
 
     status, body = counted.post({**ECHO, "CommandContent": "echo few", "InstanceIds":
                                  SIMULATED[:110]})
     assert status == 202, body
-    first = invoke_ids(counted, body, timeout=30)[0]
+    ids = invoke_ids(counted, body, timeout=30)
     record._cache.clear()
-    found = record.read_record(clients.results, first)
+    found = record.read_record(clients.results, ids[0])
     assert found is not None and not found.events_unused
     assert not record.followed_command(found.command_id)
+    for invoke_id in ids:  # over before the next test counts its calls
+        counted.summary(invoke_id, timeout=30)
+    settled(counted)
 
 
 def test_an_event_without_invoke_id_is_matched_to_its_invocation_by_a_lookup(
