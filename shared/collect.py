@@ -325,12 +325,14 @@ def _with_advance_marker(clients: Clients, invocation: InvocationRecord,
     round trip less after the summary. Returns the marker put; "" if none was, or if OSS
     refused it for good — the close then tries its own, and a refusal there is logged and
     left to the reconciler (``close_batch``)."""
-    held = advance_marker(invocation.request_id) if holds_advance(invocation) else ""
-    calls = list(pages)
-    if held:
-        calls.append(functools.partial(put_marker, clients.results, held))
-    outcomes = settle(calls, stop_on_error=False)
-    marked = outcomes.pop() if held else None
+    if not holds_advance(invocation):
+        run_all(pages)
+        return ""
+    held = advance_marker(invocation.request_id)
+    calls: list[Callable[[], object]] = [*pages, functools.partial(put_marker, clients.results,
+                                                                   held)]
+    # a marker refused does not stop the report
+    *outcomes, marked = settle(calls, stop_on_error=False)
     for outcome in outcomes:
         if isinstance(outcome, BaseException):
             raise outcome
