@@ -69,6 +69,7 @@ if TYPE_CHECKING:
     from .store import Blob, OssStore
 
 NEXT_POSITION = "x-oss-next-append-position"
+OPEN_ATTEMPTS = 5  # looks at an object whose bytes another process dropped under the read
 
 
 # --- the service ------------------------------------------------------------------------------
@@ -278,10 +279,19 @@ class OssModel:
 
     def open_object(self, bucket: str, key: str) -> tuple[ObjectMeta, BinaryIO]:
         """The object as a read presents it and an open file of its bytes (the caller closes
-        it). Opened under the store's lock, so a concurrent overwrite cannot unlink it first."""
-        with self.store.lock:
-            obj = self.head_object(bucket, key)
-            return obj, self.store.open_blob(obj.blob)
+        it). Opened under the store's lock, so an overwrite by this process cannot drop its
+        bytes first; one by another process serving the same store (``--processes``) can,
+        between the row and the bytes: the object is then looked up again (it was replaced,
+        or deleted), as OSS answers a read with the old bytes or the new, never an error."""
+        for attempt in range(1, OPEN_ATTEMPTS + 1):
+            with self.store.lock:
+                obj = self.head_object(bucket, key)
+                try:
+                    return obj, self.store.open_blob(obj.blob)
+                except FileNotFoundError:
+                    if attempt == OPEN_ATTEMPTS:
+                        raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def copy_object(self, src_bucket: str, src_key: str, bucket: str, key: str,
                     spec: NewObject | None = None, acl: str | None = None,
