@@ -29,6 +29,7 @@ The entities and the rules that need nothing else are in ``entities.py``, multip
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
@@ -283,15 +284,13 @@ class OssModel:
         bytes first; one by another process serving the same store (``--processes``) can,
         between the row and the bytes: the object is then looked up again (it was replaced,
         or deleted), as OSS answers a read with the old bytes or the new, never an error."""
-        for attempt in range(1, OPEN_ATTEMPTS + 1):
-            with self.store.lock:
+        for _ in range(OPEN_ATTEMPTS - 1):
+            with self.store.lock, contextlib.suppress(FileNotFoundError):
                 obj = self.head_object(bucket, key)
-                try:
-                    return obj, self.store.open_blob(obj.blob)
-                except FileNotFoundError:
-                    if attempt == OPEN_ATTEMPTS:
-                        raise
-        raise AssertionError("unreachable")  # pragma: no cover
+                return obj, self.store.open_blob(obj.blob)
+        with self.store.lock:  # the last look: a blob still missing is the caller's error
+            obj = self.head_object(bucket, key)
+            return obj, self.store.open_blob(obj.blob)
 
     def copy_object(self, src_bucket: str, src_key: str, bucket: str, key: str,
                     spec: NewObject | None = None, acl: str | None = None,
