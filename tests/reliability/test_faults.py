@@ -86,22 +86,25 @@ def test_under_faults_every_request_completes_once_and_nothing_is_lost(
                 for n in range(12)]
     requests.append({"Type": "RunShellScript", "CommandContent": "echo big",
                      "InstanceIds": FLEET[:150], "ClientToken": "faults-big"})
-    stalled = ""  # the RequestId whose summary never came, diagnosed once the faults stop
+    # what never came (a RequestId, or an InvokeId and its RequestId), diagnosed once the
+    # faults stop
+    stalled: tuple[str, str] | None = None
     try:
         accepted = [submit_until_accepted(endpoints, r) for r in requests]
         bucket = endpoints.bucket()
         for body in accepted:
             if "Plan" in body:  # fanned out: every InvokeId is in the request summary
                 key = str(body["Summary"]).split("/", 3)[3]
-                stalled = str(body["RequestId"])
+                stalled = (str(body["RequestId"]), "")
                 raw = wait_for(lambda k=key: _retry_oss(bucket, k), timeout=120, interval=0.5)
-                stalled = ""
                 body["InvokeIds"] = json.loads(raw)["InvokeIds"]
             for invoke_id in body["InvokeIds"]:  # type: ignore[union-attr]
+                stalled = (str(body["RequestId"]), invoke_id)
                 wait_for(lambda i=invoke_id: _retry_oss(bucket, f"results/{i}/summary.json"),
                          timeout=120, interval=0.5)
+        stalled = None
     except TimeoutError:
-        if not stalled:
+        if stalled is None:
             raise
     finally:
         stop_clock.set()
@@ -109,7 +112,8 @@ def test_under_faults_every_request_completes_once_and_nothing_is_lost(
         fired = {s: dict(endpoints.control(s, "faults")["fired"]) for s in FAULTS}
         for service in FAULTS:
             endpoints.control(service, "faults", method="DELETE")
-    assert not stalled, f"no request summary after 120 s\n{_diagnose(faulty_cloud, stalled)}"
+    assert stalled is None, (f"no {'summary of ' + stalled[1] if stalled[1] else 'request summary'}"
+                             f" after 120 s\n{_diagnose(faulty_cloud, *stalled)}")
     for service, per_action in fired.items():
         tally[f"faults injected ({service})"] += sum(per_action.values())
     assert all(sum(per_action.values()) > 0 for per_action in fired.values()), fired
@@ -145,23 +149,34 @@ def _retry_oss(bucket: object, key: str) -> bytes | None:
         return None
 
 
-def _diagnose(cloud: LocalCloud, request_id: str) -> str:
-    """Where a fanned-out request stands: its record, each batch's state and summary, its open
-    markers, and what the queues hold (the dead-letter queues included)."""
-    bucket = Endpoints(cloud.endpoints).bucket()
-    record = get_object(bucket, f"invocations/requests/{request_id}.json")
-    if record is None:
-        return f"request {request_id}: no record"
+def _diagnose(cloud: LocalCloud, request_id: str, invoke_id: str = "") -> str:
+    """Where a request stands: its record, each batch's state and summary (a fanned-out one's),
+    the invocation that never finished (its record, and what Cloud Assistant says of it), its
+    open markers, and what the queues hold (the dead-letter queues included)."""
+    endpoints = Endpoints(cloud.endpoints)
+    bucket = endpoints.bucket()
     lines = [f"request {request_id}"]
-    data = json.loads(record)
-    lines.append(f"  record: queued={data['queued']} marker={data['marker']!r} "
-                 f"command={data['command_id']}")
-    for n in range(len(data["batches"])):
+    if invoke_id:
+        record = get_object(bucket, f"invocations/{invoke_id}.json")
+        lines.append(f"  invocation {invoke_id}: "
+                     + (record.decode()[:400] if record else "no record"))
+        for found in endpoints.invocations(InvokeId=invoke_id):
+            runs = [(r.get("InstanceId"), r.get("InvocationStatus"))
+                    for r in found.get("InvokeInstances", {}).get("InvokeInstance", [])]
+            lines.append(f"  Cloud Assistant: {found.get('InvocationStatus')}; by instance "
+                         f"{dict(Counter(status for _, status in runs))}, not Success: "
+                         f"{[run for run in runs if run[1] != 'Success']}")
+    raw = get_object(bucket, f"invocations/requests/{request_id}.json")
+    data = json.loads(raw) if raw else {}
+    lines.append(f"  record: queued={data.get('queued')} marker={data.get('marker')!r} "
+                 f"command={data.get('command_id')}" if data else "  no request record")
+    for n in range(len(data.get("batches") or ())):
         raw = get_object(bucket, f"invocations/requests/{request_id}/batch-{n}.json")
         batch = json.loads(raw) if raw else {}
-        invoke_id = batch.get("invoke_id", "")
-        summary = get_object(bucket, f"results/{invoke_id}/summary.json") if invoke_id else None
-        lines.append(f"  batch {n}: {batch.get('state', 'no state object')} {invoke_id} "
+        batch_invoke = batch.get("invoke_id", "")
+        summary = get_object(bucket, f"results/{batch_invoke}/summary.json") \
+            if batch_invoke else None
+        lines.append(f"  batch {n}: {batch.get('state', 'no state object')} {batch_invoke} "
                      f"handed={batch.get('handed')} summary={'yes' if summary else 'no'}")
     markers = [o.key for o in bucket.list_objects(f"invocations/open/{request_id}/").object_list]
     lines.append(f"  open markers: {markers}")
