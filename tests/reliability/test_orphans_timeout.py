@@ -26,6 +26,7 @@ from tests.localcloud import Endpoints, get_object, wait_for
 from tests.reliability.cloud_control import (
     add_faults,
     clear_faults,
+    keys,
     reconcile_now,
     template_with_timeouts,
 )
@@ -91,10 +92,14 @@ def test_calls_that_outlive_the_submit_are_found_and_their_results_stored(
 
     # The reconciler, as its timer would, once the submits' intents are due.
     adopted: set[str] = set()
+    reports: list[dict[str, Any]] = []  # each run's report, for the message if one is missed
     while time.monotonic() - started < 60 and adopted != set(ran):
-        adopted |= set(reconcile_now(endpoints)["Adopted"])
+        reports.append(reconcile_now(endpoints))
+        adopted |= set(reports[-1]["Adopted"])
         time.sleep(1)
-    assert adopted == set(ran)
+    assert adopted == set(ran), (
+        f"adopted {sorted(adopted)} of {ran} in {len(reports)} reconciler run(s); open markers "
+        f"{keys(endpoints, 'invocations/open/')}; the last runs' reports: {reports[-3:]}")
     bucket = endpoints.bucket()
     for invoke_id, (instance, output) in zip(ran, ((LINUX, b"saved-ran\n"),
                                                     (OTHER, b"script-ran\n")), strict=True):
