@@ -360,6 +360,45 @@ class LeanSession(oss2.Session):
         return oss2.http.Response(self.connections.exchange(req.method, req.url, req.headers,
                                                             body, timeout))
 
+    def put_object(self, bucket: oss2.Bucket, key: str, data: bytes,
+                   headers: Mapping[str, str]) -> None:
+        """``bucket.put_object(key, data, headers=headers)`` for a body in memory, on this
+        session's road without oss2's request, answer and result objects: oss2 wraps the body
+        in a CRC adapter and formats the headers of the request (twice) and of the answer into
+        debug messages whether or not debug logging is on (``Bucket.put_object``,
+        ``oss2.http.Request`` and ``Response``): a quarter of a collector's CPU per stored
+        object. Measured against the local OSS: one thread, 0.24-0.28 ms of CPU per PutObject
+        this way against 0.34-0.35 ms through ``put_object``; four processes of 16 threads
+        (the collectors' shape, ``bench/oss_store.py``), 0.71-0.85 against 0.87-1.01 ms per
+        object, their whole processes counted. The same request bytes (oss2's headers, in its
+        order, and its ``User-Agent``), the same signer, oss2's exception for an answer other
+        than 2xx (``make_exception``) and its CRC-64 check of what was stored. A bucket whose
+        calls may go through a proxy, a body over ``SMALL_BODY`` or another signer than
+        ``LeanAuthV4``: ``put_object`` itself."""
+        from shared.clients.oss_signing import LeanAuthV4
+
+        if not self._direct or bucket.proxies or len(data) > SMALL_BODY \
+                or not isinstance(bucket.auth, LeanAuthV4):
+            bucket.put_object(key, data, headers=dict(headers))
+            return
+        request = _Put(bucket, key, headers)
+        bucket.auth._sign_request(request, bucket.bucket_name, key)
+        answer = self.connections.exchange("PUT", request.url, request.headers, data,
+                                           bucket.timeout)
+        if answer.status_code // 100 != 2:
+            try:
+                raise oss2.exceptions.make_exception(oss2.http.Response(answer))
+            finally:
+                answer.close()  # what make_exception left of a long error body
+        for _ in answer.iter_content(8192):  # to its end: the connection is kept
+            pass
+        stored = answer.headers.get("x-oss-hash-crc64ecma")
+        if bucket.enable_crc and stored is not None:
+            crc = oss2.utils.Crc64()
+            crc.update(data)
+            oss2.utils.check_crc("put object", crc.crc, int(stored),
+                                 answer.headers.get("x-oss-request-id", ""))
+
     def _small_body(self, req: oss2.http.Request) -> Any:
         """The request's whole body (None: none) if this session sends it itself, else
         ``_NOT_HERE``."""
@@ -372,3 +411,28 @@ class LeanSession(oss2.Session):
         if not isinstance(size, int) or size > SMALL_BODY or not hasattr(data, "read"):
             return _NOT_HERE
         return data.read()  # through the adapter: its CRC is computed on the way
+
+
+class _Put:
+    """What oss2's signer reads of a PutObject request, as ``oss2.http.Request`` would hold it
+    for ``Bucket.put_object``: the caller's headers (a ``Content-Type`` guessed from the key if
+    none), then oss2's ``Accept-Encoding`` (None: not sent) and ``User-Agent``, in that
+    order."""
+
+    __slots__ = ("cloudbox_id", "headers", "method", "params", "product", "proxies", "region",
+                 "url")
+
+    def __init__(self, bucket: oss2.Bucket, key: str, headers: Mapping[str, str]) -> None:
+        self.method = "PUT"
+        self.url = bucket._make_url(bucket.bucket_name, key)
+        self.headers: dict[str, Any] = dict(headers)
+        if not any(name.lower() == "content-type" for name in self.headers):
+            guessed = oss2.utils.content_type_by_name(key)  # as put_object guesses one
+            if guessed:
+                self.headers["Content-Type"] = guessed
+        self.headers["Accept-Encoding"] = None
+        self.headers["User-Agent"] = (oss2.http.USER_AGENT + "/" + bucket.app_name
+                                      if bucket.app_name else oss2.http.USER_AGENT)
+        self.params: dict[str, str] = {}
+        self.region, self.product = bucket.region, bucket.product
+        self.cloudbox_id, self.proxies = bucket.cloudbox_id, None

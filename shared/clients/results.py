@@ -62,8 +62,17 @@ class Results:
 
     def put(self, key: str, data: bytes, content_type: str) -> None:
         """Write an object (retried when transient: the same bytes again are harmless)."""
-        self._call("PutObject", lambda: self.bucket.put_object(
-            key, data, headers={"Content-Type": content_type}))
+        self._call("PutObject", lambda: self._put(key, data, {"Content-Type": content_type}))
+
+    def _put(self, key: str, data: bytes, headers: dict[str, str]) -> None:
+        """PutObject, on the lean session's road when the bucket has one (``put_object``)."""
+        bucket = self.bucket
+        from shared.clients.oss_transport import LeanSession
+
+        if isinstance(bucket.session, LeanSession):
+            bucket.session.put_object(bucket, key, data, headers)
+        else:
+            bucket.put_object(key, data, headers=headers)
 
     def claim(self, key: str, data: bytes = b"",
               content_type: str = "application/octet-stream") -> bool:
@@ -78,8 +87,7 @@ class Results:
         """
         headers = {"Content-Type": content_type, "x-oss-forbid-overwrite": "true"}
         try:
-            self._call("PutObject", lambda: self.bucket.put_object(key, data, headers=headers),
-                       attempts=1)
+            self._call("PutObject", lambda: self._put(key, data, headers), attempts=1)
         except CloudCallError as exc:
             if exc.error_code == "FileAlreadyExists":
                 return False

@@ -16,6 +16,7 @@ import oss2
 import pytest
 
 from local.emulators.server import EmulatorServer
+from shared.clients.oss_signing import LeanAuthV4
 from shared.clients.oss_transport import SMALL_BODY, LeanSession
 from tests.unit.oss_fixtures import AK, BUCKET, REGION, SK, client_crc
 
@@ -294,3 +295,75 @@ def test_an_answer_that_never_comes_times_out_as_a_request_error(
     with pytest.raises(oss2.exceptions.RequestError) as late:
         plain.get_object("k")
     assert "timed out" in str(late.value)
+
+
+def lean_signed(url: str, session: LeanSession | None = None) -> oss2.Bucket:
+    """A bucket as ``shared.clients.results`` builds it: LeanAuthV4 on a LeanSession."""
+    return oss2.Bucket(LeanAuthV4(AK, SK), url, BUCKET, region=REGION,
+                       session=session or LeanSession())
+
+
+def _unsigned(head: bytes) -> bytes:
+    """A request head without its time and what depends on it (date, signature)."""
+    return b"\r\n".join(line for line in head.split(b"\r\n")
+                        if not line.lower().startswith((b"x-oss-date:", b"authorization:")))
+
+
+def test_a_lean_put_sends_the_bytes_put_object_sends(
+        scripted: socketserver.ThreadingTCPServer) -> None:
+    ok = (b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nx-oss-request-id: r1\r\n"
+          b"x-oss-hash-crc64ecma: %d\r\n\r\n")
+    bucket = lean_signed(_url(scripted))
+    for key, headers in (("dir/ü ?&=+%#.json", {"Content-Type": "application/json"}),
+                         ("claim", {"Content-Type": "application/octet-stream",
+                                    "x-oss-forbid-overwrite": "true"}),
+                         ("guessed.html", {})):  # no Content-Type: one from the key, as oss2
+        body = f"body of {key}".encode()
+        scripted.answers[:] = [ok % client_crc(body)] * 2  # type: ignore[attr-defined]
+        scripted.requests.clear()  # type: ignore[attr-defined]
+        bucket.put_object(key, body, headers=dict(headers))
+        bucket.session.put_object(bucket, key, body, headers)
+        through_oss2, lean = scripted.requests  # type: ignore[attr-defined]
+        assert _unsigned(lean) == _unsigned(through_oss2)
+        assert b"x-oss-date:" in lean and b"authorization: OSS4-HMAC-SHA256 " in lean
+    assert b"Content-Type: text/html" in lean
+
+
+def test_a_lean_put_is_checked_and_refused_as_put_object_is(server: EmulatorServer,
+                                                             bucket: oss2.Bucket) -> None:
+    session = LeanSession()
+    lean = lean_signed(server.url, session)
+    session.put_object(lean, "k", b'{"a": 1}', {"Content-Type": "application/json"})
+    got = bucket.get_object("k")  # the signature held: the local OSS checks every one
+    assert (got.read(), got.headers["Content-Type"]) == (b'{"a": 1}', "application/json")
+    forbid = {"x-oss-forbid-overwrite": "true"}
+    with pytest.raises(oss2.exceptions.OssError) as lean_refused:
+        session.put_object(lean, "k", b"", forbid)
+    with pytest.raises(oss2.exceptions.OssError) as oss2_refused:
+        lean.put_object("k", b"", headers=forbid)
+    assert type(lean_refused.value) is type(oss2_refused.value)
+    assert (lean_refused.value.status, lean_refused.value.code) == (409, "FileAlreadyExists")
+    session.put_object(lean, "k2", b"after a refusal", {})  # its connection is still good
+    assert bucket.get_object("k2").read() == b"after a refusal"
+    assert session.connections.opened == 1
+
+
+def test_a_lean_put_checks_the_crc_and_fails_as_oss2_does(wrong_crc_server: str) -> None:
+    lean = lean_signed(wrong_crc_server)
+    with pytest.raises(oss2.exceptions.InconsistentError):
+        lean.session.put_object(lean, "k", b"the body", {})
+    unreachable = lean_signed("http://127.0.0.1:9")
+    with pytest.raises(oss2.exceptions.RequestError):
+        unreachable.session.put_object(unreachable, "k", b"x", {})
+
+
+def test_a_lean_put_leaves_what_it_does_not_take_to_put_object(server: EmulatorServer,
+                                                               bucket: oss2.Bucket) -> None:
+    """Another signer, or a body over SMALL_BODY: oss2's own put_object, with its answer."""
+    session = LeanSession()
+    other = lean_bucket(server.url, session)  # oss2's AuthV4
+    session.put_object(other, "v4", b"signed by oss2", {})
+    big = b"x" * (SMALL_BODY + 1)
+    session.put_object(lean_signed(server.url, session), "big", big, {})
+    assert bucket.get_object("v4").read() == b"signed by oss2"
+    assert bucket.get_object("big").read() == big
