@@ -361,9 +361,17 @@ def test_a_lean_put_leaves_what_it_does_not_take_to_put_object(server: EmulatorS
                                                                bucket: oss2.Bucket) -> None:
     """Another signer, or a body over SMALL_BODY: oss2's own put_object, with its answer."""
     session = LeanSession()
-    other = lean_bucket(server.url, session)  # oss2's AuthV4
-    session.put_object(other, "v4", b"signed by oss2", {})
+    other, lean = lean_bucket(server.url, session), lean_signed(server.url, session)
+    handed: list[str] = []  # the keys put_object itself was asked to write
+    for each in (other, lean):
+        own = each.put_object
+        each.put_object = (  # type: ignore[method-assign]
+            lambda key, *rest, _own=own, **named: (handed.append(key), _own(key, *rest, **named))[1])
+    session.put_object(other, "v4", b"signed by oss2", {})  # oss2's AuthV4
     big = b"x" * (SMALL_BODY + 1)
-    session.put_object(lean_signed(server.url, session), "big", big, {})
+    session.put_object(lean, "big", big, {})
+    session.put_object(lean, "small", b"lean road", {})
+    assert handed == ["v4", "big"]
     assert bucket.get_object("v4").read() == b"signed by oss2"
     assert bucket.get_object("big").read() == big
+    assert bucket.get_object("small").read() == b"lean road"
