@@ -52,6 +52,8 @@ import oss2
 from oss2.exceptions import RequestError
 from requests.structures import CaseInsensitiveDict
 
+from shared.clients.oss_signing import LeanAuthV4
+
 SMALL_BODY = 1 << 20  # bodies up to this size are read into memory and sent in one piece
 MAX_LINE = 65536  # longest status or header line read (http.client's _MAXLINE)
 MAX_HEADERS = 100  # most header lines in one answer (http.client's _MAXHEADERS)
@@ -366,8 +368,8 @@ class LeanSession(oss2.Session):
         session's road without oss2's request, answer and result objects: oss2 wraps the body
         in a CRC adapter and formats the headers of the request (twice) and of the answer into
         debug messages whether or not debug logging is on (``Bucket.put_object``,
-        ``oss2.http.Request`` and ``Response``): a quarter of a collector's CPU per stored
-        object. Measured against the local OSS: one thread, 0.24-0.28 ms of CPU per PutObject
+        ``oss2.http.Request`` and ``Response``): a fifth to a quarter of a collector's CPU per
+        stored object. Measured against the local OSS: one thread, 0.24-0.28 ms of CPU per PutObject
         this way against 0.34-0.35 ms through ``put_object``; four processes of 16 threads
         (the collectors' shape, ``bench/oss_store.py``), 0.71-0.85 against 0.87-1.01 ms per
         object, their whole processes counted. The same request bytes (oss2's headers, in its
@@ -375,8 +377,6 @@ class LeanSession(oss2.Session):
         than 2xx (``make_exception``) and its CRC-64 check of what was stored. A bucket whose
         calls may go through a proxy, a body over ``SMALL_BODY`` or another signer than
         ``LeanAuthV4``: ``put_object`` itself."""
-        from shared.clients.oss_signing import LeanAuthV4
-
         if not self._direct or bucket.proxies or len(data) > SMALL_BODY \
                 or not isinstance(bucket.auth, LeanAuthV4):
             bucket.put_object(key, data, headers=dict(headers))
