@@ -261,10 +261,36 @@ class LoopbackRequestHandler(WSGIRequestHandler):
         """One request, answered on a connection that stays open (werkzeug's own
         ``run_wsgi`` closes every connection)."""
         # (an ``Expect: 100-continue`` was answered by ``parse_request``)
-        self.environ = environ = self.make_environ()
+        self.answer_with(self.server.app, self.make_environ())
+
+    def begin_request(self) -> bool:
+        """The next request's line and headers, as ``http.server``'s ``handle_one_request``
+        reads them before it calls ``run_wsgi``: True when a request is to be answered, False
+        when there is none (the connection ended, timed out, or the request was refused with
+        an error answer already). For a server that answers it later (``local.server``'s one
+        thread): ``make_environ()``, then ``answer_with``."""
+        try:
+            self.raw_requestline = self.rfile.readline(65537)
+            if len(self.raw_requestline) > 65536:
+                self.requestline = self.request_version = self.command = ""
+                self.send_error(414)
+                return False
+            if not self.raw_requestline:
+                self.close_connection = True
+                return False
+            return self.parse_request()
+        except TimeoutError as err:
+            self.log_error("Request timed out: %r", err)
+            self.close_connection = True
+            return False
+
+    def answer_with(self, app: Any, environ: WSGIEnvironment) -> None:
+        """Answer the request ``environ`` describes with the WSGI app ``app``; then read past
+        what it left of the body, unless the connection is to close."""
+        self.environ = environ
         answer = _Answer(self, environ)
         try:
-            result = self.server.app(environ, answer.start_response)
+            result = app(environ, answer.start_response)
             try:
                 for data in result:
                     answer.write(data)

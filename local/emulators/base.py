@@ -22,14 +22,22 @@ MNS its topics (``topics.py``) and documented limits (``limits.py``); OSS its CR
 ``server.py`` (serving an app on loopback) and ``peers.py`` (the calls between the processes
 of one emulator).
 
-This module knows no service. ``EmulatorApp.dispatch`` runs one pipeline for all of them::
+This module knows no service. ``EmulatorApp`` runs one pipeline for all of them (``begin``,
+then ``StagedCall.finish``)::
 
-    parse (app) -> count the call -> authenticate (app) -> intercept: the per-call hooks
-    -> the operation (operations.py) -> render (app); any ServiceError -> render_error (app)
+    parse (app) -> count the call -> authenticate (app) -> the profile's latency
+    -> intercept: the per-call hooks -> the operation (operations.py) -> render (app);
+    any ServiceError -> render_error (app)
+
+The latency (``profile_hooks.py``) is drawn once the action is known and waited by whoever
+serves the call: a request thread sleeps (``EmulatorApp.__call__``), the one-thread server
+(``LoopbackServer(one_thread=True)``) sets a timer and serves other calls meanwhile
+(``EmulatorApp.stage``: the pipeline up to the latency, and the rest to run after it). A call
+refused before (unroutable, a bad signature) is answered at once.
 
 ``intercept`` is the single place where something happens to *every* API call of every
-service: ``EmulatorApp.hooks``, in the order ``[delay, authorize, throttle, inject_fault]``:
-``delay`` and ``throttle`` are the profile's latency and rate limits (``profile_hooks.py``);
+service: ``EmulatorApp.hooks``, in the order ``[authorize, throttle, inject_fault]``:
+``throttle`` is the profile's rate limits (``profile_hooks.py``);
 ``authorize`` is RAM: a call signed with a key bound to a role (a function's STS key,
 ``keyring.py``) must be allowed by that role's policies (``local.ram``), judged on the
 (action, resource ARN) pairs the app's ``ram_request`` names and refused with the
@@ -83,11 +91,12 @@ from local.emulators.meters import CallCounter as CallCounter  # re-exported, as
 from local.emulators.meters import Clock as Clock
 from local.emulators.profile_hooks import CallPacing
 from local.ram import Decision, RamRequest
+from local.server import Staged
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
     from local.server import CpuMeter
 
@@ -200,6 +209,40 @@ def json_response(data: Any, status: int = 200) -> Response:
 Hook = Callable[[Call], None]
 
 
+class StagedCall:
+    """A call through the pipeline up to its latency (``EmulatorApp.begin``): whoever serves
+    it waits ``latency`` seconds, then ``finish()`` answers it. ``response`` is already set
+    for a call refused before its latency; ``waits``: the rest may block on something other
+    than the CPU (a fault rule's stall, a question to the primary)."""
+
+    def __init__(self, app: EmulatorApp, call: Call, latency: float,
+                 response: Response | None = None) -> None:
+        self.app = app
+        self.call = call
+        self.latency = latency
+        self.response = response
+        self.waits = False
+        self.cpu = 0.0  # the pipeline's CPU seconds so far
+
+    def finish(self) -> Response:
+        if self.response is not None:
+            return self.response
+        begin = time.thread_time()
+        try:
+            return self.app._rest(self.call)
+        finally:
+            self.app.calls.add_cpu(self.call.action, self.cpu + time.thread_time() - begin)
+
+
+def _answering(respond: Callable[[], Response]) -> WSGIApplication:
+    """A WSGI app answering with what ``respond()`` returns."""
+
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        return respond()(environ, start_response)
+
+    return app
+
+
 class EmulatorApp:
     """Base WSGI app: the control API under ``/_emulator/``, every API call through one pipeline.
 
@@ -211,6 +254,9 @@ class EmulatorApp:
     service: ClassVar[str] = "emulator"
     error: ClassVar[type[ServiceError]] = ServiceError
     operations: ClassVar[Operations[Any]] = Operations()
+    # Served from one thread (``LoopbackServer(one_thread=True)``): no operation waits for
+    # anything but the CPU and its latency (a long poll would stall every other call).
+    one_thread: ClassVar[bool] = False
     model: Any
 
     def __init__(self, keyring: KeyRing, clock: Clock | None = None) -> None:
@@ -221,7 +267,7 @@ class EmulatorApp:
         self.pacing = CallPacing()  # the profile's latency and rate limits; none until set
         # Run in order on every authenticated API call, before its operation; a hook refuses
         # the call by raising a ServiceError (or slows it down by sleeping).
-        self.hooks: list[Hook] = [self.delay, self.authorize, self.throttle, self.inject_fault]
+        self.hooks: list[Hook] = [self.authorize, self.throttle, self.inject_fault]
         self.base_url = ""  # set by EmulatorServer once the port is known
         self.server_cpu: CpuMeter | None = None  # its server's meter, set by EmulatorServer
         self.own_process = False  # served alone in its process (local.emulators.serve)
@@ -258,7 +304,7 @@ class EmulatorApp:
         """The service's own error for a call the caller's RAM policies refuse."""
         raise NotImplementedError
 
-    def finish(self, call: Call) -> None:
+    def finish_call(self, call: Call) -> None:
         """After every API request, answered or refused (OSS drains unread body bytes)."""
 
     def share(self) -> None:
@@ -266,34 +312,53 @@ class EmulatorApp:
         raise NotImplementedError(f"the {self.service} emulator is served by one process")
 
     # --- the pipeline --------------------------------------------------------------------
-    def dispatch(self, request: Request) -> Response:
+    def begin(self, request: Request) -> StagedCall:
+        """The pipeline up to the call's latency: parse, count, authenticate, and draw the
+        profile's latency for the action; ``finish()`` does the rest. A call refused before
+        (it cannot be routed, its signature is wrong) is answered at once, with no latency."""
         begin = time.thread_time()
         call = Call(request, new_request_id())
         try:
+            self.parse(call)
+            self.calls.add(call.action)
+            self.authenticate(call)
+        except (ServiceError, HTTPException) as exc:
+            response = self._refusal(call, exc)
+            self.finish_call(call)
+            self.calls.add_cpu(call.action, time.thread_time() - begin)
+            return StagedCall(self, call, 0.0, response)
+        except BaseException:
+            self.finish_call(call)
+            raise
+        staged = StagedCall(self, call, self.pacing.latency(call.action))
+        staged.cpu = time.thread_time() - begin
+        # a fault rule may stall the call (a real sleep) or ask the primary for its rule
+        staged.waits = self.faults_at_primary or bool(self.faults.rules)
+        return staged
+
+    def _rest(self, call: Call) -> Response:
+        """The pipeline after the latency: the hooks, the operation, its rendering."""
+        try:
             try:
-                self.parse(call)
-                self.calls.add(call.action)
-                self.authenticate(call)
                 self.intercept(call)
                 response = self.render(call, self.operations[call.action](self.model, call))
             finally:
-                self.finish(call)
-        except ServiceError as err:
-            response = self.render_error(call, err)
-        except HTTPException as exc:  # werkzeug could not read the request (a truncated body)
-            response = self.render_error(call, self.error.from_code(
-                "InvalidRequest", exc.description, exc.code or 400))
-        self.calls.add_cpu(call.action, time.thread_time() - begin)
+                self.finish_call(call)
+        except (ServiceError, HTTPException) as exc:
+            response = self._refusal(call, exc)
         return response
+
+    def _refusal(self, call: Call, exc: ServiceError | HTTPException) -> Response:
+        if isinstance(exc, ServiceError):
+            return self.render_error(call, exc)
+        # werkzeug could not read the request (a truncated body)
+        return self.render_error(call, self.error.from_code(
+            "InvalidRequest", exc.description, exc.code or 400))
 
     def intercept(self, call: Call) -> None:
         """The per-call hook: every hook in ``self.hooks``, in order."""
         for hook in self.hooks:
             hook(call)
-
-    def delay(self, call: Call) -> None:
-        """The profile's latency for this call: a real sleep."""
-        self.pacing.delay(call)
 
     def throttle(self, call: Call) -> None:
         """Over the profile's per-account, per-action rate: the service's throttling error."""
@@ -342,17 +407,38 @@ class EmulatorApp:
         self.model.close()
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        staged = self.stage(environ)
+        if staged.latency > 0:
+            self.pacing.sleep(staged.latency)
+        return staged.rest(environ, start_response)
+
+    def stage(self, environ: WSGIEnvironment) -> Staged:
+        """The request up to its latency (``local.server.Staged``): a server that waits for
+        the latency itself (``LoopbackServer(one_thread=True)``) calls this instead of the
+        app. Control calls, which may ask the other processes, run where they may wait."""
         request = Request(environ)
         if request.path.startswith(CONTROL_PREFIX):
-            response = self._control(request)
-        else:
+            return Staged(0.0, _answering(lambda: self._control(request)), waits=True)
+        try:
+            call = self.begin(request)
+        except Exception:  # an emulator bug must surface as a 500, not a dropped socket
+            answer = self._bug(request)
+            return Staged(0.0, _answering(lambda: answer))
+
+        def rest() -> Response:
             try:
-                response = self.dispatch(request)
-            except Exception:  # an emulator bug must surface as a 500, not a dropped socket
-                log.exception("%s: unhandled error for %s %s", self.service, request.method,
-                              request.path)
-                response = Response("internal emulator error", status=500)
-        return response(environ, start_response)
+                return call.finish()
+            except Exception:
+                return self._bug(request)
+
+        return Staged(call.latency, _answering(rest), call.waits)
+
+    def _bug(self, request: Request) -> Response:
+        """The answer to a request the emulator failed on, the failure logged (called in the
+        ``except`` block that caught it)."""
+        log.exception("%s: unhandled error for %s %s", self.service, request.method,
+                      request.path)
+        return Response("internal emulator error", status=500)
 
     def _control(self, request: Request) -> Response:
         name = request.path[len(CONTROL_PREFIX):].strip("/")

@@ -1,11 +1,13 @@
-"""The profile's two per-call hooks for one emulator: latency (``delay``) and rate limits.
+"""The profile's latency and rate limits for one emulator's calls.
 
-``EmulatorApp.hooks`` runs ``[delay, authorize, throttle, inject_fault]`` on every API call
-(``local.emulators.base``); ``delay`` and ``throttle`` ask this module's ``CallPacing``, built
-from the active ``local.profile.Profile``. Under ``fast`` both do nothing.
+Every API call waits for its latency once authenticated, then ``EmulatorApp.hooks`` runs
+``[authorize, throttle, inject_fault]`` on it (``local.emulators.base``); both ask this
+module's ``CallPacing``, built from the active ``local.profile.Profile``. Under ``fast``
+neither does anything.
 
-* ``delay`` sleeps, for real, for a draw from the service's latency distribution for that
-  action: the caller's SDK timeouts and a function's billed time feel it, as on the cloud.
+* ``latency`` draws from the service's latency distribution for that action, and the call
+  waits that long for real — a request thread sleeps (``sleep``), the one-thread server sets
+  a timer: the caller's SDK timeouts and a function's billed time feel it, as on the cloud.
 * ``over_limit`` counts calls per (account, action) in fixed windows aligned to the
   emulator's clock, and names the error to answer once a window's count passes the limit.
   That is ECS's documented rule: per API, per region, per Alibaba Cloud account — the calls of
@@ -96,7 +98,10 @@ class CallPacing:
         return self._samplers.get(action, self._default)()
 
     def delay(self, call: Call) -> None:
-        seconds = self.latency(call.action)
+        self.sleep(self.latency(call.action))
+
+    def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` of latency on this thread (a real sleep)."""
         if seconds > 0:
             self._sleep(seconds)
 

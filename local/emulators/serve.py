@@ -160,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         fd = args.fd
         if several:
             app.share()
-            private = LoopbackServer(app, 0, f"{args.service}-private")
+            private = LoopbackServer(app, 0, f"{args.service}-private",
+                                     one_thread=app.one_thread)
             private.start()
             app.private_url = private.url
             app.primary = args.worker_of

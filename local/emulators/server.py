@@ -21,7 +21,7 @@ class EmulatorServer(LoopbackServer):
     """
 
     def __init__(self, app: EmulatorApp, port: int = 0, fd: int | None = None) -> None:
-        super().__init__(app, port, f"{app.service}-server", fd)
+        super().__init__(app, port, f"{app.service}-server", fd, one_thread=app.one_thread)
         self.app = app
         app.base_url = self.url
         app.server_cpu = self.cpu  # /_emulator/calls reports it

@@ -1,6 +1,7 @@
 """The local cloud's HTTP server (``local.server.LoopbackServer`` over ``local.http11``):
 keep-alive as real endpoints offer it, request bodies framed correctly on a kept connection,
-and nothing left open by stop()."""
+and nothing left open by stop() — with a thread per connection and with one thread for all
+(``one_thread``), where a request's latency is a timer that holds no other request."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import io
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -22,7 +24,7 @@ from local.emulators.keyring import KeyRing
 from local.emulators.oss import OssApp
 from local.emulators.server import EmulatorServer
 from local.http11 import LoopbackRequestHandler
-from local.server import LoopbackServer
+from local.server import LoopbackServer, Staged
 
 
 def _app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
@@ -41,9 +43,48 @@ def _app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     return [answer]
 
 
+class _StagedApp:
+    """``_app`` for the one-thread server: ``?latency=S`` waits S seconds first, ``?wait``
+    runs on a thread of its own and blocks until ``released`` is set, ``?boom`` fails."""
+
+    def __init__(self) -> None:
+        self.released = threading.Event()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        staged = self.stage(environ)
+        time.sleep(staged.latency)
+        return staged.rest(environ, start_response)  # type: ignore[return-value]
+
+    def stage(self, environ: dict[str, Any]) -> Staged:
+        query = environ["QUERY_STRING"]
+        latency = float(query.split("latency=", 1)[1].split("&")[0]) \
+            if "latency=" in query else 0.0
+        if "boom" in query:
+            def boom(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+                raise RuntimeError("boom")
+            return Staged(latency, boom)
+        if "wait" in query:
+            def wait(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+                assert self.released.wait(10)
+                return _app(environ, start_response)
+            return Staged(latency, wait, waits=True)
+        return Staged(latency, _app)
+
+
+@pytest.fixture(params=["thread-per-connection", "one-thread"])
+def server(request: pytest.FixtureRequest) -> Iterator[LoopbackServer]:
+    one = request.param == "one-thread"
+    srv = LoopbackServer(_StagedApp() if one else _app, 0, "test-loopback", one_thread=one)
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
 @pytest.fixture()
-def server() -> Iterator[LoopbackServer]:
-    srv = LoopbackServer(_app, 0, "test-loopback")
+def one_thread() -> Iterator[LoopbackServer]:
+    srv = LoopbackServer(_StagedApp(), 0, "test-one-thread", one_thread=True)
     srv.start()
     try:
         yield srv
@@ -95,8 +136,9 @@ def test_client_asking_to_close_is_answered_and_closed(server: LoopbackServer) -
     assert resp.getheader("Connection") == "close" and resp.will_close
 
 
-def test_stop_ends_kept_connections() -> None:
-    srv = LoopbackServer(_app, 0, "test-loopback-stop")
+@pytest.mark.parametrize("one", [False, True])
+def test_stop_ends_kept_connections(one: bool) -> None:
+    srv = LoopbackServer(_StagedApp(), 0, "test-loopback-stop", one_thread=one)
     srv.start()
     conn = http.client.HTTPConnection(srv.host, srv.port, timeout=10)
     resp, _ = _ask(conn, "GET", "/x")
@@ -104,6 +146,77 @@ def test_stop_ends_kept_connections() -> None:
     srv.stop()
     # the server ended its side: the next read sees the end of the stream
     assert conn.sock.recv(4096) == b""
+    conn.close()
+
+
+def _read_answer(sock: socket.socket) -> bytes:
+    """One answer of ``_app`` (its JSON ends with ``}``) from ``sock``."""
+    answer = b""
+    while not answer.endswith(b"}"):
+        data = sock.recv(65536)
+        assert data, f"connection closed after {answer!r}"
+        answer += data
+    return answer
+
+
+def test_one_thread_answers_pipelined_requests_in_order(one_thread: LoopbackServer) -> None:
+    with socket.create_connection((one_thread.host, one_thread.port), timeout=10) as sock:
+        # two requests in one write: the second is in the server's buffer, not on the socket
+        sock.sendall(b"POST /p1 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nab"
+                     b"GET /p2 HTTP/1.1\r\nHost: x\r\n\r\n")
+        answers = b""
+        while answers.count(b"}") < 2:
+            data = sock.recv(65536)
+            assert data
+            answers += data
+    first, second = answers.split(b"HTTP/1.1 200 ")[1:]
+    assert first.endswith(b'{"read": 2, "path": "/p1"}')
+    assert second.endswith(b'{"read": 0, "path": "/p2"}')
+
+
+def test_one_thread_latency_holds_no_other_request(one_thread: LoopbackServer) -> None:
+    with socket.create_connection((one_thread.host, one_thread.port), timeout=10) as slow, \
+            socket.create_connection((one_thread.host, one_thread.port), timeout=10) as fast:
+        begun = time.monotonic()
+        slow.sendall(b"GET /slow?latency=1.0 HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.1)  # the slow request is staged first
+        fast.sendall(b"GET /fast HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert _read_answer(fast).endswith(b'"path": "/fast"}')
+        fast_took = time.monotonic() - begun
+        assert _read_answer(slow).endswith(b'"path": "/slow"}')
+        slow_took = time.monotonic() - begun
+    assert fast_took < 0.9 <= 1.0 <= slow_took, (fast_took, slow_took)
+    deadline = time.monotonic() + 5  # (counted once the answer is out)
+    while one_thread.cpu.requests < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert one_thread.cpu.requests == 2
+
+
+def test_one_thread_runs_a_waiting_request_on_a_thread_of_its_own(
+        one_thread: LoopbackServer) -> None:
+    app = one_thread._server.app
+    with socket.create_connection((one_thread.host, one_thread.port), timeout=10) as waiting, \
+            socket.create_connection((one_thread.host, one_thread.port), timeout=10) as other:
+        waiting.sendall(b"GET /w?wait HTTP/1.1\r\nHost: x\r\n\r\n")
+        other.sendall(b"GET /o HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert _read_answer(other).endswith(b'"path": "/o"}')  # while /w still waits
+        app.released.set()
+        assert _read_answer(waiting).endswith(b'"path": "/w"}')
+        # the connection came back to the loop: it serves the next request
+        waiting.sendall(b"GET /again HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert _read_answer(waiting).endswith(b'"path": "/again"}')
+
+
+def test_one_thread_survives_an_app_that_fails(one_thread: LoopbackServer) -> None:
+    conn = http.client.HTTPConnection(one_thread.host, one_thread.port, timeout=10)
+    conn.request("GET", "/x?boom")
+    resp = conn.getresponse()
+    assert resp.status == 500
+    resp.read()
+    conn.close()
+    conn = http.client.HTTPConnection(one_thread.host, one_thread.port, timeout=10)
+    _, answer = _ask(conn, "GET", "/after")
+    assert answer == {"read": 0, "path": "/after"}
     conn.close()
 
 
@@ -119,6 +232,52 @@ def test_oss2_reuses_one_connection(tmp_path: Path) -> None:
             bucket.put_object(f"k{n}", b"v" * n)
             assert bucket.get_object(f"k{n}").read() == b"v" * n
         assert len(srv._live) == 1  # one kept connection served all eleven requests
+    finally:
+        srv.stop()
+
+
+def test_oss_latency_and_a_faults_stall_hold_no_other_call(tmp_path: Path) -> None:
+    """The OSS emulator is served from one thread: four PutObjects of 0.5 s latency each run
+    side by side, and a GetObject stalled 1 s by a fault rule (answered on a thread of its
+    own) holds no other call either."""
+    from local.emulators.faults import FaultRule
+
+    app = OssApp(KeyRing({"test-ak": ("test-secret", None)}), tmp_path)
+    assert app.one_thread
+    srv = EmulatorServer(app).start()
+    try:
+        def bucket() -> oss2.Bucket:
+            session = oss2.Session()
+            session.session.trust_env = False
+            return oss2.Bucket(oss2.Auth("test-ak", "test-secret"), srv.url, "timers",
+                               session=session)
+
+        bucket().create_bucket()
+        bucket().put_object("stalled", b"s")
+        app.pacing.latency = lambda action: 0.5 if action == "PutObject" else 0.0  # type: ignore[method-assign]
+        app.faults.add(FaultRule(action="GetObject", delay=1.0))
+        took: dict[str, float] = {}
+        begun = time.monotonic()
+
+        def timed(name: str, call: Any) -> None:
+            call()
+            took[name] = time.monotonic() - begun
+
+        threads = [threading.Thread(target=timed, args=(
+            f"put{n}", lambda n=n: bucket().put_object(f"k{n}", b"v"))) for n in range(4)]
+        threads.append(threading.Thread(target=timed, args=(
+            "stalled", lambda: bucket().get_object("stalled").read())))
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        assert set(took) == {"put0", "put1", "put2", "put3", "stalled"}
+        puts = [took[f"put{n}"] for n in range(4)]
+        # one after the other, four puts would take 2 s; the stall 1 s more
+        assert min(puts) >= 0.5 and max(puts) < 1.8, took
+        assert 1.0 <= took["stalled"] < 2.0, took
+        assert [o.key for o in oss2.ObjectIterator(bucket())] == [
+            "k0", "k1", "k2", "k3", "stalled"]
     finally:
         srv.stop()
 

@@ -162,6 +162,9 @@ class OssApp(EmulatorApp):
     """
 
     service = "oss"
+    # A fan-out stores two objects per instance: one thread serves them all, each call's
+    # latency a timer (``local.server``), none of its calls waiting for another's
+    one_thread = True
     error = OssError
     operations = OPERATIONS
     model: OssModel
@@ -245,7 +248,7 @@ class OssApp(EmulatorApp):
             response.headers.update(error.headers)
         return self.render(call, response)
 
-    def finish(self, call: Call) -> None:
+    def finish_call(self, call: Call) -> None:
         # Read what the operation left of the body (an error answered before it was read), so
         # the client sees the answer, not a reset, and a kept-alive connection goes on.
         with contextlib.suppress(Exception):  # a broken client stream is the client's problem
