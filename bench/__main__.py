@@ -18,7 +18,7 @@ from typing import Any
 
 from bench import cold_start, fanout, oss_store, report_render, seed_vs_ours, throughput
 from bench.common import RESULTS_DIR, log, quiet_logs
-from bench.measure import machine
+from bench.measure import machine, python_speed_ms
 from bench.report import TARGETS, render
 from local.profile import Profile
 
@@ -104,8 +104,9 @@ def main(argv: list[str] | None = None) -> int:
         "details": {},
     }
     m = report["machine"]
-    log(f"{m['cpu_model']}, {m['cores']} cores, Python {m['python']}; running "
-        f"{', '.join(args.only)} ({report['mode']})")
+    m["python_speed_ms"] = {"start": python_speed_ms()}
+    log(f"{m['cpu_model']}, {m['cores']} cores, Python {m['python']} (fixed workload "
+        f"{m['python_speed_ms']['start']} ms); running {', '.join(args.only)} ({report['mode']})")
     details = report["details"]
     failures: dict[str, str] = {}
 
@@ -188,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         if fo:
             report.update(_fanout_keys(fo["summary"]["events"], "_realistic"))
     report["failures"] = failures
+    m["python_speed_ms"]["end"] = python_speed_ms()
     report["elapsed_s"] = round(time.time() - started, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2, default=str) + "\n")

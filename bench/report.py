@@ -132,6 +132,11 @@ def render(report: dict[str, Any]) -> str:
     parts = [f"assistflow benchmarks ({report['mode']}) on {m['cpu_model']}, {m['cores']} cores "
              f"({m['usable_cores']} usable), {m['memory_mb']} MB, {m['implementation']} "
              f"{m['python']}, {m['platform']}"]
+    speed = m.get("python_speed_ms")
+    if speed:
+        parts[0] += (f"; a fixed Python workload took {speed.get('start')} ms at the start, "
+                     f"{speed.get('end', '-')} ms at the end (bench.measure.python_speed_ms: "
+                     "figures move with it)")
     details = report["details"]
     for key, number, suffix in (("seed_vs_ours", "1", ""),
                                 ("seed_vs_ours_realistic", "1r", "_realistic")):
