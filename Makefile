@@ -28,7 +28,7 @@ check-template: $(STAMP)
 package: $(STAMP)
 	$(BIN)/assistflow package --out dist
 
-## bench: benchmarks, not tests (about 12 minutes; BENCH_ARGS=--quick about 5): a table and
+## bench: benchmarks, not tests (12-14 minutes; BENCH_ARGS=--quick about 5): a table and
 ## bench/results/latest.json
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
