@@ -15,11 +15,14 @@ Two ways to serve:
   each request's latency as a timer instead of a sleeping thread; a request that may wait on
   something else (``Staged.waits``: a control call that asks the other processes, a fault's
   stall) is answered on a thread of its own. Measured on the 2-core machine of the bench, 64
-  clients storing result-sized objects: 13 context switches per request and 1.1 ms of the
-  emulator's CPU per object with a thread per connection, under 0.2 and 0.6 ms with one
-  thread — with a thread per connection every wait of a request (a socket, an SQLite
+  clients storing result-sized objects: 13 context switches per request and 1.1–1.2 ms of
+  the emulator's CPU per object with a thread per connection, under 0.2 and 0.7–0.8 ms with
+  one thread — with a thread per connection every wait of a request (a socket, an SQLite
   statement, a lock) hands the GIL to one of the dozens of other request threads ready to
-  run, and each hand-over is a context switch.
+  run, and each hand-over is a context switch. The loop reads each request whole and writes
+  each answer whole: a client that stops halfway through a request, or does not read a large
+  answer, holds it until the socket's timeout (``IDLE_TIMEOUT``) — the SDKs send a request in
+  one go and read what they asked for.
 
 The serving thread is joined by ``stop()``, which also ends the kept-alive connections.
 
@@ -121,7 +124,7 @@ class LoopbackServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self._thread: threading.Thread | None = None
         self._loop = _OneThread(self._server, app.stage,  # type: ignore[attr-defined]
-                                self.cpu, self._live) if one_thread else None
+                                self.cpu) if one_thread else None
 
     def start(self) -> None:
         serve = self._loop.serve if self._loop is not None else self._server.serve_forever
@@ -155,11 +158,10 @@ class _OneThread:
     it stayed idle ``IDLE_TIMEOUT`` seconds."""
 
     def __init__(self, server: BaseWSGIServer, stage: Callable[[WSGIEnvironment], Staged],
-                 meter: CpuMeter, live: set[socket.socket]) -> None:
-        self.server = server
+                 meter: CpuMeter) -> None:
+        self.server = server  # its live_connections: every open connection (``setup``)
         self.stage = stage
         self.meter = meter
-        self.live = live
         self.selector = selectors.DefaultSelector()
         self._timers: list[tuple[float, int, LoopbackRequestHandler,
                                  Callable[[LoopbackRequestHandler], None]]] = []

@@ -52,8 +52,8 @@ Control API (JSON, every emulator, under ``/_emulator/``, which no SDK ever requ
 * ``GET|DELETE calls`` — API calls received per action (faulted and refused ones included),
   and ``cpu_ms``: the CPU milliseconds the pipeline spent on them per action (the request
   thread's own CPU clock: a profile's delay or a wait for a lock does not count); served by an
-  ``EmulatorServer``, also ``server_cpu``: ``{"seconds", "requests"}`` of the threads serving its requests
-  (HTTP included, ``local.server.CpuMeter``), and, in a process of its own
+  ``EmulatorServer``, also ``server_cpu``: ``{"seconds", "requests"}`` of the threads
+  serving its requests (HTTP included, ``local.server.CpuMeter``), and, in a process of its own
   (``local.emulators.serve``), ``process_cpu_s``: that whole process's CPU seconds so far.
   ``DELETE`` zeroes the counts and ``cpu_ms`` only
 * ``POST clock`` — ``{"advance": seconds}`` moves the emulator's time forward
