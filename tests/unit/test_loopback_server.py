@@ -207,6 +207,24 @@ def test_one_thread_runs_a_waiting_request_on_a_thread_of_its_own(
         assert _read_answer(waiting).endswith(b'"path": "/again"}')
 
 
+def test_one_thread_closes_a_connection_left_idle(monkeypatch: pytest.MonkeyPatch) -> None:
+    import local.server
+
+    monkeypatch.setattr(local.server, "IDLE_TIMEOUT", 0.3)
+    srv = LoopbackServer(_StagedApp(), 0, "test-one-thread-idle", one_thread=True)
+    srv.start()
+    try:
+        with socket.create_connection((srv.host, srv.port), timeout=10) as sock:
+            sock.sendall(b"GET /once HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert _read_answer(sock).endswith(b'"path": "/once"}')
+            begun = time.monotonic()
+            assert sock.recv(4096) == b""  # closed by the server, as a thread's read times out
+            assert 0.3 <= time.monotonic() - begun < 5
+        assert not srv._live
+    finally:
+        srv.stop()
+
+
 def test_one_thread_survives_an_app_that_fails(one_thread: LoopbackServer) -> None:
     conn = http.client.HTTPConnection(one_thread.host, one_thread.port, timeout=10)
     conn.request("GET", "/x?boom")
