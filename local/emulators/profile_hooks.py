@@ -1,9 +1,9 @@
 """The profile's latency and rate limits for one emulator's calls.
 
 Every API call waits for its latency once authenticated, then ``EmulatorApp.hooks`` runs
-``[authorize, throttle, inject_fault]`` on it (``local.emulators.base``); both ask this
-module's ``CallPacing``, built from the active ``local.profile.Profile``. Under ``fast``
-neither does anything.
+``[authorize, throttle, inject_fault]`` on it (``local.emulators.base``); the latency and
+``throttle`` ask this module's ``CallPacing``, built from the active
+``local.profile.Profile``. Under ``fast`` neither does anything.
 
 * ``latency`` draws from the service's latency distribution for that action, and the call
   waits that long for real — a request thread sleeps (``sleep``), the one-thread server sets
