@@ -194,14 +194,20 @@ class LoopbackRequestHandler(WSGIRequestHandler):
                 live.discard(self.connection)
 
     def handle_one_request(self) -> None:
+        """One request on a thread of its own: what ``http.server`` does (read the request,
+        then ``do_<METHOD>``, which werkzeug maps to ``run_wsgi`` for every method), through
+        ``begin_request``, the one reader of a request line both ways to serve use."""
         begin = time.thread_time()
         try:
-            super().handle_one_request()
+            if self.begin_request():
+                self.run_wsgi()
+                self.wfile.flush()
         finally:
             meter = getattr(self.server, "cpu_meter", None)
             if meter is not None:
                 # a keep-alive connection that closes instead of sending a request: no request
-                meter.add(time.thread_time() - begin, 1 if self.raw_requestline else 0)
+                meter.add(time.thread_time() - begin,
+                          1 if getattr(self, "raw_requestline", b"") else 0)
 
     def make_environ(self) -> WSGIEnvironment:
         plain = self.path.startswith("/") and "#" not in self.path \
@@ -267,8 +273,8 @@ class LoopbackRequestHandler(WSGIRequestHandler):
         """The next request's line and headers, as ``http.server``'s ``handle_one_request``
         reads them before it calls ``run_wsgi``: True when a request is to be answered, False
         when there is none (the connection ended, timed out, or the request was refused with
-        an error answer already). For a server that answers it later (``local.server``'s one
-        thread): ``make_environ()``, then ``answer_with``."""
+        an error answer already). Then ``run_wsgi`` (a thread per connection), or
+        ``make_environ()`` and later ``answer_with`` (``local.server``'s one thread)."""
         try:
             self.raw_requestline = self.rfile.readline(65537)
             if len(self.raw_requestline) > 65536:
