@@ -27,12 +27,13 @@ from shared.collector_events import LateEvent, TaskCompleted
 from shared.errors import CloudCallError
 from shared.followup import FollowUp, InvocationRecord, delay_for
 from shared.ledger import FINISHED_INVOCATION, put_marker
-from shared.parallel import STORE_POOL_SIZE, Calls, run_all, settle
+from shared.parallel import STORE_POOL_SIZE, run_all, settle
 from shared.record import finishing_key, followed_command, read_record
 from shared.reporting import command_of, decoded_outputs, report_invocation, write_report
 from shared.request_summary import request_summary_key
 from shared.results import (
     TERMINAL,
+    Put,
     collector_timeout_document,
     decode_output,
     dumps,
@@ -126,10 +127,10 @@ def _look_and_store(ecs: CloudAssistant, bucket: Results, followup: FollowUp
     The listing comes 50 results a page, one page after another (NextToken); the instances of
     the first page are stored while the later pages are fetched, so a look over 100 instances
     does not wait for its second page before its first write (a page is a round trip to ECS),
-    ``STORE_POOL_SIZE`` writes at a time; the later pages' writes queue behind the first
-    page's, so the pool never runs dry between the two. Returns every result seen (by
-    InstanceId), the instances stored, and the first failure (or None): a failure leaves
-    whatever was stored, and the caller retries the rest.
+    ``WRITES_AT_ONCE`` writes at a time from one thread (``Results.writes``); the later
+    pages' writes queue behind the first page's, so the writes never run dry between the two.
+    Returns every result seen (by InstanceId), the instances stored, and the first failure (or
+    None): a failure leaves whatever was stored, and the caller retries the rest.
     """
     pending = set(followup.pending)
     pages = ecs.invocation_result_pages(followup.invoke_id)
@@ -140,16 +141,16 @@ def _look_and_store(ecs: CloudAssistant, bucket: Results, followup: FollowUp
         return [r for r in results
                 if r["InstanceId"] in pending and r.get("InvocationStatus") in TERMINAL]
 
-    def store(results: list[dict[str, Any]]) -> list[Callable[[], None]]:
-        return [functools.partial(_store, bucket, followup, r) for r in results]
+    def store(results: list[dict[str, Any]]) -> list[list[Put]]:
+        return [_objects(followup, r) for r in results]
 
     early = finished(first)
     late: list[dict[str, Any]] = []
     fetched: BaseException | None = None
-    writes: Calls[None] = Calls(STORE_POOL_SIZE, stop_on_error=False)
+    writes = bucket.writes()
     try:
         writes.extend(store(early))
-        try:  # here, while the pool writes the first page's objects
+        try:  # here, while the first page's objects are written
             for page in pages:
                 later.extend(page)
         except Exception as exc:  # the first page's writes still count
@@ -264,11 +265,18 @@ def _store(bucket: Results, invocation: InvocationRecord, result: dict[str, Any]
     (idempotent). ``result.json`` comes second on purpose: once a reader sees it, the output is
     there too (instances are stored side by side, their two objects in order). ``base`` is the
     key prefix to write under; by default the instance's own folder."""
+    for put in _objects(invocation, result, base):
+        bucket.put(put.key, put.data, put.content_type)
+
+
+def _objects(invocation: InvocationRecord, result: dict[str, Any], base: str = "") -> list[Put]:
+    """The objects of one finished per-instance result, in the order they are written:
+    ``output.txt``, then ``result.json`` (``_store``)."""
     text, raw_len = decode_output(result.get("Output", ""))
     base = base or instance_prefix(invocation.prefix, invocation.invoke_id, result["InstanceId"])
-    bucket.put(base + "output.txt", text.encode("utf-8"), "text/plain; charset=utf-8")
-    bucket.put(base + "result.json", dumps(result_document(result, invocation, raw_len)),
-               "application/json")
+    return [Put(base + "output.txt", text.encode("utf-8"), "text/plain; charset=utf-8"),
+            Put(base + "result.json", dumps(result_document(result, invocation, raw_len)),
+                "application/json")]
 
 
 def _finish(clients: Clients, ecs: CloudAssistant, bucket: Results,

@@ -37,10 +37,9 @@ A = TypeVar("A")
 # ``AcsClient(pool_size=10)``; requests' default for oss2), and a wider fan-out would only
 # meet the services' rate limits sooner.
 POOL_SIZE = 8
-# Writes of many small objects by one call: a collector look's (each finished instance is two
-# PutObjects in a row, output.txt then result.json: ~200 round trips to OSS for a look over 100
-# instances), a fan-out's batch markers (100 for 10,000 instances, before its dispatch jobs
-# go out), the results of instances never started. Each write mostly waits (10 ms and more
+# Writes of many small objects by one call on threads: a fan-out's batch markers (100 for
+# 10,000 instances, before its dispatch jobs go out), the results of instances never started,
+# the objects an invocation's close still has to write. Each write mostly waits (10 ms and more
 # in-region): with 8 at a time a collector look spent about two thirds of its ~0.9 s waiting on
 # them; with 16, realistic 10,000-instance fan-outs finished 0.2-2.8 s sooner in five runs out
 # of five, taken in turns with 8 (medians 32.5 and 33.5 s). OSS counts requests a second per
@@ -49,6 +48,16 @@ POOL_SIZE = 8
 # 1,600 a second at most, and a throttled write (503) is retried as any transient error. oss2
 # keeps a connection per concurrent call (``shared.clients.results`` sizes its pool to this).
 STORE_POOL_SIZE = 16
+# A collector look's writes (each finished instance is two PutObjects in a row, output.txt
+# then result.json: ~200 for a look over 100 instances), sent from one thread
+# (``shared.clients.oss_writes``): a write in flight costs a connection, not a thread, so a
+# look keeps more of them going. 10,000-instance fan-outs (fast profile, 2 cores, in turns):
+# 32.1-33.9 s and 58.1-59.6 s of CPU with 32 at once, 32.4-37.0 s and 60.4-68.3 s from 16
+# threads — a look took 800-915 ms instead of 895-1005 ms (medians). 32 writes of ~10 ms
+# each are some 3,200 a second at most: over OSS's 2,000 under one prefix, a throttled write
+# is retried as above (``Writes`` hands it to ``Results.put``), and the look, once its
+# patience is spent, is tried again later (``shared.collect``).
+WRITES_AT_ONCE = 32
 
 _inside = threading.local()
 _pools: dict[int, ThreadPoolExecutor] = {}

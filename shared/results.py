@@ -20,7 +20,7 @@ import base64
 import binascii
 import json
 from collections import Counter
-from typing import Any
+from typing import Any, NamedTuple
 
 from shared.followup import InvocationRecord
 
@@ -64,6 +64,14 @@ def decode_output(encoded: str) -> tuple[str, int]:
     except (binascii.Error, ValueError):
         raw = (encoded or "").encode()
     return raw.decode("utf-8", errors="replace"), len(raw)
+
+
+class Put(NamedTuple):
+    """One object to write: its key, bytes and ``Content-Type``."""
+
+    key: str
+    data: bytes
+    content_type: str
 
 
 def dumps(document: dict[str, Any]) -> bytes:

@@ -158,11 +158,15 @@ def backoff(attempt: int, throttled: bool, rng: random.Random | None = None) -> 
     return (rng or random).uniform(0, base * 2 ** attempt)
 
 
-def retrying(operation: Callable[[], T], attempts: int = ATTEMPTS) -> T:
+def retrying(operation: Callable[[], T], attempts: int = ATTEMPTS,
+             failed: CloudCallError | None = None) -> T:
     """``operation()``, tried again on a transient ``CloudCallError`` while attempts and the
-    invocation's patience last (the last error is raised)."""
+    invocation's patience last (the last error is raised). ``failed``: the error of a first
+    attempt made elsewhere; it counts as one of ``attempts``."""
     for attempt in range(attempts):
         try:
+            if failed is not None and attempt == 0:
+                raise failed
             return operation()
         except CloudCallError as exc:
             if not exc.transient or attempt == attempts - 1:

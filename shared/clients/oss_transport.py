@@ -148,15 +148,8 @@ class _Connections:
                  timeout: Any) -> _Body:
         if isinstance(timeout, tuple):  # requests' (connect, read): the longer for both
             timeout = max(t for t in timeout if t is not None) if any(timeout) else None
-        parts = urlsplit(url)
-        scheme = parts.scheme.lower()
-        host = parts.hostname or ""
-        port = parts.port or _DEFAULT_PORTS.get(scheme, 80)
-        origin = (scheme, host, port)
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        named = f"[{host}]" if ":" in host else host
-        head = _head(method, target, named if port == _DEFAULT_PORTS.get(scheme) else
-                     f"{named}:{port}", headers, body)
+        origin, target, host = _address(url)
+        head = _head(method, target, host, headers, body)
         data = head + body if body else head
         with self._lock:
             self.requests += 1
@@ -175,6 +168,51 @@ class _Connections:
                     continue  # the server closed the kept connection before reading this
                 raise RequestError(exc) from exc
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _address(url: str) -> tuple[tuple[str, str, int], str, str]:
+    """A URL's origin (scheme, host, port), request target and ``Host`` header."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    host = parts.hostname or ""
+    port = parts.port or _DEFAULT_PORTS.get(scheme, 80)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    named = f"[{host}]" if ":" in host else host
+    return ((scheme, host, port), target,
+            named if port == _DEFAULT_PORTS.get(scheme) else f"{named}:{port}")
+
+
+def check_put(bucket: oss2.Bucket, data: bytes, status: int, headers: Mapping[str, str],
+              body: bytes) -> None:
+    """A PutObject of ``data`` answered ``status``, ``headers`` and ``body`` (read whole):
+    oss2's exception for an answer other than 2xx (``make_exception``), or for a CRC-64 that
+    does not match what was sent — as ``LeanSession.put_object`` checks it."""
+    if status // 100 != 2:
+        raise oss2.exceptions.make_exception(oss2.http.Response(_Read(status, headers, body)))
+    _check_crc(bucket, data, headers)
+
+
+def _check_crc(bucket: oss2.Bucket, data: bytes, headers: Mapping[str, str]) -> None:
+    stored = headers.get("x-oss-hash-crc64ecma")
+    if bucket.enable_crc and stored is not None:
+        crc = oss2.utils.Crc64()
+        crc.update(data)
+        oss2.utils.check_crc("put object", crc.crc, int(stored),
+                             headers.get("x-oss-request-id", ""))
+
+
+class _Read:
+    """An answer read whole, with the members ``oss2.http.Response`` uses."""
+
+    __slots__ = ("_body", "headers", "status_code")
+
+    def __init__(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
+        self.status_code, self.headers, self._body = status, headers, body
+
+    def iter_content(self, chunk_size: int = 1) -> Iterator[bytes]:
+        body, self._body = self._body, b""
+        if body:
+            yield body
 
 
 def _head(method: str, target: str, host: str, headers: Mapping[str, Any],
@@ -376,9 +414,8 @@ class LeanSession(oss2.Session):
         order, and its ``User-Agent``), the same signer, oss2's exception for an answer other
         than 2xx (``make_exception``) and its CRC-64 check of what was stored. A bucket whose
         calls may go through a proxy, a body over ``SMALL_BODY`` or another signer than
-        ``LeanAuthV4``: ``put_object`` itself."""
-        if not self._direct or bucket.proxies or len(data) > SMALL_BODY \
-                or not isinstance(bucket.auth, LeanAuthV4):
+        ``LeanAuthV4`` (``serves_put``): ``put_object`` itself."""
+        if not self.serves_put(bucket, data):
             bucket.put_object(key, data, headers=dict(headers))
             return
         request = _Put(bucket, key, headers)
@@ -392,12 +429,34 @@ class LeanSession(oss2.Session):
                 answer.close()  # what make_exception left of a long error body
         for _ in answer.iter_content(8192):  # to its end: the connection is kept
             pass
-        stored = answer.headers.get("x-oss-hash-crc64ecma")
-        if bucket.enable_crc and stored is not None:
-            crc = oss2.utils.Crc64()
-            crc.update(data)
-            oss2.utils.check_crc("put object", crc.crc, int(stored),
-                                 answer.headers.get("x-oss-request-id", ""))
+        _check_crc(bucket, data, answer.headers)
+
+    def serves_put(self, bucket: oss2.Bucket, data: bytes) -> bool:
+        """Does ``put_object`` write ``data`` to ``bucket`` on this session's own road?"""
+        return self._direct and not bucket.proxies and len(data) <= SMALL_BODY \
+            and isinstance(bucket.auth, LeanAuthV4)
+
+    def put_request(self, bucket: oss2.Bucket, key: str, data: bytes,
+                    headers: Mapping[str, str]) -> bytes:
+        """The signed PutObject request ``put_object`` sends, as bytes (for ``serves_put``
+        buckets; ``shared.clients.oss_writes`` sends them itself)."""
+        request = _Put(bucket, key, headers)
+        bucket.auth._sign_request(request, bucket.bucket_name, key)
+        _, target, host = _address(request.url)
+        return _head("PUT", target, host, request.headers, data) + data
+
+    @staticmethod
+    def origin_of(bucket: oss2.Bucket) -> tuple[str, str, int]:
+        """The (scheme, host, port) the bucket's object calls go to (``_Connections``' key)."""
+        return _address(bucket._make_url(bucket.bucket_name, ""))[0]
+
+    @staticmethod
+    def timeout_of(bucket: oss2.Bucket) -> float | None:
+        """The bucket's timeout as one number (requests' (connect, read): the longer)."""
+        timeout = bucket.timeout
+        if isinstance(timeout, tuple):
+            return max(t for t in timeout if t is not None) if any(timeout) else None
+        return float(timeout) if timeout is not None else None
 
     def _small_body(self, req: oss2.http.Request) -> Any:
         """The request's whole body (None: none) if this session sends it itself, else

@@ -7,11 +7,13 @@ from typing import TYPE_CHECKING, Any
 
 from shared.config import Settings
 from shared.errors import TRANSIENT_CODES, CloudCallError
-from shared.parallel import STORE_POOL_SIZE
+from shared.parallel import STORE_POOL_SIZE, WRITES_AT_ONCE
 from shared.retry import ATTEMPTS, retrying
 
 if TYPE_CHECKING:
     from oss2 import Bucket
+
+    from shared.clients.oss_writes import Writes
 
 
 class Results:
@@ -48,9 +50,9 @@ class Results:
             # look through the proxy environment (13 % of a collector look, measured). Else
             # the calls go direct unless the environment names a proxy.
             loopback = bool(self._settings.oss_endpoint)
-            # a connection for each write of a collector look (STORE_POOL_SIZE at once): a
+            # a connection for each write of a collector look (WRITES_AT_ONCE at once): a
             # pool of oss2's default 10 would close the others after every call
-            session = LeanSession(pool_size=STORE_POOL_SIZE,
+            session = LeanSession(pool_size=max(STORE_POOL_SIZE, WRITES_AT_ONCE),
                                   direct=loopback or not _proxy_environment())
             if loopback:
                 session.session.trust_env = False
@@ -60,9 +62,20 @@ class Results:
             logging.getLogger("oss2").setLevel(logging.WARNING)
         return self._bucket
 
-    def put(self, key: str, data: bytes, content_type: str) -> None:
-        """Write an object (retried when transient: the same bytes again are harmless)."""
-        self._call("PutObject", lambda: self._put(key, data, {"Content-Type": content_type}))
+    def put(self, key: str, data: bytes, content_type: str,
+            failed: CloudCallError | None = None) -> None:
+        """Write an object (retried when transient: the same bytes again are harmless).
+        ``failed``: how an attempt made elsewhere failed already (``Writes``); it counts as
+        the first of the attempts."""
+        self._call("PutObject", lambda: self._put(key, data, {"Content-Type": content_type}),
+                   failed=failed)
+
+    def writes(self) -> Writes:
+        """Chains of small objects to write side by side, from one thread
+        (``shared.clients.oss_writes``): a collector look's."""
+        from shared.clients.oss_writes import Writes
+
+        return Writes(self)
 
     def _put(self, key: str, data: bytes, headers: dict[str, str]) -> None:
         """PutObject, on the lean session's road when the bucket has one (``put_object``)."""
@@ -165,7 +178,8 @@ class Results:
         return keys, (page.next_marker or (keys[-1] if keys else "")) if page.is_truncated else ""
 
     @staticmethod
-    def _call(api: str, operation: Any, attempts: int = ATTEMPTS) -> Any:
+    def _call(api: str, operation: Any, attempts: int = ATTEMPTS,
+              failed: CloudCallError | None = None) -> Any:
         """``operation`` with OSS errors as ``CloudCallError``, retried when transient."""
         import oss2
 
@@ -173,11 +187,25 @@ class Results:
             try:
                 return operation()
             except oss2.exceptions.OssError as exc:
-                code = exc.code or str(exc.status)
-                transient = exc.status >= 500 or exc.status < 0 or code in TRANSIENT_CODES
-                raise CloudCallError(api, code, exc.message or str(exc), transient) from exc
+                raise as_cloud_error(api, exc) from exc
 
-        return retrying(once, attempts)
+        return retrying(once, attempts, failed)
+
+
+def as_cloud_error(api: str, exc: BaseException) -> CloudCallError:
+    """An oss2 error as ``CloudCallError``: transient for a 5xx, a network error (oss2's
+    negative statuses) or a throttling code."""
+    import oss2
+
+    if isinstance(exc, CloudCallError):
+        return exc
+    oss_error = exc if isinstance(exc, oss2.exceptions.OssError) \
+        else oss2.exceptions.RequestError(exc)
+    code = oss_error.code or str(oss_error.status)
+    transient = oss_error.status >= 500 or oss_error.status < 0 or code in TRANSIENT_CODES
+    error = CloudCallError(api, code, oss_error.message or str(oss_error), transient)
+    error.__cause__ = oss_error
+    return error
 
 
 def _proxy_environment() -> bool:

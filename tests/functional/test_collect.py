@@ -229,11 +229,11 @@ def _slow_writes(cloud: LocalCloud, endpoints: Endpoints, instances: list[str]
     return begun, sorted(at for at in stored.values() if at > begun)
 
 
-def test_a_look_writes_its_instances_objects_sixteen_at_a_time(
+def test_a_look_writes_its_instances_objects_thirty_two_at_a_time(
         cloud: LocalCloud, endpoints: Endpoints) -> None:
     """Each PutObject answered 0.4 s late: the first result.json objects all land together,
-    ``STORE_POOL_SIZE`` (16) of them, twice the pool of other calls - and never more."""
-    from shared.parallel import POOL_SIZE, STORE_POOL_SIZE
+    ``WRITES_AT_ONCE`` (32) of them, more than the threads' pool of writes - and never more."""
+    from shared.parallel import STORE_POOL_SIZE, WRITES_AT_ONCE
     from tests.conftest import SIMULATED
 
     begun, times = _slow_writes(cloud, endpoints, SIMULATED[260:300])
@@ -241,21 +241,22 @@ def test_a_look_writes_its_instances_objects_sixteen_at_a_time(
     # output.txt then result.json: the first result.json objects come ~0.8 s in, together;
     # the next ones a whole round (0.8 s) later
     first_round = [at for at in times if at < times[0] + 0.4]
-    assert POOL_SIZE < len(first_round) <= STORE_POOL_SIZE, [round(t - begun, 2) for t in times]
+    assert STORE_POOL_SIZE < len(first_round) <= WRITES_AT_ONCE, [
+        round(t - begun, 2) for t in times]
 
 
-def test_the_second_pages_writes_fill_the_pool_while_the_first_pages_finish(
+def test_the_second_pages_writes_join_the_first_pages_before_they_finish(
         cloud: LocalCloud, endpoints: Endpoints) -> None:
     """Each PutObject answered 0.4 s late, 60 instances (pages of 50 and 10): an instance's two
-    objects take 0.8 s, so 16 at a time the first page's 50 take four rounds, the last of them
-    with 2 instances. The second page's 10 are written in that fourth round, beside them - the
-    pool does not drain before they start (a fifth round, 0.8 s later)."""
+    objects take 0.8 s, so 32 at a time the first page's 50 take two rounds, the second of
+    them with 18 instances. The second page's 10 are written in that second round, beside
+    them - the writes do not drain before they start (a third round, 0.8 s later)."""
     from tests.conftest import SIMULATED
 
     begun, times = _slow_writes(cloud, endpoints, SIMULATED[200:260])
     assert len(times) == 60
     rounds = 1 + sum(1 for a, b in itertools.pairwise(times) if b - a > 0.4)
-    assert rounds == 4, [round(t - begun, 2) for t in times]
+    assert rounds == 2, [round(t - begun, 2) for t in times]
 
 
 def test_a_batch_of_several_puts_its_advance_marker_beside_its_report_before_its_summary(
