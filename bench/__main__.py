@@ -132,12 +132,18 @@ def main(argv: list[str] | None = None) -> int:
             report.update({f"report_bytes_{n}": r["bytes"] for n, r in rendered.items()})
     for name in args.profiles if "oss" in args.only else ():
         suffix = "" if name == "fast" else f"_{name}"
-        store = details[f"oss_store{suffix}"] = attempt(
-            f"local OSS store rate ({name})", oss_store.run, 4000 if args.quick else 8000,
-            Profile.load(name))
+        # the collectors' shape, then the one before as its baseline, in the same run
+        store, before = (attempt(f"local OSS store rate ({name}, {shape})", oss_store.run,
+                                 4000 if args.quick else 8000, Profile.load(name), shape)
+                         for shape in oss_store.SHAPES)
         if store:
+            store["baseline"] = before
+            details[f"oss_store{suffix}"] = store
             report[f"oss_puts_per_s{suffix}"] = store["puts_per_s"]
             report[f"oss_fanout_floor_s{suffix}"] = store["fanout_floor_s"]
+            if before:  # client CPU per object, the threads' ÷ the one writer's
+                report[f"oss_client_cpu_ratio_threads_over_writes{suffix}"] = round(
+                    before["client_ms_per_put"] / store["client_ms_per_put"], 2)
     if "throughput" in args.only:
         tp = details["throughput"] = attempt("throughput", throughput.run,
                                              args.throughput_seconds, args.threads)

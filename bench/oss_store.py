@@ -2,10 +2,12 @@
 
 A fan-out's collection is mostly PutObject: two objects per instance (``output.txt``, then
 ``result.json``), 20,400 for 10,000 instances. The local host runs 4 collector instances,
-each storing up to ``shared.parallel.STORE_POOL_SIZE`` (16) objects at once; this benchmark
-puts the same shape against the local OSS alone: ``PROCESSES`` client processes × ``THREADS`` threads,
-each through the collectors' own client (``shared.clients.results.Results.put`` with a
-function's STS key, so signing and RAM are in the path), writing result-sized objects.
+each storing a look's objects — 100 instances, 200 objects — ``shared.parallel.WRITES_AT_ONCE``
+(32) at once from one thread (``Results.writes``); this benchmark puts the same shape against
+the local OSS alone: ``PROCESSES`` client processes, each writing looks of ``LOOK`` instances
+through the collectors' own client (a function's STS key, so signing and RAM are in the path),
+result-sized objects. The baseline, measured in the same run, is the shape before
+(``shape="threads"``): ``Results.put`` from ``STORE_POOL_SIZE`` (16) threads per process.
 
 The emulator is served as the local cloud serves it: by ``processes_for("oss", …)``
 processes (two on a machine of two cores or more), on one socket. It reports objects per
@@ -31,13 +33,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.common import log
-from shared.parallel import STORE_POOL_SIZE
+from shared.parallel import STORE_POOL_SIZE, WRITES_AT_ONCE
 
 if TYPE_CHECKING:
     from local.profile import Profile
 
 PROCESSES = 4  # the local host's collector instances (LocalCloud max_instances)
-THREADS = STORE_POOL_SIZE  # the stores of one follow-up side by side
+THREADS = STORE_POOL_SIZE  # the baseline's stores side by side, per process
+LOOK = 100  # instances per collector look (a batch): 200 objects
+SHAPES = ("writes", "threads")  # the collectors' shape, and the one before (the baseline)
 FANOUT_OBJECTS = 20_400  # what a 10,000-instance fan-out stores (fanout's "OSS objects")
 ACCOUNT_ID = "1234567890123456"
 BUCKET = "bench-results"
@@ -46,14 +50,31 @@ BODY = json.dumps({"InstanceId": "i-sim00001", "InvokeId": "t-bench", "Status": 
                   indent=2, sort_keys=True).encode()
 
 
-def _client(env: dict[str, str], first: int, step: int, count: int) -> None:
-    """One client process: ``THREADS`` threads storing objects ``first``, ``first+step``…"""
+def _client(env: dict[str, str], first: int, step: int, count: int,
+            shape: str = "writes") -> None:
+    """One client process storing objects ``first``, ``first+step``…: looks of ``LOOK``
+    instances through ``Results.writes`` (``shape="writes"``), or ``THREADS`` threads of
+    ``Results.put`` (``"threads"``)."""
     os.environ.update(env)
     from shared.clients.results import Results
     from shared.config import Settings
+    from shared.results import Put
 
     results = Results(Settings.from_env(os.environ))
     results.put("warm", BODY, "application/json")  # connection and signing key ready
+    if shape == "writes":
+        keys = [f"results/t-bench/i-{n:08d}/result.json" for n in range(first, count, step)]
+        for at in range(0, len(keys), 2 * LOOK):
+            look = keys[at:at + 2 * LOOK]
+            writes = results.writes()
+            try:
+                writes.extend([Put(key, BODY, "application/json") for key in look[n:n + 2]]
+                              for n in range(0, len(look), 2))
+            finally:
+                failed = [o for o in writes.settle() if o is not None]
+            if failed:
+                raise failed[0]
+        return
 
     def work(start: int) -> None:
         for n in range(start, count, step * THREADS):
@@ -66,9 +87,11 @@ def _client(env: dict[str, str], first: int, step: int, count: int) -> None:
         thread.join()
 
 
-def run(count: int = 8000, profile: Profile | None = None) -> dict[str, Any]:
+def run(count: int = 8000, profile: Profile | None = None, shape: str = "writes"
+        ) -> dict[str, Any]:
     """``count`` objects under ``profile`` (default ``fast``: no latency; under ``realistic``
-    each call waits ~10 ms in the emulator, as the fan-out's do)."""
+    each call waits ~10 ms in the emulator, as the fan-out's do), in the collectors' ``shape``
+    (``SHAPES``)."""
     import oss2
 
     from local.emulators.process import EmulatorProcess, processes_for
@@ -108,7 +131,7 @@ def run(count: int = 8000, profile: Profile | None = None) -> dict[str, Any]:
         before_server = server_cpu()
         before_clients = resource.getrusage(resource.RUSAGE_CHILDREN)
         begun = time.perf_counter()
-        clients = [context.Process(target=_client, args=(env, k, PROCESSES, count))
+        clients = [context.Process(target=_client, args=(env, k, PROCESSES, count, shape))
                    for k in range(PROCESSES)]
         for client in clients:
             client.start()
@@ -125,14 +148,16 @@ def run(count: int = 8000, profile: Profile | None = None) -> dict[str, Any]:
     finally:
         oss.stop()
     # the clients' CPU includes each interpreter's start and imports, once per process
-    out = {"objects": count, "processes": PROCESSES, "threads": THREADS,
+    out = {"objects": count, "processes": PROCESSES, "shape": shape,
+           "at_once": WRITES_AT_ONCE if shape == "writes" else THREADS,
            "oss_processes": served_by, "profile": profile.name,
            "seconds": round(wall, 2), "puts_per_s": round(count / wall, 1),
            "server_ms_per_put": round(server / count * 1000, 3),
            "server_cores": round(server / wall, 2),
            "client_ms_per_put": round(client_cpu / count * 1000, 3),
            "fanout_floor_s": round(FANOUT_OBJECTS * wall / count, 1)}
-    log(f"oss store ({profile.name}): {count} objects in {wall:.1f} s = {out['puts_per_s']:.0f}/s; OSS "
+    log(f"oss store ({profile.name}, {shape}): {count} objects in {wall:.1f} s = "
+        f"{out['puts_per_s']:.0f}/s; OSS "
         f"({served_by} process(es)) {out['server_ms_per_put']:.2f} ms CPU each "
         f"({out['server_cores']:.2f} cores), clients "
         f"{out['client_ms_per_put']:.2f} ms each; a 10,000-instance fan-out's "

@@ -38,7 +38,9 @@ HEADLINE = ("billed_ratio_seed_over_ours", "latency_after_finish_p50_s",
             "fanout_10k_over_timeout_realistic", "fanout_10k_webhook_answer_s_realistic",
             "ecs_calls_per_request", "report_render_ms_100", "report_render_ms_10000",
             "report_bytes_100", "report_bytes_10000", "oss_puts_per_s", "oss_fanout_floor_s",
-            "oss_puts_per_s_realistic", "oss_fanout_floor_s_realistic")
+            "oss_puts_per_s_realistic", "oss_fanout_floor_s_realistic",
+            "oss_client_cpu_ratio_threads_over_writes",
+            "oss_client_cpu_ratio_threads_over_writes_realistic")
 
 
 def num(value: Any, digits: int = 2, suffix: str = "") -> str:
@@ -172,16 +174,20 @@ def render(report: dict[str, Any]) -> str:
     stores = [s for s in (details.get("oss_store"), details.get("oss_store_realistic")) if s]
     if stores:
         first = stores[0]
+        shapes = [shape for store in stores for shape in (store, store.get("baseline")) if shape]
         parts.append(
-            f"\n6. Local OSS store rate: {first['processes']} client processes x "
-            f"{first['threads']} threads (the collectors' shape), {first['objects']} objects, "
-            f"the OSS emulator in {first.get('oss_processes', 1)} process(es)\n"
-            + table(("profile", "objects/s", "OSS ms CPU/object", "OSS cores",
+            f"\n6. Local OSS store rate: {first['processes']} client processes (the collectors'"
+            f" instances), {first['objects']} objects, the OSS emulator in "
+            f"{first.get('oss_processes', 1)} process(es); writes: looks of 100 instances "
+            f"from one thread, {first.get('at_once')} at once (the collectors' shape); threads:"
+            f" Results.put from 16 threads (the baseline)\n"
+            + table(("profile", "shape", "objects/s", "OSS ms CPU/object", "OSS cores",
                      "client ms CPU/object", "10k fan-out floor s"),
-                    [(store.get("profile", "fast"), num(store["puts_per_s"], 0),
-                      num(store["server_ms_per_put"], 3), num(store["server_cores"]),
-                      num(store["client_ms_per_put"], 3), num(store["fanout_floor_s"], 1))
-                     for store in stores]))
+                    [(shape.get("profile", "fast"), shape.get("shape", "threads"),
+                      num(shape["puts_per_s"], 0), num(shape["server_ms_per_put"], 3),
+                      num(shape["server_cores"]), num(shape["client_ms_per_put"], 3),
+                      num(shape["fanout_floor_s"], 1))
+                     for shape in shapes]))
     keys: list[tuple[str, ...]] = [
         (k, num(report.get(k)), targets.get(k, ""), met(report.get(k), targets.get(k, "")))
         for k in HEADLINE if k in report]
