@@ -146,8 +146,7 @@ class _Connections:
 
     def exchange(self, method: str, url: str, headers: Mapping[str, Any], body: bytes | None,
                  timeout: Any) -> _Body:
-        if isinstance(timeout, tuple):  # requests' (connect, read): the longer for both
-            timeout = max(t for t in timeout if t is not None) if any(timeout) else None
+        timeout = one_timeout(timeout)
         origin, target, host = _address(url)
         head = _head(method, target, host, headers, body)
         data = head + body if body else head
@@ -168,6 +167,14 @@ class _Connections:
                     continue  # the server closed the kept connection before reading this
                 raise RequestError(exc) from exc
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def one_timeout(timeout: Any) -> float | None:
+    """A timeout as one number for connecting and for each read: requests' (connect, read)
+    as the longer of the two."""
+    if isinstance(timeout, tuple):
+        return max(t for t in timeout if t is not None) if any(timeout) else None
+    return float(timeout) if timeout is not None else None
 
 
 def _address(url: str) -> tuple[tuple[str, str, int], str, str]:
@@ -449,14 +456,6 @@ class LeanSession(oss2.Session):
     def origin_of(bucket: oss2.Bucket) -> tuple[str, str, int]:
         """The (scheme, host, port) the bucket's object calls go to (``_Connections``' key)."""
         return _address(bucket._make_url(bucket.bucket_name, ""))[0]
-
-    @staticmethod
-    def timeout_of(bucket: oss2.Bucket) -> float | None:
-        """The bucket's timeout as one number (requests' (connect, read): the longer)."""
-        timeout = bucket.timeout
-        if isinstance(timeout, tuple):
-            return max(t for t in timeout if t is not None) if any(timeout) else None
-        return float(timeout) if timeout is not None else None
 
     def _small_body(self, req: oss2.http.Request) -> Any:
         """The request's whole body (None: none) if this session sends it itself, else

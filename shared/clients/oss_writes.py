@@ -52,6 +52,7 @@ from shared.clients.oss_transport import (
     _Connection,
     _read_headers,
     check_put,
+    one_timeout,
 )
 from shared.clients.results import as_cloud_error
 from shared.parallel import STORE_POOL_SIZE, WRITES_AT_ONCE, Calls
@@ -181,7 +182,7 @@ class Writes:
     def _drive(self) -> None:
         bucket = self._results.bucket
         session: LeanSession = bucket.session
-        timeout = session.timeout_of(bucket)
+        timeout = one_timeout(bucket.timeout)
         wait_for = float(timeout) if timeout else 60.0  # no answer by then: a network error
         assert self._wake is not None
         wake = self._wake[0]
