@@ -122,29 +122,27 @@ class Writes:
             self._poke()
 
     def settle(self) -> list[BaseException | None]:
-        """Wait for every chain; each one's outcome (None: all of it stored), in order."""
-        try:
-            if self._driver is not None:
-                with self._lock:
-                    self._closed = True
-                self._poke()
-                self._driver.join()
-                if self._crash is not None:  # a bug of the driver's own
-                    raise self._crash
-        finally:
-            if self._wake is not None:
-                for end in self._wake:
-                    end.close()
-        tails = [self._tail(chain, step, error) for chain, step, error in self._tails]
-        if tails:
+        """Wait for every chain; each one's outcome (None: all of it stored), in order. A
+        failure of the one thread itself (a bug, not a refusal) is raised, once every call
+        started on the pool has ended too."""
+        if self._driver is not None:
+            with self._lock:
+                self._closed = True
+            self._poke()
+            self._driver.join()
+            for end in self._wake or ():
+                end.close()
+        if self._crash is None and self._tails:
             group: Calls[None] = Calls(STORE_POOL_SIZE, stop_on_error=False)
-            group.extend(tails)
+            group.extend(self._tail(chain, step, error) for chain, step, error in self._tails)
             for (chain, _, _), outcome in zip(self._tails, group.settle(), strict=True):
                 self._outcomes[chain] = outcome if isinstance(outcome, BaseException) else None
         if self._fallback is not None:
             for chain, outcome in zip(self._fallback_chains, self._fallback.settle(),
                                       strict=True):
                 self._outcomes[chain] = outcome if isinstance(outcome, BaseException) else None
+        if self._crash is not None:
+            raise self._crash
         return list(self._outcomes)
 
     def _lean(self, chains: list[Sequence[Put]]) -> bool:

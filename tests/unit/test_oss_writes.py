@@ -160,3 +160,18 @@ def test_over_https_the_crc64_of_what_was_stored_is_checked(self_signed_https: s
     assert all(isinstance(o, CloudCallError) and "InconsistentError" in str(o) and o.transient
                for o in outcomes)
     assert session.connections.opened >= 2
+
+
+def test_a_failure_of_the_writing_thread_itself_is_raised_by_settle(
+        server: EmulatorServer, bucket: oss2.Bucket, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug in the one thread (here: building a request fails) is no chain's refusal: settle
+    raises it, so the look fails instead of counting unwritten objects as stored."""
+    def broken(*args: object) -> bytes:
+        raise RuntimeError("request not built")
+
+    monkeypatch.setattr(LeanSession, "put_request", broken)
+    writes = results_on(server.url).writes()
+    writes.extend(chains(3))
+    with pytest.raises(RuntimeError, match="request not built"):
+        writes.settle()
+    assert stored(server, "r/") == {}
