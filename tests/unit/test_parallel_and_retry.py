@@ -121,6 +121,23 @@ def test_a_blip_is_retried_within_the_patience_and_a_refusal_never() -> None:
         assert refusal.calls["n"] == 1
 
 
+def test_an_attempt_that_failed_elsewhere_counts_as_the_first_of_the_retries() -> None:
+    """``failed``: a write that failed on the collectors' one writing thread goes on through
+    ``retrying`` as its second attempt — never a fourth, never retried when permanent."""
+    with retry.patience(1.0):
+        call = flaky([blip()])
+        assert retry.retrying(call, failed=blip()) == "ok" and call.calls["n"] == 2
+        exhausted = flaky([blip(), blip()])
+        with pytest.raises(CloudCallError, match="InternalError"):
+            retry.retrying(exhausted, failed=blip())
+        assert exhausted.calls["n"] == 2  # 3 attempts in all
+        untouched = flaky([])
+        with pytest.raises(CloudCallError, match="NotMatch"):
+            retry.retrying(untouched, failed=CloudCallError("PutObject", "InvalidInstance.NotMatch",
+                                                            "no"))
+        assert untouched.calls["n"] == 0
+
+
 def test_the_collector_never_waits_on_throttling_and_no_patience_means_no_retry() -> None:
     with retry.patience(1.0, throttling=False):
         call = flaky([throttled()])
