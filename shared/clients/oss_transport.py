@@ -277,16 +277,11 @@ class _Body:
                                                      "response")
             if len(line) > MAX_LINE:
                 raise http.client.LineTooLong("status line")
-            version, _, rest = line.decode("iso-8859-1").rstrip("\r\n").partition(" ")
-            code = rest.partition(" ")[0]
-            if not version.startswith("HTTP/1.") or len(code) != 3 or not code.isdigit():
-                raise http.client.BadStatusLine(repr(line))
-            status = int(code)
+            version, status = status_line(line)
             headers = _read_headers(rfile)
             if not 100 <= status < 200 or status == 101:
                 break  # an interim answer (100 Continue, 103) is followed by the real one
-        connection = headers.get("Connection", "").lower()
-        keep = "close" not in connection and (version != "HTTP/1.0" or "keep-alive" in connection)
+        keep = keeps_connection(version, headers)
         chunked = "chunked" in headers.get("Transfer-Encoding", "").lower()
         if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
             left, chunked = 0, False
@@ -365,6 +360,21 @@ class _Body:
         if self._chunk_left == 0 and rfile.read(2) != b"\r\n":
             raise http.client.HTTPException("chunk not ended by CRLF")
         return data
+
+
+def status_line(line: bytes) -> tuple[str, int]:
+    """An answer's HTTP version and status code (``BadStatusLine`` if it is not one)."""
+    version, _, rest = line.decode("iso-8859-1").rstrip("\r\n").partition(" ")
+    code = rest.partition(" ")[0]
+    if not version.startswith("HTTP/1.") or len(code) != 3 or not code.isdigit():
+        raise http.client.BadStatusLine(repr(line))
+    return version, int(code)
+
+
+def keeps_connection(version: str, headers: Mapping[str, str]) -> bool:
+    """May the connection carry the next request once this answer was read?"""
+    connection = headers.get("Connection", "").lower()
+    return "close" not in connection and (version != "HTTP/1.0" or "keep-alive" in connection)
 
 
 def _read_headers(rfile: Any) -> CaseInsensitiveDict[str]:

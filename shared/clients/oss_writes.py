@@ -52,7 +52,9 @@ from shared.clients.oss_transport import (
     _Connection,
     _read_headers,
     check_put,
+    keeps_connection,
     one_timeout,
+    status_line,
 )
 from shared.clients.results import as_cloud_error
 from shared.parallel import STORE_POOL_SIZE, WRITES_AT_ONCE, Calls
@@ -181,7 +183,7 @@ class Writes:
         bucket = self._results.bucket
         session: LeanSession = bucket.session
         timeout = one_timeout(bucket.timeout)
-        wait_for = float(timeout) if timeout else 60.0  # no answer by then: a network error
+        wait_for = timeout or 60.0  # no answer by then: a network error
         assert self._wake is not None
         wake = self._wake[0]
         wake.setblocking(False)
@@ -293,13 +295,10 @@ class Writes:
             return None
         stream = io.BytesIO(answer)
         line = stream.readline()
-        version, _, rest = line.decode("iso-8859-1").rstrip("\r\n").partition(" ")
-        code = rest.partition(" ")[0]
-        if not version.startswith("HTTP/1.") or len(code) != 3 or not code.isdigit():
-            raise oss2.exceptions.RequestError(ValueError(f"bad status line {line[:80]!r}"))
+        version, status = status_line(line)
         headers = _read_headers(stream)
         length = headers.get("Content-Length", "")
-        if not length.isdigit() or code.startswith("1") or "Transfer-Encoding" in headers:
+        if not length.isdigit() or status < 200 or "Transfer-Encoding" in headers:
             # not framed as OSS frames a PutObject's answer: the usual road sends it again
             raise oss2.exceptions.RequestError(ValueError(f"unframed answer {line[:80]!r}"))
         body_at = end + 4
@@ -308,9 +307,8 @@ class Writes:
         if len(answer) > body_at + int(length):
             raise oss2.exceptions.RequestError(ValueError("bytes past the end of the answer"))
         put = self._chains[sent.chain][sent.step]
-        check_put(bucket, put.data, int(code), headers, bytes(answer[body_at:]))
-        connection = headers.get("Connection", "").lower()
-        return "close" not in connection and (version != "HTTP/1.0" or "keep-alive" in connection)
+        check_put(bucket, put.data, status, headers, bytes(answer[body_at:]))
+        return keeps_connection(version, headers)
 
     def _failed(self, chain: int, step: int, error: BaseException) -> None:
         """``chain``'s write ``step`` failed: retried the usual way if transient, else the

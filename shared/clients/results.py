@@ -197,8 +197,6 @@ def as_cloud_error(api: str, exc: BaseException) -> CloudCallError:
     negative statuses) or a throttling code."""
     import oss2
 
-    if isinstance(exc, CloudCallError):
-        return exc
     oss_error = exc if isinstance(exc, oss2.exceptions.OssError) \
         else oss2.exceptions.RequestError(exc)
     code = oss_error.code or str(oss_error.status)
