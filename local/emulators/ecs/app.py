@@ -71,10 +71,12 @@ class EcsApp(EmulatorApp):
         call.action = wire.action_of(request)
         if call.action not in self.operations:
             raise InvalidActionNotFound(action=call.action)
-        call.params = wire.Params(request.params)
+        call.params = wire.Params(request.params, request)
 
     def authenticate(self, call: Call) -> None:
-        call.access_key_id = self.auth.verify(wire.read_request(call.request))
+        signed = call.params.signed  # as ``parse`` read it
+        call.access_key_id = self.auth.verify(signed if signed is not None
+                                              else wire.read_request(call.request))
 
     def render(self, call: Call, result: Any) -> Response:
         return wire.answer(result, call.request_id)

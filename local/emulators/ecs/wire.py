@@ -42,8 +42,9 @@ TRANSPORT_PARAMS = frozenset({
 class Params:
     """Typed access to the flat RPC parameters (``InstanceId.1``, ``InstanceId.2`` …)."""
 
-    def __init__(self, raw: dict[str, str]) -> None:
+    def __init__(self, raw: dict[str, str], signed: SignedRequest | None = None) -> None:
         self.raw = raw
+        self.signed = signed  # the request they were read from: its signature is checked on it
 
     def text(self, name: str, default: str = "") -> str:
         return self.raw.get(name, default)
