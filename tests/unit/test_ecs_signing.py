@@ -83,6 +83,23 @@ def _acs3_headers(host: str, action: str, query: dict[str, str], ak: str, secret
     return headers
 
 
+
+# Strings whose every kind of byte the signature encodes: unreserved ones, the three the
+# canonical query is made of ("%", "&", "="), other ASCII, and UTF-8 of 2, 3 and 4 bytes.
+AWKWARD = ["", "i-local00000000000001", "a-b_c.d~e", "2026-11-30T12:00:00Z", "100%", "a&b=c",
+           "%25&%26=%3D", "x y+z/*", "é", "中文", "😀", "\x00\x1f\x7f", "Bearer a/b+c==",
+           "~!'()*", "InstanceId.100"]
+
+
+def test_rpc_string_to_sign_encodes_as_quote_does() -> None:
+    """The string to sign percent-encodes only the bytes that need it; the result is
+    urllib.parse.quote's (safe "~"), applied to each name and value and again to the whole."""
+    for value in AWKWARD:
+        params = {"Action": "InvokeCommand", value or "Empty": value, "K" + value: "v"}
+        canonical = "&".join(f"{quote(k, safe='~')}={quote(v, safe='~')}"
+                             for k, v in sorted(params.items()))
+        assert rpc_string_to_sign("GET", params) == f"GET&%2F&{quote(canonical, safe='~')}"
+
 def test_rpc_signature_matches_the_documented_test_vector() -> None:
     params = {"AccessKeyId": "testid", "Action": "DescribeRegions", "Format": "XML",
               "SignatureMethod": "HMAC-SHA1",
