@@ -53,6 +53,10 @@ class CloudAssistant:
             from aliyunsdkcore.auth.credentials import AccessKeyCredential, StsTokenCredential
             from aliyunsdkcore.client import AcsClient
 
+            from shared.clients.rpc_signing import install
+
+            install()  # the same signed URLs, without the SDK's per-byte encoding
+
             creds = self._settings.credentials
             credential: Any = (
                 StsTokenCredential(creds.access_key_id, creds.access_key_secret,
