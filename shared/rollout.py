@@ -47,6 +47,7 @@ from shared.ledger import (
     PENDING,
     SUBMIT,
     RequestRecord,
+    batch_open,
     delete_command,
     load_request,
     marker_key,
@@ -173,7 +174,7 @@ def batch_done(clients: Clients, ecs: CloudAssistant, record_or_id: RequestRecor
         put_marker(results, held)
     if marker:
         results.delete(marker)
-    if not [m for m in open_markers(results, request_id) if m.batch is not None]:
+    if not batch_open(results, request_id):
         advance(clients, ecs, request_id)
     results.delete(held)
 

@@ -23,7 +23,9 @@ from shared.ledger import (
     Batch,
     Marker,
     RequestRecord,
+    batch_open,
     marker_key,
+    put_marker,
 )
 from shared.reconcile import LIST_PAGES, _Pass, due_markers, find_invocations
 
@@ -41,6 +43,28 @@ def record(*batches: Batch, **changes: Any) -> RequestRecord:
         marker=marker_key("r-1", "submit", 940))
     fields.update(changes)
     return RequestRecord(**fields)
+
+
+def test_a_batch_is_open_while_any_batch_marker_is_there(server: Any, bucket: Any) -> None:
+    """``batch_open`` lists one key: the batch markers sort before every other slot."""
+    from tests.unit.test_oss_writes import results_on
+
+    results = results_on(server.url)
+    assert not batch_open(results, "r-1")  # no marker at all
+    for slot in ("submit", "advance", "advance"):
+        put_marker(results, marker_key("r-1", slot, 940 + random.randint(0, 99)))
+    put_marker(results, marker_key("r-10", 0, 940))  # another request's, beside it
+    assert not batch_open(results, "r-1")
+    for slot in (99, 10, 7):
+        put_marker(results, marker_key("r-1", slot, 950))
+    assert batch_open(results, "r-1")
+    for slot in (7, 10):
+        results.delete(marker_key("r-1", slot, 950))
+    assert batch_open(results, "r-1")  # the 99th is left
+    results.put("invocations/open/r-1/0-not-a-marker", b"", "text/plain")  # sorts first
+    assert batch_open(results, "r-1")  # looked past, with the whole listing
+    results.delete(marker_key("r-1", 99, 950))
+    assert not batch_open(results, "r-1")
 
 
 def test_a_request_record_round_trips() -> None:
