@@ -247,8 +247,8 @@ def open_markers(results: Results, request_id: str) -> list[Marker]:
 
 def batch_open(results: Results, request_id: str) -> bool:
     """Is a batch marker of the request still there? Usually one ListObjects of one key:
-    ListObjects lists keys in lexicographic order ("Objects are returned in alphabetical
-    order", https://www.alibabacloud.com/help/en/oss/developer-reference/listobjects), and a
+    OSS lists keys in lexicographic order ("Objects in a bucket are sorted in lexicographical
+    order by default", https://www.alibabacloud.com/help/doc-detail/31860.html), and a
     batch's slot is its number, whose digits sort before the letters of the other slots
     (``advance``, ``submit``) — so the first key is a batch marker if any is left. A closer
     asks this once per batch; a request of 100 batches listed up to 100 markers each time
