@@ -76,6 +76,8 @@ def install() -> None:
     global _SDK_OWN
     from aliyunsdkcore.auth.composer import rpc_signature_composer as sdk
 
+    if not callable(getattr(sdk, "__refresh_sign_parameters", None)):
+        return  # not the SDK this was written against (2.16.1, pinned): its own signing stays
     if sdk.get_signed_url is not get_signed_url:
         _SDK_OWN = sdk.get_signed_url
         sdk.get_signed_url = get_signed_url

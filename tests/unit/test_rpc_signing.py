@@ -73,3 +73,14 @@ def test_installed_the_sdk_signs_every_request_with_it() -> None:
     rpc_signing.install()  # idempotent: the SDK's own is still the one kept
     assert rpc_signature_composer.get_signed_url is rpc_signing.get_signed_url
     assert rpc_signing.sdk_own() is not rpc_signing.get_signed_url
+
+
+def test_an_sdk_without_the_step_it_relies_on_keeps_its_own_signing(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from aliyunsdkcore.auth.composer import rpc_signature_composer
+
+    own = rpc_signing.sdk_own()
+    monkeypatch.setattr(rpc_signature_composer, "get_signed_url", own)
+    monkeypatch.delattr(rpc_signature_composer, "__refresh_sign_parameters")
+    rpc_signing.install()
+    assert rpc_signature_composer.get_signed_url is own
