@@ -83,7 +83,6 @@ def _acs3_headers(host: str, action: str, query: dict[str, str], ak: str, secret
     return headers
 
 
-
 # Strings whose every kind of byte the signature encodes: unreserved ones, the three the
 # canonical query is made of ("%", "&", "="), other ASCII, and UTF-8 of 2, 3 and 4 bytes.
 AWKWARD = ["", "i-local00000000000001", "a-b_c.d~e", "2026-11-30T12:00:00Z", "100%", "a&b=c",
@@ -99,6 +98,7 @@ def test_rpc_string_to_sign_encodes_as_quote_does() -> None:
         canonical = "&".join(f"{quote(k, safe='~')}={quote(v, safe='~')}"
                              for k, v in sorted(params.items()))
         assert rpc_string_to_sign("GET", params) == f"GET&%2F&{quote(canonical, safe='~')}"
+
 
 def test_rpc_signature_matches_the_documented_test_vector() -> None:
     params = {"AccessKeyId": "testid", "Action": "DescribeRegions", "Format": "XML",

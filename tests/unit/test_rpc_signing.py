@@ -66,9 +66,12 @@ def test_a_hundred_instances_sign_as_the_sdk_signs_them(fixed_stamp: None) -> No
     assert lean == sdk
 
 
-def test_installed_the_sdk_signs_every_request_with_it() -> None:
+def test_installed_the_sdk_signs_every_request_with_it(monkeypatch: pytest.MonkeyPatch
+                                                       ) -> None:
     from aliyunsdkcore.auth.composer import rpc_signature_composer
 
+    # whatever signed before this test signs again after it
+    monkeypatch.setattr(rpc_signature_composer, "get_signed_url", rpc_signing.sdk_own())
     rpc_signing.install()
     rpc_signing.install()  # idempotent: the SDK's own is still the one kept
     assert rpc_signature_composer.get_signed_url is rpc_signing.get_signed_url
