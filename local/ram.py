@@ -112,9 +112,6 @@ class Statement:
     not_resource: bool = False
     conditions: tuple[Condition, ...] = ()
 
-    def covers(self, action: str, resource: str) -> bool:
-        return self.acts_on(action) and self.reaches(resource)
-
     def acts_on(self, action: str) -> bool:
         """Whether the statement is about ``action`` (its Action, or all but its NotAction)."""
         return (_any_pattern(self.actions).fullmatch(action) is not None) != self.not_action
