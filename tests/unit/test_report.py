@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import posixpath
+import random
 import re
 import subprocess
 import sys
@@ -110,6 +112,36 @@ def test_links_are_relative_to_where_the_report_is_stored() -> None:
     page = report.render(summary, key="results/requests/r-1/report.html")
     assert b'href="../../t-1/i-1/output.txt"' in page
     assert b'href="../../t-1/i-1/result.json"' in page
+
+
+def test_links_elsewhere_are_what_relpath_makes_of_them() -> None:
+    """A key outside the report's folder is made relative by its segments when both are plain
+    (``..``, ``.`` and empty segments go through ``posixpath.relpath`` itself): the same
+    link either way, on awkward and on random keys and folders. A key under the folder is
+    the rest of the key, as it always was."""
+    segments = ["a", "b", "ab", ".", "..", "", "...", ".x", "x.", "results", "é", "a b", "%2F"]
+    rng = random.Random(14)
+    cases = [("results/requests/r-1", "results/t-1/i-1/result.json"),
+             ("results/requests/r-1", "results/requests/r-1"), ("a/b", "a"), ("a", "a/b/c"),
+             ("", "a/b"), ("a/./b", "a/c"), ("a/../b", "c"), ("a//b", "a/c"), ("a/", "a/b/")]
+    for _ in range(20_000):
+        base = "/".join(rng.choice(segments) for _ in range(rng.randint(0, 4)))
+        key = "/".join(rng.choice(segments) for _ in range(rng.randint(1, 5)))
+        cases.append((base, key))
+    checked = 0
+    for base, key in cases:
+        if not key:
+            continue
+        if key.startswith(base + "/"):  # under the folder: the rest of the key, as it is
+            want = key[len(base) + 1:]
+        else:
+            try:
+                want = posixpath.relpath(key, base or ".")
+            except ValueError:  # relpath's refusal (an absolute key, a relative folder)
+                continue
+        assert report._Links(base, {})._relative(key) == want, (base, key)
+        checked += 1
+    assert checked > 15_000
 
 
 def test_ten_thousand_instances_stay_small_and_quick() -> None:
