@@ -295,6 +295,11 @@ def wave_claim_key(request_id: str, wave: int) -> str:
     return f"{REQUESTS_PREFIX}/{request_id}/wave-{wave}"
 
 
+def finish_claim_key(request_id: str) -> str:
+    """Claimed by the closer that writes the request's end (``shared.rollout.advance``)."""
+    return f"{REQUESTS_PREFIX}/{request_id}/finish"
+
+
 def save_batch(results: Results, request_id: str, index: int, batch: Batch) -> None:
     results.put(batch_key(request_id, index), json.dumps(asdict(batch), sort_keys=True).encode(),
                 "application/json")

@@ -19,7 +19,8 @@ dispatcher for a batch refused for good (``batch_done``):
 ``advance`` decides from the request record and the stored summaries: the next wave starts
 (claimed once, ``Results.claim`` on ``wave-{k}``, through the dispatch queue) when every batch
 before it is collected and the error budget (``MaxErrors``) is not exceeded; else, once every
-invoked batch is collected, ``finish``: each instance never started gets its ``NotStarted``
+invoked batch is collected, ``finish`` (claimed once too, on ``finish``, by a closer; the
+reconciler finishes without a claim): each instance never started gets its ``NotStarted``
 ``result.json`` (``MaxErrorsExceeded``, or its batch's refusal), the request summary is written
 (``shared.request_summary``; the same bytes again), the ad-hoc command is deleted, and the
 notification job starts.
@@ -49,6 +50,7 @@ from shared.ledger import (
     RequestRecord,
     batch_open,
     delete_command,
+    finish_claim_key,
     load_request,
     marker_key,
     open_markers,
@@ -175,13 +177,20 @@ def batch_done(clients: Clients, ecs: CloudAssistant, record_or_id: RequestRecor
     if marker:
         results.delete(marker)
     if not batch_open(results, request_id):
-        advance(clients, ecs, request_id)
+        advance(clients, ecs, request_id, claim=True)
     results.delete(held)
 
 
-def advance(clients: Clients, ecs: CloudAssistant, request_id: str, force: bool = False
-            ) -> str:
-    """Start the next wave, or finish the request, or nothing (work still open): which."""
+def advance(clients: Clients, ecs: CloudAssistant, request_id: str, force: bool = False,
+            claim: bool = False) -> str:
+    """Start the next wave, or finish the request, or nothing (work still open): which.
+
+    ``claim`` (a closer's call): the request's end is written by the closer that claims it
+    (``Results.claim`` on ``finish``), as a wave is started by the one that claims it — two
+    last batches that finish together would each write it (the same bytes, a 10,000-instance
+    request's report and summary rendered twice, side by side, on the critical path). A
+    closer that dies with the claim keeps its ``advance`` marker, and the reconciler, which
+    calls without ``claim``, finishes in its place."""
     results = clients.results
     record = load_request(results, request_id)
     if record is None:
@@ -216,7 +225,14 @@ def advance(clients: Clients, ecs: CloudAssistant, request_id: str, force: bool 
         return "claimed"
     if any(n not in summaries for n, _ in invoked):
         return "open"
-    finish(clients, ecs, record, [summaries[n] for n, _ in invoked], errors)
+    if claim and not results.claim(finish_claim_key(request_id)):
+        return "claimed"
+    try:
+        finish(clients, ecs, record, [summaries[n] for n, _ in invoked], errors)
+    except CloudCallError:
+        if claim:  # the claim goes, so that the retry finishes (finish is idempotent)
+            results.release(finish_claim_key(request_id))
+        raise
     return "finished"
 
 

@@ -111,6 +111,40 @@ def test_six_failing_one_at_a_time_max_errors_two_stops_after_the_third_failure(
     assert {docs[i]["ErrorCode"] for i in never} == {"MaxErrorsExceeded"}
 
 
+def test_the_end_of_a_request_is_written_by_the_closer_that_claims_it(
+        cloud: LocalCloud, endpoints: Endpoints) -> None:
+    """Two last batches that finish together each find the request over; only the closer
+    that claims ``finish`` writes its end. Another closer's call (a redelivered last
+    follow-up, the other of the two) answers ``claimed`` and writes nothing; the reconciler,
+    which calls without a claim (a closer died holding it), writes the very same bytes."""
+    from shared.clients import Clients
+    from shared.config import Settings
+    from shared.ledger import finish_claim_key
+    from shared.rollout import advance
+
+    status, body = endpoints.post({
+        "Type": "RunShellScript", "CommandContent": "echo ok", "InstanceIds": GOOD[:2],
+        "RateControl": {"MaxConcurrency": 1}, "ClientToken": f"rc-end-{time.time_ns()}"})
+    assert status == 202 and body["Plan"]["Waves"] == 2, body
+    request_summary(endpoints, body)
+    request_id = body["RequestId"]
+    assert cloud.host is not None
+    clients = Clients(Settings.from_env(cloud.host.runtimes["assistflow-collect"].environment))
+    ecs = clients.ecs_in(cloud.endpoints["region"])
+    assert clients.results.exists(finish_claim_key(request_id))
+    key = str(body["Summary"]).split("/", 3)[3]
+    bucket = endpoints.bucket()
+    written = bucket.get_object(key)
+    before, stamp = written.read(), written.headers["Last-Modified"]
+
+    assert advance(clients, ecs, request_id, claim=True) == "claimed"
+    time.sleep(1.1)  # Last-Modified has whole seconds: a rewrite would show
+    assert bucket.head_object(key).headers["Last-Modified"] == stamp
+    assert advance(clients, ecs, request_id) == "finished"  # the reconciler's way
+    after = bucket.get_object(key)
+    assert after.headers["Last-Modified"] != stamp and after.read() == before
+
+
 def test_dry_run_lists_every_target_with_its_verdict_and_creates_nothing(
         endpoints: Endpoints) -> None:
     targets = [*GOOD[:2], "i-local0000000000000s", "i-local0000000000000n"]
