@@ -160,6 +160,7 @@ class FunctionRuntime:
                  record: Path | None = None, label: str = "",
                  platform_delay: Callable[[], float] | None = None) -> None:
         self.spec = spec
+        self.max_instances = max_instances
         self._platform_delay = platform_delay or (lambda: 0.0)
         self._closing = threading.Event()
         self.label = label  # prefix of this runtime's thread names (tells hosts apart)
