@@ -170,7 +170,7 @@ def test_a_retry_pause_holds_none_of_the_functions_instances() -> None:
     its pause, with its request id, and its failure reaches the destination once."""
     function = _Slow("fn", 1, 0.01)
     sent: list[tuple[str, bytes]] = []
-    invoker = AsyncInvoker(retry_delay=0.3, policies={"fn": AsyncPolicy(
+    invoker = AsyncInvoker(retry_delay=0.5, policies={"fn": AsyncPolicy(
         retries=1, on_failure="dlq")}, send=lambda queue, body: sent.append((queue, body)))
     finished, all_done, on_done = _done_when(4)
     try:
@@ -182,7 +182,7 @@ def test_a_retry_pause_holds_none_of_the_functions_instances() -> None:
         invoker.stop()
     order = [request_id for request_id, _, _ in function.log]
     assert order == ["bad", "ok-0", "ok-1", "ok-2", "bad"], order
-    assert function.log[-1][1] - function.log[0][2] >= 0.3  # the pause, between its attempts
+    assert function.log[-1][1] - function.log[0][2] >= 0.5  # the pause, between its attempts
     assert [i.request_id for i in finished if not i.ok] == ["bad"]
     ((queue, body),) = sent
     assert queue == "dlq" and json.loads(body)["requestContext"]["approximateInvokeCount"] == 2
