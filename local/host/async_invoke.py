@@ -108,11 +108,13 @@ class AsyncInvoker:
     queue trigger's delivery) runs one invocation and its retries in the calling thread.
 
     ``policies`` maps a function name to its ``AsyncPolicy`` (others get ``retries`` and no
-    destination); ``send`` delivers a destination record to an MNS queue.
+    destination); ``send`` delivers a destination record to an MNS queue. ``workers``: the
+    pool's threads, made as they are needed; a function's queue holds one while it has work,
+    so there are enough for every function's instances (a template's few functions, 4 each).
     """
 
     def __init__(self, retries: int = DEFAULT_RETRIES, retry_delay: float = 1.0,
-                 workers: int = 16, label: str = "", *,
+                 workers: int = 64, label: str = "", *,
                  policies: dict[str, AsyncPolicy] | None = None, send: Sender | None = None,
                  region: str = "", account_id: str = "") -> None:
         self.retries = retries

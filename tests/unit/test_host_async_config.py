@@ -149,7 +149,7 @@ def test_a_flood_of_one_functions_invocations_runs_as_wide_as_its_instances() ->
     run two at a time; one of another function, submitted after them, does not wait behind
     them (each function has its own queue, run as its instances free up)."""
     flood, other = _Slow("flood", 2, 0.02), _Slow("other", 2, 0.0)
-    invoker = AsyncInvoker(retry_delay=0.05)
+    invoker = AsyncInvoker(retry_delay=0.05, workers=16)
     _, all_done, on_done = _done_when(41)
     try:
         for n in range(40):
