@@ -191,9 +191,6 @@ class AsyncInvoker:
         inv = item.runtime.invoke(item.event, item.request_id)
         delay = self._retry_delay(inv, item.attempt, policy, item.accepted)
         if delay is not None:
-            log.info("%s %s failed (%s); async retry %d of %d in %.1f s",
-                     item.runtime.spec.name, item.request_id,
-                     (inv.error or {}).get("errorType"), item.attempt + 1, policy.retries, delay)
             with self._lock:
                 if not self._stop.is_set():
                     again = replace(item, attempt=item.attempt + 1)
@@ -213,8 +210,8 @@ class AsyncInvoker:
     def _retry_delay(self, inv: Invocation, attempt: int, policy: AsyncPolicy,
                      accepted: float) -> float | None:
         """The pause before retrying attempt number ``attempt`` (from 0) that ended as
-        ``inv``; None when it is not retried (it succeeded, the platform stopped, the retries
-        are spent, or the event would be too old)."""
+        ``inv`` (logged); None when it is not retried (it succeeded, the platform stopped, the
+        retries are spent, or the event would be too old)."""
         error_type = (inv.error or {}).get("errorType")
         if inv.ok or error_type in NOT_RETRIED or attempt >= policy.retries:
             return None
@@ -223,6 +220,8 @@ class AsyncInvoker:
         delay = self.retry_delay * 2 ** attempt
         if time.monotonic() + delay - accepted > policy.max_age:
             return None  # too old to be tried again (MaxAsyncEventAgeInSeconds)
+        log.info("%s %s failed (%s); async retry %d of %d in %.1f s", inv.function,
+                 inv.request_id, error_type, attempt + 1, policy.retries, delay)
         return delay
 
     def run(self, runtime: FunctionRuntime, event: bytes, request_id: str | None = None, *,
@@ -242,9 +241,6 @@ class AsyncInvoker:
             if delay is None:
                 break
             attempt += 1
-            log.info("%s %s failed (%s); async retry %d of %d in %.1f s", runtime.spec.name,
-                     request_id, (inv.error or {}).get("errorType"), attempt, policy.retries,
-                     delay)
             if before_retry is not None:
                 before_retry(delay)
             if self._stop.wait(delay):
