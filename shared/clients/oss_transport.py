@@ -35,6 +35,10 @@ on a new connection — the server never read it.
 oss2's CRC-64 and MD5 checks still run: the body is read through oss2's CRC adapter before it
 is sent, and the answer is the same ``oss2.http.Response`` over a body object with the members
 it uses (``status_code``, ``headers``, ``iter_content``).
+
+``shared.clients.oss_writes`` (a look's many writes from one thread) sends on the same kept
+connections and reads their answers with the same pieces: ``Connection``, ``status_line``,
+``read_headers``, ``keeps_connection``, ``check_put`` and ``RETRY_ON``.
 """
 
 from __future__ import annotations
@@ -60,11 +64,11 @@ MAX_HEADERS = 100  # most header lines in one answer (http.client's _MAXHEADERS)
 _NOT_HERE = object()  # a request this session leaves to oss2's own road
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an RFC 9110 token
-_RETRY_ON = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError,
-             ConnectionAbortedError)
+RETRY_ON = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError,
+            ConnectionAbortedError)
 
 
-class _Connection:
+class Connection:
     """One HTTP/1.1 connection (TLS for https) and the buffered reader of its answers."""
 
     __slots__ = ("reused", "rfile", "sock")
@@ -105,13 +109,13 @@ class _Connections:
 
     def __init__(self, size: int) -> None:
         self._size = size
-        self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
+        self._idle: dict[tuple[str, str, int], list[Connection]] = {}
         self._lock = threading.Lock()
         self._tls: Any = None
         self.opened = 0
         self.requests = 0
 
-    def take(self, origin: tuple[str, str, int], timeout: Any) -> _Connection:
+    def take(self, origin: tuple[str, str, int], timeout: Any) -> Connection:
         while True:
             with self._lock:
                 idle = self._idle.get(origin)
@@ -122,12 +126,12 @@ class _Connections:
                 conn.reused = True
                 return conn
             conn.close()
-        conn = _Connection(*origin, timeout, self._context() if origin[0] == "https" else None)
+        conn = Connection(*origin, timeout, self._context() if origin[0] == "https" else None)
         with self._lock:
             self.opened += 1
         return conn
 
-    def give_back(self, origin: tuple[str, str, int], conn: _Connection) -> None:
+    def give_back(self, origin: tuple[str, str, int], conn: Connection) -> None:
         with self._lock:
             idle = self._idle.setdefault(origin, [])
             if len(idle) < self._size:
@@ -153,7 +157,7 @@ class _Connections:
         with self._lock:
             self.requests += 1
         for attempt in (1, 2):
-            conn: _Connection | None = None
+            conn: Connection | None = None
             try:
                 conn = self.take(origin, timeout)
                 conn.sock.settimeout(timeout)
@@ -163,7 +167,7 @@ class _Connections:
                 if conn is not None:
                     conn.close()
                 if attempt == 1 and conn is not None and conn.reused \
-                        and isinstance(exc, _RETRY_ON):
+                        and isinstance(exc, RETRY_ON):
                     continue  # the server closed the kept connection before reading this
                 raise RequestError(exc) from exc
         raise AssertionError("unreachable")  # pragma: no cover
@@ -252,11 +256,11 @@ class _Body:
     __slots__ = ("_chunk_left", "_chunked", "_conn", "_keep", "_left", "_origin", "_pool",
                  "headers", "status_code")
 
-    def __init__(self, pool: _Connections, origin: tuple[str, str, int], conn: _Connection,
+    def __init__(self, pool: _Connections, origin: tuple[str, str, int], conn: Connection,
                  status: int, headers: CaseInsensitiveDict[str], left: int, chunked: bool,
                  keep: bool) -> None:
         self._pool, self._origin = pool, origin
-        self._conn: _Connection | None = conn
+        self._conn: Connection | None = conn
         self.status_code = status
         self.headers = headers  # case-insensitive, repeated headers joined: as requests
         self._left = left  # body bytes still to read; -1: until the connection ends
@@ -267,7 +271,7 @@ class _Body:
             self._done()
 
     @classmethod
-    def read_head(cls, pool: _Connections, origin: tuple[str, str, int], conn: _Connection,
+    def read_head(cls, pool: _Connections, origin: tuple[str, str, int], conn: Connection,
                   method: str) -> _Body:
         rfile = conn.rfile
         while True:
@@ -278,7 +282,7 @@ class _Body:
             if len(line) > MAX_LINE:
                 raise http.client.LineTooLong("status line")
             version, status = status_line(line)
-            headers = _read_headers(rfile)
+            headers = read_headers(rfile)
             if not 100 <= status < 200 or status == 101:
                 break  # an interim answer (100 Continue, 103) is followed by the real one
         keep = keeps_connection(version, headers)
@@ -350,7 +354,7 @@ class _Body:
             except ValueError:
                 raise http.client.HTTPException(f"bad chunk size line {line[:40]!r}") from None
             if self._chunk_left == 0:
-                _read_headers(rfile)  # the trailer section, ended by its blank line
+                read_headers(rfile)  # the trailer section, ended by its blank line
                 self._done()
                 return b""
         data = rfile.read(min(size, self._chunk_left))
@@ -377,7 +381,7 @@ def keeps_connection(version: str, headers: Mapping[str, str]) -> bool:
     return "close" not in connection and (version != "HTTP/1.0" or "keep-alive" in connection)
 
 
-def _read_headers(rfile: Any) -> CaseInsensitiveDict[str]:
+def read_headers(rfile: Any) -> CaseInsensitiveDict[str]:
     """Header lines up to the blank line, repeated names joined by ``, `` (as urllib3 and
     requests join them); obsolete folded lines joined to the header they continue."""
     headers: CaseInsensitiveDict[str] = CaseInsensitiveDict()

@@ -47,13 +47,13 @@ from typing import TYPE_CHECKING
 import oss2
 
 from shared.clients.oss_transport import (
-    _RETRY_ON,
+    RETRY_ON,
+    Connection,
     LeanSession,
-    _Connection,
-    _read_headers,
     check_put,
     keeps_connection,
     one_timeout,
+    read_headers,
     status_line,
 )
 from shared.clients.results import as_cloud_error
@@ -189,12 +189,12 @@ class Writes:
         wake.setblocking(False)
         selector = selectors.DefaultSelector()
         selector.register(wake, selectors.EVENT_READ, None)
-        free: list[_Connection] = []  # connections of this look with nothing in flight
-        flight: dict[_Connection, _Sent] = {}
+        free: list[Connection] = []  # connections of this look with nothing in flight
+        flight: dict[Connection, _Sent] = {}
         ready: deque[tuple[int, int]] = deque()
         origin = session.origin_of(bucket)
 
-        def send(conn: _Connection | None, chain: int, step: int, resent: bool = False) -> None:
+        def send(conn: Connection | None, chain: int, step: int, resent: bool = False) -> None:
             put = self._chains[chain][step]
             request = session.put_request(bucket, put.key, put.data,
                                           {"Content-Type": put.content_type})
@@ -206,7 +206,7 @@ class Writes:
             except OSError as exc:
                 if conn is not None:
                     conn.close()
-                    if not resent and conn.reused and isinstance(exc, _RETRY_ON):
+                    if not resent and conn.reused and isinstance(exc, RETRY_ON):
                         send(None, chain, step, resent=True)  # closed before it read this
                         return
                 self._failed(chain, step, oss2.exceptions.RequestError(exc))
@@ -214,19 +214,19 @@ class Writes:
             flight[conn] = _Sent(chain, step, time.monotonic() + wait_for, resent)
             selector.register(conn.sock, selectors.EVENT_READ, conn)
 
-        def answered(conn: _Connection, sent: _Sent, error: BaseException | None,
+        def answered(conn: Connection, sent: _Sent, error: BaseException | None,
                      keep: bool = True) -> None:
             selector.unregister(conn.sock)
             del flight[conn]
             if error is not None:
                 conn.close()
                 if not sent.resent and conn.reused and not sent.answer \
-                        and isinstance(error, (*_RETRY_ON, EOFError)):
+                        and isinstance(error, (*RETRY_ON, EOFError)):
                     send(None, sent.chain, sent.step, resent=True)  # never read: again
                     return
                 self._failed(sent.chain, sent.step, error)
                 return
-            kept: _Connection | None = conn
+            kept: Connection | None = conn
             conn.reused = True  # it answered: a close before its next answer is a kept one's
             if not keep:
                 conn.close()
@@ -276,7 +276,7 @@ class Writes:
                 session.connections.give_back(origin, conn)
             selector.close()
 
-    def _read(self, bucket: oss2.Bucket, conn: _Connection, sent: _Sent) -> bool | None:
+    def _read(self, bucket: oss2.Bucket, conn: Connection, sent: _Sent) -> bool | None:
         """Read what came of ``sent``'s answer: None while it is not whole; once it is,
         whether the connection may be kept. Raises oss2's exception for an answer other than
         2xx or a CRC-64 that does not match, ``RequestError`` for one it cannot frame."""
@@ -296,7 +296,7 @@ class Writes:
         stream = io.BytesIO(answer)
         line = stream.readline()
         version, status = status_line(line)
-        headers = _read_headers(stream)
+        headers = read_headers(stream)
         length = headers.get("Content-Length", "")
         if not length.isdigit() or status < 200 or "Transfer-Encoding" in headers:
             # not framed as OSS frames a PutObject's answer: the usual road sends it again
